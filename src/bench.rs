@@ -1,0 +1,373 @@
+//! The load tool behind `keygate bench`.
+//!
+//! Measures, in one run on one machine:
+//! 1. the raw verify rate of the primitive the server uses (ECDSA P-256, aws-lc-rs),
+//!    single-threaded, over a payload shaped like a real challenge;
+//! 2. admissions per second: N concurrent clients, each looping connect → request →
+//!    challenge → auth (signing like a browser) → welcome → close, with p50/p99 of
+//!    connect-to-welcome latency; and their ratio to `cores × raw verify rate`;
+//! 3. how much resident memory the server holds per idle admitted socket.
+//!
+//! The last line printed is JSON, for scripts.
+
+use crate::challenge::IssuedChallenge;
+use crate::client::p256_key::P256Key;
+use crate::client::ws::{Client, ClientError};
+use crate::ids::RoomId;
+use crate::verify::WebCryptoVerifier;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub struct BenchOptions {
+    pub url: Option<String>,
+    pub clients: usize,
+    pub admissions: usize,
+    pub idle: usize,
+    pub verify_seconds: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("could not start a server: {0}")]
+    Spawn(String),
+    #[error("{0}")]
+    Client(#[from] ClientError),
+    #[error("setup failed: {0}")]
+    Setup(String),
+}
+
+/// What one run measured.
+#[derive(Debug, Serialize)]
+pub struct BenchReport {
+    pub cores: usize,
+    pub raw_verify_per_sec: f64,
+    pub admissions: usize,
+    pub failed_admissions: usize,
+    pub clients: usize,
+    pub seconds: f64,
+    pub admissions_per_sec: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// admissions/s ÷ (cores × raw verify rate).
+    pub ratio: f64,
+    pub idle_sockets: usize,
+    pub rss_before_idle_bytes: u64,
+    pub rss_after_idle_bytes: u64,
+    pub rss_per_idle_socket_bytes: f64,
+}
+
+impl BenchReport {
+    pub fn json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// A server started for the run, stopped when dropped.
+struct SpawnedServer {
+    child: Child,
+    _dir: tempfile_dir::TempDir,
+}
+
+/// A minimal temporary directory (the bench must not depend on dev-dependencies).
+mod tempfile_dir {
+    use std::path::{Path, PathBuf};
+    pub struct TempDir(PathBuf);
+    impl TempDir {
+        pub fn new() -> std::io::Result<Self> {
+            let path = std::env::temp_dir().join(format!(
+                "keygate-bench-{}",
+                crate::ids::hex(&crate::ids::random_bytes::<6>())
+            ));
+            std::fs::create_dir_all(&path)?;
+            Ok(TempDir(path))
+        }
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+async fn spawn_server(max_connections: usize) -> Result<(SpawnedServer, String), BenchError> {
+    let dir = tempfile_dir::TempDir::new().map_err(|e| BenchError::Spawn(e.to_string()))?;
+    let exe = std::env::current_exe().map_err(|e| BenchError::Spawn(e.to_string()))?;
+    let mut child = Command::new(exe)
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0", "--auth-timeout", "300"])
+        .arg("--max-connections")
+        .arg(max_connections.to_string())
+        .arg("--db")
+        .arg(dir.path().join("bench.db"))
+        .env("KEYGATE_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| BenchError::Spawn(e.to_string()))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| BenchError::Spawn("no stdout".into()))?;
+    let mut line = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        BufReader::new(stdout).read_line(&mut line),
+    )
+    .await
+    .map_err(|_| BenchError::Spawn("server did not start within 20 s".into()))?
+    .map_err(|e| BenchError::Spawn(e.to_string()))?;
+    let http = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .ok_or_else(|| BenchError::Spawn(format!("unexpected server output: {line}")))?;
+    let url = format!("{}/ws", http.replacen("http://", "ws://", 1));
+    Ok((SpawnedServer { child, _dir: dir }, url))
+}
+
+/// Single-threaded verifications per second of the server's primitive.
+pub fn raw_verify_rate(seconds: f64) -> Result<f64, BenchError> {
+    let key = P256Key::generate().map_err(|e| BenchError::Setup(e.to_string()))?;
+    let challenge = IssuedChallenge::issue(
+        RoomId::generate(),
+        "http://127.0.0.1:8080",
+        None,
+        chrono::Utc::now(),
+    );
+    let message = challenge.signed_bytes.as_bytes();
+    let auth = json!({ "publicKey": key.public_jwk(), "signature": key.sign_b64(message).map_err(|e| BenchError::Setup(e.to_string()))? });
+    let verifier = WebCryptoVerifier;
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed().as_secs_f64() < seconds {
+        for _ in 0..100 {
+            // The same path the server takes: parse the proof, then check it.
+            let claim = crate::verify::Verifier::claim(&verifier, &auth)
+                .map_err(|e| BenchError::Setup(e.to_string()))?;
+            claim
+                .check(message)
+                .map_err(|e| BenchError::Setup(e.to_string()))?;
+        }
+        n += 100;
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Creates a room owned by a fresh key and whitelists `keys`; returns the room id and
+/// the owner's connection (still admitted, so it occupies one seat).
+async fn create_room(url: &str, keys: &[Value]) -> Result<(String, Client), BenchError> {
+    let owner = P256Key::generate().map_err(|e| BenchError::Setup(e.to_string()))?;
+    let mut c = Client::connect(url).await?;
+    let welcome = c
+        .join_webcrypto(
+            json!({"type": "request", "create": true, "name": "bench"}),
+            &owner,
+        )
+        .await?;
+    let room = welcome["roomId"].as_str().unwrap_or_default().to_owned();
+    if !keys.is_empty() {
+        let add: Vec<Value> = keys
+            .iter()
+            .map(|jwk| Value::String(jwk.to_string()))
+            .collect();
+        c.send(&json!({"type": "whitelist", "add": add})).await?;
+        let updated = c.expect("whitelist-updated").await?;
+        if updated["errors"].as_array().is_some_and(|e| !e.is_empty()) {
+            return Err(BenchError::Setup(format!(
+                "whitelist errors: {}",
+                updated["errors"]
+            )));
+        }
+    }
+    Ok((room, c))
+}
+
+async fn metric(url: &str, name: &str) -> Option<f64> {
+    let hostport = url.strip_prefix("ws://")?.split('/').next()?.to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&hostport).await.ok()?;
+    let req = format!("GET /metrics HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n");
+    stream.write_all(req.as_bytes()).await.ok()?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.ok()?;
+    body.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+pub async fn run(opts: BenchOptions) -> Result<BenchReport, BenchError> {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let clients = opts.clients.max(1);
+    let (_server, url) = match &opts.url {
+        Some(u) => (None, u.clone()),
+        None => {
+            let (s, u) = spawn_server(opts.idle + clients + 256).await?;
+            (Some(s), u)
+        }
+    };
+    eprintln!("keygate bench against {url}");
+
+    let raw = tokio::task::spawn_blocking(move || raw_verify_rate(opts.verify_seconds))
+        .await
+        .map_err(|e| BenchError::Setup(e.to_string()))??;
+    eprintln!("raw verify (ECDSA P-256, aws-lc-rs, 1 thread): {raw:.0}/s");
+
+    // Setup: rooms of 7 workers each (the default room holds 8).
+    let keys: Vec<P256Key> = (0..clients)
+        .map(|_| P256Key::generate())
+        .collect::<Result<_, _>>()
+        .map_err(|e| BenchError::Setup(e.to_string()))?;
+    let mut rooms = Vec::new();
+    for chunk in keys.chunks(7) {
+        let jwks: Vec<Value> = chunk.iter().map(|k| k.public_jwk()).collect();
+        let (room, owner) = create_room(&url, &jwks).await?;
+        owner.close().await;
+        rooms.push(room);
+    }
+
+    let remaining = Arc::new(AtomicUsize::new(opts.admissions));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let latencies = Arc::new(Mutex::new(Vec::with_capacity(opts.admissions)));
+    let start = Instant::now();
+    let mut workers = Vec::new();
+    for (i, key) in keys.into_iter().enumerate() {
+        let (url, room) = (url.clone(), rooms[i / 7].clone());
+        let (remaining, failed, latencies) = (remaining.clone(), failed.clone(), latencies.clone());
+        workers.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            while remaining
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                let t = Instant::now();
+                let result = async {
+                    let mut c = Client::connect(&url).await?;
+                    c.join_webcrypto(json!({"type": "request", "roomId": room}), &key)
+                        .await?;
+                    c.close().await;
+                    Ok::<_, ClientError>(())
+                }
+                .await;
+                match result {
+                    Ok(()) => mine.push(t.elapsed().as_secs_f64() * 1000.0),
+                    Err(e) => {
+                        if failed.fetch_add(1, Ordering::Relaxed) < 5 {
+                            eprintln!("admission failed: {e}");
+                        }
+                    }
+                }
+            }
+            if let Ok(mut l) = latencies.lock() {
+                l.extend(mine);
+            }
+        }));
+    }
+    for w in workers {
+        let _ = w.await;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let mut lat = latencies.lock().map(|l| l.clone()).unwrap_or_default();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let admitted = lat.len();
+    let per_sec = admitted as f64 / seconds;
+    let ratio = per_sec / (cores as f64 * raw);
+    eprintln!(
+        "admissions: {admitted} in {seconds:.2} s = {per_sec:.0}/s with {clients} clients; p50 {:.2} ms, p99 {:.2} ms; ratio to {cores} × raw verify: {ratio:.2}",
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99)
+    );
+
+    let (idle, rss_before, rss_after, per_socket) = if opts.idle > 0 {
+        idle_phase(&url, opts.idle).await?
+    } else {
+        (0, 0, 0, 0.0)
+    };
+    Ok(BenchReport {
+        cores,
+        raw_verify_per_sec: raw,
+        admissions: admitted,
+        failed_admissions: failed.load(Ordering::Relaxed),
+        clients,
+        seconds,
+        admissions_per_sec: per_sec,
+        p50_ms: percentile(&lat, 0.5),
+        p99_ms: percentile(&lat, 0.99),
+        ratio,
+        idle_sockets: idle,
+        rss_before_idle_bytes: rss_before,
+        rss_after_idle_bytes: rss_after,
+        rss_per_idle_socket_bytes: per_socket,
+    })
+}
+
+/// Opens `count` admitted sockets (rooms of 8: the owner plus 7 sessions of one
+/// whitelisted key), waits for the server to settle, and reads its RSS.
+async fn idle_phase(url: &str, count: usize) -> Result<(usize, u64, u64, f64), BenchError> {
+    let rss = |v: Option<f64>| v.unwrap_or(0.0) as u64;
+    let before = rss(metric(url, "process_resident_memory_bytes").await);
+    let key = Arc::new(P256Key::generate().map_err(|e| BenchError::Setup(e.to_string()))?);
+    let rooms = count.div_ceil(8);
+    let held = Arc::new(Mutex::new(Vec::with_capacity(count)));
+    let next_room = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let (url, key, held, next_room) =
+            (url.to_owned(), key.clone(), held.clone(), next_room.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let r = next_room.fetch_add(1, Ordering::Relaxed);
+                if r >= rooms {
+                    return Ok::<(), BenchError>(());
+                }
+                let seats = (count - r * 8).min(8);
+                let (room, owner) = create_room(&url, &[key.public_jwk()]).await?;
+                let mut mine = vec![owner];
+                for _ in 1..seats {
+                    let mut c = Client::connect(&url).await?;
+                    c.join_webcrypto(json!({"type": "request", "roomId": room}), &key)
+                        .await?;
+                    mine.push(c);
+                }
+                if let Ok(mut h) = held.lock() {
+                    h.extend(mine);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.map_err(|e| BenchError::Setup(e.to_string()))??;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = rss(metric(url, "process_resident_memory_bytes").await);
+    let open = held.lock().map(|h| h.len()).unwrap_or(0);
+    let per_socket = after.saturating_sub(before) as f64 / open.max(1) as f64;
+    eprintln!(
+        "idle: {open} admitted sockets; server RSS {:.1} MiB → {:.1} MiB = {:.1} KiB per socket",
+        before as f64 / 1048576.0,
+        after as f64 / 1048576.0,
+        per_socket / 1024.0
+    );
+    let clients = std::mem::take(&mut *held.lock().map_err(|_| BenchError::Setup("lock".into()))?);
+    drop(clients);
+    Ok((open, before, after, per_socket))
+}
+
+impl Drop for SpawnedServer {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}

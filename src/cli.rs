@@ -1,0 +1,440 @@
+//! The command line: `serve`, `identity`, `room …`, `bench`.
+//!
+//! Each subcommand parses its arguments here and calls into the library; the
+//! output formats (what a script can rely on) are defined here too.
+
+use crate::bench::{self, BenchOptions};
+use crate::config::Settings;
+use crate::identity::{parse_key_list, Identity, KeyLine};
+use crate::ids::RoomId;
+use crate::store::Store;
+use crate::web::Server;
+use clap::{Args, Parser, Subcommand};
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Prints a line to stdout; a closed pipe (`keygate room list | head`) is not an error.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+#[derive(Parser)]
+#[command(
+    name = "keygate",
+    version,
+    about = "Video rooms that admit only the holders of whitelisted keys"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (HTTP pages and the /ws signaling endpoint).
+    Serve(ServeArgs),
+    /// Print the normalized identity (DID) and fingerprint of a public key.
+    Identity {
+        /// A key in any accepted format: the text itself, a file path, or - for stdin.
+        key: String,
+    },
+    /// Manage rooms and whitelists directly in the database.
+    Room {
+        #[command(flatten)]
+        db: DbArg,
+        #[command(subcommand)]
+        command: RoomCommand,
+    },
+    /// Measure admissions per second and memory per idle socket.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct DbArg {
+    /// The SQLite database file.
+    #[arg(long, env = "KEYGATE_DB", default_value = "keygate.db", global = true)]
+    db: PathBuf,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "KEYGATE_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
+    /// SQLite database file, created if missing [default: keygate.db].
+    #[arg(long, env = "KEYGATE_DB")]
+    db: Option<PathBuf>,
+    /// Public origin put into challenges, e.g. https://meet.example.com [default: http://LISTEN].
+    #[arg(long, env = "KEYGATE_ORIGIN")]
+    origin: Option<String>,
+    /// TOML settings file; flags and environment variables override it.
+    #[arg(long, env = "KEYGATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Most peers in one room [default: 8].
+    #[arg(long, env = "KEYGATE_MAX_PEERS")]
+    max_peers: Option<usize>,
+    /// Most open WebSocket connections [default: 16384].
+    #[arg(long, env = "KEYGATE_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Seconds a challenge stays valid [default: 120].
+    #[arg(long, env = "KEYGATE_FRESHNESS")]
+    freshness: Option<f64>,
+    /// Seconds an unadmitted socket may stay open [default: 30].
+    #[arg(long, env = "KEYGATE_AUTH_TIMEOUT")]
+    auth_timeout: Option<f64>,
+}
+
+#[derive(Subcommand)]
+enum RoomCommand {
+    /// Create a room; prints its id.
+    Create {
+        /// The owner's key, in any accepted format (text, file, or -).
+        #[arg(long)]
+        owner: String,
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// Whitelist a key (or every key of an authorized_keys / allowed_signers file).
+    Allow {
+        room: String,
+        key: String,
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// Remove a key from the whitelist; its live sessions are ejected.
+    Deny { room: String, key: String },
+    /// List rooms.
+    List,
+    /// Show a room's whitelist and recent audit events.
+    Show { room: String },
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// WebSocket URL of a running server; without it, a server is started on a
+    /// temporary database and stopped afterwards.
+    #[arg(long)]
+    url: Option<String>,
+    /// Concurrent clients during the admission phase.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Admissions to measure.
+    #[arg(long, default_value_t = 20_000)]
+    admissions: usize,
+    /// Idle admitted sockets to hold open for the memory measurement (0 skips it).
+    #[arg(long, default_value_t = 10_000)]
+    idle: usize,
+    /// Seconds spent measuring the raw verify rate.
+    #[arg(long, default_value_t = 2.0)]
+    verify_seconds: f64,
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type CliResult = Result<ExitCode, Box<dyn std::error::Error>>;
+
+async fn run(command: Command) -> CliResult {
+    match command {
+        Command::Serve(args) => serve(args).await,
+        Command::Identity { key } => identity(&key),
+        Command::Room { db, command } => room(&db.db, command).await,
+        Command::Bench(args) => {
+            let report = bench::run(BenchOptions {
+                url: args.url,
+                clients: args.clients,
+                admissions: args.admissions,
+                idle: args.idle,
+                verify_seconds: args.verify_seconds,
+            })
+            .await?;
+            say!("{}", report.json());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn settings_from(args: ServeArgs) -> Result<Settings, Box<dyn std::error::Error>> {
+    let mut s = match &args.config {
+        Some(path) => Settings::from_file(path)?,
+        None => Settings::default(),
+    };
+    if let Some(v) = args.listen {
+        s.listen = v;
+    }
+    if let Some(v) = args.db {
+        s.db = v;
+    }
+    if let Some(v) = args.origin {
+        s.origin = Some(v);
+    }
+    if let Some(v) = args.max_peers {
+        s.max_peers_per_room = v.max(1);
+    }
+    if let Some(v) = args.max_connections {
+        s.max_connections = v;
+    }
+    if let Some(v) = args.freshness {
+        s.freshness_past =
+            Duration::try_from_secs_f64(v).map_err(|_| "--freshness takes seconds")?;
+    }
+    if let Some(v) = args.auth_timeout {
+        s.auth_timeout =
+            Duration::try_from_secs_f64(v).map_err(|_| "--auth-timeout takes seconds")?;
+    }
+    Ok(s)
+}
+
+async fn serve(args: ServeArgs) -> CliResult {
+    let settings = settings_from(args)?;
+    // Every socket is a file descriptor; the soft default of 1024 is far too low.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let db = settings.db.clone();
+    let server = Server::start(settings).await?;
+    say!(
+        "keygate listening on http://{} (database {})",
+        server.addr(),
+        db.display()
+    );
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    server.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Reads a KEY argument: `-` is stdin, an existing path is read, anything else is
+/// the key text itself.
+fn read_key_arg(arg: &str) -> Result<String, Box<dyn std::error::Error>> {
+    if arg == "-" {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text)?;
+        return Ok(text);
+    }
+    let path = std::path::Path::new(arg);
+    if !arg.contains('\n') && path.is_file() {
+        return std::fs::read_to_string(path).map_err(|e| format!("cannot read {arg}: {e}").into());
+    }
+    Ok(arg.to_owned())
+}
+
+/// Parses every key in a KEY argument, printing bad lines to stderr.
+fn read_keys(arg: &str) -> Result<(Vec<KeyLine>, usize), Box<dyn std::error::Error>> {
+    let text = read_key_arg(arg)?;
+    let parsed = parse_key_list(&text);
+    if parsed.is_empty() {
+        return Err("no key given".into());
+    }
+    let (mut keys, mut bad) = (Vec::new(), 0);
+    let many = parsed.len() > 1;
+    for (line, result) in parsed {
+        match result {
+            Ok(k) => keys.push(k),
+            Err(e) if many => {
+                bad += 1;
+                eprintln!("line {line}: {e}");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok((keys, bad))
+}
+
+fn identity(key: &str) -> CliResult {
+    let (keys, bad) = read_keys(key)?;
+    for k in &keys {
+        let comment = k
+            .comment
+            .as_deref()
+            .map(|c| format!("  {c}"))
+            .unwrap_or_default();
+        if keys.len() == 1 && bad == 0 {
+            say!(
+                "{}\n{} ({}){comment}",
+                k.identity,
+                k.identity.fingerprint(),
+                k.identity.kind()
+            );
+        } else {
+            say!("{}  {}{comment}", k.identity, k.identity.fingerprint());
+        }
+    }
+    Ok(if bad > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn one_identity(arg: &str) -> Result<Identity, Box<dyn std::error::Error>> {
+    let (keys, bad) = read_keys(arg)?;
+    match (keys.len(), bad) {
+        (1, 0) => Ok(keys[0].identity.clone()),
+        _ => Err("expected exactly one key".into()),
+    }
+}
+
+fn parse_room(text: &str) -> Result<RoomId, Box<dyn std::error::Error>> {
+    Ok(RoomId::parse(text)?)
+}
+
+async fn room(db: &std::path::Path, command: RoomCommand) -> CliResult {
+    let store = Store::open(db).await?;
+    let code = match command {
+        RoomCommand::Create { owner, name } => {
+            let owner = one_identity(&owner)?;
+            let id = RoomId::generate();
+            store.create_room(&id, &name, &owner).await?;
+            say!("{id}");
+            ExitCode::SUCCESS
+        }
+        RoomCommand::Allow { room, key, label } => {
+            let room = parse_room(&room)?;
+            let (keys, bad) = read_keys(&key)?;
+            for k in keys {
+                let label = if label.is_empty() {
+                    k.comment.clone().unwrap_or_default()
+                } else {
+                    label.clone()
+                };
+                let new = store.allow(&room, &k.identity, &label, "cli").await?;
+                say!(
+                    "{} {}{}",
+                    if new { "added" } else { "kept " },
+                    k.identity,
+                    if label.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  {label}")
+                    }
+                );
+            }
+            if bad > 0 {
+                eprintln!("{bad} line(s) could not be read; the others were added");
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        RoomCommand::Deny { room, key } => {
+            let room = parse_room(&room)?;
+            let identity = one_identity(&key)?;
+            if store
+                .room(&room)
+                .await?
+                .is_some_and(|r| r.owners.iter().any(|o| o == identity.did()))
+            {
+                return Err("an owner cannot be removed from the whitelist".into());
+            }
+            if store.deny(&room, &identity).await? {
+                say!("removed {identity}");
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("{identity} is not on the whitelist of {room}");
+                ExitCode::FAILURE
+            }
+        }
+        RoomCommand::List => {
+            let rooms = store.rooms().await?;
+            if rooms.is_empty() {
+                say!("no rooms yet; create one with: keygate room create --owner KEY");
+            }
+            for (r, entries) in rooms {
+                say!(
+                    "{}  {:>3} keys  {}  {}",
+                    r.id,
+                    entries,
+                    r.created_at,
+                    r.name
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        RoomCommand::Show { room } => {
+            let room = parse_room(&room)?;
+            let Some(record) = store.room(&room).await? else {
+                return Err(format!("no room {room}").into());
+            };
+            say!(
+                "room     {}\nname     {}\ncreated  {}",
+                record.id,
+                record.name,
+                record.created_at
+            );
+            for o in &record.owners {
+                say!("owner    {o}");
+            }
+            say!("\nwhitelist:");
+            for e in store.whitelist(&room).await? {
+                let fp = Identity::parse(&e.identity)
+                    .map(|i| i.fingerprint())
+                    .unwrap_or_default();
+                say!(
+                    "  {}  {}  {}  last admitted {}",
+                    e.identity,
+                    fp,
+                    if e.label.is_empty() { "-" } else { &e.label },
+                    e.last_admitted_at.as_deref().unwrap_or("never")
+                );
+            }
+            say!("\nrecent audit events:");
+            for a in store.audit(&room, 20, None).await? {
+                say!(
+                    "  {}  {:<16} {}  {}  {}",
+                    a.at,
+                    a.event,
+                    a.method.as_deref().unwrap_or("-"),
+                    a.identity.as_deref().unwrap_or("-"),
+                    a.reason.as_deref().unwrap_or("")
+                );
+            }
+            ExitCode::SUCCESS
+        }
+    };
+    store.close().await;
+    Ok(code)
+}

@@ -1,0 +1,123 @@
+//! A protocol v1 client over tokio-tungstenite.
+
+use super::p256_key::P256Key;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("connection failed: {0}")]
+    Connect(String),
+    #[error("the server closed the connection")]
+    Closed,
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("server error {code}: {message}")]
+    Server { code: String, message: String },
+    #[error("unexpected frame: {0}")]
+    Unexpected(String),
+    #[error(transparent)]
+    Key(#[from] super::p256_key::KeyError),
+}
+
+/// One connection to `/ws`.
+pub struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// How long [`Client::recv`] waits.
+    pub timeout: Duration,
+}
+
+impl Client {
+    pub async fn connect(url: &str) -> Result<Self, ClientError> {
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .map_err(|e| ClientError::Connect(e.to_string()))?;
+        Ok(Client {
+            ws,
+            timeout: Duration::from_secs(10),
+        })
+    }
+
+    pub async fn send(&mut self, frame: &Value) -> Result<(), ClientError> {
+        self.send_text(frame.to_string()).await
+    }
+
+    pub async fn send_text(&mut self, text: String) -> Result<(), ClientError> {
+        self.ws
+            .send(Message::Text(text.into()))
+            .await
+            .map_err(|_| ClientError::Closed)
+    }
+
+    /// The next JSON frame (server pings are answered by the library).
+    pub async fn recv(&mut self) -> Result<Value, ClientError> {
+        loop {
+            let next = tokio::time::timeout(self.timeout, self.ws.next())
+                .await
+                .map_err(|_| ClientError::Timeout(self.timeout))?;
+            match next {
+                Some(Ok(Message::Text(t))) => {
+                    return serde_json::from_str(t.as_str())
+                        .map_err(|e| ClientError::Unexpected(e.to_string()))
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                    return Err(ClientError::Closed)
+                }
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// The next frame, which must have type `kind`; an `error` frame becomes an Err.
+    pub async fn expect(&mut self, kind: &str) -> Result<Value, ClientError> {
+        let frame = self.recv().await?;
+        match frame["type"].as_str() {
+            Some(t) if t == kind => Ok(frame),
+            Some("error") => Err(ClientError::Server {
+                code: frame["code"].as_str().unwrap_or_default().to_owned(),
+                message: frame["message"].as_str().unwrap_or_default().to_owned(),
+            }),
+            _ => Err(ClientError::Unexpected(frame.to_string())),
+        }
+    }
+
+    /// Sends `request` and returns the `challenge`.
+    pub async fn request(&mut self, request: Value) -> Result<Value, ClientError> {
+        self.send(&request).await?;
+        self.expect("challenge").await
+    }
+
+    /// Signs a challenge the way a browser does: `JSON.stringify(payload)`, which for
+    /// a payload parsed from the server's frame is its compact serialization with
+    /// keys in the order received.
+    pub fn webcrypto_auth(challenge: &Value, key: &P256Key) -> Result<Value, ClientError> {
+        let payload = &challenge["payload"];
+        let signed = payload.to_string();
+        Ok(json!({
+            "type": "auth",
+            "method": "webcrypto",
+            "payload": payload,
+            "signature": key.sign_b64(signed.as_bytes())?,
+            "publicKey": key.public_jwk(),
+        }))
+    }
+
+    /// request → challenge → auth → welcome with a P-256 key.
+    pub async fn join_webcrypto(
+        &mut self,
+        request: Value,
+        key: &P256Key,
+    ) -> Result<Value, ClientError> {
+        let challenge = self.request(request).await?;
+        self.send(&Self::webcrypto_auth(&challenge, key)?).await?;
+        self.expect("welcome").await
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}

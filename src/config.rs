@@ -1,0 +1,101 @@
+//! Settings: defaults, then an optional TOML file, then `KEYGATE_*` environment
+//! variables and flags (clap merges those two). Owns no behaviour.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Everything a running server needs to know. Every field has a sane default, so
+/// `keygate serve` works with no configuration at all.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Where to listen for HTTP and WebSocket connections.
+    pub listen: SocketAddr,
+    /// The SQLite file; created and migrated on start.
+    pub db: PathBuf,
+    /// The public origin put into every challenge, so a signature made for one
+    /// deployment cannot be replayed against another. Defaults to `http://<listen>`.
+    pub origin: Option<String>,
+    /// How old a challenge may be when its answer arrives. People who sign by hand
+    /// (e.g. pasting an `ssh-keygen -Y sign` result) need minutes, not seconds.
+    #[serde(with = "secs")]
+    pub freshness_past: Duration,
+    /// Tolerated clock skew for `issuedAt` in the future.
+    #[serde(with = "secs")]
+    pub freshness_future: Duration,
+    /// A socket that has not been admitted by then is closed.
+    #[serde(with = "secs")]
+    pub auth_timeout: Duration,
+    /// Mesh calls degrade quickly past a handful of peers.
+    pub max_peers_per_room: usize,
+    /// Upper bound on open WebSocket connections, admitted or not.
+    pub max_connections: usize,
+    /// Largest text frame a client may send, in bytes.
+    pub max_frame_bytes: usize,
+    /// Sustained messages per second per connection (a burst of twice this is allowed).
+    pub messages_per_second: u32,
+    /// Who may create rooms: empty means anyone who proves a key.
+    pub room_creators: Vec<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            db: PathBuf::from("keygate.db"),
+            origin: None,
+            freshness_past: Duration::from_secs(120),
+            freshness_future: Duration::from_secs(5),
+            auth_timeout: Duration::from_secs(30),
+            max_peers_per_room: 8,
+            max_connections: 16_384,
+            max_frame_bytes: 64 * 1024,
+            messages_per_second: 50,
+            room_creators: Vec::new(),
+        }
+    }
+}
+
+impl Settings {
+    /// Reads a TOML file over the defaults. Unknown keys are an error, so a typo in a
+    /// setting's name is not silently ignored.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.to_owned(), e))?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse(path.to_owned(), e.to_string()))
+    }
+
+    /// The origin that goes into challenges.
+    pub fn public_origin(&self) -> String {
+        match &self.origin {
+            Some(o) => o.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("config file {0}: {1}")]
+    Parse(PathBuf, String),
+}
+
+/// Durations are written in seconds in the config file.
+mod secs {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(d)?;
+        if !(0.0..=86_400.0).contains(&secs) {
+            return Err(serde::de::Error::custom(
+                "expected seconds between 0 and 86400",
+            ));
+        }
+        Ok(Duration::from_secs_f64(secs))
+    }
+}

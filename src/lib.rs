@@ -1,0 +1,39 @@
+//! keygate: a signaling server for WebRTC rooms that admits only the holders of
+//! whitelisted keys.
+//!
+//! # Layout
+//!
+//! ```text
+//! main.rs ─▶ cli ─▶ web::Server ─▶ web::app (axum Router)
+//!                                   ├─ GET /      pages (askama)
+//!                                   ├─ GET /ws    signal::session::run ─┬─ challenge  (nonce, freshness)
+//!                                   │                                   ├─ verify     (pure: Verifier per method)
+//!                                   │                                   ├─ signal::rooms (live peers, whitelist cache)
+//!                                   │                                   └─ store      (SQLite: rooms, whitelist, audit)
+//!                                   └─ GET /metrics
+//! identity: every key format → one normalized Identity (did:key / did:pkh)
+//! client:   protocol clients and signers, shared by the CLI, the load tool and tests
+//! bench:    the load tool (`keygate bench`)
+//! ```
+//!
+//! # The path of an admission
+//!
+//! A socket sends `request`; the session issues a challenge whose exact bytes it
+//! keeps. The client signs them and sends `auth`. The session redeems the
+//! challenge (once, on this connection, for this room, while fresh), asks the
+//! method's [`verify::Verifier`] who claims to have signed — parsing only — and
+//! looks that identity up in the room's cached whitelist. Only a whitelisted
+//! identity costs a signature check. Then the peer joins the room, the others hear
+//! `peer-joined`, and every outcome goes to the audit log.
+
+pub mod bench;
+pub mod challenge;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod identity;
+pub mod ids;
+pub mod signal;
+pub mod store;
+pub mod verify;
+pub mod web;

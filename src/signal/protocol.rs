@@ -1,0 +1,179 @@
+//! Protocol v1: every frame that crosses `GET /ws`, in one place.
+//!
+//! Text frames carry one JSON object each, tagged by `"type"`. Clients send
+//! [`ClientMessage`]; the server sends [`ServerMessage`]. `docs/protocol.md` shows
+//! each with an example.
+
+use crate::ids::{PeerId, RoomId};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+/// What a client may send.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum ClientMessage {
+    /// Ask for a challenge: to join `roomId`, or to create a room (`create: true`)
+    /// owned by whoever then authenticates.
+    #[serde(rename_all = "camelCase")]
+    Request {
+        room_id: Option<RoomId>,
+        #[serde(default)]
+        create: bool,
+        /// The DTLS certificate fingerprint to vouch for ("sha-256 AB:CD:…").
+        fingerprint: Option<String>,
+        /// Display name of a room being created.
+        name: Option<String>,
+    },
+    /// Answer the live challenge. `payload` is the challenge payload as received; the
+    /// remaining fields are the method's proof.
+    Auth {
+        method: String,
+        payload: Value,
+        #[serde(flatten)]
+        proof: Map<String, Value>,
+    },
+    /// Relay `data` to peer `to` of the same room.
+    Signal {
+        to: PeerId,
+        data: Value,
+    },
+    /// Owners only: change the room's whitelist.
+    Whitelist {
+        #[serde(default)]
+        add: Vec<WhitelistAdd>,
+        #[serde(default)]
+        remove: Vec<String>,
+    },
+    Ping,
+}
+
+/// A key to whitelist: in any accepted format, optionally labelled. One entry may
+/// be a whole authorized_keys or allowed_signers file.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum WhitelistAdd {
+    Key(String),
+    Labelled {
+        key: String,
+        #[serde(default)]
+        label: String,
+    },
+}
+
+/// The message types a client may send, for the error that names them.
+pub const CLIENT_TYPES: &str = "request, auth, signal, whitelist, ping";
+
+/// A peer as others see it.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerInfo {
+    pub peer_id: PeerId,
+    /// The normalized identity (DID).
+    pub identity: String,
+    /// `SHA256:…` of the identity, for people to compare.
+    pub key_fingerprint: String,
+    pub label: String,
+    pub method: &'static str,
+    /// The DTLS certificate fingerprint this peer signed, if it sent one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// The admission proof, for methods a browser can check itself (webcrypto).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proof: Option<Box<RawValue>>,
+}
+
+/// A whitelist entry as reported back to an owner.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AddedEntry {
+    pub identity: String,
+    pub key_fingerprint: String,
+    pub label: String,
+}
+
+/// A whitelist input that could not be used, and why.
+#[derive(Debug, Serialize)]
+pub struct EntryError {
+    /// Index of the entry in `add` or `remove`.
+    pub entry: usize,
+    /// 1-based line within the entry, for multi-line input.
+    pub line: usize,
+    pub error: String,
+}
+
+/// What the server sends.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum ServerMessage<'a> {
+    Challenge {
+        /// Exactly the bytes to sign (`JSON.stringify` of this object gives them back).
+        payload: &'a RawValue,
+        methods: Vec<&'static str>,
+    },
+    #[serde(rename_all = "camelCase")]
+    Welcome {
+        peer_id: &'a PeerId,
+        room_id: &'a RoomId,
+        identity: &'a str,
+        key_fingerprint: String,
+        /// Whether this peer may change the whitelist.
+        owner: bool,
+        /// Whether this admission created the room.
+        created: bool,
+        peers: Vec<PeerInfo>,
+        ice_servers: Vec<Value>,
+    },
+    PeerJoined(&'a PeerInfo),
+    #[serde(rename_all = "camelCase")]
+    PeerLeft {
+        peer_id: &'a PeerId,
+        reason: &'a str,
+    },
+    Signal {
+        from: &'a PeerId,
+        data: &'a Value,
+    },
+    WhitelistUpdated {
+        added: Vec<AddedEntry>,
+        removed: Vec<String>,
+        errors: Vec<EntryError>,
+    },
+    Pong,
+    Error {
+        code: &'a str,
+        message: &'a str,
+    },
+}
+
+impl ServerMessage<'_> {
+    /// The frame text. Serializing these types cannot fail.
+    pub fn to_text(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Stable error codes. Clients switch on these; messages are for people.
+pub mod code {
+    pub const BAD_JSON: &str = "bad-json";
+    pub const UNKNOWN_TYPE: &str = "unknown-type";
+    pub const BAD_MESSAGE: &str = "bad-message";
+    pub const FRAME_TOO_LARGE: &str = "frame-too-large";
+    pub const RATE_LIMITED: &str = "rate-limited";
+    pub const SERVER_FULL: &str = "server-full";
+    pub const AUTH_TIMEOUT: &str = "auth-timeout";
+    pub const ROOM_NOT_FOUND: &str = "room-not-found";
+    pub const ROOM_FULL: &str = "room-full";
+    pub const NO_CHALLENGE: &str = "no-challenge";
+    pub const UNSUPPORTED_METHOD: &str = "unsupported-method";
+    pub const PRIVATE_KEY: &str = "private-key";
+    pub const NOT_ADMITTED: &str = "not-admitted";
+    pub const ALREADY_ADMITTED: &str = "already-admitted";
+    pub const UNAUTHENTICATED: &str = "unauthenticated";
+    pub const NOT_OWNER: &str = "not-owner";
+    pub const NO_SUCH_PEER: &str = "no-such-peer";
+    pub const REVOKED: &str = "revoked";
+    pub const SLOW_CONSUMER: &str = "slow-consumer";
+    pub const SHUTTING_DOWN: &str = "shutting-down";
+    pub const INTERNAL: &str = "internal";
+}

@@ -1,0 +1,309 @@
+//! Live rooms: who is connected where, and a cache of each room's whitelist.
+//!
+//! The whitelist cache is what lets the session refuse an unknown key before any
+//! crypto, at memory speed. It is filled from the store on first use and kept right
+//! by [`Rooms::follow_changes`], which polls the store's change log so that edits
+//! made by another process (the CLI) take effect — and eject removed identities —
+//! within a fraction of a second. A lock here is never held across an `.await`.
+
+use super::protocol::{code, PeerInfo, ServerMessage};
+use crate::ids::{PeerId, RoomId};
+use crate::store::{Store, StoreError};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// Rooms whose whitelist stays cached while nobody is in them; past this, empty
+/// rooms are dropped from memory (and reloaded from the store on next use).
+const MAX_CACHED_ROOMS: usize = 50_000;
+
+/// Why the server is ending a session from outside it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Kick {
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// How the rest of the server reaches one admitted session.
+#[derive(Clone)]
+pub struct PeerHandle {
+    pub info: PeerInfo,
+    /// Frames for this peer, already serialized (a broadcast serializes once).
+    pub tx: mpsc::Sender<Arc<str>>,
+    pub kick: Arc<watch::Sender<Option<Kick>>>,
+}
+
+impl PeerHandle {
+    fn kick(&self, code: &'static str, message: &str) {
+        self.kick.send_replace(Some(Kick {
+            code,
+            message: message.to_owned(),
+        }));
+    }
+
+    /// Queues a frame; a peer too slow to drain its queue is ejected, not skipped.
+    fn deliver(&self, frame: &Arc<str>) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(frame.clone()) {
+            self.kick(
+                code::SLOW_CONSUMER,
+                "you fell too far behind the room's messages",
+            );
+        }
+    }
+}
+
+/// What a session needs to know about a room to admit someone.
+#[derive(Clone, Debug)]
+pub struct Access {
+    /// The whitelist label, if the identity is on the whitelist.
+    pub label: Option<String>,
+    pub owner: bool,
+}
+
+#[derive(Default)]
+struct LiveRoom {
+    owners: Vec<String>,
+    /// DID → label. `None` until loaded, or after a change invalidated it.
+    whitelist: Option<HashMap<String, String>>,
+    peers: HashMap<PeerId, PeerHandle>,
+}
+
+/// Every room that is loaded or has peers.
+pub struct Rooms {
+    store: Store,
+    live: Mutex<HashMap<RoomId, LiveRoom>>,
+    /// Bumped by every invalidation, so a load that raced with a change is discarded
+    /// instead of caching what the change replaced.
+    epoch: AtomicU64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error("the room is full ({0} peers)")]
+    Full(usize),
+}
+
+impl Rooms {
+    pub fn new(store: Store) -> Self {
+        Rooms {
+            store,
+            live: Mutex::new(HashMap::new()),
+            epoch: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<RoomId, LiveRoom>> {
+        // A panic while holding this lock leaves plain data behind; keep serving.
+        self.live
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Makes sure the room's owners and whitelist are cached. `Ok(false)`: no such room.
+    pub async fn load(&self, room: &RoomId) -> Result<bool, StoreError> {
+        if self.lock().get(room).is_some_and(|r| r.whitelist.is_some()) {
+            return Ok(true);
+        }
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let Some(record) = self.store.room(room).await? else {
+            return Ok(false);
+        };
+        let entries = self.store.whitelist(room).await?;
+        let mut live = self.lock();
+        if self.epoch.load(Ordering::Acquire) == epoch {
+            let r = live.entry(room.clone()).or_default();
+            r.owners = record.owners;
+            r.whitelist = Some(entries.into_iter().map(|e| (e.identity, e.label)).collect());
+        }
+        Ok(true)
+    }
+
+    /// Whether the room exists (loading it if needed) and how many peers it has.
+    pub async fn occupancy(&self, room: &RoomId) -> Result<Option<usize>, StoreError> {
+        if !self.load(room).await? {
+            return Ok(None);
+        }
+        Ok(Some(self.lock().get(room).map_or(0, |r| r.peers.len())))
+    }
+
+    /// What `did` may do in `room`: the whitelist check that precedes any signature
+    /// verification. Reloads the cache if a change invalidated it.
+    pub async fn access(&self, room: &RoomId, did: &str) -> Result<Option<Access>, StoreError> {
+        for _ in 0..3 {
+            {
+                let live = self.lock();
+                if let Some(wl) = live
+                    .get(room)
+                    .and_then(|r| r.whitelist.as_ref().map(|w| (r, w)))
+                {
+                    let (r, wl) = wl;
+                    return Ok(Some(Access {
+                        label: wl.get(did).cloned(),
+                        owner: r.owners.iter().any(|o| o == did),
+                    }));
+                }
+            }
+            if !self.load(room).await? {
+                return Ok(None);
+            }
+        }
+        // Changes keep arriving faster than loads complete; ask the store directly.
+        let owners = self
+            .store
+            .room(room)
+            .await?
+            .map(|r| r.owners)
+            .unwrap_or_default();
+        let label = self
+            .store
+            .whitelist(room)
+            .await?
+            .into_iter()
+            .find(|e| e.identity == did)
+            .map(|e| e.label);
+        Ok(Some(Access {
+            label,
+            owner: owners.iter().any(|o| o == did),
+        }))
+    }
+
+    /// Adds an admitted peer, tells the others, and returns the peers already there.
+    pub fn join(
+        &self,
+        room: &RoomId,
+        handle: PeerHandle,
+        max_peers: usize,
+    ) -> Result<Vec<PeerInfo>, JoinError> {
+        let mut live = self.lock();
+        let r = live.entry(room.clone()).or_default();
+        if r.peers.len() >= max_peers {
+            return Err(JoinError::Full(max_peers));
+        }
+        let frame: Arc<str> = ServerMessage::PeerJoined(&handle.info).to_text().into();
+        let others: Vec<PeerInfo> = r.peers.values().map(|p| p.info.clone()).collect();
+        for p in r.peers.values() {
+            p.deliver(&frame);
+        }
+        r.peers.insert(handle.info.peer_id.clone(), handle);
+        Ok(others)
+    }
+
+    /// Removes a peer and tells the others. An empty room keeps its cached whitelist
+    /// (people reconnect), unless the cache has grown past [`MAX_CACHED_ROOMS`].
+    pub fn leave(&self, room: &RoomId, peer: &PeerId, reason: &str) {
+        let mut live = self.lock();
+        let Some(r) = live.get_mut(room) else { return };
+        if r.peers.remove(peer).is_none() {
+            return;
+        }
+        let frame: Arc<str> = ServerMessage::PeerLeft {
+            peer_id: peer,
+            reason,
+        }
+        .to_text()
+        .into();
+        for p in r.peers.values() {
+            p.deliver(&frame);
+        }
+        if r.peers.is_empty() && live.len() > MAX_CACHED_ROOMS {
+            live.retain(|_, r| !r.peers.is_empty());
+        }
+    }
+
+    /// Queues `frame` for peer `to` in `room`. `false`: no such peer there.
+    pub fn send_to(&self, room: &RoomId, to: &PeerId, frame: Arc<str>) -> bool {
+        let live = self.lock();
+        match live.get(room).and_then(|r| r.peers.get(to)) {
+            Some(p) => {
+                p.deliver(&frame);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Drops the room's cached whitelist and ejects every live session of `did`
+    /// unless it is whitelisted again by the time the cache reloads.
+    pub fn revoke(&self, room: &RoomId, did: &str) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        let mut live = self.lock();
+        if let Some(r) = live.get_mut(room) {
+            r.whitelist = None;
+            for p in r.peers.values().filter(|p| p.info.identity == did) {
+                p.kick(
+                    code::REVOKED,
+                    "your key was removed from this room's whitelist",
+                );
+            }
+        }
+    }
+
+    /// Drops the room's cached whitelist so the next check reads the store.
+    pub fn invalidate(&self, room: &RoomId) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        if let Some(r) = self.lock().get_mut(room) {
+            r.whitelist = None;
+        }
+    }
+
+    /// Ejects every session (used on shutdown).
+    pub fn kick_all(&self, code: &'static str, message: &str) {
+        for r in self.lock().values() {
+            for p in r.peers.values() {
+                p.kick(code, message);
+            }
+        }
+    }
+
+    /// How many admitted peers are connected, across rooms.
+    pub fn peer_count(&self) -> usize {
+        self.lock().values().map(|r| r.peers.len()).sum()
+    }
+
+    /// Applies whitelist changes from the store's change log, forever (until
+    /// `shutdown`): including those written by other processes.
+    pub async fn follow_changes(
+        self: Arc<Self>,
+        interval: Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut seen = match self.store.last_change().await {
+            Ok(seq) => seq,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the whitelist change log; CLI changes will not eject sessions");
+                return;
+            }
+        };
+        let mut ticks = 0u64;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.changed() => return,
+            }
+            match self.store.changes_since(seen).await {
+                Ok(changes) => {
+                    for c in changes {
+                        seen = c.seq;
+                        let Ok(room) = RoomId::parse(&c.room) else {
+                            continue;
+                        };
+                        if c.removed {
+                            self.revoke(&room, &c.identity);
+                        } else {
+                            self.invalidate(&room);
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "polling whitelist changes failed"),
+            }
+            ticks += 1;
+            if ticks % 600 == 0 {
+                if let Err(e) = self.store.prune_changes(10_000).await {
+                    tracing::warn!(error = %e, "pruning whitelist changes failed");
+                }
+            }
+        }
+    }
+}

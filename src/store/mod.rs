@@ -1,0 +1,332 @@
+//! The SQLite store: rooms, owners, whitelists, audit log.
+//!
+//! Owns all SQL. Speaks in identities and room ids, never in sockets. Audit events
+//! are written in batches by [`AuditLog`] so that admissions never wait on a disk
+//! write; everything else is written synchronously, since a whitelist change must be
+//! durable before it is acknowledged.
+
+mod audit;
+
+pub use audit::{AuditEvent, AuditLog, AuditRecord};
+
+use crate::identity::Identity;
+use crate::ids::RoomId;
+use chrono::{SecondsFormat, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("no room {0}")]
+    NoRoom(String),
+    #[error("room {0} already exists")]
+    RoomExists(String),
+}
+
+/// A handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+/// A room as stored.
+#[derive(Clone, Debug)]
+pub struct RoomRecord {
+    pub id: RoomId,
+    pub name: String,
+    pub created_at: String,
+    pub created_by: String,
+    pub owners: Vec<String>,
+}
+
+/// One whitelisted identity of a room.
+#[derive(Clone, Debug)]
+pub struct WhitelistEntry {
+    pub identity: String,
+    pub label: String,
+    pub added_by: String,
+    pub added_at: String,
+    pub last_admitted_at: Option<String>,
+}
+
+/// A whitelist change as recorded by the database triggers.
+#[derive(Clone, Debug)]
+pub struct WhitelistChange {
+    pub seq: i64,
+    pub room: String,
+    pub identity: String,
+    pub removed: bool,
+}
+
+pub(crate) fn now_text() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database at `path`, in WAL mode.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    /// Creates a room owned by `owner`, who is also its first whitelist entry.
+    pub async fn create_room(
+        &self,
+        id: &RoomId,
+        name: &str,
+        owner: &Identity,
+    ) -> Result<(), StoreError> {
+        let now = now_text();
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT OR IGNORE INTO rooms (id, name, created_at, created_by) VALUES (?, ?, ?, ?)",
+        )
+        .bind(id.as_str())
+        .bind(name)
+        .bind(&now)
+        .bind(owner.did())
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::RoomExists(id.to_string()));
+        }
+        sqlx::query("INSERT INTO room_owners (room_id, identity) VALUES (?, ?)")
+            .bind(id.as_str())
+            .bind(owner.did())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO whitelist (room_id, identity, label, added_by, added_at) VALUES (?, ?, 'owner', ?, ?)",
+        )
+        .bind(id.as_str())
+        .bind(owner.did())
+        .bind(owner.did())
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn room(&self, id: &RoomId) -> Result<Option<RoomRecord>, StoreError> {
+        let Some(row) =
+            sqlx::query("SELECT id, name, created_at, created_by FROM rooms WHERE id = ?")
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await?
+        else {
+            return Ok(None);
+        };
+        let owners = sqlx::query_scalar(
+            "SELECT identity FROM room_owners WHERE room_id = ? ORDER BY identity",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(Some(RoomRecord {
+            id: id.clone(),
+            name: row.get("name"),
+            created_at: row.get("created_at"),
+            created_by: row.get("created_by"),
+            owners,
+        }))
+    }
+
+    /// All rooms, newest first, with how many identities each whitelists.
+    pub async fn rooms(&self) -> Result<Vec<(RoomRecord, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT r.id, r.name, r.created_at, r.created_by, \
+               (SELECT count(*) FROM whitelist w WHERE w.room_id = r.id) AS entries, \
+               (SELECT group_concat(identity, ' ') FROM room_owners o WHERE o.room_id = r.id) AS owners \
+             FROM rooms r ORDER BY r.created_at DESC, r.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| {
+                let id = RoomId::parse(row.get::<&str, _>("id")).ok()?;
+                let owners: Option<String> = row.get("owners");
+                Some((
+                    RoomRecord {
+                        id,
+                        name: row.get("name"),
+                        created_at: row.get("created_at"),
+                        created_by: row.get("created_by"),
+                        owners: owners
+                            .unwrap_or_default()
+                            .split(' ')
+                            .map(str::to_owned)
+                            .collect(),
+                    },
+                    row.get("entries"),
+                ))
+            })
+            .collect())
+    }
+
+    pub async fn whitelist(&self, room: &RoomId) -> Result<Vec<WhitelistEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT identity, label, added_by, added_at, last_admitted_at FROM whitelist \
+             WHERE room_id = ? ORDER BY added_at, identity",
+        )
+        .bind(room.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| WhitelistEntry {
+                identity: row.get("identity"),
+                label: row.get("label"),
+                added_by: row.get("added_by"),
+                added_at: row.get("added_at"),
+                last_admitted_at: row.get("last_admitted_at"),
+            })
+            .collect())
+    }
+
+    /// Adds `identity` to the room's whitelist, or updates its label if present.
+    /// Returns whether it was new.
+    pub async fn allow(
+        &self,
+        room: &RoomId,
+        identity: &Identity,
+        label: &str,
+        added_by: &str,
+    ) -> Result<bool, StoreError> {
+        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM rooms WHERE id = ?")
+            .bind(room.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        if exists.is_none() {
+            return Err(StoreError::NoRoom(room.to_string()));
+        }
+        let inserted = sqlx::query(
+            "INSERT OR IGNORE INTO whitelist (room_id, identity, label, added_by, added_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(room.as_str())
+        .bind(identity.did())
+        .bind(label)
+        .bind(added_by)
+        .bind(now_text())
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1;
+        if !inserted && !label.is_empty() {
+            sqlx::query(
+                "UPDATE whitelist SET label = ? WHERE room_id = ? AND identity = ? AND label <> ?",
+            )
+            .bind(label)
+            .bind(room.as_str())
+            .bind(identity.did())
+            .bind(label)
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(inserted)
+    }
+
+    /// Removes `identity` from the room's whitelist. Returns whether it was there.
+    pub async fn deny(&self, room: &RoomId, identity: &Identity) -> Result<bool, StoreError> {
+        let removed = sqlx::query("DELETE FROM whitelist WHERE room_id = ? AND identity = ?")
+            .bind(room.as_str())
+            .bind(identity.did())
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(removed > 0)
+    }
+
+    /// Whitelist changes after `seq`, oldest first.
+    pub async fn changes_since(&self, seq: i64) -> Result<Vec<WhitelistChange>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, room_id, identity, op FROM whitelist_changes WHERE seq > ? ORDER BY seq LIMIT 10000",
+        )
+        .bind(seq)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| WhitelistChange {
+                seq: row.get("seq"),
+                room: row.get("room_id"),
+                identity: row.get("identity"),
+                removed: row.get::<&str, _>("op") == "remove",
+            })
+            .collect())
+    }
+
+    /// The newest change's sequence number (0 when there is none).
+    pub async fn last_change(&self) -> Result<i64, StoreError> {
+        let seq: Option<i64> = sqlx::query_scalar("SELECT max(seq) FROM whitelist_changes")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    /// Forgets changes older than the newest `keep`: every live server has long seen them.
+    pub async fn prune_changes(&self, keep: i64) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM whitelist_changes WHERE seq <= (SELECT max(seq) FROM whitelist_changes) - ?")
+            .bind(keep)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The room's audit log, newest first; `before` pages backwards by event id.
+    pub async fn audit(
+        &self,
+        room: &RoomId,
+        limit: i64,
+        before: Option<i64>,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, at, event, identity, method, reason, remote FROM audit \
+             WHERE room_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(room.as_str())
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| AuditRecord {
+                id: row.get("id"),
+                at: row.get("at"),
+                event: row.get("event"),
+                identity: row.get("identity"),
+                method: row.get("method"),
+                reason: row.get("reason"),
+                remote: row.get("remote"),
+            })
+            .collect())
+    }
+
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Waits for pending writes and closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

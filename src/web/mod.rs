@@ -1,0 +1,206 @@
+//! HTTP: the axum router, the pages, and the server's lifecycle.
+//!
+//! [`app`] builds the router from shared state; [`Server::start`] binds a port,
+//! runs the router, follows whitelist changes, and drains on shutdown. Tests start
+//! the same `Server` on port 0.
+
+mod pages;
+
+use crate::config::Settings;
+use crate::identity::Identity;
+use crate::signal::rooms::Rooms;
+use crate::signal::{session, Gateway, Stats};
+use crate::store::{AuditLog, Store, StoreError};
+use crate::verify::{self, Verifiers};
+use axum::extract::ws::{CloseFrame, Message, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How often the server looks for whitelist changes made by other processes.
+const CHANGE_POLL: Duration = Duration::from_millis(200);
+/// How long shutdown waits for sockets to close before giving up on them.
+const DRAIN: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+/// Builds the router. Everything it needs comes in `gateway`.
+pub fn app(gateway: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/", get(pages::index))
+        .route("/ws", get(websocket))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .route("/static/style.css", get(pages::stylesheet))
+        .with_state(gateway)
+}
+
+async fn websocket(
+    State(gw): State<Arc<Gateway>>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let has_slot = gw.stats.try_connect(gw.settings.max_connections);
+    // Small buffers: an idle admitted socket should cost kilobytes, not the
+    // library's default 128 KiB. Frames above our own limit are still read (up to a
+    // hard cap) so that the client gets a clear error instead of a dropped socket.
+    let hard_cap = gw.settings.max_frame_bytes.saturating_mul(4).max(1 << 16);
+    upgrade
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_message_size(hard_cap)
+        .max_frame_size(hard_cap)
+        .on_upgrade(move |mut socket| async move {
+            if !has_slot {
+                let message = format!(
+                    "the server is at its limit of {} connections; try again shortly",
+                    gw.settings.max_connections
+                );
+                let error = crate::signal::protocol::ServerMessage::Error {
+                    code: crate::signal::protocol::code::SERVER_FULL,
+                    message: &message,
+                };
+                let _ = socket.send(Message::Text(error.to_text().into())).await;
+                let _ = socket
+                    .send(Message::Close(Some(CloseFrame {
+                        code: 1013,
+                        reason: "server full".into(),
+                    })))
+                    .await;
+                return;
+            }
+            session::run(socket, gw.clone(), Some(remote.to_string())).await;
+            gw.stats.disconnect();
+        })
+}
+
+async fn metrics(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
+    let s = &gw.stats;
+    let body = format!(
+        "# TYPE keygate_connections gauge\nkeygate_connections {}\n\
+         # TYPE keygate_admitted_peers gauge\nkeygate_admitted_peers {}\n\
+         # TYPE keygate_admissions_total counter\nkeygate_admissions_total {}\n\
+         # TYPE keygate_refusals_total counter\nkeygate_refusals_total {}\n\
+         # TYPE keygate_signature_checks_total counter\nkeygate_signature_checks_total {}\n\
+         # TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}\n",
+        s.connections.load(Ordering::Relaxed),
+        gw.rooms.peer_count(),
+        s.admissions.load(Ordering::Relaxed),
+        s.refusals.load(Ordering::Relaxed),
+        verify::signature_checks(),
+        resident_memory_bytes().unwrap_or(0),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+}
+
+/// This process's resident set size, from /proc (Linux).
+pub fn resident_memory_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// A running server.
+pub struct Server {
+    addr: SocketAddr,
+    gateway: Arc<Gateway>,
+    shutdown: watch::Sender<bool>,
+    http: JoinHandle<Result<(), std::io::Error>>,
+    follower: JoinHandle<()>,
+}
+
+impl Server {
+    /// Opens the store, binds `settings.listen`, and starts serving.
+    pub async fn start(settings: Settings) -> Result<Server, ServeError> {
+        let store = Store::open(&settings.db).await?;
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .map_err(|e| ServeError::Bind(settings.listen, e))?;
+        let addr = listener.local_addr()?;
+        let mut settings = settings;
+        settings.listen = addr;
+        // Operators may name room creators in any key format; compare DIDs.
+        settings.room_creators = settings
+            .room_creators
+            .iter()
+            .map(|k| {
+                Identity::parse(k)
+                    .map(|i| i.did().to_owned())
+                    .map_err(|e| ServeError::Config(format!("room_creators entry '{k}': {e}")))
+            })
+            .collect::<Result<_, _>>()?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (audit, _writer) = AuditLog::start(store.clone());
+        let rooms = Arc::new(Rooms::new(store.clone()));
+        let gateway = Arc::new(Gateway {
+            origin: settings.public_origin(),
+            settings,
+            store,
+            rooms: rooms.clone(),
+            verifiers: Verifiers::standard(),
+            audit,
+            shutdown: shutdown_rx.clone(),
+            stats: Stats::default(),
+        });
+        let follower = tokio::spawn(rooms.follow_changes(CHANGE_POLL, shutdown_rx.clone()));
+        let router = app(gateway.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let mut stop = shutdown_rx;
+        let http = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+        });
+        Ok(Server {
+            addr,
+            gateway,
+            shutdown,
+            http,
+            follower,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gateway
+    }
+
+    /// Stops accepting, closes every socket with a close frame, flushes the audit
+    /// log and closes the database.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let deadline = tokio::time::Instant::now() + DRAIN;
+        while self.gateway.stats.connections.load(Ordering::Acquire) > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = tokio::time::timeout(DRAIN, self.http).await;
+        let _ = self.follower.await;
+        self.gateway.audit.flush().await;
+        self.gateway.store.close().await;
+    }
+}

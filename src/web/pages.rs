@@ -1,0 +1,49 @@
+//! Server-rendered pages (askama templates in `templates/`).
+
+use crate::signal::Gateway;
+use askama::Template;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use std::sync::Arc;
+
+#[derive(Template)]
+#[template(path = "index.html")]
+struct IndexPage<'a> {
+    origin: &'a str,
+    methods: Vec<&'static str>,
+}
+
+pub async fn index(State(gw): State<Arc<Gateway>>) -> Response {
+    let page = IndexPage {
+        origin: &gw.origin,
+        methods: gw
+            .verifiers
+            .methods()
+            .into_iter()
+            .map(|m| m.as_str())
+            .collect(),
+    };
+    render(&page)
+}
+
+fn render<T: Template>(page: &T) -> Response {
+    match page.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "page rendering failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page could not be rendered",
+            )
+                .into_response()
+        }
+    }
+}
+
+pub async fn stylesheet() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("../../static/style.css"),
+    )
+}

@@ -1,0 +1,199 @@
+//! Shared test harness: the real server on an ephemeral port with a fresh SQLite
+//! file, real WebSocket clients, and helpers to reach test data and tools.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use keygate::client::p256_key::P256Key;
+use keygate::client::ws::Client;
+use keygate::config::Settings;
+use keygate::ids::RoomId;
+use keygate::store::AuditRecord;
+use keygate::web::Server;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub struct TestServer {
+    pub server: Option<Server>,
+    pub dir: tempfile::TempDir,
+    pub db: PathBuf,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::with(|_| {}).await
+    }
+
+    pub async fn with(adjust: impl FnOnce(&mut Settings)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("keygate.db");
+        let mut settings = Settings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            db: db.clone(),
+            ..Settings::default()
+        };
+        adjust(&mut settings);
+        let server = Server::start(settings).await.unwrap();
+        TestServer {
+            server: Some(server),
+            dir,
+            db,
+        }
+    }
+
+    pub fn server(&self) -> &Server {
+        self.server.as_ref().unwrap()
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/ws", self.server().addr())
+    }
+
+    pub fn http(&self) -> String {
+        format!("http://{}", self.server().addr())
+    }
+
+    pub async fn connect(&self) -> Client {
+        Client::connect(&self.url()).await.unwrap()
+    }
+
+    /// Creates a room owned by `owner` (directly in the store) whitelisting `allowed`.
+    pub async fn room(&self, owner: &P256Key, allowed: &[&P256Key]) -> RoomId {
+        let store = &self.server().gateway().store;
+        let id = RoomId::generate();
+        store
+            .create_room(&id, "test", &identity(owner))
+            .await
+            .unwrap();
+        for k in allowed {
+            store
+                .allow(&id, &identity(k), "guest", "test")
+                .await
+                .unwrap();
+        }
+        id
+    }
+
+    /// The room's audit log, newest first, once every queued event is written.
+    pub async fn audit(&self, room: &RoomId) -> Vec<AuditRecord> {
+        let gw = self.server().gateway();
+        gw.audit.flush().await;
+        gw.store.audit(room, 100, None).await.unwrap()
+    }
+
+    /// Waits until the audit log has an event matching `pred` (events are written
+    /// asynchronously); fails after 10 s.
+    pub async fn audit_has(
+        &self,
+        room: &RoomId,
+        pred: impl Fn(&AuditRecord) -> bool,
+    ) -> AuditRecord {
+        for _ in 0..200 {
+            if let Some(e) = self.audit(room).await.into_iter().find(|e| pred(e)) {
+                return e;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no matching audit event in {:?}", self.audit(room).await);
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+    }
+}
+
+pub fn identity(key: &P256Key) -> keygate::identity::Identity {
+    keygate::identity::Identity::parse(&key.public_jwk().to_string()).unwrap()
+}
+
+pub fn key() -> P256Key {
+    P256Key::generate().unwrap()
+}
+
+pub fn join(room: &RoomId) -> Value {
+    json!({"type": "request", "roomId": room.as_str()})
+}
+
+/// Admits `key` into `room` on a new connection.
+pub async fn admitted(server: &TestServer, room: &RoomId, key: &P256Key) -> (Client, Value) {
+    let mut c = server.connect().await;
+    let welcome = c.join_webcrypto(join(room), key).await.unwrap();
+    (c, welcome)
+}
+
+/// Fetches a metric from the server's /metrics over real HTTP.
+pub async fn metric(server: &TestServer, name: &str) -> f64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = server.server().addr();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.unwrap();
+    body.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("metric {name} missing in {body}"))
+}
+
+/// Whether this run is in CI, where a missing tool or data set is a failure.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false")
+}
+
+/// The third-party test vectors: `$KEYGATE_VECTORS`, or `../shared/vectors` beside
+/// the repository. `None` (with a note) outside CI when neither exists; in CI that
+/// is a failure, never a skip.
+pub fn vectors() -> Option<PathBuf> {
+    let dir = std::env::var_os("KEYGATE_VECTORS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors"));
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    assert!(
+        !in_ci(),
+        "test vectors not found at {} (set KEYGATE_VECTORS)",
+        dir.display()
+    );
+    eprintln!(
+        "skipping: test vectors not found at {} (set KEYGATE_VECTORS)",
+        dir.display()
+    );
+    None
+}
+
+/// A system tool the test needs: in CI its absence fails the test.
+pub fn tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            !in_ci(),
+            "{name} is required for this test and is not installed"
+        );
+        eprintln!("skipping: {name} is not installed");
+    }
+    found
+}
+
+/// The keygate binary built for these tests.
+pub fn keygate_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_keygate"))
+}
+
+/// Reads frames until one of type `kind` (skipping others, e.g. peer-joined).
+pub async fn until(c: &mut Client, kind: &str) -> Value {
+    loop {
+        let f = c.recv().await.unwrap();
+        if f["type"] == kind {
+            return f;
+        }
+    }
+}
