@@ -29,6 +29,9 @@ pub struct BenchOptions {
     pub admissions: usize,
     pub idle: usize,
     pub verify_seconds: f64,
+    /// Concurrent clients sharing one room: 1 measures admission alone; more adds
+    /// the fan-out of peer-joined / peer-left to the others.
+    pub per_room: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,12 +52,18 @@ pub struct BenchReport {
     pub admissions: usize,
     pub failed_admissions: usize,
     pub clients: usize,
+    pub per_room: usize,
     pub seconds: f64,
     pub admissions_per_sec: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
-    /// admissions/s ÷ (cores × raw verify rate).
+    /// admissions/s ÷ (cores × raw verify rate). The load generator shares the
+    /// cores, so this counts its signing and socket work against the server.
     pub ratio: f64,
+    /// Server CPU time per admission (from its /metrics), in microseconds.
+    pub server_cpu_us_per_admission: Option<f64>,
+    /// Admissions per server CPU-second ÷ raw verify rate per core.
+    pub server_ratio: Option<f64>,
     pub idle_sockets: usize,
     pub rss_before_idle_bytes: u64,
     pub rss_after_idle_bytes: u64,
@@ -226,26 +235,28 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, BenchError> {
         .map_err(|e| BenchError::Setup(e.to_string()))??;
     eprintln!("raw verify (ECDSA P-256, aws-lc-rs, 1 thread): {raw:.0}/s");
 
-    // Setup: rooms of 7 workers each (the default room holds 8).
+    // Setup: each room gets `per_room` workers (at most 8, the default room size).
+    let per_room = opts.per_room.clamp(1, 8);
     let keys: Vec<P256Key> = (0..clients)
         .map(|_| P256Key::generate())
         .collect::<Result<_, _>>()
         .map_err(|e| BenchError::Setup(e.to_string()))?;
     let mut rooms = Vec::new();
-    for chunk in keys.chunks(7) {
+    for chunk in keys.chunks(per_room) {
         let jwks: Vec<Value> = chunk.iter().map(|k| k.public_jwk()).collect();
         let (room, owner) = create_room(&url, &jwks).await?;
         owner.close().await;
         rooms.push(room);
     }
 
+    let cpu_before = metric(&url, "process_cpu_seconds_total").await;
     let remaining = Arc::new(AtomicUsize::new(opts.admissions));
     let failed = Arc::new(AtomicUsize::new(0));
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(opts.admissions)));
     let start = Instant::now();
     let mut workers = Vec::new();
     for (i, key) in keys.into_iter().enumerate() {
-        let (url, room) = (url.clone(), rooms[i / 7].clone());
+        let (url, room) = (url.clone(), rooms[i / per_room].clone());
         let (remaining, failed, latencies) = (remaining.clone(), failed.clone(), latencies.clone());
         workers.push(tokio::spawn(async move {
             let mut mine = Vec::new();
@@ -280,6 +291,7 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, BenchError> {
         let _ = w.await;
     }
     let seconds = start.elapsed().as_secs_f64();
+    let cpu_after = metric(&url, "process_cpu_seconds_total").await;
     let mut lat = latencies.lock().map(|l| l.clone()).unwrap_or_default();
     lat.sort_by(|a, b| a.total_cmp(b));
     let admitted = lat.len();
@@ -290,6 +302,20 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, BenchError> {
         percentile(&lat, 0.5),
         percentile(&lat, 0.99)
     );
+
+    // Server CPU per admission, against the time one verification takes: the share
+    // of the server's work that is the signature check itself.
+    let server_cpu_us = match (cpu_before, cpu_after) {
+        (Some(b), Some(a)) if admitted > 0 => Some((a - b) * 1e6 / admitted as f64),
+        _ => None,
+    };
+    let server_ratio = server_cpu_us.map(|us| (1e6 / raw) / us);
+    if let (Some(us), Some(r)) = (server_cpu_us, server_ratio) {
+        eprintln!(
+            "server CPU per admission: {us:.0} µs (one verify: {:.0} µs) → server admissions per CPU-second / raw verify rate: {r:.2}",
+            1e6 / raw
+        );
+    }
 
     let (idle, rss_before, rss_after, per_socket) = if opts.idle > 0 {
         idle_phase(&url, opts.idle).await?
@@ -302,11 +328,14 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, BenchError> {
         admissions: admitted,
         failed_admissions: failed.load(Ordering::Relaxed),
         clients,
+        per_room,
         seconds,
         admissions_per_sec: per_sec,
         p50_ms: percentile(&lat, 0.5),
         p99_ms: percentile(&lat, 0.99),
         ratio,
+        server_cpu_us_per_admission: server_cpu_us,
+        server_ratio,
         idle_sockets: idle,
         rss_before_idle_bytes: rss_before,
         rss_after_idle_bytes: rss_after,

@@ -132,6 +132,10 @@ struct BenchArgs {
     /// Seconds spent measuring the raw verify rate.
     #[arg(long, default_value_t = 2.0)]
     verify_seconds: f64,
+    /// Clients sharing a room during the admission phase (1–8); above 1, every
+    /// admission also fans peer-joined / peer-left out to the others.
+    #[arg(long, default_value_t = 1)]
+    per_room: usize,
 }
 
 /// Parses the command line and runs it.
@@ -176,6 +180,7 @@ async fn run(command: Command) -> CliResult {
                 admissions: args.admissions,
                 idle: args.idle,
                 verify_seconds: args.verify_seconds,
+                per_room: args.per_room,
             })
             .await?;
             say!("{}", report.json());

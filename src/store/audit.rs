@@ -67,10 +67,26 @@ impl AuditLog {
     }
 }
 
+/// Most events written in one transaction.
+const BATCH: usize = 2048;
+/// How long the writer lets events gather before writing them.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(25);
+
 async fn write_batches(store: Store, mut rx: mpsc::Receiver<Item>) {
-    let mut items = Vec::with_capacity(512);
-    let mut events = Vec::with_capacity(512);
-    while rx.recv_many(&mut items, 512).await > 0 {
+    let mut items = Vec::with_capacity(BATCH);
+    let mut events = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut items, BATCH).await > 0 {
+        // Let a batch gather: one transaction per interval instead of one per event
+        // keeps the database thread (and its wake-ups) off the admission path.
+        if items.len() < BATCH && !items.iter().any(|i| matches!(i, Item::Flush(_))) {
+            tokio::time::sleep(GATHER).await;
+            while items.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(item) => items.push(item),
+                    Err(_) => break,
+                }
+            }
+        }
         let mut flushes = Vec::new();
         for item in items.drain(..) {
             match item {

@@ -101,13 +101,15 @@ async fn metrics(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
          # TYPE keygate_admissions_total counter\nkeygate_admissions_total {}\n\
          # TYPE keygate_refusals_total counter\nkeygate_refusals_total {}\n\
          # TYPE keygate_signature_checks_total counter\nkeygate_signature_checks_total {}\n\
-         # TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}\n",
+         # TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}\n\
+         # TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {}\n",
         s.connections.load(Ordering::Relaxed),
         gw.rooms.peer_count(),
         s.admissions.load(Ordering::Relaxed),
         s.refusals.load(Ordering::Relaxed),
         verify::signature_checks(),
         resident_memory_bytes().unwrap_or(0),
+        cpu_seconds().unwrap_or(0.0),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
@@ -117,6 +119,18 @@ pub fn resident_memory_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages * 4096)
+}
+
+/// CPU time (user + system) this process has used, from /proc (Linux).
+pub fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesized command name; utime and stime are the 12th and
+    // 13th of them, in clock ticks (USER_HZ, 100 on Linux).
+    let rest = stat.rsplit_once(')')?.1;
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }
 
 /// A running server.
