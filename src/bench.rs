@@ -88,10 +88,8 @@ mod tempfile_dir {
     pub struct TempDir(PathBuf);
     impl TempDir {
         pub fn new() -> std::io::Result<Self> {
-            let path = std::env::temp_dir().join(format!(
-                "keygate-bench-{}",
-                crate::ids::hex(&crate::ids::random_bytes::<6>())
-            ));
+            let path = std::env::temp_dir()
+                .join(format!("keygate-bench-{}", crate::ids::hex(&crate::ids::random_bytes::<6>())));
             std::fs::create_dir_all(&path)?;
             Ok(TempDir(path))
         }
@@ -121,18 +119,12 @@ async fn spawn_server(max_connections: usize) -> Result<(SpawnedServer, String),
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| BenchError::Spawn(e.to_string()))?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| BenchError::Spawn("no stdout".into()))?;
+    let stdout = child.stdout.take().ok_or_else(|| BenchError::Spawn("no stdout".into()))?;
     let mut line = String::new();
-    tokio::time::timeout(
-        Duration::from_secs(20),
-        BufReader::new(stdout).read_line(&mut line),
-    )
-    .await
-    .map_err(|_| BenchError::Spawn("server did not start within 20 s".into()))?
-    .map_err(|e| BenchError::Spawn(e.to_string()))?;
+    tokio::time::timeout(Duration::from_secs(20), BufReader::new(stdout).read_line(&mut line))
+        .await
+        .map_err(|_| BenchError::Spawn("server did not start within 20 s".into()))?
+        .map_err(|e| BenchError::Spawn(e.to_string()))?;
     let http = line
         .split_whitespace()
         .find(|w| w.starts_with("http://"))
@@ -144,12 +136,7 @@ async fn spawn_server(max_connections: usize) -> Result<(SpawnedServer, String),
 /// Single-threaded verifications per second of the server's primitive.
 pub fn raw_verify_rate(seconds: f64) -> Result<f64, BenchError> {
     let key = P256Key::generate().map_err(|e| BenchError::Setup(e.to_string()))?;
-    let challenge = IssuedChallenge::issue(
-        RoomId::generate(),
-        "http://127.0.0.1:8080",
-        None,
-        chrono::Utc::now(),
-    );
+    let challenge = IssuedChallenge::issue(RoomId::generate(), "http://127.0.0.1:8080", None, chrono::Utc::now());
     let message = challenge.signed_bytes.as_bytes();
     let auth = json!({ "publicKey": key.public_jwk(), "signature": key.sign_b64(message).map_err(|e| BenchError::Setup(e.to_string()))? });
     let verifier = WebCryptoVerifier;
@@ -158,11 +145,9 @@ pub fn raw_verify_rate(seconds: f64) -> Result<f64, BenchError> {
     while start.elapsed().as_secs_f64() < seconds {
         for _ in 0..100 {
             // The same path the server takes: parse the proof, then check it.
-            let claim = crate::verify::Verifier::claim(&verifier, &auth)
-                .map_err(|e| BenchError::Setup(e.to_string()))?;
-            claim
-                .check(message)
-                .map_err(|e| BenchError::Setup(e.to_string()))?;
+            let claim =
+                crate::verify::Verifier::claim(&verifier, &auth).map_err(|e| BenchError::Setup(e.to_string()))?;
+            claim.check(message).map_err(|e| BenchError::Setup(e.to_string()))?;
         }
         n += 100;
     }
@@ -174,25 +159,14 @@ pub fn raw_verify_rate(seconds: f64) -> Result<f64, BenchError> {
 async fn create_room(url: &str, keys: &[Value]) -> Result<(String, Client), BenchError> {
     let owner = P256Key::generate().map_err(|e| BenchError::Setup(e.to_string()))?;
     let mut c = Client::connect(url).await?;
-    let welcome = c
-        .join_webcrypto(
-            json!({"type": "request", "create": true, "name": "bench"}),
-            &owner,
-        )
-        .await?;
+    let welcome = c.join_webcrypto(json!({"type": "request", "create": true, "name": "bench"}), &owner).await?;
     let room = welcome["roomId"].as_str().unwrap_or_default().to_owned();
     if !keys.is_empty() {
-        let add: Vec<Value> = keys
-            .iter()
-            .map(|jwk| Value::String(jwk.to_string()))
-            .collect();
+        let add: Vec<Value> = keys.iter().map(|jwk| Value::String(jwk.to_string())).collect();
         c.send(&json!({"type": "whitelist", "add": add})).await?;
         let updated = c.expect("whitelist-updated").await?;
         if updated["errors"].as_array().is_some_and(|e| !e.is_empty()) {
-            return Err(BenchError::Setup(format!(
-                "whitelist errors: {}",
-                updated["errors"]
-            )));
+            return Err(BenchError::Setup(format!("whitelist errors: {}", updated["errors"])));
         }
     }
     Ok((room, c))
@@ -205,8 +179,7 @@ async fn metric(url: &str, name: &str) -> Option<f64> {
     stream.write_all(req.as_bytes()).await.ok()?;
     let mut body = String::new();
     stream.read_to_string(&mut body).await.ok()?;
-    body.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+    body.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -260,15 +233,11 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, BenchError> {
         let (remaining, failed, latencies) = (remaining.clone(), failed.clone(), latencies.clone());
         workers.push(tokio::spawn(async move {
             let mut mine = Vec::new();
-            while remaining
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-                .is_ok()
-            {
+            while remaining.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok() {
                 let t = Instant::now();
                 let result = async {
                     let mut c = Client::connect(&url).await?;
-                    c.join_webcrypto(json!({"type": "request", "roomId": room}), &key)
-                        .await?;
+                    c.join_webcrypto(json!({"type": "request", "roomId": room}), &key).await?;
                     c.close().await;
                     Ok::<_, ClientError>(())
                 }
@@ -317,11 +286,8 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, BenchError> {
         );
     }
 
-    let (idle, rss_before, rss_after, per_socket) = if opts.idle > 0 {
-        idle_phase(&url, opts.idle).await?
-    } else {
-        (0, 0, 0, 0.0)
-    };
+    let (idle, rss_before, rss_after, per_socket) =
+        if opts.idle > 0 { idle_phase(&url, opts.idle).await? } else { (0, 0, 0, 0.0) };
     Ok(BenchReport {
         cores,
         raw_verify_per_sec: raw,
@@ -354,8 +320,7 @@ async fn idle_phase(url: &str, count: usize) -> Result<(usize, u64, u64, f64), B
     let next_room = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..32 {
-        let (url, key, held, next_room) =
-            (url.to_owned(), key.clone(), held.clone(), next_room.clone());
+        let (url, key, held, next_room) = (url.to_owned(), key.clone(), held.clone(), next_room.clone());
         tasks.push(tokio::spawn(async move {
             loop {
                 let r = next_room.fetch_add(1, Ordering::Relaxed);
@@ -367,8 +332,7 @@ async fn idle_phase(url: &str, count: usize) -> Result<(usize, u64, u64, f64), B
                 let mut mine = vec![owner];
                 for _ in 1..seats {
                     let mut c = Client::connect(&url).await?;
-                    c.join_webcrypto(json!({"type": "request", "roomId": room}), &key)
-                        .await?;
+                    c.join_webcrypto(json!({"type": "request", "roomId": room}), &key).await?;
                     mine.push(c);
                 }
                 if let Ok(mut h) = held.lock() {

@@ -39,19 +39,12 @@ struct Payload<'a> {
 /// Whether a DTLS fingerprint as sent in `request` is acceptable: `sha-256 AB:CD:…`
 /// style, short, and made only of characters that JSON never escapes.
 pub fn valid_fingerprint(f: &str) -> bool {
-    (8..=200).contains(&f.len())
-        && f.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b':' || b == b' ' || b == b'-')
+    (8..=200).contains(&f.len()) && f.bytes().all(|b| b.is_ascii_alphanumeric() || b == b':' || b == b' ' || b == b'-')
 }
 
 impl IssuedChallenge {
     /// A fresh challenge with a 128-bit nonce (hex, so it is also a valid SIWE nonce).
-    pub fn issue(
-        room: RoomId,
-        origin: &str,
-        fingerprint: Option<String>,
-        now: DateTime<Utc>,
-    ) -> Self {
+    pub fn issue(room: RoomId, origin: &str, fingerprint: Option<String>, now: DateTime<Utc>) -> Self {
         let nonce = hex(&random_bytes::<16>());
         let issued_at = now.to_rfc3339_opts(SecondsFormat::Millis, true);
         let payload = Payload {
@@ -64,15 +57,8 @@ impl IssuedChallenge {
         // Serializing a struct of strings cannot fail.
         let signed_bytes = serde_json::to_string(&payload).unwrap_or_default();
         // Keep the millisecond-truncated time, the one the client sees.
-        let issued_at =
-            DateTime::parse_from_rfc3339(&issued_at).map_or(now, |t| t.with_timezone(&Utc));
-        IssuedChallenge {
-            room,
-            nonce,
-            issued_at,
-            signed_bytes,
-            fingerprint,
-        }
+        let issued_at = DateTime::parse_from_rfc3339(&issued_at).map_or(now, |t| t.with_timezone(&Utc));
+        IssuedChallenge { room, nonce, issued_at, signed_bytes, fingerprint }
     }
 
     /// The payload as a JSON value, to embed in the `challenge` frame.
@@ -187,22 +173,13 @@ mod tests {
     fn room(s: &str) -> RoomId {
         RoomId::parse(s).unwrap_or_else(|_| RoomId::generate())
     }
-    const WINDOW: Freshness = Freshness {
-        past: Duration::from_secs(120),
-        future: Duration::from_secs(5),
-    };
+    const WINDOW: Freshness = Freshness { past: Duration::from_secs(120), future: Duration::from_secs(5) };
 
     #[test]
     fn payload_is_compact_with_keys_in_protocol_order() {
-        let now =
-            DateTime::parse_from_rfc3339("2026-01-02T03:04:05.678Z").map(|t| t.with_timezone(&Utc));
+        let now = DateTime::parse_from_rfc3339("2026-01-02T03:04:05.678Z").map(|t| t.with_timezone(&Utc));
         let now = now.unwrap_or_else(|_| Utc::now());
-        let c = IssuedChallenge::issue(
-            room("abc"),
-            "https://k.example",
-            Some("sha-256 AB:CD".into()),
-            now,
-        );
+        let c = IssuedChallenge::issue(room("abc"), "https://k.example", Some("sha-256 AB:CD".into()), now);
         let expected = format!(
             r#"{{"roomId":"abc","issuedAt":"2026-01-02T03:04:05.678Z","nonce":"{}","origin":"https://k.example","fingerprint":"sha-256 AB:CD"}}"#,
             c.nonce
@@ -218,10 +195,7 @@ mod tests {
         let payload = c.payload_json();
         slot.put(c);
         assert!(slot.redeem(&payload, Utc::now(), WINDOW).is_ok());
-        assert_eq!(
-            slot.redeem(&payload, Utc::now(), WINDOW).err(),
-            Some(Refusal::Replay)
-        );
+        assert_eq!(slot.redeem(&payload, Utc::now(), WINDOW).err(), Some(Refusal::Replay));
     }
 
     #[test]
@@ -233,18 +207,10 @@ mod tests {
         let later = Utc::now() + chrono::Duration::seconds(121);
         assert_eq!(slot.redeem(&p, later, WINDOW).err(), Some(Refusal::Stale));
 
-        let c = IssuedChallenge::issue(
-            room("r1"),
-            "o",
-            None,
-            Utc::now() + chrono::Duration::seconds(10),
-        );
+        let c = IssuedChallenge::issue(room("r1"), "o", None, Utc::now() + chrono::Duration::seconds(10));
         let p = c.payload_json();
         slot.put(c);
-        assert_eq!(
-            slot.redeem(&p, Utc::now(), WINDOW).err(),
-            Some(Refusal::FromTheFuture)
-        );
+        assert_eq!(slot.redeem(&p, Utc::now(), WINDOW).err(), Some(Refusal::FromTheFuture));
     }
 
     #[test]
@@ -254,33 +220,21 @@ mod tests {
         let mut p = c.payload_json();
         p["roomId"] = "r2".into();
         slot.put(c.clone());
-        assert_eq!(
-            slot.redeem(&p, Utc::now(), WINDOW).err(),
-            Some(Refusal::WrongRoom)
-        );
+        assert_eq!(slot.redeem(&p, Utc::now(), WINDOW).err(), Some(Refusal::WrongRoom));
 
         let c = IssuedChallenge::issue(room("r1"), "o", None, Utc::now());
         let mut p = c.payload_json();
         p["origin"] = "evil".into();
         slot.put(c);
-        assert_eq!(
-            slot.redeem(&p, Utc::now(), WINDOW).err(),
-            Some(Refusal::PayloadMismatch)
-        );
+        assert_eq!(slot.redeem(&p, Utc::now(), WINDOW).err(), Some(Refusal::PayloadMismatch));
     }
 
     #[test]
     fn a_nonce_from_elsewhere_is_refused() {
         let mut slot = ChallengeSlot::default();
         let other = IssuedChallenge::issue(room("r1"), "o", None, Utc::now());
-        assert_eq!(
-            slot.redeem(&other.payload_json(), Utc::now(), WINDOW).err(),
-            Some(Refusal::NoChallenge)
-        );
+        assert_eq!(slot.redeem(&other.payload_json(), Utc::now(), WINDOW).err(), Some(Refusal::NoChallenge));
         slot.put(IssuedChallenge::issue(room("r1"), "o", None, Utc::now()));
-        assert_eq!(
-            slot.redeem(&other.payload_json(), Utc::now(), WINDOW).err(),
-            Some(Refusal::ForeignNonce)
-        );
+        assert_eq!(slot.redeem(&other.payload_json(), Utc::now(), WINDOW).err(), Some(Refusal::ForeignNonce));
     }
 }

@@ -24,11 +24,7 @@ macro_rules! say {
 }
 
 #[derive(Parser)]
-#[command(
-    name = "keygate",
-    version,
-    about = "Video rooms that admit only the holders of whitelisted keys"
-)]
+#[command(name = "keygate", version, about = "Video rooms that admit only the holders of whitelisted keys")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -108,6 +104,13 @@ enum RoomCommand {
     },
     /// Remove a key from the whitelist; its live sessions are ejected.
     Deny { room: String, key: String },
+    /// Change a room's policy.
+    Set {
+        room: String,
+        /// Refuse security-key proofs made without user verification (PIN or biometric).
+        #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+        require_user_verification: Option<bool>,
+    },
     /// List rooms.
     List,
     /// Show a room's whitelist and recent audit events.
@@ -143,14 +146,8 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("KEYGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -210,12 +207,10 @@ fn settings_from(args: ServeArgs) -> Result<Settings, Box<dyn std::error::Error>
         s.max_connections = v;
     }
     if let Some(v) = args.freshness {
-        s.freshness_past =
-            Duration::try_from_secs_f64(v).map_err(|_| "--freshness takes seconds")?;
+        s.freshness_past = Duration::try_from_secs_f64(v).map_err(|_| "--freshness takes seconds")?;
     }
     if let Some(v) = args.auth_timeout {
-        s.auth_timeout =
-            Duration::try_from_secs_f64(v).map_err(|_| "--auth-timeout takes seconds")?;
+        s.auth_timeout = Duration::try_from_secs_f64(v).map_err(|_| "--auth-timeout takes seconds")?;
     }
     Ok(s)
 }
@@ -226,11 +221,7 @@ async fn serve(args: ServeArgs) -> CliResult {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let db = settings.db.clone();
     let server = Server::start(settings).await?;
-    say!(
-        "keygate listening on http://{} (database {})",
-        server.addr(),
-        db.display()
-    );
+    say!("keygate listening on http://{} (database {})", server.addr(), db.display());
     wait_for_signal().await;
     tracing::info!("shutting down");
     server.shutdown().await;
@@ -292,27 +283,14 @@ fn read_keys(arg: &str) -> Result<(Vec<KeyLine>, usize), Box<dyn std::error::Err
 fn identity(key: &str) -> CliResult {
     let (keys, bad) = read_keys(key)?;
     for k in &keys {
-        let comment = k
-            .comment
-            .as_deref()
-            .map(|c| format!("  {c}"))
-            .unwrap_or_default();
+        let comment = k.comment.as_deref().map(|c| format!("  {c}")).unwrap_or_default();
         if keys.len() == 1 && bad == 0 {
-            say!(
-                "{}\n{} ({}){comment}",
-                k.identity,
-                k.identity.fingerprint(),
-                k.identity.kind()
-            );
+            say!("{}\n{} ({}){comment}", k.identity, k.identity.fingerprint(), k.identity.kind());
         } else {
             say!("{}  {}{comment}", k.identity, k.identity.fingerprint());
         }
     }
-    Ok(if bad > 0 {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if bad > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 fn one_identity(arg: &str) -> Result<Identity, Box<dyn std::error::Error>> {
@@ -320,6 +298,14 @@ fn one_identity(arg: &str) -> Result<Identity, Box<dyn std::error::Error>> {
     match (keys.len(), bad) {
         (1, 0) => Ok(keys[0].identity.clone()),
         _ => Err("expected exactly one key".into()),
+    }
+}
+
+fn parse_on_off(text: &str) -> Result<bool, String> {
+    match text {
+        "on" | "true" | "yes" => Ok(true),
+        "off" | "false" | "no" => Ok(false),
+        _ => Err("expected on or off".into()),
     }
 }
 
@@ -341,21 +327,13 @@ async fn room(db: &std::path::Path, command: RoomCommand) -> CliResult {
             let room = parse_room(&room)?;
             let (keys, bad) = read_keys(&key)?;
             for k in keys {
-                let label = if label.is_empty() {
-                    k.comment.clone().unwrap_or_default()
-                } else {
-                    label.clone()
-                };
-                let new = store.allow(&room, &k.identity, &label, "cli").await?;
+                let label = if label.is_empty() { k.comment.clone().unwrap_or_default() } else { label.clone() };
+                let new = store.allow_key(&room, &k.identity, &label, "cli", k.namespaces.as_deref()).await?;
                 say!(
                     "{} {}{}",
                     if new { "added" } else { "kept " },
                     k.identity,
-                    if label.is_empty() {
-                        String::new()
-                    } else {
-                        format!("  {label}")
-                    }
+                    if label.is_empty() { String::new() } else { format!("  {label}") }
                 );
             }
             if bad > 0 {
@@ -368,11 +346,7 @@ async fn room(db: &std::path::Path, command: RoomCommand) -> CliResult {
         RoomCommand::Deny { room, key } => {
             let room = parse_room(&room)?;
             let identity = one_identity(&key)?;
-            if store
-                .room(&room)
-                .await?
-                .is_some_and(|r| r.owners.iter().any(|o| o == identity.did()))
-            {
+            if store.room(&room).await?.is_some_and(|r| r.owners.iter().any(|o| o == identity.did())) {
                 return Err("an owner cannot be removed from the whitelist".into());
             }
             if store.deny(&room, &identity).await? {
@@ -383,19 +357,22 @@ async fn room(db: &std::path::Path, command: RoomCommand) -> CliResult {
                 ExitCode::FAILURE
             }
         }
+        RoomCommand::Set { room, require_user_verification } => {
+            let room = parse_room(&room)?;
+            let Some(on) = require_user_verification else {
+                return Err("nothing to set; e.g. --require-user-verification on".into());
+            };
+            store.set_require_user_verification(&room, on).await?;
+            say!("{room}: user verification {}", if on { "required" } else { "not required" });
+            ExitCode::SUCCESS
+        }
         RoomCommand::List => {
             let rooms = store.rooms().await?;
             if rooms.is_empty() {
                 say!("no rooms yet; create one with: keygate room create --owner KEY");
             }
             for (r, entries) in rooms {
-                say!(
-                    "{}  {:>3} keys  {}  {}",
-                    r.id,
-                    entries,
-                    r.created_at,
-                    r.name
-                );
+                say!("{}  {:>3} keys  {}  {}", r.id, entries, r.created_at, r.name);
             }
             ExitCode::SUCCESS
         }
@@ -404,20 +381,16 @@ async fn room(db: &std::path::Path, command: RoomCommand) -> CliResult {
             let Some(record) = store.room(&room).await? else {
                 return Err(format!("no room {room}").into());
             };
-            say!(
-                "room     {}\nname     {}\ncreated  {}",
-                record.id,
-                record.name,
-                record.created_at
-            );
+            say!("room     {}\nname     {}\ncreated  {}", record.id, record.name, record.created_at);
+            if record.require_user_verification {
+                say!("policy   user verification required");
+            }
             for o in &record.owners {
                 say!("owner    {o}");
             }
             say!("\nwhitelist:");
             for e in store.whitelist(&room).await? {
-                let fp = Identity::parse(&e.identity)
-                    .map(|i| i.fingerprint())
-                    .unwrap_or_default();
+                let fp = Identity::parse(&e.identity).map(|i| i.fingerprint()).unwrap_or_default();
                 say!(
                     "  {}  {}  {}  last admitted {}",
                     e.identity,

@@ -22,6 +22,10 @@ pub struct Settings {
     /// (e.g. pasting an `ssh-keygen -Y sign` result) need minutes, not seconds.
     #[serde(with = "secs")]
     pub freshness_past: Duration,
+    /// How old a challenge may be for proofs a person makes by hand (method `ssh`:
+    /// copy a command, run it, paste the signature back).
+    #[serde(with = "secs")]
+    pub manual_freshness: Duration,
     /// Tolerated clock skew for `issuedAt` in the future.
     #[serde(with = "secs")]
     pub freshness_future: Duration,
@@ -47,6 +51,7 @@ impl Default for Settings {
             db: PathBuf::from("keygate.db"),
             origin: None,
             freshness_past: Duration::from_secs(120),
+            manual_freshness: Duration::from_secs(600),
             freshness_future: Duration::from_secs(5),
             auth_timeout: Duration::from_secs(30),
             max_peers_per_room: 8,
@@ -62,8 +67,7 @@ impl Settings {
     /// Reads a TOML file over the defaults. Unknown keys are an error, so a typo in a
     /// setting's name is not silently ignored.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.to_owned(), e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.to_owned(), e))?;
         toml::from_str(&text).map_err(|e| ConfigError::Parse(path.to_owned(), e.to_string()))
     }
 
@@ -92,9 +96,7 @@ mod secs {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let secs = f64::deserialize(d)?;
         if !(0.0..=86_400.0).contains(&secs) {
-            return Err(serde::de::Error::custom(
-                "expected seconds between 0 and 86400",
-            ));
+            return Err(serde::de::Error::custom("expected seconds between 0 and 86400"));
         }
         Ok(Duration::from_secs_f64(secs))
     }

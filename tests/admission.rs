@@ -29,15 +29,10 @@ async fn whitelisted_key_is_admitted_and_peers_see_each_other() {
 
     let mut b = s.connect().await;
     let fp = "sha-256 AB:CD:EF:01:23";
-    let challenge = b
-        .request(json!({"type": "request", "roomId": room.as_str(), "fingerprint": fp}))
-        .await
-        .unwrap();
+    let challenge = b.request(json!({"type": "request", "roomId": room.as_str(), "fingerprint": fp})).await.unwrap();
     assert_eq!(challenge["payload"]["fingerprint"], fp);
-    assert_eq!(challenge["methods"], json!(["webcrypto"]));
-    b.send(&Client::webcrypto_auth(&challenge, &guest).unwrap())
-        .await
-        .unwrap();
+    assert_eq!(challenge["methods"], json!(["ssh", "webcrypto"]));
+    b.send(&Client::webcrypto_auth(&challenge, &guest).unwrap()).await.unwrap();
     let welcome_b = b.expect("welcome").await.unwrap();
     assert_eq!(welcome_b["identity"], identity(&guest).did());
     assert_eq!(welcome_b["owner"], false);
@@ -57,24 +52,18 @@ async fn whitelisted_key_is_admitted_and_peers_see_each_other() {
     let signed = proof["signed"].as_str().unwrap();
     assert_eq!(signed, challenge["payload"].to_string());
     let sig = base64_url(proof["signature"].as_str().unwrap());
-    keygate::verify::WebCryptoVerifier::check_jwk(&proof["publicKey"], signed.as_bytes(), &sig)
-        .unwrap();
+    keygate::verify::WebCryptoVerifier::check_jwk(&proof["publicKey"], signed.as_bytes(), &sig).unwrap();
 
     b.close().await;
     let left = a.expect("peer-left").await.unwrap();
     assert_eq!(left["peerId"], welcome_b["peerId"]);
-    s.audit_has(&room, |e| {
-        e.event == "admitted" && e.identity.as_deref() == Some(identity(&guest).did())
-    })
-    .await;
+    s.audit_has(&room, |e| e.event == "admitted" && e.identity.as_deref() == Some(identity(&guest).did())).await;
     s.shutdown().await;
 }
 
 fn base64_url(s: &str) -> Vec<u8> {
     use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(s)
-        .unwrap()
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).unwrap()
 }
 
 #[tokio::test]
@@ -82,43 +71,29 @@ async fn create_room_then_whitelist_over_the_socket() {
     let s = TestServer::start().await;
     let (owner, guest) = (key(), key());
     let mut a = s.connect().await;
-    let welcome = a
-        .join_webcrypto(
-            json!({"type": "request", "create": true, "name": "Standup"}),
-            &owner,
-        )
-        .await
-        .unwrap();
+    let welcome =
+        a.join_webcrypto(json!({"type": "request", "create": true, "name": "Standup"}), &owner).await.unwrap();
     assert_eq!(welcome["created"], true);
     assert_eq!(welcome["owner"], true);
     let room = keygate::ids::RoomId::parse(welcome["roomId"].as_str().unwrap()).unwrap();
 
-    a.send(&json!({"type": "whitelist", "add": [{"key": guest.public_jwk().to_string(), "label": "guest"}, "nonsense"]})).await.unwrap();
+    a.send(
+        &json!({"type": "whitelist", "add": [{"key": guest.public_jwk().to_string(), "label": "guest"}, "nonsense"]}),
+    )
+    .await
+    .unwrap();
     let updated = a.expect("whitelist-updated").await.unwrap();
     assert_eq!(updated["added"][0]["identity"], identity(&guest).did());
     assert_eq!(updated["added"][0]["label"], "guest");
     assert_eq!(updated["errors"][0]["entry"], 1);
     assert!(
-        updated["errors"][0]["error"]
-            .as_str()
-            .unwrap()
-            .contains("accepted")
-            || updated["errors"][0]["error"]
-                .as_str()
-                .unwrap()
-                .contains("paste")
+        updated["errors"][0]["error"].as_str().unwrap().contains("accepted")
+            || updated["errors"][0]["error"].as_str().unwrap().contains("paste")
     );
 
     let (_b, welcome_b) = admitted(&s, &room, &guest).await;
     assert_eq!(welcome_b["peers"][0]["identity"], identity(&owner).did());
-    let record = s
-        .server()
-        .gateway()
-        .store
-        .room(&room)
-        .await
-        .unwrap()
-        .unwrap();
+    let record = s.server().gateway().store.room(&room).await.unwrap().unwrap();
     assert_eq!(record.name, "Standup");
     s.shutdown().await;
 }
@@ -156,10 +131,7 @@ async fn bad_signature_is_refused() {
     let mut auth = Client::webcrypto_auth(&challenge, &other).unwrap();
     auth["publicKey"] = guest.public_jwk(); // claims guest's key, signed by another
     c.send(&auth).await.unwrap();
-    assert_eq!(
-        server_code(c.expect("welcome").await.unwrap_err()),
-        "not-admitted"
-    );
+    assert_eq!(server_code(c.expect("welcome").await.unwrap_err()), "not-admitted");
     let e = s.audit_has(&room, |e| e.event == "refused").await;
     assert_eq!(e.reason.as_deref(), Some("bad signature"));
     s.shutdown().await;
@@ -179,59 +151,31 @@ async fn a_nonce_is_accepted_once_on_its_own_connection_for_its_room() {
     let mut broken = auth.clone();
     broken["signature"] = json!("AAAA");
     c.send(&broken).await.unwrap();
-    assert_eq!(
-        server_code(c.expect("welcome").await.unwrap_err()),
-        "not-admitted"
-    );
+    assert_eq!(server_code(c.expect("welcome").await.unwrap_err()), "not-admitted");
     c.send(&auth).await.unwrap();
-    assert_eq!(
-        server_code(c.expect("welcome").await.unwrap_err()),
-        "not-admitted"
-    );
-    s.audit_has(&room, |e| {
-        e.reason.as_deref() == Some("replay: nonce already used")
-    })
-    .await;
+    assert_eq!(server_code(c.expect("welcome").await.unwrap_err()), "not-admitted");
+    s.audit_has(&room, |e| e.reason.as_deref() == Some("replay: nonce already used")).await;
 
     // A valid answer taken to another connection (which has its own challenge).
     let mut thief = s.connect().await;
     thief.request(join(&room)).await.unwrap();
     let mut c2 = s.connect().await;
     let challenge2 = c2.request(join(&room)).await.unwrap();
-    thief
-        .send(&Client::webcrypto_auth(&challenge2, &guest).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(
-        server_code(thief.expect("welcome").await.unwrap_err()),
-        "not-admitted"
-    );
-    s.audit_has(&room, |e| {
-        e.reason.as_deref() == Some("nonce was not issued on this connection")
-    })
-    .await;
+    thief.send(&Client::webcrypto_auth(&challenge2, &guest).unwrap()).await.unwrap();
+    assert_eq!(server_code(thief.expect("welcome").await.unwrap_err()), "not-admitted");
+    s.audit_has(&room, |e| e.reason.as_deref() == Some("nonce was not issued on this connection")).await;
 
     // The payload of one room presented for another.
     let mut c3 = s.connect().await;
     let challenge3 = c3.request(join(&other_room)).await.unwrap();
     let mut moved = challenge3.clone();
     moved["payload"]["roomId"] = json!(room.as_str());
-    c3.send(&Client::webcrypto_auth(&moved, &guest).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(
-        server_code(c3.expect("welcome").await.unwrap_err()),
-        "not-admitted"
-    );
-    s.audit_has(&other_room, |e| {
-        e.reason.as_deref() == Some("challenge was issued for another room")
-    })
-    .await;
+    c3.send(&Client::webcrypto_auth(&moved, &guest).unwrap()).await.unwrap();
+    assert_eq!(server_code(c3.expect("welcome").await.unwrap_err()), "not-admitted");
+    s.audit_has(&other_room, |e| e.reason.as_deref() == Some("challenge was issued for another room")).await;
 
     // And the honest path still works on a fresh challenge.
-    c2.send(&Client::webcrypto_auth(&challenge2, &guest).unwrap())
-        .await
-        .unwrap();
+    c2.send(&Client::webcrypto_auth(&challenge2, &guest).unwrap()).await.unwrap();
     c2.expect("welcome").await.unwrap();
     s.shutdown().await;
 }
@@ -244,17 +188,9 @@ async fn a_stale_challenge_is_refused() {
     let mut c = s.connect().await;
     let challenge = c.request(join(&room)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;
-    c.send(&Client::webcrypto_auth(&challenge, &guest).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(
-        server_code(c.expect("welcome").await.unwrap_err()),
-        "not-admitted"
-    );
-    s.audit_has(&room, |e| {
-        e.reason.as_deref().is_some_and(|r| r.starts_with("stale"))
-    })
-    .await;
+    c.send(&Client::webcrypto_auth(&challenge, &guest).unwrap()).await.unwrap();
+    assert_eq!(server_code(c.expect("welcome").await.unwrap_err()), "not-admitted");
+    s.audit_has(&room, |e| e.reason.as_deref().is_some_and(|r| r.starts_with("stale"))).await;
     s.shutdown().await;
 }
 
@@ -277,9 +213,7 @@ async fn a_private_jwk_is_refused_with_a_clear_error() {
     }
     let events = s.audit(&room).await;
     assert!(
-        events
-            .iter()
-            .all(|e| !format!("{e:?}").contains("c2VjcmV0")),
+        events.iter().all(|e| !format!("{e:?}").contains("c2VjcmV0")),
         "private key material reached the audit log"
     );
     s.shutdown().await;
@@ -296,41 +230,22 @@ async fn relay_only_between_admitted_peers_of_one_room_with_from_set_by_the_serv
     let (mut x, _) = admitted(&s, &elsewhere, &outsider).await;
     until(&mut a, "peer-joined").await;
 
-    b.send(
-        &json!({"type": "signal", "to": wa["peerId"], "from": "spoofed", "data": {"sdp": "offer"}}),
-    )
-    .await
-    .unwrap();
+    b.send(&json!({"type": "signal", "to": wa["peerId"], "from": "spoofed", "data": {"sdp": "offer"}})).await.unwrap();
     let got = a.expect("signal").await.unwrap();
     assert_eq!(got["from"], wb["peerId"]);
     assert_eq!(got["data"], json!({"sdp": "offer"}));
 
     // A peer of another room cannot reach A, even knowing its peer id.
-    x.send(&json!({"type": "signal", "to": wa["peerId"], "data": 1}))
-        .await
-        .unwrap();
-    assert_eq!(
-        server_code(x.expect("signal").await.unwrap_err()),
-        "no-such-peer"
-    );
+    x.send(&json!({"type": "signal", "to": wa["peerId"], "data": 1})).await.unwrap();
+    assert_eq!(server_code(x.expect("signal").await.unwrap_err()), "no-such-peer");
 
     // Nor can a socket that is not admitted.
     let mut anon = s.connect().await;
-    anon.send(&json!({"type": "signal", "to": wa["peerId"], "data": 1}))
-        .await
-        .unwrap();
-    assert_eq!(
-        server_code(anon.expect("signal").await.unwrap_err()),
-        "unauthenticated"
-    );
+    anon.send(&json!({"type": "signal", "to": wa["peerId"], "data": 1})).await.unwrap();
+    assert_eq!(server_code(anon.expect("signal").await.unwrap_err()), "unauthenticated");
     anon.request(join(&room)).await.unwrap();
-    anon.send(&json!({"type": "signal", "to": wa["peerId"], "data": 1}))
-        .await
-        .unwrap();
-    assert_eq!(
-        server_code(anon.expect("signal").await.unwrap_err()),
-        "unauthenticated"
-    );
+    anon.send(&json!({"type": "signal", "to": wa["peerId"], "data": 1})).await.unwrap();
+    assert_eq!(server_code(anon.expect("signal").await.unwrap_err()), "unauthenticated");
 
     // A saw nothing but B's signal.
     a.send(&json!({"type": "ping"})).await.unwrap();
@@ -347,26 +262,14 @@ async fn only_owners_change_the_whitelist_and_removal_ejects_at_once() {
     let (mut b, wb) = admitted(&s, &room, &guest).await;
     until(&mut a, "peer-joined").await;
 
-    b.send(&json!({"type": "whitelist", "remove": [identity(&owner).did()]}))
-        .await
-        .unwrap();
-    assert_eq!(
-        server_code(b.expect("whitelist-updated").await.unwrap_err()),
-        "not-owner"
-    );
+    b.send(&json!({"type": "whitelist", "remove": [identity(&owner).did()]})).await.unwrap();
+    assert_eq!(server_code(b.expect("whitelist-updated").await.unwrap_err()), "not-owner");
 
-    a.send(&json!({"type": "whitelist", "remove": [identity(&owner).did()]}))
-        .await
-        .unwrap();
+    a.send(&json!({"type": "whitelist", "remove": [identity(&owner).did()]})).await.unwrap();
     let updated = a.expect("whitelist-updated").await.unwrap();
-    assert!(updated["errors"][0]["error"]
-        .as_str()
-        .unwrap()
-        .contains("owner"));
+    assert!(updated["errors"][0]["error"].as_str().unwrap().contains("owner"));
 
-    a.send(&json!({"type": "whitelist", "remove": [guest.public_jwk().to_string()]}))
-        .await
-        .unwrap();
+    a.send(&json!({"type": "whitelist", "remove": [guest.public_jwk().to_string()]})).await.unwrap();
     let updated = until(&mut a, "whitelist-updated").await;
     assert_eq!(updated["removed"][0], identity(&guest).did());
     let kicked = b.recv().await.unwrap();
@@ -378,10 +281,7 @@ async fn only_owners_change_the_whitelist_and_removal_ejects_at_once() {
 
     // Removed means refused from now on.
     let mut again = s.connect().await;
-    assert_eq!(
-        server_code(again.join_webcrypto(join(&room), &guest).await.unwrap_err()),
-        "not-admitted"
-    );
+    assert_eq!(server_code(again.join_webcrypto(join(&room), &guest).await.unwrap_err()), "not-admitted");
     s.shutdown().await;
 }
 
@@ -398,11 +298,7 @@ async fn removal_through_the_cli_ejects_the_live_session() {
         .output()
         .await
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let kicked = b.recv().await.unwrap();
     assert_eq!(kicked["code"], "revoked");
     s.shutdown().await;
@@ -415,36 +311,15 @@ async fn malformed_frames_get_an_error_and_the_connection_survives() {
     c.send_text("{not json".into()).await.unwrap();
     assert_eq!(server_code(c.expect("pong").await.unwrap_err()), "bad-json");
     c.send(&json!({"type": "dance"})).await.unwrap();
-    assert_eq!(
-        server_code(c.expect("pong").await.unwrap_err()),
-        "unknown-type"
-    );
+    assert_eq!(server_code(c.expect("pong").await.unwrap_err()), "unknown-type");
     c.send(&json!({"type": "signal"})).await.unwrap();
-    assert_eq!(
-        server_code(c.expect("pong").await.unwrap_err()),
-        "bad-message"
-    );
-    c.send(&json!({"type": "request", "roomId": "no/slashes"}))
-        .await
-        .unwrap();
-    assert_eq!(
-        server_code(c.expect("pong").await.unwrap_err()),
-        "bad-message"
-    );
-    c.send(&json!({"type": "request", "roomId": "nosuchroom"}))
-        .await
-        .unwrap();
-    assert_eq!(
-        server_code(c.expect("pong").await.unwrap_err()),
-        "room-not-found"
-    );
-    c.send(&json!({"type": "auth", "method": "webcrypto", "payload": {}}))
-        .await
-        .unwrap();
-    assert_eq!(
-        server_code(c.expect("pong").await.unwrap_err()),
-        "no-challenge"
-    );
+    assert_eq!(server_code(c.expect("pong").await.unwrap_err()), "bad-message");
+    c.send(&json!({"type": "request", "roomId": "no/slashes"})).await.unwrap();
+    assert_eq!(server_code(c.expect("pong").await.unwrap_err()), "bad-message");
+    c.send(&json!({"type": "request", "roomId": "nosuchroom"})).await.unwrap();
+    assert_eq!(server_code(c.expect("pong").await.unwrap_err()), "room-not-found");
+    c.send(&json!({"type": "auth", "method": "webcrypto", "payload": {}})).await.unwrap();
+    assert_eq!(server_code(c.expect("pong").await.unwrap_err()), "no-challenge");
     c.send(&json!({"type": "ping"})).await.unwrap();
     c.expect("pong").await.unwrap();
     s.shutdown().await;
@@ -457,9 +332,7 @@ async fn unsupported_method_is_named() {
     let room = s.room(&owner, &[]).await;
     let mut c = s.connect().await;
     let ch = c.request(join(&room)).await.unwrap();
-    c.send(&json!({"type": "auth", "method": "carrier-pigeon", "payload": ch["payload"]}))
-        .await
-        .unwrap();
+    c.send(&json!({"type": "auth", "method": "carrier-pigeon", "payload": ch["payload"]})).await.unwrap();
     match c.expect("welcome").await.unwrap_err() {
         ClientError::Server { code, message } => {
             assert_eq!(code, "unsupported-method");
@@ -474,13 +347,8 @@ async fn unsupported_method_is_named() {
 async fn oversized_frames_are_refused_and_the_connection_survives() {
     let s = TestServer::with(|c| c.max_frame_bytes = 1024).await;
     let mut c = s.connect().await;
-    c.send(&json!({"type": "ping", "pad": "x".repeat(2000)}))
-        .await
-        .unwrap();
-    assert_eq!(
-        server_code(c.expect("pong").await.unwrap_err()),
-        "frame-too-large"
-    );
+    c.send(&json!({"type": "ping", "pad": "x".repeat(2000)})).await.unwrap();
+    assert_eq!(server_code(c.expect("pong").await.unwrap_err()), "frame-too-large");
     c.send(&json!({"type": "ping"})).await.unwrap();
     c.expect("pong").await.unwrap();
     s.shutdown().await;
@@ -515,10 +383,7 @@ async fn a_full_room_says_so() {
     let _a = admitted(&s, &room, &owner).await;
     let _b = admitted(&s, &room, &g1).await;
     let mut c = s.connect().await;
-    assert_eq!(
-        server_code(c.request(join(&room)).await.unwrap_err()),
-        "room-full"
-    );
+    assert_eq!(server_code(c.request(join(&room)).await.unwrap_err()), "room-full");
     s.shutdown().await;
 }
 
@@ -532,10 +397,7 @@ async fn total_connections_are_bounded_with_an_error() {
     b.send(&json!({"type": "ping"})).await.unwrap();
     b.expect("pong").await.unwrap();
     let mut c = s.connect().await;
-    assert_eq!(
-        server_code(c.expect("pong").await.unwrap_err()),
-        "server-full"
-    );
+    assert_eq!(server_code(c.expect("pong").await.unwrap_err()), "server-full");
     drop(a);
     s.shutdown().await;
 }
@@ -544,10 +406,7 @@ async fn total_connections_are_bounded_with_an_error() {
 async fn unauthenticated_sockets_close_after_the_timeout() {
     let s = TestServer::with(|c| c.auth_timeout = Duration::from_millis(300)).await;
     let mut c = s.connect().await;
-    assert_eq!(
-        server_code(c.expect("pong").await.unwrap_err()),
-        "auth-timeout"
-    );
+    assert_eq!(server_code(c.expect("pong").await.unwrap_err()), "auth-timeout");
     assert!(matches!(c.recv().await, Err(ClientError::Closed)));
     // An admitted socket is not subject to it.
     let owner = key();
@@ -571,9 +430,7 @@ async fn shutdown_sends_every_socket_a_close() {
         let f = a.recv().await.unwrap();
         (f, a.recv().await.is_err())
     });
-    let TestServer {
-        server, dir: _keep, ..
-    } = s;
+    let TestServer { server, dir: _keep, .. } = s;
     server.unwrap().shutdown().await;
     let (frame, closed) = waiter.await.unwrap();
     assert_eq!(frame["code"], "shutting-down");
@@ -581,9 +438,5 @@ async fn shutdown_sends_every_socket_a_close() {
     // The audit log was flushed: the departure is on disk.
     let store = keygate::store::Store::open(&db).await.unwrap();
     let events = store.audit(&room, 10, None).await.unwrap();
-    assert!(
-        events.iter().any(|e| e.event == "left"),
-        "{events:?} in {}",
-        dir.display()
-    );
+    assert!(events.iter().any(|e| e.event == "left"), "{events:?} in {}", dir.display());
 }

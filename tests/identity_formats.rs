@@ -12,11 +12,7 @@ use std::process::Command;
 
 fn load(dir: &Path, file: &str) -> serde_json::Map<String, Value> {
     let text = std::fs::read_to_string(dir.join("did-key").join(file)).unwrap();
-    serde_json::from_str::<Value>(&text)
-        .unwrap()
-        .as_object()
-        .unwrap()
-        .clone()
+    serde_json::from_str::<Value>(&text).unwrap().as_object().unwrap().clone()
 }
 
 #[test]
@@ -28,25 +24,15 @@ fn did_key_vectors_nist_curves() {
         let result = Identity::parse(&did);
         if did.starts_with("did:key:z2J9") {
             // P-521: not a key type keygate admits.
-            assert!(
-                matches!(result, Err(ParseError::Unsupported(_))),
-                "{did}: {result:?}"
-            );
+            assert!(matches!(result, Err(ParseError::Unsupported(_))), "{did}: {result:?}");
             continue;
         }
         assert_eq!(result.unwrap().did(), did);
         if let Some(jwk) = vm.get("publicKeyJwk") {
-            assert_eq!(
-                Identity::parse(&jwk.to_string()).unwrap().did(),
-                did,
-                "JWK of {did}"
-            );
+            assert_eq!(Identity::parse(&jwk.to_string()).unwrap().did(), did, "JWK of {did}");
             // The private JWK is refused, not silently reduced to its public part.
             let private = vm["privateKeyJwk"].to_string();
-            assert_eq!(
-                Identity::parse(&private).unwrap_err(),
-                ParseError::PrivateKey
-            );
+            assert_eq!(Identity::parse(&private).unwrap_err(), ParseError::PrivateKey);
         }
         checked += 1;
     }
@@ -64,9 +50,7 @@ fn did_key_vectors_ed25519_and_rsa() {
         }
         if let Some(b58) = vkp.get("publicKeyBase58").and_then(|v| v.as_str()) {
             let raw = bs58::decode(b58).into_vec().unwrap();
-            let id = Identity::from_key(keygate::identity::PublicKey::Ed25519(
-                raw.try_into().unwrap(),
-            ));
+            let id = Identity::from_key(keygate::identity::PublicKey::Ed25519(raw.try_into().unwrap()));
             assert_eq!(id.did(), did);
         }
     }
@@ -74,12 +58,7 @@ fn did_key_vectors_ed25519_and_rsa() {
     assert_eq!(rsa.len(), 2);
     for (did, case) in rsa {
         assert_eq!(Identity::parse(&did).unwrap().did(), did);
-        assert_eq!(
-            Identity::parse(&case["publicKeyJwk"].to_string())
-                .unwrap()
-                .did(),
-            did
-        );
+        assert_eq!(Identity::parse(&case["publicKeyJwk"].to_string()).unwrap().did(), did);
     }
 }
 
@@ -88,10 +67,7 @@ fn did_key_vectors_other_curves_are_refused_clearly() {
     let Some(dir) = vectors() else { return };
     for file in ["secp256k1.json", "bls12381.json"] {
         for (did, _) in load(&dir, file) {
-            assert!(
-                matches!(Identity::parse(&did), Err(ParseError::Unsupported(_))),
-                "{did}"
-            );
+            assert!(matches!(Identity::parse(&did), Err(ParseError::Unsupported(_))), "{did}");
         }
     }
 }
@@ -99,11 +75,7 @@ fn did_key_vectors_other_curves_are_refused_clearly() {
 /// Runs a tool, returning stdout; fails the test on error.
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -113,16 +85,10 @@ fn openssh_and_openssl_keys_share_one_identity() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    for (kind, bits, algo) in [
-        ("ecdsa", "256", "P-256"),
-        ("ecdsa", "384", "P-384"),
-        ("rsa", "3072", "RSA"),
-    ] {
+    for (kind, bits, algo) in [("ecdsa", "256", "P-256"), ("ecdsa", "384", "P-384"), ("rsa", "3072", "RSA")] {
         let path = dir.path().join(format!("{kind}{bits}"));
         let mut keygen = Command::new("ssh-keygen");
-        keygen
-            .args(["-q", "-N", "", "-C", "alice@laptop", "-t", kind, "-f"])
-            .arg(&path);
+        keygen.args(["-q", "-N", "", "-C", "alice@laptop", "-t", kind, "-f"]).arg(&path);
         if !bits.is_empty() {
             keygen.args(["-b", bits]);
         }
@@ -135,40 +101,17 @@ fn openssh_and_openssl_keys_share_one_identity() {
 
         // The same key as a PEM SubjectPublicKeyInfo and, through openssl, as an
         // X.509 certificate.
-        let pem = run(Command::new("ssh-keygen")
-            .args(["-e", "-m", "PKCS8", "-f"])
-            .arg(path.with_extension("pub")));
+        let pem = run(Command::new("ssh-keygen").args(["-e", "-m", "PKCS8", "-f"]).arg(path.with_extension("pub")));
         assert_eq!(Identity::parse(&pem).unwrap(), from_ssh, "{kind}{bits} PEM");
         let pem_private = path.with_extension("pem");
         std::fs::copy(&path, &pem_private).unwrap();
-        run(Command::new("ssh-keygen")
-            .args(["-q", "-p", "-N", "", "-m", "PKCS8", "-f"])
-            .arg(&pem_private));
+        run(Command::new("ssh-keygen").args(["-q", "-p", "-N", "", "-m", "PKCS8", "-f"]).arg(&pem_private));
         let cert = run(Command::new("openssl")
-            .args([
-                "req",
-                "-new",
-                "-x509",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=alice",
-                "-key",
-            ])
+            .args(["req", "-new", "-x509", "-days", "1", "-subj", "/CN=alice", "-key"])
             .arg(&pem_private));
-        assert_eq!(
-            Identity::parse(&cert).unwrap(),
-            from_ssh,
-            "{kind}{bits} certificate"
-        );
-        let spki = run(Command::new("openssl")
-            .args(["pkey", "-pubout", "-in"])
-            .arg(&pem_private));
-        assert_eq!(
-            Identity::parse(&spki).unwrap(),
-            from_ssh,
-            "{kind}{bits} openssl SPKI"
-        );
+        assert_eq!(Identity::parse(&cert).unwrap(), from_ssh, "{kind}{bits} certificate");
+        let spki = run(Command::new("openssl").args(["pkey", "-pubout", "-in"]).arg(&pem_private));
+        assert_eq!(Identity::parse(&spki).unwrap(), from_ssh, "{kind}{bits} openssl SPKI");
         // And the DID parses back to itself.
         assert_eq!(Identity::parse(from_ssh.did()).unwrap(), from_ssh);
     }
@@ -180,18 +123,10 @@ fn ed25519_from_openssl_matches_its_openssh_encoding() {
     let Some(_) = tool("openssl") else { return };
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("ed.pem");
-    run(Command::new("openssl")
-        .args(["genpkey", "-algorithm", "ed25519", "-out"])
-        .arg(&key));
-    let spki = run(Command::new("openssl")
-        .args(["pkey", "-pubout", "-in"])
-        .arg(&key));
-    let der = Command::new("openssl")
-        .args(["pkey", "-pubout", "-outform", "DER", "-in"])
-        .arg(&key)
-        .output()
-        .unwrap()
-        .stdout;
+    run(Command::new("openssl").args(["genpkey", "-algorithm", "ed25519", "-out"]).arg(&key));
+    let spki = run(Command::new("openssl").args(["pkey", "-pubout", "-in"]).arg(&key));
+    let der =
+        Command::new("openssl").args(["pkey", "-pubout", "-outform", "DER", "-in"]).arg(&key).output().unwrap().stdout;
     let raw = &der[der.len() - 32..];
     // The OpenSSH wire form: string "ssh-ed25519", string key.
     let mut blob = Vec::new();
@@ -199,15 +134,9 @@ fn ed25519_from_openssl_matches_its_openssh_encoding() {
         blob.extend_from_slice(&(part.len() as u32).to_be_bytes());
         blob.extend_from_slice(part);
     }
-    let line = format!(
-        "ssh-ed25519 {} bob",
-        base64::engine::general_purpose::STANDARD.encode(&blob)
-    );
-    let cert = run(Command::new("openssl")
-        .args([
-            "req", "-new", "-x509", "-days", "1", "-subj", "/CN=bob", "-key",
-        ])
-        .arg(&key));
+    let line = format!("ssh-ed25519 {} bob", base64::engine::general_purpose::STANDARD.encode(&blob));
+    let cert =
+        run(Command::new("openssl").args(["req", "-new", "-x509", "-days", "1", "-subj", "/CN=bob", "-key"]).arg(&key));
     let id = Identity::parse(&spki).unwrap();
     assert_eq!(id.kind(), "Ed25519");
     assert!(id.did().starts_with("did:key:z6Mk"));
@@ -233,33 +162,16 @@ ssh-dss AAAAB3NzaC1kc3MAAACBAP carol
     assert!(ok.iter().all(|k| k.identity == ok[0].identity));
     assert_eq!(ok[0].comment.as_deref(), Some("alice"));
     assert_eq!(ok[2].comment.as_deref(), Some("bob@example.com"));
-    assert_eq!(
-        ok[2].namespaces.as_deref(),
-        Some(&["keygate".to_owned(), "git".to_owned()][..])
-    );
-    let bad: Vec<usize> = parsed
-        .iter()
-        .filter(|(_, r)| r.is_err())
-        .map(|(l, _)| *l)
-        .collect();
-    assert_eq!(
-        bad,
-        vec![5, 7],
-        "bad lines are reported by their line numbers"
-    );
+    assert_eq!(ok[2].namespaces.as_deref(), Some(&["keygate".to_owned(), "git".to_owned()][..]));
+    let bad: Vec<usize> = parsed.iter().filter(|(_, r)| r.is_err()).map(|(l, _)| *l).collect();
+    assert_eq!(bad, vec![5, 7], "bad lines are reported by their line numbers");
 }
 
 #[test]
 fn ethereum_addresses_and_garbage() {
     let id = Identity::parse("0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed").unwrap();
-    assert_eq!(
-        id.did(),
-        "did:pkh:eip155:1:0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
-    );
-    assert_eq!(
-        Identity::parse("did:pkh:eip155:137:0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed").unwrap(),
-        id
-    );
+    assert_eq!(id.did(), "did:pkh:eip155:1:0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed");
+    assert_eq!(Identity::parse("did:pkh:eip155:137:0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed").unwrap(), id);
     assert!(Identity::parse("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD").is_err());
     let err = Identity::parse("hello world").unwrap_err().to_string();
     assert!(
@@ -271,10 +183,7 @@ fn ethereum_addresses_and_garbage() {
         "{err}"
     );
     assert_eq!(Identity::parse("  ").unwrap_err(), ParseError::Empty);
-    assert!(matches!(
-        Identity::parse("did:web:example.com"),
-        Err(ParseError::Unsupported(_))
-    ));
+    assert!(matches!(Identity::parse("did:web:example.com"), Err(ParseError::Unsupported(_))));
     assert!(matches!(
         Identity::parse("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----"),
         Err(ParseError::PrivateKey)
@@ -284,13 +193,8 @@ fn ethereum_addresses_and_garbage() {
 #[test]
 fn openssh_project_keys_including_security_keys() {
     let Some(dir) = vectors() else { return };
-    let cases: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("sshsig/cases.json")).unwrap())
-            .unwrap();
-    let cases = cases
-        .as_array()
-        .cloned()
-        .unwrap_or_else(|| cases["cases"].as_array().cloned().unwrap());
+    let cases: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("sshsig/cases.json")).unwrap()).unwrap();
+    let cases = cases.as_array().cloned().unwrap_or_else(|| cases["cases"].as_array().cloned().unwrap());
     let mut parsed = 0;
     for case in cases {
         let name = case["name"].as_str().unwrap();

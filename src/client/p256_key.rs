@@ -27,12 +27,9 @@ impl P256Key {
 
     /// From a PKCS#8 DER private key, as WebCrypto's `importKey("pkcs8", …)` takes.
     pub fn from_pkcs8(der: &[u8]) -> Result<Self, KeyError> {
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der)
-            .map_err(|e| KeyError(e.to_string()))?;
-        Ok(P256Key {
-            pair,
-            rng: SystemRandom::new(),
-        })
+        let pair =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der).map_err(|e| KeyError(e.to_string()))?;
+        Ok(P256Key { pair, rng: SystemRandom::new() })
     }
 
     /// The public key as a JWK (never with `d`).
@@ -53,10 +50,7 @@ impl P256Key {
 
     /// Signs `message`; returns r‖s, base64url without padding.
     pub fn sign_b64(&self, message: &[u8]) -> Result<String, KeyError> {
-        let sig = self
-            .pair
-            .sign(&self.rng, message)
-            .map_err(|e| KeyError(e.to_string()))?;
+        let sig = self.pair.sign(&self.rng, message).map_err(|e| KeyError(e.to_string()))?;
         Ok(URL_SAFE_NO_PAD.encode(sig.as_ref()))
     }
 }

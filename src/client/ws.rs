@@ -35,16 +35,11 @@ pub struct Client {
 impl Client {
     pub async fn connect(url: &str) -> Result<Self, ClientError> {
         // Small buffers: the load tool holds thousands of these open at once.
-        let config = WebSocketConfig::default()
-            .read_buffer_size(4096)
-            .write_buffer_size(0);
+        let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
         let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
             .await
             .map_err(|e| ClientError::Connect(e.to_string()))?;
-        Ok(Client {
-            ws,
-            timeout: Duration::from_secs(10),
-        })
+        Ok(Client { ws, timeout: Duration::from_secs(10) })
     }
 
     pub async fn send(&mut self, frame: &Value) -> Result<(), ClientError> {
@@ -52,10 +47,7 @@ impl Client {
     }
 
     pub async fn send_text(&mut self, text: String) -> Result<(), ClientError> {
-        self.ws
-            .send(Message::Text(text.into()))
-            .await
-            .map_err(|_| ClientError::Closed)
+        self.ws.send(Message::Text(text.into())).await.map_err(|_| ClientError::Closed)
     }
 
     /// The next JSON frame (server pings are answered by the library).
@@ -66,12 +58,9 @@ impl Client {
                 .map_err(|_| ClientError::Timeout(self.timeout))?;
             match next {
                 Some(Ok(Message::Text(t))) => {
-                    return serde_json::from_str(t.as_str())
-                        .map_err(|e| ClientError::Unexpected(e.to_string()))
+                    return serde_json::from_str(t.as_str()).map_err(|e| ClientError::Unexpected(e.to_string()))
                 }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
-                    return Err(ClientError::Closed)
-                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Err(ClientError::Closed),
                 Some(Ok(_)) => continue,
             }
         }
@@ -112,11 +101,7 @@ impl Client {
     }
 
     /// request → challenge → auth → welcome with a P-256 key.
-    pub async fn join_webcrypto(
-        &mut self,
-        request: Value,
-        key: &P256Key,
-    ) -> Result<Value, ClientError> {
+    pub async fn join_webcrypto(&mut self, request: Value, key: &P256Key) -> Result<Value, ClientError> {
         let challenge = self.request(request).await?;
         self.send(&Self::webcrypto_auth(&challenge, key)?).await?;
         self.expect("welcome").await

@@ -50,20 +50,19 @@ pub(crate) fn parse(text: &str) -> Result<Identity, ParseError> {
     if let Some(rest) = text.strip_prefix("did:key:") {
         // A DID URL fragment (`did:key:z…#z…`) names the same key.
         let rest = rest.split('#').next().unwrap_or(rest);
-        let encoded = rest.strip_prefix('z').ok_or_else(|| {
-            ParseError::InvalidKey("did:key must use base58btc multibase ('z…')".into())
-        })?;
+        let encoded = rest
+            .strip_prefix('z')
+            .ok_or_else(|| ParseError::InvalidKey("did:key must use base58btc multibase ('z…')".into()))?;
         let bytes = bs58::decode(encoded)
             .into_vec()
             .map_err(|_| ParseError::InvalidKey("did:key is not valid base58btc".into()))?;
-        let (codec, key) = read_varint(&bytes)
-            .ok_or_else(|| ParseError::InvalidKey("did:key has a bad multicodec prefix".into()))?;
+        let (codec, key) =
+            read_varint(&bytes).ok_or_else(|| ParseError::InvalidKey("did:key has a bad multicodec prefix".into()))?;
         let key = match codec {
             P256_PUB => PublicKey::p256_from_sec1(key)?,
             P384_PUB => PublicKey::p384_from_sec1(key)?,
             ED25519_PUB => PublicKey::Ed25519(
-                key.try_into()
-                    .map_err(|_| ParseError::InvalidKey("Ed25519 key must be 32 bytes".into()))?,
+                key.try_into().map_err(|_| ParseError::InvalidKey("Ed25519 key must be 32 bytes".into()))?,
             ),
             RSA_PUB => PublicKey::rsa_from_pkcs1(key)?,
             SECP256K1_PUB => {
@@ -72,15 +71,9 @@ pub(crate) fn parse(text: &str) -> Result<Identity, ParseError> {
                 ))
             }
             X25519_PUB => {
-                return Err(ParseError::Unsupported(
-                    "X25519 is a key-agreement key, not a signing key".into(),
-                ))
+                return Err(ParseError::Unsupported("X25519 is a key-agreement key, not a signing key".into()))
             }
-            other => {
-                return Err(ParseError::Unsupported(format!(
-                    "did:key multicodec 0x{other:x}"
-                )))
-            }
+            other => return Err(ParseError::Unsupported(format!("did:key multicodec 0x{other:x}"))),
         };
         return Ok(Identity::from_key(key));
     }
@@ -94,17 +87,10 @@ pub(crate) fn parse(text: &str) -> Result<Identity, ParseError> {
                 // The account is the same key on every EVM chain: normalize to chain 1.
                 return Ok(Identity::from_eth(EthAddress::parse(account)?));
             }
-            _ => {
-                return Err(ParseError::Unsupported(
-                    "did:pkh other than eip155 accounts".into(),
-                ))
-            }
+            _ => return Err(ParseError::Unsupported("did:pkh other than eip155 accounts".into())),
         }
     }
-    Err(ParseError::Unsupported(format!(
-        "DID method '{}'",
-        text.split(':').take(2).collect::<Vec<_>>().join(":")
-    )))
+    Err(ParseError::Unsupported(format!("DID method '{}'", text.split(':').take(2).collect::<Vec<_>>().join(":"))))
 }
 
 #[cfg(test)]

@@ -18,9 +18,7 @@ impl EthAddress {
             .or_else(|| text.strip_prefix("0X"))
             .ok_or_else(|| ParseError::InvalidKey("an Ethereum address starts with 0x".into()))?;
         if hex.len() != 40 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(ParseError::InvalidKey(
-                "an Ethereum address is 0x followed by 40 hexadecimal digits".into(),
-            ));
+            return Err(ParseError::InvalidKey("an Ethereum address is 0x followed by 40 hexadecimal digits".into()));
         }
         let mut bytes = [0u8; 20];
         for (i, chunk) in hex.as_bytes().chunks(2).enumerate() {
@@ -51,21 +49,13 @@ impl EthAddress {
     /// The EIP-55 checksummed text, `0x…`.
     pub fn checksummed(&self) -> String {
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        let lower: Vec<u8> = self
-            .0
-            .iter()
-            .flat_map(|b| [HEX[(b >> 4) as usize], HEX[(b & 15) as usize]])
-            .collect();
+        let lower: Vec<u8> = self.0.iter().flat_map(|b| [HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]).collect();
         let hash = Keccak256::digest(&lower);
         let mut out = String::with_capacity(42);
         out.push_str("0x");
         for (i, c) in lower.iter().enumerate() {
             let nibble = (hash[i / 2] >> if i % 2 == 0 { 4 } else { 0 }) & 15;
-            out.push(if c.is_ascii_alphabetic() && nibble >= 8 {
-                c.to_ascii_uppercase() as char
-            } else {
-                *c as char
-            });
+            out.push(if c.is_ascii_alphabetic() && nibble >= 8 { c.to_ascii_uppercase() as char } else { *c as char });
         }
         out
     }
@@ -106,28 +96,16 @@ mod tests {
     #[test]
     fn eip55_examples_round_trip() {
         for a in EIP55 {
-            assert_eq!(
-                EthAddress::parse(a).map(|x| x.to_string()).ok().as_deref(),
-                Some(a)
-            );
+            assert_eq!(EthAddress::parse(a).map(|x| x.to_string()).ok().as_deref(), Some(a));
             let lower = a.to_ascii_lowercase();
-            assert_eq!(
-                EthAddress::parse(&lower)
-                    .map(|x| x.to_string())
-                    .ok()
-                    .as_deref(),
-                Some(a)
-            );
+            assert_eq!(EthAddress::parse(&lower).map(|x| x.to_string()).ok().as_deref(), Some(a));
         }
     }
 
     #[test]
     fn wrong_checksum_is_refused() {
         let bad = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD";
-        let err = EthAddress::parse(bad)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let err = EthAddress::parse(bad).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("EIP-55"), "{err}");
         assert!(EthAddress::parse("0x1234").is_err());
         assert!(EthAddress::parse("5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed").is_err());

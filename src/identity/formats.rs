@@ -51,12 +51,7 @@ pub struct KeyLine {
 
 impl KeyLine {
     fn bare(identity: Identity, format: &'static str) -> Self {
-        KeyLine {
-            identity,
-            comment: None,
-            namespaces: None,
-            format,
-        }
+        KeyLine { identity, comment: None, namespaces: None, format }
     }
 }
 
@@ -66,9 +61,7 @@ pub(crate) fn parse_one(text: &str) -> Result<KeyLine, ParseError> {
     match (keys.next(), keys.next()) {
         (None, _) => Err(ParseError::Empty),
         (Some((_, first)), None) => first,
-        (Some(_), Some((second_line, _))) => {
-            Err(ParseError::Several(2 + keys.count(), second_line))
-        }
+        (Some(_), Some((second_line, _))) => Err(ParseError::Several(2 + keys.count(), second_line)),
     }
 }
 
@@ -137,10 +130,7 @@ fn ssh_tokens(line: &str) -> Vec<&str> {
 fn parse_ssh_line(line: &str) -> Result<KeyLine, ParseError> {
     let tokens = ssh_tokens(line);
     let Some(at) = tokens.iter().position(|t| SSH_KEY_TYPES.contains(t)) else {
-        if tokens
-            .iter()
-            .any(|t| t.starts_with("ssh-") || t.starts_with("ecdsa-") || t.starts_with("sk-"))
-        {
+        if tokens.iter().any(|t| t.starts_with("ssh-") || t.starts_with("ecdsa-") || t.starts_with("sk-")) {
             return Err(ParseError::Unsupported(format!(
                 "SSH key type in '{}'",
                 line.chars().take(40).collect::<String>()
@@ -155,34 +145,20 @@ fn parse_ssh_line(line: &str) -> Result<KeyLine, ParseError> {
         .ok_or_else(|| ParseError::InvalidKey(format!("{named_type} key data is not base64")))?;
     let (kind, key) = parse_public_key_blob(&blob)?;
     if kind != named_type {
-        return Err(ParseError::InvalidKey(format!(
-            "the line says {named_type} but the key data is {kind}"
-        )));
+        return Err(ParseError::InvalidKey(format!("the line says {named_type} but the key data is {kind}")));
     }
     let before = &tokens[..at];
     let namespaces = before.iter().find_map(|t| {
         split_options(t).into_iter().find_map(|opt| {
-            opt.strip_prefix("namespaces=").map(|v| {
-                v.trim_matches('"')
-                    .split(',')
-                    .map(str::to_owned)
-                    .collect::<Vec<_>>()
-            })
+            opt.strip_prefix("namespaces=")
+                .map(|v| v.trim_matches('"').split(',').map(str::to_owned).collect::<Vec<_>>())
         })
     });
     // allowed_signers: the first token is a principals list unless it is an option.
-    let principals = before
-        .first()
-        .filter(|t| !t.contains('=') && !is_bare_option(t))
-        .map(|t| t.to_string());
+    let principals = before.first().filter(|t| !t.contains('=') && !is_bare_option(t)).map(|t| t.to_string());
     let trailing = tokens[at + 2..].join(" ");
     let comment = (!trailing.is_empty()).then_some(trailing).or(principals);
-    Ok(KeyLine {
-        identity: Identity::from_key(key),
-        comment,
-        namespaces,
-        format: "ssh",
-    })
+    Ok(KeyLine { identity: Identity::from_key(key), comment, namespaces, format: "ssh" })
 }
 
 /// Splits an options field (`a,b="x,y",c`) on commas outside double quotes.
@@ -219,17 +195,15 @@ fn is_bare_option(t: &str) -> bool {
 }
 
 fn b64url(field: &str, v: Option<&serde_json::Value>) -> Result<Vec<u8>, ParseError> {
-    let s = v
-        .and_then(|v| v.as_str())
-        .ok_or_else(|| ParseError::InvalidKey(format!("JWK has no \"{field}\"")))?;
+    let s = v.and_then(|v| v.as_str()).ok_or_else(|| ParseError::InvalidKey(format!("JWK has no \"{field}\"")))?;
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(s.trim_end_matches('='))
         .map_err(|_| ParseError::InvalidKey(format!("JWK \"{field}\" is not base64url")))
 }
 
 fn parse_jwk_text(text: &str) -> Result<KeyLine, ParseError> {
-    let value: serde_json::Value = serde_json::from_str(text)
-        .map_err(|e| ParseError::InvalidKey(format!("JWK is not valid JSON: {e}")))?;
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| ParseError::InvalidKey(format!("JWK is not valid JSON: {e}")))?;
     parse_jwk(&value).map(|(key, _)| KeyLine::bare(Identity::from_key(key), "jwk"))
 }
 
@@ -237,13 +211,8 @@ fn parse_jwk_text(text: &str) -> Result<KeyLine, ParseError> {
 /// it: the uncompressed SEC1 point for EC, the raw key for OKP, PKCS#1 DER for RSA.
 /// A JWK that carries private material is refused.
 pub fn parse_jwk(jwk: &serde_json::Value) -> Result<(PublicKey, Vec<u8>), ParseError> {
-    let obj = jwk
-        .as_object()
-        .ok_or_else(|| ParseError::InvalidKey("a JWK is a JSON object".into()))?;
-    if ["d", "p", "q", "dp", "dq", "qi"]
-        .iter()
-        .any(|k| obj.contains_key(*k))
-    {
+    let obj = jwk.as_object().ok_or_else(|| ParseError::InvalidKey("a JWK is a JSON object".into()))?;
+    if ["d", "p", "q", "dp", "dq", "qi"].iter().any(|k| obj.contains_key(*k)) {
         return Err(ParseError::PrivateKey);
     }
     let kty = obj.get("kty").and_then(|v| v.as_str()).unwrap_or("");
@@ -253,19 +222,13 @@ pub fn parse_jwk(jwk: &serde_json::Value) -> Result<(PublicKey, Vec<u8>), ParseE
             let size = if crv == "P-256" { 32 } else { 48 };
             let (x, y) = (b64url("x", obj.get("x"))?, b64url("y", obj.get("y"))?);
             if x.len() != size || y.len() != size {
-                return Err(ParseError::InvalidKey(format!(
-                    "{crv} JWK coordinates must be {size} bytes"
-                )));
+                return Err(ParseError::InvalidKey(format!("{crv} JWK coordinates must be {size} bytes")));
             }
             let mut point = Vec::with_capacity(1 + 2 * size);
             point.push(4);
             point.extend_from_slice(&x);
             point.extend_from_slice(&y);
-            let key = if size == 32 {
-                PublicKey::p256_from_sec1(&point)?
-            } else {
-                PublicKey::p384_from_sec1(&point)?
-            };
+            let key = if size == 32 { PublicKey::p256_from_sec1(&point)? } else { PublicKey::p384_from_sec1(&point)? };
             Ok((key, point))
         }
         ("OKP", "Ed25519") => {
@@ -281,9 +244,7 @@ pub fn parse_jwk(jwk: &serde_json::Value) -> Result<(PublicKey, Vec<u8>), ParseE
             let der = key.key_bytes().to_vec();
             Ok((key, der))
         }
-        ("EC", other) | ("OKP", other) => {
-            Err(ParseError::Unsupported(format!("JWK curve '{other}'")))
-        }
+        ("EC", other) | ("OKP", other) => Err(ParseError::Unsupported(format!("JWK curve '{other}'"))),
         (other, _) => Err(ParseError::Unsupported(format!("JWK key type '{other}'"))),
     }
 }
@@ -296,15 +257,9 @@ const OID_RSA: &str = "1.2.840.113549.1.1.1";
 
 fn parse_pem(text: &str) -> Result<KeyLine, ParseError> {
     use spki::der::{Decode, DecodePem};
-    let label = text
-        .split("-----BEGIN ")
-        .nth(1)
-        .and_then(|rest| rest.split("-----").next())
-        .unwrap_or("");
+    let label = text.split("-----BEGIN ").nth(1).and_then(|rest| rest.split("-----").next()).unwrap_or("");
     if text.matches("-----BEGIN ").count() > 1 {
-        return Err(ParseError::InvalidKey(
-            "several PEM blocks given; paste one public key or certificate".into(),
-        ));
+        return Err(ParseError::InvalidKey("several PEM blocks given; paste one public key or certificate".into()));
     }
     let start = text.find("-----BEGIN ").unwrap_or(0);
     let block = &text[start..];
@@ -328,21 +283,13 @@ fn parse_pem(text: &str) -> Result<KeyLine, ParseError> {
             PublicKey::rsa_from_pkcs1(&der)?
         }
         l if l.contains("PRIVATE KEY") => return Err(ParseError::PrivateKey),
-        other => {
-            return Err(ParseError::Unsupported(format!(
-                "PEM block '{other}' (use PUBLIC KEY or CERTIFICATE)"
-            )))
-        }
+        other => return Err(ParseError::Unsupported(format!("PEM block '{other}' (use PUBLIC KEY or CERTIFICATE)"))),
     };
     Ok(KeyLine::bare(Identity::from_key(key), "pem"))
 }
 
 fn pem_rfc7468_decode(block: &str) -> Result<(String, Vec<u8>), ParseError> {
-    let body: String = block
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect::<Vec<_>>()
-        .concat();
+    let body: String = block.lines().filter(|l| !l.starts_with("-----")).collect::<Vec<_>>().concat();
     let der = base64::engine::general_purpose::STANDARD
         .decode(body.trim())
         .map_err(|_| ParseError::InvalidKey("PEM body is not base64".into()))?;
@@ -371,12 +318,10 @@ pub fn key_from_spki(spki: &spki::SubjectPublicKeyInfoOwned) -> Result<PublicKey
                 other => Err(ParseError::Unsupported(format!("EC curve {other}"))),
             }
         }
-        OID_ED25519 => Ok(PublicKey::Ed25519(bits.try_into().map_err(|_| {
-            ParseError::InvalidKey("Ed25519 key must be 32 bytes".into())
-        })?)),
+        OID_ED25519 => Ok(PublicKey::Ed25519(
+            bits.try_into().map_err(|_| ParseError::InvalidKey("Ed25519 key must be 32 bytes".into()))?,
+        )),
         OID_RSA => PublicKey::rsa_from_pkcs1(bits),
-        other => Err(ParseError::Unsupported(format!(
-            "public key algorithm {other}"
-        ))),
+        other => Err(ParseError::Unsupported(format!("public key algorithm {other}"))),
     }
 }

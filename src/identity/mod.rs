@@ -11,12 +11,10 @@
 mod did;
 mod eth;
 mod formats;
-mod ssh_wire;
+pub(crate) mod ssh_wire;
 
 pub use eth::EthAddress;
-pub use formats::{
-    key_from_spki, parse_jwk, parse_key_list, KeyLine, ParseError, ACCEPTED_FORMATS,
-};
+pub use formats::{key_from_spki, parse_jwk, parse_key_list, KeyLine, ParseError, ACCEPTED_FORMATS};
 
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -60,17 +58,13 @@ impl PublicKey {
     /// An RSA key from its PKCS#1 DER form; the modulus must have at least 2048 bits.
     pub fn rsa_from_pkcs1(der: &[u8]) -> Result<Self, ParseError> {
         use pkcs1::der::{Decode, Encode};
-        let key = pkcs1::RsaPublicKey::from_der(der)
-            .map_err(|_| ParseError::InvalidKey("not a DER RSAPublicKey".into()))?;
+        let key =
+            pkcs1::RsaPublicKey::from_der(der).map_err(|_| ParseError::InvalidKey("not a DER RSAPublicKey".into()))?;
         rsa_from_parts(key.modulus.as_bytes(), key.public_exponent.as_bytes()).and_then(|k| {
             // Re-encode so that a non-minimal encoding cannot give a second identity.
-            let canonical = key
-                .to_der()
-                .map_err(|_| ParseError::InvalidKey("RSA key does not re-encode".into()))?;
+            let canonical = key.to_der().map_err(|_| ParseError::InvalidKey("RSA key does not re-encode".into()))?;
             if canonical.as_slice() != der {
-                return Err(ParseError::InvalidKey(
-                    "RSA key is not in canonical DER".into(),
-                ));
+                return Err(ParseError::InvalidKey("RSA key is not in canonical DER".into()));
             }
             Ok(k)
         })
@@ -114,24 +108,16 @@ pub(crate) fn rsa_from_parts(n: &[u8], e: &[u8]) -> Result<PublicKey, ParseError
     let e = strip_leading_zeros(e);
     let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
     if bits < 2048 {
-        return Err(ParseError::InvalidKey(format!(
-            "RSA modulus has {bits} bits; keygate accepts 2048 bits or more"
-        )));
+        return Err(ParseError::InvalidKey(format!("RSA modulus has {bits} bits; keygate accepts 2048 bits or more")));
     }
     if e.is_empty() || e.len() > 8 || e.last().is_some_and(|b| b & 1 == 0) {
-        return Err(ParseError::InvalidKey(
-            "RSA public exponent is not a small odd number".into(),
-        ));
+        return Err(ParseError::InvalidKey("RSA public exponent is not a small odd number".into()));
     }
     let key = pkcs1::RsaPublicKey {
-        modulus: pkcs1::UintRef::new(n)
-            .map_err(|_| ParseError::InvalidKey("bad RSA modulus".into()))?,
-        public_exponent: pkcs1::UintRef::new(e)
-            .map_err(|_| ParseError::InvalidKey("bad RSA exponent".into()))?,
+        modulus: pkcs1::UintRef::new(n).map_err(|_| ParseError::InvalidKey("bad RSA modulus".into()))?,
+        public_exponent: pkcs1::UintRef::new(e).map_err(|_| ParseError::InvalidKey("bad RSA exponent".into()))?,
     };
-    let der = key
-        .to_der()
-        .map_err(|_| ParseError::InvalidKey("RSA key does not encode".into()))?;
+    let der = key.to_der().map_err(|_| ParseError::InvalidKey("RSA key does not encode".into()))?;
     Ok(PublicKey::Rsa(der))
 }
 
@@ -173,19 +159,13 @@ impl Identity {
     /// The identity of a public key.
     pub fn from_key(key: PublicKey) -> Self {
         let did = did::encode_key(key.multicodec(), key.key_bytes());
-        Identity {
-            subject: Arc::new(Subject::Key(key)),
-            did: did.into(),
-        }
+        Identity { subject: Arc::new(Subject::Key(key)), did: did.into() }
     }
 
     /// The identity of an Ethereum account.
     pub fn from_eth(address: EthAddress) -> Self {
         let did = format!("did:pkh:eip155:1:{address}");
-        Identity {
-            subject: Arc::new(Subject::Eth(address)),
-            did: did.into(),
-        }
+        Identity { subject: Arc::new(Subject::Eth(address)), did: did.into() }
     }
 
     /// Parses one key in any accepted format (see [`ACCEPTED_FORMATS`]).
@@ -236,10 +216,7 @@ impl Identity {
             }
             Subject::Eth(_) => Sha256::digest(self.did.as_bytes()),
         };
-        format!(
-            "SHA256:{}",
-            base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest)
-        )
+        format!("SHA256:{}", base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest))
     }
 }
 

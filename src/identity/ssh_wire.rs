@@ -29,9 +29,44 @@ impl<'a> SshReader<'a> {
         Ok(s)
     }
 
+    pub(crate) fn u8(&mut self) -> Result<u8, ParseError> {
+        let (head, rest) = self.rest.split_first().ok_or_else(truncated)?;
+        self.rest = rest;
+        Ok(*head)
+    }
+
+    /// Exactly `n` raw bytes.
+    pub(crate) fn raw(&mut self, n: usize) -> Result<&'a [u8], ParseError> {
+        if n > self.rest.len() {
+            return Err(truncated());
+        }
+        let (s, rest) = self.rest.split_at(n);
+        self.rest = rest;
+        Ok(s)
+    }
+
+    /// Everything not yet read.
+    pub(crate) fn raw_rest(&mut self) -> &'a [u8] {
+        std::mem::take(&mut self.rest)
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.rest.is_empty()
     }
+}
+
+/// A public key blob, parsed with everything a signature check needs.
+#[derive(Clone, Debug)]
+pub(crate) struct SshPublicKey {
+    /// The key type name, e.g. `ssh-ed25519`.
+    pub kind: String,
+    /// The key as identities know it.
+    pub key: PublicKey,
+    /// The key in the form the verifier takes: raw Ed25519 key, uncompressed SEC1
+    /// point, or PKCS#1 DER for RSA.
+    pub verify_bytes: Vec<u8>,
+    /// For security keys (`sk-…`): the FIDO application, usually `ssh:`.
+    pub application: Option<Vec<u8>>,
 }
 
 fn truncated() -> ParseError {
@@ -42,21 +77,21 @@ fn truncated() -> ParseError {
 /// Security-key (`sk-…`) types carry an application string, which does not change
 /// which key it is.
 pub(crate) fn parse_public_key_blob(blob: &[u8]) -> Result<(String, PublicKey), ParseError> {
+    parse_ssh_public_key(blob).map(|k| (k.kind, k.key))
+}
+
+/// Parses a public key blob with everything a signature check needs.
+pub(crate) fn parse_ssh_public_key(blob: &[u8]) -> Result<SshPublicKey, ParseError> {
     let mut r = SshReader::new(blob);
     let kind = std::str::from_utf8(r.string()?)
         .map_err(|_| ParseError::InvalidKey("SSH key type is not text".into()))?
         .to_owned();
-    let key = match kind.as_str() {
+    let (key, verify_bytes) = match kind.as_str() {
         "ssh-ed25519" | "sk-ssh-ed25519@openssh.com" => {
             let k = r.string()?;
-            let key = PublicKey::Ed25519(
-                k.try_into()
-                    .map_err(|_| ParseError::InvalidKey("Ed25519 key must be 32 bytes".into()))?,
-            );
-            if kind.starts_with("sk-") {
-                r.string()?; // application, e.g. "ssh:"
-            }
-            key
+            let raw: [u8; 32] =
+                k.try_into().map_err(|_| ParseError::InvalidKey("Ed25519 key must be 32 bytes".into()))?;
+            (PublicKey::Ed25519(raw), k.to_vec())
         }
         "ecdsa-sha2-nistp256" | "ecdsa-sha2-nistp384" | "sk-ecdsa-sha2-nistp256@openssh.com" => {
             let curve = r.string()?;
@@ -64,30 +99,27 @@ pub(crate) fn parse_public_key_blob(blob: &[u8]) -> Result<(String, PublicKey), 
             let key = match curve {
                 b"nistp256" if !kind.contains("384") => PublicKey::p256_from_sec1(point)?,
                 b"nistp384" if kind.contains("384") => PublicKey::p384_from_sec1(point)?,
-                _ => {
-                    return Err(ParseError::InvalidKey(
-                        "ECDSA curve does not match the key type".into(),
-                    ))
-                }
+                _ => return Err(ParseError::InvalidKey("ECDSA curve does not match the key type".into())),
             };
-            if kind.starts_with("sk-") {
-                r.string()?;
-            }
-            key
+            (key, point.to_vec())
         }
         "ssh-rsa" => {
             let e = r.string()?;
             let n = r.string()?;
-            rsa_from_parts(n, e)?
+            let key = rsa_from_parts(n, e)?;
+            let der = key.key_bytes().to_vec();
+            (key, der)
         }
         other => {
             return Err(ParseError::Unsupported(format!("SSH key type '{other}'")));
         }
     };
+    // Security keys name their FIDO application, e.g. "ssh:".
+    let application = if kind.starts_with("sk-") { Some(r.string()?.to_vec()) } else { None };
     if !r.is_empty() {
         return Err(ParseError::InvalidKey("SSH key has trailing data".into()));
     }
-    Ok((kind, key))
+    Ok(SshPublicKey { kind, key, verify_bytes, application })
 }
 
 /// The key types an OpenSSH public-key line may name.

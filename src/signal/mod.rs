@@ -42,11 +42,7 @@ pub struct Stats {
 impl Stats {
     /// Reserves a connection slot if fewer than `max` are open.
     pub fn try_connect(&self, max: usize) -> bool {
-        self.connections
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .is_ok()
+        self.connections.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).is_ok()
     }
 
     pub fn disconnect(&self) {

@@ -102,6 +102,28 @@ pub struct EntryError {
     pub error: String,
 }
 
+/// What a person needs to answer a challenge with OpenSSH alone.
+#[derive(Debug, Serialize)]
+pub struct SshHint {
+    /// The SSHSIG namespace to sign in (`-n`).
+    pub namespace: &'static str,
+    /// A ready-to-run command that signs the exact challenge text. The text travels
+    /// as base64, so no shell quoting can change a byte of it.
+    pub command: String,
+}
+
+impl SshHint {
+    pub fn for_text(signed: &str) -> Self {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(signed);
+        let ns = crate::verify::SSH_NAMESPACE;
+        SshHint {
+            namespace: ns,
+            command: format!("printf %s '{b64}' | base64 -d | ssh-keygen -Y sign -n {ns} -f ~/.ssh/id_ed25519"),
+        }
+    }
+}
+
 /// What the server sends.
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
@@ -110,6 +132,9 @@ pub enum ServerMessage<'a> {
         /// Exactly the bytes to sign (`JSON.stringify` of this object gives them back).
         payload: &'a RawValue,
         methods: Vec<&'static str>,
+        /// How to answer with method `ssh`, for people with only OpenSSH.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ssh: Option<SshHint>,
     },
     #[serde(rename_all = "camelCase")]
     Welcome {
@@ -167,6 +192,7 @@ pub mod code {
     pub const NO_CHALLENGE: &str = "no-challenge";
     pub const UNSUPPORTED_METHOD: &str = "unsupported-method";
     pub const PRIVATE_KEY: &str = "private-key";
+    pub const BAD_PROOF: &str = "bad-proof";
     pub const NOT_ADMITTED: &str = "not-admitted";
     pub const ALREADY_ADMITTED: &str = "already-admitted";
     pub const UNAUTHENTICATED: &str = "unauthenticated";

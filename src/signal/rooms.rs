@@ -37,36 +37,40 @@ pub struct PeerHandle {
 
 impl PeerHandle {
     fn kick(&self, code: &'static str, message: &str) {
-        self.kick.send_replace(Some(Kick {
-            code,
-            message: message.to_owned(),
-        }));
+        self.kick.send_replace(Some(Kick { code, message: message.to_owned() }));
     }
 
     /// Queues a frame; a peer too slow to drain its queue is ejected, not skipped.
     fn deliver(&self, frame: &Arc<str>) {
         if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(frame.clone()) {
-            self.kick(
-                code::SLOW_CONSUMER,
-                "you fell too far behind the room's messages",
-            );
+            self.kick(code::SLOW_CONSUMER, "you fell too far behind the room's messages");
         }
     }
+}
+
+/// A whitelist entry as the admission check needs it.
+#[derive(Clone, Debug)]
+pub struct Allowed {
+    pub label: String,
+    /// allowed_signers `namespaces=`, when the key came with a restriction.
+    pub ssh_namespaces: Option<Vec<String>>,
 }
 
 /// What a session needs to know about a room to admit someone.
 #[derive(Clone, Debug)]
 pub struct Access {
-    /// The whitelist label, if the identity is on the whitelist.
-    pub label: Option<String>,
+    /// The whitelist entry, if the identity is on the whitelist.
+    pub allowed: Option<Allowed>,
     pub owner: bool,
+    pub require_user_verification: bool,
 }
 
 #[derive(Default)]
 struct LiveRoom {
     owners: Vec<String>,
-    /// DID → label. `None` until loaded, or after a change invalidated it.
-    whitelist: Option<HashMap<String, String>>,
+    require_user_verification: bool,
+    /// DID → entry. `None` until loaded, or after a change invalidated it.
+    whitelist: Option<HashMap<String, Allowed>>,
     peers: HashMap<PeerId, PeerHandle>,
 }
 
@@ -87,18 +91,12 @@ pub enum JoinError {
 
 impl Rooms {
     pub fn new(store: Store) -> Self {
-        Rooms {
-            store,
-            live: Mutex::new(HashMap::new()),
-            epoch: AtomicU64::new(0),
-        }
+        Rooms { store, live: Mutex::new(HashMap::new()), epoch: AtomicU64::new(0) }
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<RoomId, LiveRoom>> {
         // A panic while holding this lock leaves plain data behind; keep serving.
-        self.live
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Makes sure the room's owners and whitelist are cached. `Ok(false)`: no such room.
@@ -115,7 +113,13 @@ impl Rooms {
         if self.epoch.load(Ordering::Acquire) == epoch {
             let r = live.entry(room.clone()).or_default();
             r.owners = record.owners;
-            r.whitelist = Some(entries.into_iter().map(|e| (e.identity, e.label)).collect());
+            r.require_user_verification = record.require_user_verification;
+            r.whitelist = Some(
+                entries
+                    .into_iter()
+                    .map(|e| (e.identity, Allowed { label: e.label, ssh_namespaces: e.ssh_namespaces }))
+                    .collect(),
+            );
         }
         Ok(true)
     }
@@ -134,14 +138,12 @@ impl Rooms {
         for _ in 0..3 {
             {
                 let live = self.lock();
-                if let Some(wl) = live
-                    .get(room)
-                    .and_then(|r| r.whitelist.as_ref().map(|w| (r, w)))
-                {
+                if let Some(wl) = live.get(room).and_then(|r| r.whitelist.as_ref().map(|w| (r, w))) {
                     let (r, wl) = wl;
                     return Ok(Some(Access {
-                        label: wl.get(did).cloned(),
+                        allowed: wl.get(did).cloned(),
                         owner: r.owners.iter().any(|o| o == did),
+                        require_user_verification: r.require_user_verification,
                     }));
                 }
             }
@@ -150,32 +152,25 @@ impl Rooms {
             }
         }
         // Changes keep arriving faster than loads complete; ask the store directly.
-        let owners = self
-            .store
-            .room(room)
-            .await?
-            .map(|r| r.owners)
-            .unwrap_or_default();
-        let label = self
+        let Some(record) = self.store.room(room).await? else {
+            return Ok(None);
+        };
+        let allowed = self
             .store
             .whitelist(room)
             .await?
             .into_iter()
             .find(|e| e.identity == did)
-            .map(|e| e.label);
+            .map(|e| Allowed { label: e.label, ssh_namespaces: e.ssh_namespaces });
         Ok(Some(Access {
-            label,
-            owner: owners.iter().any(|o| o == did),
+            allowed,
+            owner: record.owners.iter().any(|o| o == did),
+            require_user_verification: record.require_user_verification,
         }))
     }
 
     /// Adds an admitted peer, tells the others, and returns the peers already there.
-    pub fn join(
-        &self,
-        room: &RoomId,
-        handle: PeerHandle,
-        max_peers: usize,
-    ) -> Result<Vec<PeerInfo>, JoinError> {
+    pub fn join(&self, room: &RoomId, handle: PeerHandle, max_peers: usize) -> Result<Vec<PeerInfo>, JoinError> {
         let mut live = self.lock();
         let r = live.entry(room.clone()).or_default();
         if r.peers.len() >= max_peers {
@@ -198,12 +193,7 @@ impl Rooms {
         if r.peers.remove(peer).is_none() {
             return;
         }
-        let frame: Arc<str> = ServerMessage::PeerLeft {
-            peer_id: peer,
-            reason,
-        }
-        .to_text()
-        .into();
+        let frame: Arc<str> = ServerMessage::PeerLeft { peer_id: peer, reason }.to_text().into();
         for p in r.peers.values() {
             p.deliver(&frame);
         }
@@ -232,10 +222,7 @@ impl Rooms {
         if let Some(r) = live.get_mut(room) {
             r.whitelist = None;
             for p in r.peers.values().filter(|p| p.info.identity == did) {
-                p.kick(
-                    code::REVOKED,
-                    "your key was removed from this room's whitelist",
-                );
+                p.kick(code::REVOKED, "your key was removed from this room's whitelist");
             }
         }
     }
@@ -264,11 +251,7 @@ impl Rooms {
 
     /// Applies whitelist changes from the store's change log, forever (until
     /// `shutdown`): including those written by other processes.
-    pub async fn follow_changes(
-        self: Arc<Self>,
-        interval: Duration,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
+    pub async fn follow_changes(self: Arc<Self>, interval: Duration, mut shutdown: watch::Receiver<bool>) {
         let mut seen = match self.store.last_change().await {
             Ok(seq) => seq,
             Err(e) => {

@@ -12,8 +12,7 @@
 //! the connection goes on.
 
 use super::protocol::{
-    code, AddedEntry, ClientMessage, EntryError, PeerInfo, ServerMessage, WhitelistAdd,
-    CLIENT_TYPES,
+    code, AddedEntry, ClientMessage, EntryError, PeerInfo, ServerMessage, SshHint, WhitelistAdd, CLIENT_TYPES,
 };
 use super::rooms::{Kick, PeerHandle};
 use super::Gateway;
@@ -21,7 +20,7 @@ use crate::challenge::{valid_fingerprint, ChallengeSlot, Freshness, IssuedChalle
 use crate::identity::{parse_key_list, Identity};
 use crate::ids::{PeerId, RoomId};
 use crate::store::AuditEvent;
-use crate::verify::{Method, VerifyError};
+use crate::verify::{Method, VerifyError, SSH_NAMESPACE};
 use axum::extract::ws::{CloseFrame, Message};
 use chrono::Utc;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
@@ -72,18 +71,12 @@ struct RateLimit {
 impl RateLimit {
     fn new(rate: u32) -> Self {
         let rate = f64::from(rate.max(1));
-        RateLimit {
-            tokens: rate * 2.0,
-            rate,
-            last: Instant::now(),
-            strikes: 0,
-        }
+        RateLimit { tokens: rate * 2.0, rate, last: Instant::now(), strikes: 0 }
     }
 
     fn allow(&mut self) -> bool {
         let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate)
-            .min(self.rate * 2.0);
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.rate * 2.0);
         self.last = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -103,6 +96,9 @@ enum Flow {
 
 struct Session {
     gw: Arc<Gateway>,
+    /// When an unadmitted socket is closed. A `request` pushes it out to the longest
+    /// challenge lifetime, so a person signing by hand is not cut off.
+    deadline: tokio::time::Instant,
     remote: Option<String>,
     slot: ChallengeSlot,
     requested: Option<Requested>,
@@ -115,9 +111,9 @@ pub async fn run<S, E>(mut socket: S, gw: Arc<Gateway>, remote: Option<String>)
 where
     S: Stream<Item = Result<Message, E>> + Sink<Message> + Unpin,
 {
-    let deadline = tokio::time::Instant::now() + gw.settings.auth_timeout;
     let mut shutdown = gw.shutdown.clone();
     let mut s = Session {
+        deadline: tokio::time::Instant::now() + gw.settings.auth_timeout,
         rate: RateLimit::new(gw.settings.messages_per_second),
         gw,
         remote,
@@ -149,7 +145,7 @@ where
                     }
                 }
             },
-            _ = tokio::time::sleep_until(deadline), if s.admitted.is_none() => {
+            _ = tokio::time::sleep_until(s.deadline), if s.admitted.is_none() => {
                 send_error(&mut socket, code::AUTH_TIMEOUT, "not admitted in time; connect again and answer the challenge sooner").await;
                 Flow::Close(CLOSE_AUTH_TIMEOUT, "auth timeout")
             }
@@ -160,25 +156,13 @@ where
             }
         };
         if let Flow::Close(code, reason) = flow {
-            let _ = socket
-                .send(Message::Close(Some(CloseFrame {
-                    code,
-                    reason: reason.into(),
-                })))
-                .await;
+            let _ = socket.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
             break;
         }
     }
     if let Some(a) = s.admitted.take() {
         s.gw.rooms.leave(&a.room, &a.peer_id, leave_reason);
-        s.audit(
-            &a.room,
-            "left",
-            Some(a.identity.did().to_owned()),
-            None,
-            Some(leave_reason.to_owned()),
-        )
-        .await;
+        s.audit(&a.room, "left", Some(a.identity.did().to_owned()), None, Some(leave_reason.to_owned())).await;
     }
 }
 
@@ -220,12 +204,8 @@ impl Session {
         let text = match msg {
             Message::Text(t) => t,
             Message::Binary(_) => {
-                send_error(
-                    socket,
-                    code::BAD_MESSAGE,
-                    "binary frames are not part of the protocol; send JSON text",
-                )
-                .await;
+                send_error(socket, code::BAD_MESSAGE, "binary frames are not part of the protocol; send JSON text")
+                    .await;
                 return Flow::Continue;
             }
             // Pings are answered by the WebSocket layer; a close ends the stream next.
@@ -233,10 +213,7 @@ impl Session {
         };
         let max = self.gw.settings.max_frame_bytes;
         if text.len() > max {
-            let message = format!(
-                "frames are limited to {max} bytes; this one had {}",
-                text.len()
-            );
+            let message = format!("frames are limited to {max} bytes; this one had {}", text.len());
             send_error(socket, code::FRAME_TOO_LARGE, &message).await;
             return Flow::Continue;
         }
@@ -244,10 +221,7 @@ impl Session {
             if self.rate.strikes >= RATE_STRIKES {
                 return Flow::Close(CLOSE_RATE, "rate limit");
             }
-            let message = format!(
-                "at most {} messages per second; slow down",
-                self.gw.settings.messages_per_second
-            );
+            let message = format!("at most {} messages per second; slow down", self.gw.settings.messages_per_second);
             send_error(socket, code::RATE_LIMITED, &message).await;
             return Flow::Continue;
         }
@@ -260,24 +234,12 @@ impl Session {
             }
         };
         match msg {
-            ClientMessage::Request {
-                room_id,
-                create,
-                fingerprint,
-                name,
-            } => {
-                self.on_request(socket, room_id, create, fingerprint, name)
-                    .await
+            ClientMessage::Request { room_id, create, fingerprint, name } => {
+                self.on_request(socket, room_id, create, fingerprint, name).await
             }
-            ClientMessage::Auth {
-                method,
-                payload,
-                proof,
-            } => self.on_auth(socket, &method, &payload, proof).await,
+            ClientMessage::Auth { method, payload, proof } => self.on_auth(socket, &method, &payload, proof).await,
             ClientMessage::Signal { to, data } => self.on_signal(socket, &to, &data).await,
-            ClientMessage::Whitelist { add, remove } => {
-                self.on_whitelist(socket, add, remove).await
-            }
+            ClientMessage::Whitelist { add, remove } => self.on_whitelist(socket, add, remove).await,
             ClientMessage::Ping => send(socket, &ServerMessage::Pong).await,
         }
         Flow::Continue
@@ -301,17 +263,17 @@ impl Session {
         }
         if let Some(f) = &fingerprint {
             if !valid_fingerprint(f) {
-                return send_error(socket, code::BAD_MESSAGE, "fingerprint must look like \"sha-256 AB:CD:…\" (letters, digits, ':', '-', spaces; at most 200)").await;
+                return send_error(
+                    socket,
+                    code::BAD_MESSAGE,
+                    "fingerprint must look like \"sha-256 AB:CD:…\" (letters, digits, ':', '-', spaces; at most 200)",
+                )
+                .await;
             }
         }
         let requested = match (room_id, create) {
             (Some(_), true) => {
-                return send_error(
-                    socket,
-                    code::BAD_MESSAGE,
-                    "send either roomId or create:true, not both",
-                )
-                .await
+                return send_error(socket, code::BAD_MESSAGE, "send either roomId or create:true, not both").await
             }
             (None, false) => {
                 return send_error(
@@ -324,71 +286,40 @@ impl Session {
             (None, true) => {
                 let name = name.unwrap_or_default();
                 if name.chars().count() > 100 {
-                    return send_error(
-                        socket,
-                        code::BAD_MESSAGE,
-                        "a room name is at most 100 characters",
-                    )
-                    .await;
+                    return send_error(socket, code::BAD_MESSAGE, "a room name is at most 100 characters").await;
                 }
-                Requested {
-                    room: RoomId::generate(),
-                    create: true,
-                    name,
-                }
+                Requested { room: RoomId::generate(), create: true, name }
             }
             (Some(room), false) => match self.gw.rooms.occupancy(&room).await {
                 Err(e) => {
                     tracing::error!(error = %e, "room lookup failed");
-                    return send_error(
-                        socket,
-                        code::INTERNAL,
-                        "the server could not look up the room; try again",
-                    )
-                    .await;
+                    return send_error(socket, code::INTERNAL, "the server could not look up the room; try again")
+                        .await;
                 }
-                Ok(None) => {
-                    return send_error(socket, code::ROOM_NOT_FOUND, "no such room; check the link")
-                        .await
-                }
+                Ok(None) => return send_error(socket, code::ROOM_NOT_FOUND, "no such room; check the link").await,
                 Ok(Some(n)) if n >= self.gw.settings.max_peers_per_room => {
                     let message = format!("the room is full ({n} peers)");
                     return send_error(socket, code::ROOM_FULL, &message).await;
                 }
-                Ok(Some(_)) => Requested {
-                    room,
-                    create: false,
-                    name: String::new(),
-                },
+                Ok(Some(_)) => Requested { room, create: false, name: String::new() },
             },
         };
-        let challenge = IssuedChallenge::issue(
-            requested.room.clone(),
-            &self.gw.origin,
-            fingerprint,
-            Utc::now(),
-        );
+        let challenge = IssuedChallenge::issue(requested.room.clone(), &self.gw.origin, fingerprint, Utc::now());
         let payload: Box<RawValue> = match RawValue::from_string(challenge.signed_bytes.clone()) {
             Ok(p) => p,
-            Err(_) => {
-                return send_error(socket, code::INTERNAL, "could not build a challenge").await
-            }
+            Err(_) => return send_error(socket, code::INTERNAL, "could not build a challenge").await,
         };
-        let methods = self
-            .gw
-            .verifiers
-            .methods()
-            .into_iter()
-            .map(Method::as_str)
-            .collect();
-        send(
-            socket,
-            &ServerMessage::Challenge {
-                payload: &payload,
-                methods,
-            },
-        )
-        .await;
+        let verifiers = &self.gw.verifiers;
+        let methods = verifiers.methods().into_iter().map(Method::as_str).collect();
+        let ssh = verifiers.get(Method::Ssh).map(|_| SshHint::for_text(&challenge.signed_bytes));
+        send(socket, &ServerMessage::Challenge { payload: &payload, methods, ssh }).await;
+        let settings = &self.gw.settings;
+        let lifetime = if verifiers.any_by_hand() {
+            settings.auth_timeout.max(settings.manual_freshness)
+        } else {
+            settings.auth_timeout
+        };
+        self.deadline = self.deadline.max(tokio::time::Instant::now() + lifetime);
         self.slot.put(challenge);
         self.requested = Some(requested);
     }
@@ -401,58 +332,35 @@ impl Session {
         proof: Map<String, Value>,
     ) {
         if self.admitted.is_some() {
-            return send_error(
-                socket,
-                code::ALREADY_ADMITTED,
-                "this connection is already admitted",
-            )
-            .await;
+            return send_error(socket, code::ALREADY_ADMITTED, "this connection is already admitted").await;
         }
         let Some(requested) = &self.requested else {
-            return send_error(
-                socket,
-                code::NO_CHALLENGE,
-                "send a request first; auth answers its challenge",
-            )
-            .await;
+            return send_error(socket, code::NO_CHALLENGE, "send a request first; auth answers its challenge").await;
         };
         let room = requested.room.clone();
         let verifier = serde_json::from_value::<Method>(Value::String(method_name.to_owned()))
             .ok()
             .and_then(|m| self.gw.verifiers.get(m));
         let Some(verifier) = verifier else {
-            let accepted: Vec<&str> = self
-                .gw
-                .verifiers
-                .methods()
-                .into_iter()
-                .map(Method::as_str)
-                .collect();
-            let message = format!(
-                "method '{method_name}' is not accepted here; use one of: {}",
-                accepted.join(", ")
-            );
+            let accepted: Vec<&str> = self.gw.verifiers.methods().into_iter().map(Method::as_str).collect();
+            let message = format!("method '{method_name}' is not accepted here; use one of: {}", accepted.join(", "));
             return send_error(socket, code::UNSUPPORTED_METHOD, &message).await;
         };
         let method = verifier.method();
+        let settings = &self.gw.settings;
         let window = Freshness {
-            past: self.gw.settings.freshness_past,
-            future: self.gw.settings.freshness_future,
+            past: if verifier.by_hand() { settings.manual_freshness } else { settings.freshness_past },
+            future: settings.freshness_future,
         };
         let issued = match self.slot.redeem(payload, Utc::now(), window) {
             Ok(c) => c,
-            Err(refusal) => {
-                return self
-                    .refuse(socket, &room, None, method, refusal.reason().to_owned())
-                    .await
-            }
+            Err(refusal) => return self.refuse(socket, &room, None, method, refusal.reason().to_owned()).await,
         };
         let proof = Value::Object(proof);
         let claim = match verifier.claim(&proof) {
             Ok(c) => c,
             Err(VerifyError::PrivateKey) => {
-                self.refuse_quietly(&room, None, method, "client sent a private key".into())
-                    .await;
+                self.refuse_quietly(&room, None, method, "client sent a private key".into()).await;
                 return send_error(
                     socket,
                     code::PRIVATE_KEY,
@@ -460,83 +368,74 @@ impl Session {
                 )
                 .await;
             }
-            Err(e) => {
-                return self
-                    .refuse(socket, &room, None, method, e.to_string())
-                    .await
-            }
+            Err(e) => return self.refuse_with(socket, &room, None, method, e).await,
         };
         let identity = claim.identity.clone();
         let did = identity.did().to_owned();
         // The whitelist is consulted before the signature: an unknown key costs no crypto.
-        let (label, owner) = if requested.create {
+        let (label, owner, require_uv) = if requested.create {
             let creators = &self.gw.settings.room_creators;
             if !creators.is_empty() && !creators.contains(&did) {
-                return self
-                    .refuse(
-                        socket,
-                        &room,
-                        Some(did),
-                        method,
-                        "not allowed to create rooms".into(),
-                    )
-                    .await;
+                return self.refuse(socket, &room, Some(did), method, "not allowed to create rooms".into()).await;
             }
-            ("owner".to_owned(), true)
+            ("owner".to_owned(), true, false)
         } else {
-            match self.gw.rooms.access(&room, &did).await {
-                Ok(Some(access)) => match access.label {
-                    Some(label) => (label, access.owner),
-                    None => {
-                        return self
-                            .refuse(socket, &room, Some(did), method, "unknown key".into())
-                            .await
-                    }
-                },
-                Ok(None) => {
-                    return self
-                        .refuse(
-                            socket,
-                            &room,
-                            Some(did),
-                            method,
-                            "room no longer exists".into(),
-                        )
-                        .await
-                }
+            let access = match self.gw.rooms.access(&room, &did).await {
+                Ok(Some(access)) => access,
+                Ok(None) => return self.refuse(socket, &room, Some(did), method, "room no longer exists".into()).await,
                 Err(e) => {
                     tracing::error!(error = %e, "whitelist lookup failed");
-                    return send_error(
-                        socket,
-                        code::INTERNAL,
-                        "the server could not check the whitelist; try again",
-                    )
-                    .await;
+                    return send_error(socket, code::INTERNAL, "the server could not check the whitelist; try again")
+                        .await;
                 }
+            };
+            let Some(allowed) = access.allowed else {
+                return self.refuse(socket, &room, Some(did), method, "unknown key".into()).await;
+            };
+            if method == Method::Ssh
+                && allowed.ssh_namespaces.as_ref().is_some_and(|n| !n.iter().any(|n| n == SSH_NAMESPACE))
+            {
+                let reason = format!("allowed_signers namespaces of this key exclude '{SSH_NAMESPACE}'");
+                return self.refuse(socket, &room, Some(did), method, reason).await;
             }
+            (allowed.label, access.owner, access.require_user_verification)
         };
-        if let Err(e) = claim.check(issued.signed_bytes.as_bytes()) {
-            return self
-                .refuse(socket, &room, Some(did), method, e.to_string())
-                .await;
+        let evidence = match claim.check(issued.signed_bytes.as_bytes()) {
+            Ok(evidence) => evidence,
+            Err(e) => return self.refuse_with(socket, &room, Some(did), method, e).await,
+        };
+        if require_uv && evidence.user_verified == Some(false) {
+            let reason = "the room requires user verification (PIN or biometric); the key only proved presence";
+            return self.refuse(socket, &room, Some(did), method, reason.into()).await;
         }
         let (create, name) = (requested.create, requested.name.clone());
         if create {
             if let Err(e) = self.gw.store.create_room(&room, &name, &identity).await {
                 tracing::error!(error = %e, "room creation failed");
-                return send_error(
-                    socket,
-                    code::INTERNAL,
-                    "the room could not be created; try again",
-                )
-                .await;
+                return send_error(socket, code::INTERNAL, "the room could not be created; try again").await;
             }
         }
         let forwarded = forwarded_proof(method, verifier.forwarded_fields(), &issued, &proof);
-        self.admit(
-            socket, room, identity, label, owner, create, method, issued, forwarded,
-        )
-        .await;
+        self.admit(socket, room, identity, label, owner, create, method, issued, forwarded).await;
+    }
+
+    /// Refuses with a verifier's error: a problem with the proof's form is explained
+    /// to the client (code `bad-proof`); anything else is only "not admitted".
+    async fn refuse_with<S: Sink<Message> + Unpin>(
+        &self,
+        socket: &mut S,
+        room: &RoomId,
+        identity: Option<String>,
+        method: Method,
+        error: VerifyError,
+    ) {
+        match error.client_message() {
+            Some(message) => {
+                self.refuse_quietly(room, identity, method, error.to_string()).await;
+                send_error(socket, code::BAD_PROOF, &message).await;
+            }
+            None => self.refuse(socket, room, identity, method, error.to_string()).await,
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -564,25 +463,11 @@ impl Session {
         };
         let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
         let (kick_tx, kick) = watch::channel(None);
-        let handle = PeerHandle {
-            info,
-            tx,
-            kick: Arc::new(kick_tx),
-        };
-        let peers = match self
-            .gw
-            .rooms
-            .join(&room, handle, self.gw.settings.max_peers_per_room)
-        {
+        let handle = PeerHandle { info, tx, kick: Arc::new(kick_tx) };
+        let peers = match self.gw.rooms.join(&room, handle, self.gw.settings.max_peers_per_room) {
             Ok(peers) => peers,
             Err(e) => {
-                self.refuse_quietly(
-                    &room,
-                    Some(identity.did().to_owned()),
-                    method,
-                    e.to_string(),
-                )
-                .await;
+                self.refuse_quietly(&room, Some(identity.did().to_owned()), method, e.to_string()).await;
                 return send_error(socket, code::ROOM_FULL, &e.to_string()).await;
             }
         };
@@ -598,22 +483,8 @@ impl Session {
         };
         send(socket, &welcome).await;
         self.gw.stats.admissions.fetch_add(1, Ordering::Relaxed);
-        self.audit(
-            &room,
-            "admitted",
-            Some(identity.did().to_owned()),
-            Some(method),
-            None,
-        )
-        .await;
-        self.admitted = Some(Admitted {
-            room,
-            peer_id,
-            identity,
-            owner,
-            rx,
-            kick,
-        });
+        self.audit(&room, "admitted", Some(identity.did().to_owned()), Some(method), None).await;
+        self.admitted = Some(Admitted { room, peer_id, identity, owner, rx, kick });
     }
 
     /// Tells the client only "not admitted"; the reason goes to the audit log.
@@ -629,16 +500,9 @@ impl Session {
         send_error(socket, code::NOT_ADMITTED, "not admitted").await;
     }
 
-    async fn refuse_quietly(
-        &self,
-        room: &RoomId,
-        identity: Option<String>,
-        method: Method,
-        reason: String,
-    ) {
+    async fn refuse_quietly(&self, room: &RoomId, identity: Option<String>, method: Method, reason: String) {
         self.gw.stats.refusals.fetch_add(1, Ordering::Relaxed);
-        self.audit(room, "refused", identity, Some(method), Some(reason))
-            .await;
+        self.audit(room, "refused", identity, Some(method), Some(reason)).await;
     }
 
     async fn audit(
@@ -662,36 +526,16 @@ impl Session {
             .await;
     }
 
-    async fn on_signal<S: Sink<Message> + Unpin>(
-        &mut self,
-        socket: &mut S,
-        to: &PeerId,
-        data: &Value,
-    ) {
+    async fn on_signal<S: Sink<Message> + Unpin>(&mut self, socket: &mut S, to: &PeerId, data: &Value) {
         let Some(a) = &self.admitted else {
-            return send_error(
-                socket,
-                code::UNAUTHENTICATED,
-                "signal is for admitted peers; authenticate first",
-            )
-            .await;
+            return send_error(socket, code::UNAUTHENTICATED, "signal is for admitted peers; authenticate first").await;
         };
         if *to == a.peer_id {
             return send_error(socket, code::BAD_MESSAGE, "a peer cannot signal itself").await;
         }
-        let frame: Arc<str> = ServerMessage::Signal {
-            from: &a.peer_id,
-            data,
-        }
-        .to_text()
-        .into();
+        let frame: Arc<str> = ServerMessage::Signal { from: &a.peer_id, data }.to_text().into();
         if !self.gw.rooms.send_to(&a.room, to, frame) {
-            send_error(
-                socket,
-                code::NO_SUCH_PEER,
-                "no such peer in this room (it may have left)",
-            )
-            .await;
+            send_error(socket, code::NO_SUCH_PEER, "no such peer in this room (it may have left)").await;
         }
     }
 
@@ -702,20 +546,11 @@ impl Session {
         remove: Vec<String>,
     ) {
         let Some(a) = &self.admitted else {
-            return send_error(
-                socket,
-                code::UNAUTHENTICATED,
-                "whitelist is for admitted owners; authenticate first",
-            )
-            .await;
+            return send_error(socket, code::UNAUTHENTICATED, "whitelist is for admitted owners; authenticate first")
+                .await;
         };
         if !a.owner {
-            return send_error(
-                socket,
-                code::NOT_OWNER,
-                "only the room's owners can change its whitelist",
-            )
-            .await;
+            return send_error(socket, code::NOT_OWNER, "only the room's owners can change its whitelist").await;
         }
         let (room, by) = (a.room.clone(), a.identity.did().to_owned());
         let (mut added, mut removed, mut errors) = (Vec::new(), Vec::new(), Vec::new());
@@ -726,30 +561,18 @@ impl Session {
             };
             let keys = parse_key_list(&text);
             if keys.is_empty() {
-                errors.push(EntryError {
-                    entry,
-                    line: 1,
-                    error: "no key found".into(),
-                });
+                errors.push(EntryError { entry, line: 1, error: "no key found".into() });
             }
             for (line, parsed) in keys {
                 let key = match parsed {
                     Ok(k) => k,
                     Err(e) => {
-                        errors.push(EntryError {
-                            entry,
-                            line,
-                            error: e.to_string(),
-                        });
+                        errors.push(EntryError { entry, line, error: e.to_string() });
                         continue;
                     }
                 };
-                let label = if label.is_empty() {
-                    key.comment.clone().unwrap_or_default()
-                } else {
-                    label.clone()
-                };
-                match self.gw.store.allow(&room, &key.identity, &label, &by).await {
+                let label = if label.is_empty() { key.comment.clone().unwrap_or_default() } else { label.clone() };
+                match self.gw.store.allow_key(&room, &key.identity, &label, &by, key.namespaces.as_deref()).await {
                     Ok(_) => {
                         self.audit(
                             &room,
@@ -765,32 +588,16 @@ impl Session {
                             label,
                         });
                     }
-                    Err(e) => errors.push(EntryError {
-                        entry,
-                        line,
-                        error: e.to_string(),
-                    }),
+                    Err(e) => errors.push(EntryError { entry, line, error: e.to_string() }),
                 }
             }
         }
-        let owners = self
-            .gw
-            .store
-            .room(&room)
-            .await
-            .ok()
-            .flatten()
-            .map(|r| r.owners)
-            .unwrap_or_default();
+        let owners = self.gw.store.room(&room).await.ok().flatten().map(|r| r.owners).unwrap_or_default();
         for (entry, text) in remove.into_iter().enumerate() {
             let identity = match Identity::parse(&text) {
                 Ok(i) => i,
                 Err(e) => {
-                    errors.push(EntryError {
-                        entry,
-                        line: 1,
-                        error: e.to_string(),
-                    });
+                    errors.push(EntryError { entry, line: 1, error: e.to_string() });
                     continue;
                 }
             };
@@ -815,41 +622,20 @@ impl Session {
                     .await;
                     removed.push(identity.did().to_owned());
                 }
-                Ok(false) => errors.push(EntryError {
-                    entry,
-                    line: 1,
-                    error: "not on the whitelist".into(),
-                }),
-                Err(e) => errors.push(EntryError {
-                    entry,
-                    line: 1,
-                    error: e.to_string(),
-                }),
+                Ok(false) => errors.push(EntryError { entry, line: 1, error: "not on the whitelist".into() }),
+                Err(e) => errors.push(EntryError { entry, line: 1, error: e.to_string() }),
             }
         }
         if !added.is_empty() {
             self.gw.rooms.invalidate(&room);
         }
-        send(
-            socket,
-            &ServerMessage::WhitelistUpdated {
-                added,
-                removed,
-                errors,
-            },
-        )
-        .await;
+        send(socket, &ServerMessage::WhitelistUpdated { added, removed, errors }).await;
     }
 }
 
 /// The admission proof as other peers receive it, for methods they can check
 /// themselves: the exact signed text plus the method's proof fields.
-fn forwarded_proof(
-    method: Method,
-    fields: &[&str],
-    issued: &IssuedChallenge,
-    proof: &Value,
-) -> Option<Box<RawValue>> {
+fn forwarded_proof(method: Method, fields: &[&str], issued: &IssuedChallenge, proof: &Value) -> Option<Box<RawValue>> {
     if fields.is_empty() {
         return None;
     }
@@ -870,14 +656,10 @@ fn classify_bad_frame(text: &str, err: &serde_json::Error) -> (&'static str, Str
         return (code::BAD_JSON, format!("frame is not valid JSON: {err}"));
     };
     match value.get("type").and_then(|t| t.as_str()) {
-        None => (
-            code::BAD_MESSAGE,
-            format!("a message is a JSON object with a \"type\" ({CLIENT_TYPES})"),
-        ),
-        Some(t) if !CLIENT_TYPES.split(", ").any(|k| k == t) => (
-            code::UNKNOWN_TYPE,
-            format!("unknown message type '{t}'; clients send {CLIENT_TYPES}"),
-        ),
+        None => (code::BAD_MESSAGE, format!("a message is a JSON object with a \"type\" ({CLIENT_TYPES})")),
+        Some(t) if !CLIENT_TYPES.split(", ").any(|k| k == t) => {
+            (code::UNKNOWN_TYPE, format!("unknown message type '{t}'; clients send {CLIENT_TYPES}"))
+        }
         Some(t) => (code::BAD_MESSAGE, format!("malformed '{t}' message: {err}")),
     }
 }

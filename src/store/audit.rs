@@ -114,9 +114,8 @@ const ROWS_PER_STATEMENT: usize = 256;
 async fn write(store: &Store, batch: &[(String, AuditEvent)]) -> Result<(), sqlx::Error> {
     let mut tx = store.pool().begin().await?;
     for chunk in batch.chunks(ROWS_PER_STATEMENT) {
-        let mut insert = sqlx::QueryBuilder::new(
-            "INSERT INTO audit (room_id, at, event, identity, method, reason, remote) ",
-        );
+        let mut insert =
+            sqlx::QueryBuilder::new("INSERT INTO audit (room_id, at, event, identity, method, reason, remote) ");
         insert.push_values(chunk, |mut row, (at, e)| {
             row.push_bind(e.room.as_str())
                 .push_bind(at)
@@ -128,20 +127,16 @@ async fn write(store: &Store, batch: &[(String, AuditEvent)]) -> Result<(), sqlx
         });
         insert.build().execute(&mut *tx).await?;
 
-        let admitted: Vec<_> = chunk
-            .iter()
-            .filter(|(_, e)| e.event == "admitted")
-            .collect();
+        let admitted: Vec<_> = chunk.iter().filter(|(_, e)| e.event == "admitted").collect();
         if !admitted.is_empty() {
             let mut update = sqlx::QueryBuilder::new(
                 "UPDATE whitelist SET last_admitted_at = v.at FROM (SELECT column1 AS room_id, column2 AS identity, max(column3) AS at FROM (",
             );
             update.push_values(admitted, |mut row, (at, e)| {
-                row.push_bind(e.room.as_str())
-                    .push_bind(&e.identity)
-                    .push_bind(at);
+                row.push_bind(e.room.as_str()).push_bind(&e.identity).push_bind(at);
             });
-            update.push(") GROUP BY 1, 2) AS v WHERE whitelist.room_id = v.room_id AND whitelist.identity = v.identity");
+            update
+                .push(") GROUP BY 1, 2) AS v WHERE whitelist.room_id = v.room_id AND whitelist.identity = v.identity");
             update.build().execute(&mut *tx).await?;
         }
     }

@@ -43,6 +43,8 @@ pub struct RoomRecord {
     pub created_at: String,
     pub created_by: String,
     pub owners: Vec<String>,
+    /// Refuse proofs made without user verification (PIN, biometric).
+    pub require_user_verification: bool,
 }
 
 /// One whitelisted identity of a room.
@@ -53,6 +55,8 @@ pub struct WhitelistEntry {
     pub added_by: String,
     pub added_at: String,
     pub last_admitted_at: Option<String>,
+    /// allowed_signers `namespaces=` restriction, if the key came with one.
+    pub ssh_namespaces: Option<Vec<String>>,
 }
 
 /// A whitelist change as recorded by the database triggers.
@@ -78,32 +82,23 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(Store { pool })
     }
 
     /// Creates a room owned by `owner`, who is also its first whitelist entry.
-    pub async fn create_room(
-        &self,
-        id: &RoomId,
-        name: &str,
-        owner: &Identity,
-    ) -> Result<(), StoreError> {
+    pub async fn create_room(&self, id: &RoomId, name: &str, owner: &Identity) -> Result<(), StoreError> {
         let now = now_text();
         let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT OR IGNORE INTO rooms (id, name, created_at, created_by) VALUES (?, ?, ?, ?)",
-        )
-        .bind(id.as_str())
-        .bind(name)
-        .bind(&now)
-        .bind(owner.did())
-        .execute(&mut *tx)
-        .await?;
+        let inserted =
+            sqlx::query("INSERT OR IGNORE INTO rooms (id, name, created_at, created_by) VALUES (?, ?, ?, ?)")
+                .bind(id.as_str())
+                .bind(name)
+                .bind(&now)
+                .bind(owner.did())
+                .execute(&mut *tx)
+                .await?;
         if inserted.rows_affected() == 0 {
             return Err(StoreError::RoomExists(id.to_string()));
         }
@@ -127,32 +122,31 @@ impl Store {
 
     pub async fn room(&self, id: &RoomId) -> Result<Option<RoomRecord>, StoreError> {
         let Some(row) =
-            sqlx::query("SELECT id, name, created_at, created_by FROM rooms WHERE id = ?")
+            sqlx::query("SELECT id, name, created_at, created_by, require_user_verification FROM rooms WHERE id = ?")
                 .bind(id.as_str())
                 .fetch_optional(&self.pool)
                 .await?
         else {
             return Ok(None);
         };
-        let owners = sqlx::query_scalar(
-            "SELECT identity FROM room_owners WHERE room_id = ? ORDER BY identity",
-        )
-        .bind(id.as_str())
-        .fetch_all(&self.pool)
-        .await?;
+        let owners = sqlx::query_scalar("SELECT identity FROM room_owners WHERE room_id = ? ORDER BY identity")
+            .bind(id.as_str())
+            .fetch_all(&self.pool)
+            .await?;
         Ok(Some(RoomRecord {
             id: id.clone(),
             name: row.get("name"),
             created_at: row.get("created_at"),
             created_by: row.get("created_by"),
             owners,
+            require_user_verification: row.get("require_user_verification"),
         }))
     }
 
     /// All rooms, newest first, with how many identities each whitelists.
     pub async fn rooms(&self) -> Result<Vec<(RoomRecord, i64)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT r.id, r.name, r.created_at, r.created_by, \
+            "SELECT r.id, r.name, r.created_at, r.created_by, r.require_user_verification, \
                (SELECT count(*) FROM whitelist w WHERE w.room_id = r.id) AS entries, \
                (SELECT group_concat(identity, ' ') FROM room_owners o WHERE o.room_id = r.id) AS owners \
              FROM rooms r ORDER BY r.created_at DESC, r.id",
@@ -170,11 +164,8 @@ impl Store {
                         name: row.get("name"),
                         created_at: row.get("created_at"),
                         created_by: row.get("created_by"),
-                        owners: owners
-                            .unwrap_or_default()
-                            .split(' ')
-                            .map(str::to_owned)
-                            .collect(),
+                        owners: owners.unwrap_or_default().split(' ').map(str::to_owned).collect(),
+                        require_user_verification: row.get("require_user_verification"),
                     },
                     row.get("entries"),
                 ))
@@ -184,7 +175,7 @@ impl Store {
 
     pub async fn whitelist(&self, room: &RoomId) -> Result<Vec<WhitelistEntry>, StoreError> {
         let rows = sqlx::query(
-            "SELECT identity, label, added_by, added_at, last_admitted_at FROM whitelist \
+            "SELECT identity, label, added_by, added_at, last_admitted_at, ssh_namespaces FROM whitelist \
              WHERE room_id = ? ORDER BY added_at, identity",
         )
         .bind(room.as_str())
@@ -198,6 +189,9 @@ impl Store {
                 added_by: row.get("added_by"),
                 added_at: row.get("added_at"),
                 last_admitted_at: row.get("last_admitted_at"),
+                ssh_namespaces: row
+                    .get::<Option<String>, _>("ssh_namespaces")
+                    .map(|n| n.split(',').map(str::to_owned).collect()),
             })
             .collect())
     }
@@ -211,6 +205,19 @@ impl Store {
         label: &str,
         added_by: &str,
     ) -> Result<bool, StoreError> {
+        self.allow_key(room, identity, label, added_by, None).await
+    }
+
+    /// [`Store::allow`] with the allowed_signers `namespaces=` restriction the key
+    /// came with (replacing any earlier one).
+    pub async fn allow_key(
+        &self,
+        room: &RoomId,
+        identity: &Identity,
+        label: &str,
+        added_by: &str,
+        ssh_namespaces: Option<&[String]>,
+    ) -> Result<bool, StoreError> {
         let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM rooms WHERE id = ?")
             .bind(room.as_str())
             .fetch_optional(&self.pool)
@@ -219,29 +226,55 @@ impl Store {
             return Err(StoreError::NoRoom(room.to_string()));
         }
         let inserted = sqlx::query(
-            "INSERT OR IGNORE INTO whitelist (room_id, identity, label, added_by, added_at) VALUES (?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO whitelist (room_id, identity, label, added_by, added_at, ssh_namespaces) \
+             VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(room.as_str())
         .bind(identity.did())
         .bind(label)
         .bind(added_by)
         .bind(now_text())
+        .bind(ssh_namespaces.map(|n| n.join(",")))
         .execute(&self.pool)
         .await?
         .rows_affected()
             == 1;
         if !inserted && !label.is_empty() {
+            sqlx::query("UPDATE whitelist SET label = ? WHERE room_id = ? AND identity = ? AND label <> ?")
+                .bind(label)
+                .bind(room.as_str())
+                .bind(identity.did())
+                .bind(label)
+                .execute(&self.pool)
+                .await?;
+        }
+        if !inserted {
+            let namespaces = ssh_namespaces.map(|n| n.join(","));
             sqlx::query(
-                "UPDATE whitelist SET label = ? WHERE room_id = ? AND identity = ? AND label <> ?",
+                "UPDATE whitelist SET ssh_namespaces = ? WHERE room_id = ? AND identity = ? AND ssh_namespaces IS NOT ?",
             )
-            .bind(label)
+            .bind(&namespaces)
             .bind(room.as_str())
             .bind(identity.did())
-            .bind(label)
+            .bind(&namespaces)
             .execute(&self.pool)
             .await?;
         }
         Ok(inserted)
+    }
+
+    /// Sets whether the room refuses proofs made without user verification.
+    pub async fn set_require_user_verification(&self, room: &RoomId, on: bool) -> Result<(), StoreError> {
+        let changed = sqlx::query("UPDATE rooms SET require_user_verification = ? WHERE id = ?")
+            .bind(on)
+            .bind(room.as_str())
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if changed == 0 {
+            return Err(StoreError::NoRoom(room.to_string()));
+        }
+        Ok(())
     }
 
     /// Removes `identity` from the room's whitelist. Returns whether it was there.
@@ -276,9 +309,8 @@ impl Store {
 
     /// The newest change's sequence number (0 when there is none).
     pub async fn last_change(&self) -> Result<i64, StoreError> {
-        let seq: Option<i64> = sqlx::query_scalar("SELECT max(seq) FROM whitelist_changes")
-            .fetch_one(&self.pool)
-            .await?;
+        let seq: Option<i64> =
+            sqlx::query_scalar("SELECT max(seq) FROM whitelist_changes").fetch_one(&self.pool).await?;
         Ok(seq.unwrap_or(0))
     }
 
@@ -292,12 +324,7 @@ impl Store {
     }
 
     /// The room's audit log, newest first; `before` pages backwards by event id.
-    pub async fn audit(
-        &self,
-        room: &RoomId,
-        limit: i64,
-        before: Option<i64>,
-    ) -> Result<Vec<AuditRecord>, StoreError> {
+    pub async fn audit(&self, room: &RoomId, limit: i64, before: Option<i64>) -> Result<Vec<AuditRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, at, event, identity, method, reason, remote FROM audit \
              WHERE room_id = ? AND id < ? ORDER BY id DESC LIMIT ?",

@@ -14,8 +14,11 @@
 //! through [`Claim::check`], which counts it, so tests can prove that an unknown key
 //! costs no crypto.
 
+mod ssh;
+pub mod sshsig;
 mod webcrypto;
 
+pub use ssh::{SshVerifier, SSH_NAMESPACE};
 pub use webcrypto::WebCryptoVerifier;
 
 use crate::identity::Identity;
@@ -62,6 +65,14 @@ pub enum VerifyError {
     /// The client sent private key material. Unlike other failures, the client is told.
     #[error("the proof carries a private key")]
     PrivateKey,
+    /// The proof is of a kind keygate refuses whoever made it (SHA-1 RSA, a foreign
+    /// namespace, an unsupported key type). Decided from the proof's form alone, so
+    /// the client is told how to fix it.
+    #[error("{0}")]
+    Unusable(String),
+    /// The signature is valid but the proof breaks a rule (e.g. no user presence).
+    #[error("{0}")]
+    Policy(String),
     /// The signature does not verify over the exact challenge bytes.
     #[error("bad signature")]
     BadSignature,
@@ -70,8 +81,30 @@ pub enum VerifyError {
     Unsupported(&'static str),
 }
 
+impl VerifyError {
+    /// What the client may be told: only problems with the proof's form, which say
+    /// nothing about whether the key is whitelisted or the signature valid.
+    pub fn client_message(&self) -> Option<String> {
+        match self {
+            VerifyError::Unusable(m) => Some(m.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// What a successful check learned besides "valid", for the room's policy.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Evidence {
+    /// Security keys and authenticators: the user touched the device.
+    pub user_present: Option<bool>,
+    /// Security keys and authenticators: the user gave a PIN or biometric.
+    pub user_verified: Option<bool>,
+    /// The authenticator's signature counter.
+    pub counter: Option<u32>,
+}
+
 /// Deferred signature check of a parsed proof.
-type Check = Box<dyn FnOnce(&[u8]) -> Result<(), VerifyError> + Send>;
+type Check = Box<dyn FnOnce(&[u8]) -> Result<Evidence, VerifyError> + Send>;
 
 /// A parsed proof: who claims to have signed, and the check that would confirm it.
 pub struct Claim {
@@ -89,16 +122,13 @@ pub fn signature_checks() -> u64 {
 impl Claim {
     pub fn new(
         identity: Identity,
-        check: impl FnOnce(&[u8]) -> Result<(), VerifyError> + Send + 'static,
+        check: impl FnOnce(&[u8]) -> Result<Evidence, VerifyError> + Send + 'static,
     ) -> Self {
-        Claim {
-            identity,
-            check: Box::new(check),
-        }
+        Claim { identity, check: Box::new(check) }
     }
 
     /// Runs the signature check over exactly `signed`, the bytes the server issued.
-    pub fn check(self, signed: &[u8]) -> Result<(), VerifyError> {
+    pub fn check(self, signed: &[u8]) -> Result<Evidence, VerifyError> {
         SIGNATURE_CHECKS.fetch_add(1, Ordering::Relaxed);
         (self.check)(signed)
     }
@@ -115,6 +145,11 @@ pub trait Verifier: Send + Sync {
     fn forwarded_fields(&self) -> &'static [&'static str] {
         &[]
     }
+    /// Whether a person makes this proof by hand (copying a command, pasting the
+    /// result), so its challenge must stay valid for minutes.
+    fn by_hand(&self) -> bool {
+        false
+    }
 }
 
 /// The verifiers this server accepts, by method. Registered in one place: here.
@@ -125,14 +160,17 @@ pub struct Verifiers {
 
 impl Verifiers {
     pub fn standard() -> Self {
-        let list: Vec<Box<dyn Verifier>> = vec![Box::new(WebCryptoVerifier)];
-        Verifiers {
-            by_method: Arc::new(list.into_iter().map(|v| (v.method(), v)).collect()),
-        }
+        let list: Vec<Box<dyn Verifier>> = vec![Box::new(WebCryptoVerifier), Box::new(SshVerifier)];
+        Verifiers { by_method: Arc::new(list.into_iter().map(|v| (v.method(), v)).collect()) }
     }
 
     pub fn get(&self, method: Method) -> Option<&dyn Verifier> {
         self.by_method.get(&method).map(|v| v.as_ref())
+    }
+
+    /// Whether any accepted method is made by hand (so challenges must live longer).
+    pub fn any_by_hand(&self) -> bool {
+        self.by_method.values().any(|v| v.by_hand())
     }
 
     /// Accepted methods, in a stable order, for the `challenge` message.

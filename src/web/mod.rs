@@ -64,12 +64,8 @@ async fn websocket(
     // library's default 128 KiB. Frames above our own limit are still read (up to a
     // hard cap) so that the client gets a clear error instead of a dropped socket.
     let hard_cap = gw.settings.max_frame_bytes.saturating_mul(4).max(1 << 16);
-    upgrade
-        .read_buffer_size(4096)
-        .write_buffer_size(0)
-        .max_message_size(hard_cap)
-        .max_frame_size(hard_cap)
-        .on_upgrade(move |mut socket| async move {
+    upgrade.read_buffer_size(4096).write_buffer_size(0).max_message_size(hard_cap).max_frame_size(hard_cap).on_upgrade(
+        move |mut socket| async move {
             if !has_slot {
                 let message = format!(
                     "the server is at its limit of {} connections; try again shortly",
@@ -80,17 +76,14 @@ async fn websocket(
                     message: &message,
                 };
                 let _ = socket.send(Message::Text(error.to_text().into())).await;
-                let _ = socket
-                    .send(Message::Close(Some(CloseFrame {
-                        code: 1013,
-                        reason: "server full".into(),
-                    })))
-                    .await;
+                let _ =
+                    socket.send(Message::Close(Some(CloseFrame { code: 1013, reason: "server full".into() }))).await;
                 return;
             }
             session::run(socket, gw.clone(), Some(remote.to_string())).await;
             gw.stats.disconnect();
-        })
+        },
+    )
 }
 
 async fn metrics(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
@@ -146,9 +139,7 @@ impl Server {
     /// Opens the store, binds `settings.listen`, and starts serving.
     pub async fn start(settings: Settings) -> Result<Server, ServeError> {
         let store = Store::open(&settings.db).await?;
-        let listener = TcpListener::bind(settings.listen)
-            .await
-            .map_err(|e| ServeError::Bind(settings.listen, e))?;
+        let listener = TcpListener::bind(settings.listen).await.map_err(|e| ServeError::Bind(settings.listen, e))?;
         let addr = listener.local_addr()?;
         let mut settings = settings;
         settings.listen = addr;
@@ -185,13 +176,7 @@ impl Server {
                 })
                 .await
         });
-        Ok(Server {
-            addr,
-            gateway,
-            shutdown,
-            http,
-            follower,
-        })
+        Ok(Server { addr, gateway, shutdown, http, follower })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -207,9 +192,7 @@ impl Server {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let deadline = tokio::time::Instant::now() + DRAIN;
-        while self.gateway.stats.connections.load(Ordering::Acquire) > 0
-            && tokio::time::Instant::now() < deadline
-        {
+        while self.gateway.stats.connections.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let _ = tokio::time::timeout(DRAIN, self.http).await;

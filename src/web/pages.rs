@@ -15,15 +15,8 @@ struct IndexPage<'a> {
 }
 
 pub async fn index(State(gw): State<Arc<Gateway>>) -> Response {
-    let page = IndexPage {
-        origin: &gw.origin,
-        methods: gw
-            .verifiers
-            .methods()
-            .into_iter()
-            .map(|m| m.as_str())
-            .collect(),
-    };
+    let page =
+        IndexPage { origin: &gw.origin, methods: gw.verifiers.methods().into_iter().map(|m| m.as_str()).collect() };
     render(&page)
 }
 
@@ -32,18 +25,11 @@ fn render<T: Template>(page: &T) -> Response {
         Ok(html) => Html(html).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "page rendering failed");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the page could not be rendered",
-            )
-                .into_response()
+            (StatusCode::INTERNAL_SERVER_ERROR, "the page could not be rendered").into_response()
         }
     }
 }
 
 pub async fn stylesheet() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
-        include_str!("../../static/style.css"),
-    )
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("../../static/style.css"))
 }

@@ -26,18 +26,10 @@ impl TestServer {
     pub async fn with(adjust: impl FnOnce(&mut Settings)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("keygate.db");
-        let mut settings = Settings {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            db: db.clone(),
-            ..Settings::default()
-        };
+        let mut settings = Settings { listen: "127.0.0.1:0".parse().unwrap(), db: db.clone(), ..Settings::default() };
         adjust(&mut settings);
         let server = Server::start(settings).await.unwrap();
-        TestServer {
-            server: Some(server),
-            dir,
-            db,
-        }
+        TestServer { server: Some(server), dir, db }
     }
 
     pub fn server(&self) -> &Server {
@@ -60,15 +52,9 @@ impl TestServer {
     pub async fn room(&self, owner: &P256Key, allowed: &[&P256Key]) -> RoomId {
         let store = &self.server().gateway().store;
         let id = RoomId::generate();
-        store
-            .create_room(&id, "test", &identity(owner))
-            .await
-            .unwrap();
+        store.create_room(&id, "test", &identity(owner)).await.unwrap();
         for k in allowed {
-            store
-                .allow(&id, &identity(k), "guest", "test")
-                .await
-                .unwrap();
+            store.allow(&id, &identity(k), "guest", "test").await.unwrap();
         }
         id
     }
@@ -82,11 +68,7 @@ impl TestServer {
 
     /// Waits until the audit log has an event matching `pred` (events are written
     /// asynchronously); fails after 10 s.
-    pub async fn audit_has(
-        &self,
-        room: &RoomId,
-        pred: impl Fn(&AuditRecord) -> bool,
-    ) -> AuditRecord {
+    pub async fn audit_has(&self, room: &RoomId, pred: impl Fn(&AuditRecord) -> bool) -> AuditRecord {
         for _ in 0..200 {
             if let Some(e) = self.audit(room).await.into_iter().find(|e| pred(e)) {
                 return e;
@@ -127,11 +109,9 @@ pub async fn metric(server: &TestServer, name: &str) -> f64 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = server.server().addr();
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(
-        format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
+    s.write_all(format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
     let mut body = String::new();
     s.read_to_string(&mut body).await.unwrap();
     body.lines()
@@ -154,30 +134,17 @@ pub fn vectors() -> Option<PathBuf> {
     if dir.is_dir() {
         return Some(dir);
     }
-    assert!(
-        !in_ci(),
-        "test vectors not found at {} (set KEYGATE_VECTORS)",
-        dir.display()
-    );
-    eprintln!(
-        "skipping: test vectors not found at {} (set KEYGATE_VECTORS)",
-        dir.display()
-    );
+    assert!(!in_ci(), "test vectors not found at {} (set KEYGATE_VECTORS)", dir.display());
+    eprintln!("skipping: test vectors not found at {} (set KEYGATE_VECTORS)", dir.display());
     None
 }
 
 /// A system tool the test needs: in CI its absence fails the test.
 pub fn tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(name))
-            .find(|p| p.is_file())
-    });
+    let found = std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(name)).find(|p| p.is_file()));
     if found.is_none() {
-        assert!(
-            !in_ci(),
-            "{name} is required for this test and is not installed"
-        );
+        assert!(!in_ci(), "{name} is required for this test and is not installed");
         eprintln!("skipping: {name} is not installed");
     }
     found

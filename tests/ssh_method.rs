@@ -1,0 +1,321 @@
+//! Method `ssh`: OpenSSH signatures from the OpenSSH project's own test data, from
+//! Debian's `ssh-keygen -Y sign` through the real server, and the room policies.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use common::*;
+use keygate::client::ws::{Client, ClientError};
+use keygate::identity::Identity;
+use keygate::verify::sshsig::{signed_data, HashAlg, SshSig};
+use keygate::verify::VerifyError;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn sshsig_dir() -> Option<PathBuf> {
+    vectors().map(|d| d.join("sshsig"))
+}
+
+#[test]
+fn openssh_project_signatures_verify() {
+    let Some(dir) = sshsig_dir() else { return };
+    let message = std::fs::read(dir.join("signed-data")).unwrap();
+    let namespace = std::fs::read_to_string(dir.join("namespace")).unwrap();
+    let mut verified = Vec::new();
+    for name in ["rsa", "ecdsa", "ed25519", "ecdsa_sk", "ed25519_sk", "ecdsa_sk_webauthn", "mldsa44-ed25519"] {
+        let text = std::fs::read_to_string(dir.join(format!("{name}.sig"))).unwrap();
+        let key = std::fs::read_to_string(dir.join(format!("{name}.pub"))).unwrap();
+        let sig = match SshSig::decode(&text) {
+            Ok(sig) => sig,
+            Err(e) => {
+                assert_eq!(name, "mldsa44-ed25519", "{name}: {e}");
+                assert!(matches!(e, VerifyError::Unusable(_)), "{name}: {e:?}");
+                continue;
+            }
+        };
+        assert_eq!(sig.identity(), Identity::parse(&key).unwrap(), "{name}: the signing key is the published key");
+        let evidence = sig.verify(&message, &namespace).unwrap_or_else(|e| panic!("{name}: {e}"));
+        if name.contains("_sk") {
+            assert_eq!(evidence.user_present, Some(true), "{name}");
+            assert!(evidence.counter.is_some(), "{name}");
+        }
+        // One changed byte of the message, or another namespace, and it no longer verifies.
+        let mut altered = message.clone();
+        altered[0] ^= 1;
+        assert_eq!(sig.verify(&altered, &namespace).unwrap_err(), VerifyError::BadSignature, "{name}");
+        assert!(matches!(sig.verify(&message, "keygate"), Err(VerifyError::Unusable(_))), "{name}");
+        verified.push(name);
+    }
+    assert_eq!(verified.len(), 6, "{verified:?}");
+}
+
+/// Generates an OpenSSH key with ssh-keygen; returns the private key path.
+fn ssh_keygen(dir: &Path, kind: &str, bits: &str) -> PathBuf {
+    let path = dir.join(format!("id_{kind}{bits}"));
+    let mut cmd = Command::new("ssh-keygen");
+    cmd.args(["-q", "-N", "", "-C", &format!("{kind}{bits}@test"), "-t", kind, "-f"]).arg(&path);
+    if !bits.is_empty() {
+        cmd.args(["-b", bits]);
+    }
+    assert!(cmd.status().unwrap().success());
+    path
+}
+
+/// Runs the challenge's ready-to-copy command with `key` in place of the default key.
+fn run_challenge_command(challenge: &Value, key: &Path) -> String {
+    let command = challenge["ssh"]["command"].as_str().unwrap();
+    assert!(command.contains("ssh-keygen -Y sign -n keygate"), "{command}");
+    let command = command.replace("~/.ssh/id_ed25519", key.to_str().unwrap());
+    let out = Command::new("sh").arg("-c").arg(&command).output().unwrap();
+    assert!(out.status.success(), "{command}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn ssh_auth(challenge: &Value, signature: &str) -> Value {
+    json!({"type": "auth", "method": "ssh", "payload": challenge["payload"], "signature": signature})
+}
+
+#[tokio::test]
+async fn ssh_keygen_signatures_admit_through_the_real_server() {
+    let Some(_) = tool("ssh-keygen") else { return };
+    let s = TestServer::start().await;
+    let owner = key();
+    let room = s.room(&owner, &[]).await;
+    let store = &s.server().gateway().store;
+    for (kind, bits) in [("ed25519", ""), ("ecdsa", "256"), ("ecdsa", "384"), ("rsa", "3072")] {
+        let key_path = ssh_keygen(s.dir.path(), kind, bits);
+        let line = std::fs::read_to_string(key_path.with_extension("pub")).unwrap();
+        let id = Identity::parse(&line).unwrap();
+        store.allow(&room, &id, &format!("{kind}{bits}"), "test").await.unwrap();
+        s.server().gateway().rooms.invalidate(&room);
+
+        let mut c = s.connect().await;
+        let challenge = c.request(join(&room)).await.unwrap();
+        assert_eq!(challenge["ssh"]["namespace"], "keygate");
+        let signature = run_challenge_command(&challenge, &key_path);
+        assert!(signature.starts_with("-----BEGIN SSH SIGNATURE-----"));
+        c.send(&ssh_auth(&challenge, &signature)).await.unwrap();
+        let welcome = c.expect("welcome").await.unwrap_or_else(|e| panic!("{kind}{bits}: {e}"));
+        assert_eq!(welcome["identity"], id.did());
+        s.audit_has(&room, |e| {
+            e.event == "admitted" && e.method.as_deref() == Some("ssh") && e.identity.as_deref() == Some(id.did())
+        })
+        .await;
+    }
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn ssh_refusals() {
+    let Some(_) = tool("ssh-keygen") else { return };
+    let s = TestServer::start().await;
+    let owner = key();
+    let room = s.room(&owner, &[]).await;
+    let key_path = ssh_keygen(s.dir.path(), "ed25519", "");
+    let line = std::fs::read_to_string(key_path.with_extension("pub")).unwrap();
+
+    // Not whitelisted: only "not admitted".
+    let mut c = s.connect().await;
+    let challenge = c.request(join(&room)).await.unwrap();
+    c.send(&ssh_auth(&challenge, &run_challenge_command(&challenge, &key_path))).await.unwrap();
+    assert_eq!(code_of(c.expect("welcome").await), "not-admitted");
+    s.audit_has(&room, |e| e.reason.as_deref() == Some("unknown key")).await;
+
+    // Whitelisted from an allowed_signers line whose namespaces exclude keygate.
+    let gw = s.server().gateway();
+    let entry = format!("alice@example.com namespaces=\"git,file\" {line}");
+    let parsed = keygate::identity::parse_key_list(&entry).pop().unwrap().1.unwrap();
+    gw.store.allow_key(&room, &parsed.identity, "alice", "test", parsed.namespaces.as_deref()).await.unwrap();
+    gw.rooms.invalidate(&room);
+    let mut c = s.connect().await;
+    let challenge = c.request(join(&room)).await.unwrap();
+    c.send(&ssh_auth(&challenge, &run_challenge_command(&challenge, &key_path))).await.unwrap();
+    assert_eq!(code_of(c.expect("welcome").await), "not-admitted");
+    s.audit_has(&room, |e| e.reason.as_deref().is_some_and(|r| r.contains("namespaces"))).await;
+
+    // The same line allowing keygate admits.
+    let entry = format!("alice@example.com namespaces=\"git,keygate\" {line}");
+    let parsed = keygate::identity::parse_key_list(&entry).pop().unwrap().1.unwrap();
+    gw.store.allow_key(&room, &parsed.identity, "alice", "test", parsed.namespaces.as_deref()).await.unwrap();
+    gw.rooms.invalidate(&room);
+    let mut c = s.connect().await;
+    let challenge = c.request(join(&room)).await.unwrap();
+    c.send(&ssh_auth(&challenge, &run_challenge_command(&challenge, &key_path))).await.unwrap();
+    c.expect("welcome").await.unwrap();
+
+    // Signed in another namespace: the client is told how to fix it.
+    let mut c = s.connect().await;
+    let challenge = c.request(join(&room)).await.unwrap();
+    let text = challenge["payload"].to_string();
+    let sig = sign_with_ssh_keygen(&key_path, "git", text.as_bytes());
+    c.send(&ssh_auth(&challenge, &sig)).await.unwrap();
+    match c.expect("welcome").await.unwrap_err() {
+        ClientError::Server { code, message } => {
+            assert_eq!(code, "bad-proof");
+            assert!(message.contains("-n keygate"), "{message}");
+        }
+        other => panic!("{other}"),
+    }
+
+    // A signature over other text is a bad signature.
+    let mut c = s.connect().await;
+    let challenge = c.request(join(&room)).await.unwrap();
+    let sig = sign_with_ssh_keygen(&key_path, "keygate", b"something else");
+    c.send(&ssh_auth(&challenge, &sig)).await.unwrap();
+    assert_eq!(code_of(c.expect("welcome").await), "not-admitted");
+    s.audit_has(&room, |e| e.reason.as_deref() == Some("bad signature")).await;
+
+    // Garbage is malformed, and says nothing more than "not admitted".
+    let mut c = s.connect().await;
+    let challenge = c.request(join(&room)).await.unwrap();
+    c.send(&ssh_auth(&challenge, "-----BEGIN SSH SIGNATURE-----\nAAAA\n-----END SSH SIGNATURE-----")).await.unwrap();
+    assert_eq!(code_of(c.expect("welcome").await), "not-admitted");
+    s.shutdown().await;
+}
+
+#[test]
+fn sha1_rsa_signatures_are_refused_with_a_clear_message() {
+    let Some(_) = tool("ssh-keygen") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let key = ssh_keygen(dir.path(), "rsa", "2048");
+    let armored = sign_with_ssh_keygen(&key, "keygate", b"hello");
+    // Rewrite the signature's algorithm name to ssh-rsa (SHA-1), as old clients send.
+    let blob = STANDARD.decode(armored.lines().filter(|l| !l.starts_with("-----")).collect::<String>()).unwrap();
+    let needle = b"\x00\x00\x00\x0crsa-sha2-512";
+    let at = blob.windows(needle.len()).position(|w| w == needle).unwrap();
+    let mut forged = blob[..at].to_vec();
+    forged.extend_from_slice(b"\x00\x00\x00\x07ssh-rsa");
+    forged.extend_from_slice(&blob[at + needle.len()..]);
+    // Fix the enclosing signature-string length.
+    let sig_len_at = at - 4;
+    let old_len = u32::from_be_bytes(forged[sig_len_at..sig_len_at + 4].try_into().unwrap());
+    forged[sig_len_at..sig_len_at + 4].copy_from_slice(&(old_len - 5).to_be_bytes());
+    match SshSig::decode(&STANDARD.encode(&forged)) {
+        Err(VerifyError::Unusable(m)) => assert!(m.contains("SHA-1") && m.contains("rsa-sha2"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn sign_with_ssh_keygen(key: &Path, namespace: &str, data: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = Command::new("ssh-keygen")
+        .args(["-Y", "sign", "-n", namespace, "-f"])
+        .arg(key)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn code_of(r: Result<Value, ClientError>) -> String {
+    match r {
+        Err(ClientError::Server { code, .. }) => code,
+        other => panic!("expected a server error, got {other:?}"),
+    }
+}
+
+fn ssh_string(out: &mut Vec<u8>, s: &[u8]) {
+    out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+    out.extend_from_slice(s);
+}
+
+/// A software stand-in for a FIDO security key holding an sk-ecdsa key: it signs the
+/// way OpenSSH's security-key middleware does, with the flags the test chooses.
+struct SoftSecurityKey {
+    pair: EcdsaKeyPair,
+}
+
+impl SoftSecurityKey {
+    fn new() -> Self {
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new()).unwrap();
+        SoftSecurityKey { pair: EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap() }
+    }
+
+    fn public_blob(&self) -> Vec<u8> {
+        let mut b = Vec::new();
+        ssh_string(&mut b, b"sk-ecdsa-sha2-nistp256@openssh.com");
+        ssh_string(&mut b, b"nistp256");
+        ssh_string(&mut b, self.pair.public_key().as_ref());
+        ssh_string(&mut b, b"ssh:");
+        b
+    }
+
+    fn public_line(&self) -> String {
+        format!("sk-ecdsa-sha2-nistp256@openssh.com {} token", STANDARD.encode(self.public_blob()))
+    }
+
+    fn sign(&self, message: &[u8], flags: u8) -> String {
+        let data = signed_data("keygate", HashAlg::Sha512, message);
+        let mut to_sign = Sha256::digest(b"ssh:").to_vec();
+        to_sign.push(flags);
+        to_sign.extend_from_slice(&7u32.to_be_bytes());
+        to_sign.extend_from_slice(&Sha256::digest(&data));
+        let rs = self.pair.sign(&SystemRandom::new(), &to_sign).unwrap();
+        let (r, s) = rs.as_ref().split_at(32);
+        let mut inner = Vec::new();
+        for n in [r, s] {
+            let mut m = vec![0u8];
+            m.extend_from_slice(n);
+            ssh_string(&mut inner, &m);
+        }
+        let mut sig = Vec::new();
+        ssh_string(&mut sig, b"sk-ecdsa-sha2-nistp256@openssh.com");
+        ssh_string(&mut sig, &inner);
+        sig.push(flags);
+        sig.extend_from_slice(&7u32.to_be_bytes());
+        let mut blob = b"SSHSIG".to_vec();
+        blob.extend_from_slice(&1u32.to_be_bytes());
+        ssh_string(&mut blob, &self.public_blob());
+        ssh_string(&mut blob, b"keygate");
+        ssh_string(&mut blob, b"");
+        ssh_string(&mut blob, b"sha512");
+        ssh_string(&mut blob, &sig);
+        format!("-----BEGIN SSH SIGNATURE-----\n{}\n-----END SSH SIGNATURE-----\n", STANDARD.encode(blob))
+    }
+}
+
+#[tokio::test]
+async fn security_keys_need_presence_and_rooms_can_require_verification() {
+    let s = TestServer::start().await;
+    let owner = key();
+    let room = s.room(&owner, &[]).await;
+    let token = SoftSecurityKey::new();
+    let id = Identity::parse(&token.public_line()).unwrap();
+    let gw = s.server().gateway();
+    gw.store.allow(&room, &id, "token", "test").await.unwrap();
+
+    let url = s.url();
+    let attempt = |flags: u8| {
+        let (url, token, room) = (url.clone(), &token, room.clone());
+        async move {
+            let mut c = Client::connect(&url).await.unwrap();
+            let challenge = c.request(join(&room)).await.unwrap();
+            let sig = token.sign(challenge["payload"].to_string().as_bytes(), flags);
+            c.send(&ssh_auth(&challenge, &sig)).await.unwrap();
+            c.expect("welcome").await
+        }
+    };
+    // No touch: refused whatever the room says.
+    assert_eq!(code_of(attempt(0x00).await), "not-admitted");
+    s.audit_has(&room, |e| e.reason.as_deref().is_some_and(|r| r.contains("user presence"))).await;
+    // Touch only: fine until the room requires user verification.
+    assert_eq!(attempt(0x01).await.unwrap()["identity"], id.did());
+    gw.store.set_require_user_verification(&room, true).await.unwrap();
+    gw.rooms.invalidate(&room);
+    assert_eq!(code_of(attempt(0x01).await), "not-admitted");
+    s.audit_has(&room, |e| e.reason.as_deref().is_some_and(|r| r.contains("requires user verification"))).await;
+    // Touch and PIN: admitted.
+    assert_eq!(attempt(0x05).await.unwrap()["identity"], id.did());
+    s.shutdown().await;
+}
