@@ -4,6 +4,7 @@
 //! output formats (what a script can rely on) are defined here too.
 
 use crate::bench::{self, BenchOptions};
+use crate::client::ssh_signer::SshKeySource;
 use crate::config::Settings;
 use crate::identity::{parse_key_list, Identity, KeyLine};
 use crate::ids::RoomId;
@@ -46,8 +47,28 @@ enum Command {
         #[command(subcommand)]
         command: RoomCommand,
     },
+    /// Sign a challenge for pasting into a join page (method ssh).
+    Sign(SignArgs),
     /// Measure admissions per second and memory per idle socket.
     Bench(BenchArgs),
+}
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("signer").required(true).args(["ssh", "key_file"])))]
+struct SignArgs {
+    /// Sign with a key held in ssh-agent ($SSH_AUTH_SOCK).
+    #[arg(long)]
+    ssh: bool,
+    /// Which agent key: its SHA256 fingerprint, its comment, or its public key line.
+    #[arg(long, requires = "ssh")]
+    key: Option<String>,
+    /// Sign with an OpenSSH private key file instead (passphrase asked when encrypted,
+    /// or taken from KEYGATE_KEY_PASSPHRASE).
+    #[arg(long, value_name = "PATH")]
+    key_file: Option<PathBuf>,
+    /// The challenge: its payload text, the base64 from its ssh command, or the whole
+    /// challenge frame. Read from stdin when omitted.
+    challenge: Option<String>,
 }
 
 #[derive(Args)]
@@ -170,6 +191,7 @@ async fn run(command: Command) -> CliResult {
         Command::Serve(args) => serve(args).await,
         Command::Identity { key } => identity(&key),
         Command::Room { db, command } => room(&db.db, command).await,
+        Command::Sign(args) => sign(args),
         Command::Bench(args) => {
             let report = bench::run(BenchOptions {
                 url: args.url,
@@ -184,6 +206,25 @@ async fn run(command: Command) -> CliResult {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn sign(args: SignArgs) -> CliResult {
+    let input = match args.challenge {
+        Some(text) => text,
+        None => {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text)?;
+            text
+        }
+    };
+    let text = crate::client::challenge_text(&input)?;
+    let source = match args.key_file {
+        Some(path) => SshKeySource::File(path),
+        None => SshKeySource::Agent { select: args.key },
+    };
+    let signature = crate::client::ssh_signer::sign(&source, text.as_bytes())?;
+    print!("{signature}");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn settings_from(args: ServeArgs) -> Result<Settings, Box<dyn std::error::Error>> {
