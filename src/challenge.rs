@@ -7,7 +7,9 @@
 //! [`ChallengeSlot`], which is what binds a nonce to one connection and one room and
 //! makes it single use: redeeming always consumes it, whatever the outcome.
 
+use crate::identity::EthAddress;
 use crate::ids::{hex, random_bytes, RoomId};
+use crate::verify::siwe::SiweMessage;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -23,6 +25,9 @@ pub struct IssuedChallenge {
     pub signed_bytes: String,
     /// The DTLS fingerprint the client asked to have vouched for, if any.
     pub fingerprint: Option<String>,
+    /// The Sign-In with Ethereum message for this challenge, when the client named
+    /// an Ethereum address; method `eth` signs it instead of the payload.
+    pub siwe: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -58,7 +63,42 @@ impl IssuedChallenge {
         let signed_bytes = serde_json::to_string(&payload).unwrap_or_default();
         // Keep the millisecond-truncated time, the one the client sees.
         let issued_at = DateTime::parse_from_rfc3339(&issued_at).map_or(now, |t| t.with_timezone(&Utc));
-        IssuedChallenge { room, nonce, issued_at, signed_bytes, fingerprint }
+        IssuedChallenge { room, nonce, issued_at, signed_bytes, fingerprint, siwe: None }
+    }
+
+    /// Adds the SIWE message a wallet at `address` signs for this challenge: domain
+    /// and URI from the origin, the room in the statement and as Request ID, the same
+    /// nonce and issue time, and an expiration at the end of the freshness window.
+    pub fn with_siwe(
+        mut self,
+        origin: &str,
+        address: EthAddress,
+        chain_id: u64,
+        lifetime: std::time::Duration,
+    ) -> Self {
+        let issued_at = self.issued_at.to_rfc3339_opts(SecondsFormat::Millis, true);
+        let expires = self.issued_at + chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::zero());
+        let message = SiweMessage {
+            scheme: None,
+            domain: origin.split_once("://").map_or(origin, |(_, rest)| rest).trim_end_matches('/').to_owned(),
+            address,
+            statement: Some(format!("Join keygate room {}.", self.room)),
+            uri: origin.to_owned(),
+            version: "1".into(),
+            chain_id,
+            nonce: self.nonce.clone(),
+            issued_at,
+            expiration_time: Some(expires.to_rfc3339_opts(SecondsFormat::Millis, true)),
+            not_before: None,
+            request_id: Some(self.room.to_string()),
+            resources: self
+                .fingerprint
+                .iter()
+                .map(|f| format!("urn:keygate:dtls-fingerprint:{}", f.replace(' ', ":")))
+                .collect(),
+        };
+        self.siwe = Some(message.to_string());
+        self
     }
 
     /// The payload as a JSON value, to embed in the `challenge` frame.

@@ -40,6 +40,8 @@ pub struct Settings {
     pub max_frame_bytes: usize,
     /// Sustained messages per second per connection (a burst of twice this is allowed).
     pub messages_per_second: u32,
+    /// The EIP-155 chain ID written into Sign-In with Ethereum messages.
+    pub eth_chain_id: u64,
     /// Who may create rooms: empty means anyone who proves a key.
     pub room_creators: Vec<String>,
 }
@@ -58,6 +60,7 @@ impl Default for Settings {
             max_connections: 16_384,
             max_frame_bytes: 64 * 1024,
             messages_per_second: 50,
+            eth_chain_id: 1,
             room_creators: Vec::new(),
         }
     }

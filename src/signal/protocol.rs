@@ -24,6 +24,8 @@ pub enum ClientMessage {
         fingerprint: Option<String>,
         /// Display name of a room being created.
         name: Option<String>,
+        /// An Ethereum address, to be sent a Sign-In with Ethereum message to sign.
+        address: Option<String>,
     },
     /// Answer the live challenge. `payload` is the challenge payload as received; the
     /// remaining fields are the method's proof.
@@ -135,6 +137,10 @@ pub enum ServerMessage<'a> {
         /// How to answer with method `ssh`, for people with only OpenSSH.
         #[serde(skip_serializing_if = "Option::is_none")]
         ssh: Option<SshHint>,
+        /// The Sign-In with Ethereum message to sign (method `eth`), when the
+        /// request named an address.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        siwe: Option<&'a str>,
     },
     #[serde(rename_all = "camelCase")]
     Welcome {

@@ -17,7 +17,7 @@ use super::protocol::{
 use super::rooms::{Kick, PeerHandle};
 use super::Gateway;
 use crate::challenge::{valid_fingerprint, ChallengeSlot, Freshness, IssuedChallenge};
-use crate::identity::{parse_key_list, Identity};
+use crate::identity::{parse_key_list, EthAddress, Identity};
 use crate::ids::{PeerId, RoomId};
 use crate::store::AuditEvent;
 use crate::verify::{Method, VerifyError, SSH_NAMESPACE};
@@ -234,8 +234,8 @@ impl Session {
             }
         };
         match msg {
-            ClientMessage::Request { room_id, create, fingerprint, name } => {
-                self.on_request(socket, room_id, create, fingerprint, name).await
+            ClientMessage::Request { room_id, create, fingerprint, name, address } => {
+                self.on_request(socket, room_id, create, fingerprint, name, address).await
             }
             ClientMessage::Auth { method, payload, proof } => self.on_auth(socket, &method, &payload, proof).await,
             ClientMessage::Signal { to, data } => self.on_signal(socket, &to, &data).await,
@@ -252,6 +252,7 @@ impl Session {
         create: bool,
         fingerprint: Option<String>,
         name: Option<String>,
+        address: Option<String>,
     ) {
         if self.admitted.is_some() {
             return send_error(
@@ -271,6 +272,14 @@ impl Session {
                 .await;
             }
         }
+        let address = match address.as_deref().map(EthAddress::parse) {
+            None => None,
+            Some(Ok(a)) => Some(a),
+            Some(Err(e)) => {
+                let message = format!("address: {e}");
+                return send_error(socket, code::BAD_MESSAGE, &message).await;
+            }
+        };
         let requested = match (room_id, create) {
             (Some(_), true) => {
                 return send_error(socket, code::BAD_MESSAGE, "send either roomId or create:true, not both").await
@@ -304,7 +313,11 @@ impl Session {
                 Ok(Some(_)) => Requested { room, create: false, name: String::new() },
             },
         };
-        let challenge = IssuedChallenge::issue(requested.room.clone(), &self.gw.origin, fingerprint, Utc::now());
+        let settings = &self.gw.settings;
+        let mut challenge = IssuedChallenge::issue(requested.room.clone(), &self.gw.origin, fingerprint, Utc::now());
+        if let Some(address) = address {
+            challenge = challenge.with_siwe(&self.gw.origin, address, settings.eth_chain_id, settings.freshness_past);
+        }
         let payload: Box<RawValue> = match RawValue::from_string(challenge.signed_bytes.clone()) {
             Ok(p) => p,
             Err(_) => return send_error(socket, code::INTERNAL, "could not build a challenge").await,
@@ -312,8 +325,8 @@ impl Session {
         let verifiers = &self.gw.verifiers;
         let methods = verifiers.methods().into_iter().map(Method::as_str).collect();
         let ssh = verifiers.get(Method::Ssh).map(|_| SshHint::for_text(&challenge.signed_bytes));
-        send(socket, &ServerMessage::Challenge { payload: &payload, methods, ssh }).await;
-        let settings = &self.gw.settings;
+        let siwe = challenge.siwe.as_deref();
+        send(socket, &ServerMessage::Challenge { payload: &payload, methods, ssh, siwe }).await;
         let lifetime = if verifiers.any_by_hand() {
             settings.auth_timeout.max(settings.manual_freshness)
         } else {
@@ -372,6 +385,10 @@ impl Session {
         };
         let identity = claim.identity.clone();
         let did = identity.did().to_owned();
+        let signed = match verifier.signed_text(&issued) {
+            Ok(signed) => signed,
+            Err(e) => return self.refuse_with(socket, &room, Some(did), method, e).await,
+        };
         // The whitelist is consulted before the signature: an unknown key costs no crypto.
         let (label, owner, require_uv) = if requested.create {
             let creators = &self.gw.settings.room_creators;
@@ -400,7 +417,7 @@ impl Session {
             }
             (allowed.label, access.owner, access.require_user_verification)
         };
-        let evidence = match claim.check(issued.signed_bytes.as_bytes()) {
+        let evidence = match claim.check(signed) {
             Ok(evidence) => evidence,
             Err(e) => return self.refuse_with(socket, &room, Some(did), method, e).await,
         };

@@ -14,10 +14,13 @@
 //! through [`Claim::check`], which counts it, so tests can prove that an unknown key
 //! costs no crypto.
 
+mod eth;
+pub mod siwe;
 mod ssh;
 pub mod sshsig;
 mod webcrypto;
 
+pub use eth::{decode_signature as eth_signature, personal_message_hash, recover_signer, EthVerifier};
 pub use ssh::{SshVerifier, SSH_NAMESPACE};
 pub use webcrypto::WebCryptoVerifier;
 
@@ -150,6 +153,11 @@ pub trait Verifier: Send + Sync {
     fn by_hand(&self) -> bool {
         false
     }
+    /// The exact bytes this method signs for a challenge: the payload text, unless
+    /// the method signs something built from it (a SIWE message).
+    fn signed_text<'a>(&self, issued: &'a crate::challenge::IssuedChallenge) -> Result<&'a [u8], VerifyError> {
+        Ok(issued.signed_bytes.as_bytes())
+    }
 }
 
 /// The verifiers this server accepts, by method. Registered in one place: here.
@@ -160,7 +168,8 @@ pub struct Verifiers {
 
 impl Verifiers {
     pub fn standard() -> Self {
-        let list: Vec<Box<dyn Verifier>> = vec![Box::new(WebCryptoVerifier), Box::new(SshVerifier)];
+        let list: Vec<Box<dyn Verifier>> =
+            vec![Box::new(WebCryptoVerifier), Box::new(SshVerifier), Box::new(EthVerifier)];
         Verifiers { by_method: Arc::new(list.into_iter().map(|v| (v.method(), v)).collect()) }
     }
 
