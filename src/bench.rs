@@ -12,9 +12,10 @@
 
 use crate::challenge::IssuedChallenge;
 use crate::client::p256_key::P256Key;
+use crate::client::signer::ProofSigner;
 use crate::client::ws::{Client, ClientError};
 use crate::ids::RoomId;
-use crate::verify::WebCryptoVerifier;
+use crate::verify::{Method, Verifiers};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,6 +30,8 @@ pub struct BenchOptions {
     pub admissions: usize,
     pub idle: usize,
     pub verify_seconds: f64,
+    /// The proof method the clients use.
+    pub method: Method,
     /// Concurrent clients sharing one room: 1 measures admission alone; more adds
     /// the fan-out of peer-joined / peer-left to the others.
     pub per_room: usize,
@@ -47,6 +50,8 @@ pub enum BenchError {
 /// What one run measured.
 #[derive(Debug, Serialize)]
 pub struct BenchReport {
+    pub method: &'static str,
+    pub primitive: &'static str,
     pub cores: usize,
     pub raw_verify_per_sec: f64,
     pub admissions: usize,
@@ -133,36 +138,50 @@ async fn spawn_server(max_connections: usize) -> Result<(SpawnedServer, String),
     Ok((SpawnedServer { child, _dir: dir }, url))
 }
 
-/// Single-threaded verifications per second of the server's primitive.
-pub fn raw_verify_rate(seconds: f64) -> Result<f64, BenchError> {
-    let key = P256Key::generate().map_err(|e| BenchError::Setup(e.to_string()))?;
-    let challenge = IssuedChallenge::issue(RoomId::generate(), "http://127.0.0.1:8080", None, chrono::Utc::now());
-    let message = challenge.signed_bytes.as_bytes();
-    let auth = json!({ "publicKey": key.public_jwk(), "signature": key.sign_b64(message).map_err(|e| BenchError::Setup(e.to_string()))? });
-    let verifier = WebCryptoVerifier;
+/// Single-threaded verifications per second of the primitive the server uses for
+/// `method`, through the server's own path: parse the proof, check the signature.
+pub fn raw_verify_rate(method: Method, seconds: f64) -> Result<f64, BenchError> {
+    let setup = |e: &dyn std::fmt::Display| BenchError::Setup(e.to_string());
+    let signer = ProofSigner::generate(method).map_err(|e| setup(&e))?;
+    let mut issued = IssuedChallenge::issue(RoomId::generate(), "http://127.0.0.1:8080", None, chrono::Utc::now());
+    if let ProofSigner::Eth(_, address) = &signer {
+        issued = issued.with_siwe("http://127.0.0.1:8080", *address, 1, std::time::Duration::from_secs(120));
+    }
+    let challenge = json!({"payload": issued.payload_json(), "siwe": issued.siwe});
+    let auth = signer.auth(&challenge).map_err(|e| setup(&e))?;
+    let verifiers = Verifiers::standard();
+    let verifier = verifiers.get(method).ok_or_else(|| setup(&"method not registered"))?;
+    let signed = verifier.signed_text(&issued).map_err(|e| setup(&e))?;
     let start = Instant::now();
     let mut n = 0u64;
     while start.elapsed().as_secs_f64() < seconds {
         for _ in 0..100 {
-            // The same path the server takes: parse the proof, then check it.
-            let claim =
-                crate::verify::Verifier::claim(&verifier, &auth).map_err(|e| BenchError::Setup(e.to_string()))?;
-            claim.check(message).map_err(|e| BenchError::Setup(e.to_string()))?;
+            let claim = verifier.claim(&auth).map_err(|e| setup(&e))?;
+            claim.check(signed).map_err(|e| setup(&e))?;
         }
         n += 100;
     }
     Ok(n as f64 / start.elapsed().as_secs_f64())
 }
 
+/// The primitive behind each method, for the report.
+fn primitive(method: Method) -> &'static str {
+    match method {
+        Method::Ssh => "Ed25519 SSHSIG (aws-lc-rs)",
+        Method::Eth => "secp256k1 recovery + Keccak (libsecp256k1)",
+        _ => "ECDSA P-256 (aws-lc-rs)",
+    }
+}
+
 /// Creates a room owned by a fresh key and whitelists `keys`; returns the room id and
 /// the owner's connection (still admitted, so it occupies one seat).
-async fn create_room(url: &str, keys: &[Value]) -> Result<(String, Client), BenchError> {
+async fn create_room(url: &str, keys: &[String]) -> Result<(String, Client), BenchError> {
     let owner = P256Key::generate().map_err(|e| BenchError::Setup(e.to_string()))?;
     let mut c = Client::connect(url).await?;
     let welcome = c.join_webcrypto(json!({"type": "request", "create": true, "name": "bench"}), &owner).await?;
     let room = welcome["roomId"].as_str().unwrap_or_default().to_owned();
     if !keys.is_empty() {
-        let add: Vec<Value> = keys.iter().map(|jwk| Value::String(jwk.to_string())).collect();
+        let add: Vec<Value> = keys.iter().map(|k| Value::String(k.clone())).collect();
         c.send(&json!({"type": "whitelist", "add": add})).await?;
         let updated = c.expect("whitelist-updated").await?;
         if updated["errors"].as_array().is_some_and(|e| !e.is_empty()) {
@@ -203,21 +222,26 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, BenchError> {
     };
     eprintln!("keygate bench against {url}");
 
-    let raw = tokio::task::spawn_blocking(move || raw_verify_rate(opts.verify_seconds))
+    let method = opts.method;
+    let raw = tokio::task::spawn_blocking(move || raw_verify_rate(method, opts.verify_seconds))
         .await
         .map_err(|e| BenchError::Setup(e.to_string()))??;
-    eprintln!("raw verify (ECDSA P-256, aws-lc-rs, 1 thread): {raw:.0}/s");
+    eprintln!("raw verify ({}, 1 thread): {raw:.0}/s", primitive(method));
 
     // Setup: each room gets `per_room` workers (at most 8, the default room size).
     let per_room = opts.per_room.clamp(1, 8);
-    let keys: Vec<P256Key> = (0..clients)
-        .map(|_| P256Key::generate())
+    let keys: Vec<ProofSigner> = (0..clients)
+        .map(|_| ProofSigner::generate(method))
         .collect::<Result<_, _>>()
         .map_err(|e| BenchError::Setup(e.to_string()))?;
     let mut rooms = Vec::new();
     for chunk in keys.chunks(per_room) {
-        let jwks: Vec<Value> = chunk.iter().map(|k| k.public_jwk()).collect();
-        let (room, owner) = create_room(&url, &jwks).await?;
+        let entries: Vec<String> = chunk
+            .iter()
+            .map(|k| k.whitelist_entry())
+            .collect::<Result<_, _>>()
+            .map_err(|e| BenchError::Setup(e.to_string()))?;
+        let (room, owner) = create_room(&url, &entries).await?;
         owner.close().await;
         rooms.push(room);
     }
@@ -237,7 +261,10 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, BenchError> {
                 let t = Instant::now();
                 let result = async {
                     let mut c = Client::connect(&url).await?;
-                    c.join_webcrypto(json!({"type": "request", "roomId": room}), &key).await?;
+                    let challenge = c.request(key.request(&room)).await?;
+                    let auth = key.auth(&challenge).map_err(|e| ClientError::Unexpected(e.to_string()))?;
+                    c.send(&auth).await?;
+                    c.expect("welcome").await?;
                     c.close().await;
                     Ok::<_, ClientError>(())
                 }
@@ -289,6 +316,8 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, BenchError> {
     let (idle, rss_before, rss_after, per_socket) =
         if opts.idle > 0 { idle_phase(&url, opts.idle).await? } else { (0, 0, 0, 0.0) };
     Ok(BenchReport {
+        method: method.as_str(),
+        primitive: primitive(method),
         cores,
         raw_verify_per_sec: raw,
         admissions: admitted,
@@ -328,7 +357,7 @@ async fn idle_phase(url: &str, count: usize) -> Result<(usize, u64, u64, f64), B
                     return Ok::<(), BenchError>(());
                 }
                 let seats = (count - r * 8).min(8);
-                let (room, owner) = create_room(&url, &[key.public_jwk()]).await?;
+                let (room, owner) = create_room(&url, &[key.public_jwk().to_string()]).await?;
                 let mut mine = vec![owner];
                 for _ in 1..seats {
                     let mut c = Client::connect(&url).await?;

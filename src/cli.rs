@@ -156,6 +156,9 @@ struct BenchArgs {
     /// Seconds spent measuring the raw verify rate.
     #[arg(long, default_value_t = 2.0)]
     verify_seconds: f64,
+    /// Proof method the clients use: webcrypto, ssh or eth.
+    #[arg(long, default_value = "webcrypto", value_parser = parse_bench_method)]
+    method: crate::verify::Method,
     /// Clients sharing a room during the admission phase (1–8); above 1, every
     /// admission also fans peer-joined / peer-left out to the others.
     #[arg(long, default_value_t = 1)]
@@ -200,6 +203,7 @@ async fn run(command: Command) -> CliResult {
                 idle: args.idle,
                 verify_seconds: args.verify_seconds,
                 per_room: args.per_room,
+                method: args.method,
             })
             .await?;
             say!("{}", report.json());
@@ -339,6 +343,16 @@ fn one_identity(arg: &str) -> Result<Identity, Box<dyn std::error::Error>> {
     match (keys.len(), bad) {
         (1, 0) => Ok(keys[0].identity.clone()),
         _ => Err("expected exactly one key".into()),
+    }
+}
+
+fn parse_bench_method(text: &str) -> Result<crate::verify::Method, String> {
+    use crate::verify::Method;
+    match text {
+        "webcrypto" => Ok(Method::Webcrypto),
+        "ssh" => Ok(Method::Ssh),
+        "eth" => Ok(Method::Eth),
+        _ => Err("the load tool drives webcrypto, ssh or eth".into()),
     }
 }
 

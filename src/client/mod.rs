@@ -2,6 +2,7 @@
 //! a keygate server, and the signers they prove keys with.
 
 pub mod p256_key;
+pub mod signer;
 pub mod ssh_signer;
 pub mod ws;
 
