@@ -104,6 +104,9 @@ struct ServeArgs {
     /// Seconds an unadmitted socket may stay open [default: 30].
     #[arg(long, env = "KEYGATE_AUTH_TIMEOUT")]
     auth_timeout: Option<f64>,
+    /// PEM file of certificates PIV attestations must chain to (repeat for several).
+    #[arg(long = "piv-roots", env = "KEYGATE_PIV_ROOTS", value_delimiter = ',')]
+    piv_roots: Vec<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -122,6 +125,10 @@ enum RoomCommand {
         key: String,
         #[arg(long, default_value = "")]
         label: String,
+        /// What a PIV key must prove: "attested", "pin:once|always",
+        /// "touch:cached|always", comma-separated (PIN and touch imply attested).
+        #[arg(long, value_name = "REQUIREMENTS")]
+        piv_require: Option<String>,
     },
     /// Remove a key from the whitelist; its live sessions are ejected.
     Deny { room: String, key: String },
@@ -254,6 +261,9 @@ fn settings_from(args: ServeArgs) -> Result<Settings, Box<dyn std::error::Error>
     if let Some(v) = args.freshness {
         s.freshness_past = Duration::try_from_secs_f64(v).map_err(|_| "--freshness takes seconds")?;
     }
+    if !args.piv_roots.is_empty() {
+        s.piv_attestation_roots = args.piv_roots;
+    }
     if let Some(v) = args.auth_timeout {
         s.auth_timeout = Duration::try_from_secs_f64(v).map_err(|_| "--auth-timeout takes seconds")?;
     }
@@ -378,12 +388,20 @@ async fn room(db: &std::path::Path, command: RoomCommand) -> CliResult {
             say!("{id}");
             ExitCode::SUCCESS
         }
-        RoomCommand::Allow { room, key, label } => {
+        RoomCommand::Allow { room, key, label, piv_require } => {
             let room = parse_room(&room)?;
+            let requirement = piv_require
+                .as_deref()
+                .map(crate::verify::piv::PivRequirement::parse)
+                .transpose()?
+                .map(|r| r.to_string());
             let (keys, bad) = read_keys(&key)?;
             for k in keys {
                 let label = if label.is_empty() { k.comment.clone().unwrap_or_default() } else { label.clone() };
                 let new = store.allow_key(&room, &k.identity, &label, "cli", k.namespaces.as_deref()).await?;
+                if requirement.is_some() {
+                    store.set_piv_requirement(&room, &k.identity, requirement.as_deref()).await?;
+                }
                 say!(
                     "{} {}{}",
                     if new { "added" } else { "kept " },

@@ -40,6 +40,9 @@ pub struct Settings {
     pub max_frame_bytes: usize,
     /// Sustained messages per second per connection (a burst of twice this is allowed).
     pub messages_per_second: u32,
+    /// PEM files of the certificates PIV attestations must chain to (Yubico's roots
+    /// and, for firmware 5.7.4+, their intermediates).
+    pub piv_attestation_roots: Vec<PathBuf>,
     /// The EIP-155 chain ID written into Sign-In with Ethereum messages.
     pub eth_chain_id: u64,
     /// Who may create rooms: empty means anyone who proves a key.
@@ -60,6 +63,7 @@ impl Default for Settings {
             max_connections: 16_384,
             max_frame_bytes: 64 * 1024,
             messages_per_second: 50,
+            piv_attestation_roots: Vec::new(),
             eth_chain_id: 1,
             room_creators: Vec::new(),
         }

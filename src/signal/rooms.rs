@@ -8,7 +8,8 @@
 
 use super::protocol::{code, PeerInfo, ServerMessage};
 use crate::ids::{PeerId, RoomId};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, WhitelistEntry};
+use crate::verify::piv::PivRequirement;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -54,6 +55,18 @@ pub struct Allowed {
     pub label: String,
     /// allowed_signers `namespaces=`, when the key came with a restriction.
     pub ssh_namespaces: Option<Vec<String>>,
+    /// What a PIV key must prove beyond its signature.
+    pub piv: Option<PivRequirement>,
+}
+
+impl Allowed {
+    fn from_entry(e: WhitelistEntry) -> Self {
+        // An unreadable stored requirement demands attestation rather than nothing.
+        let piv = e.piv_requirement.as_deref().map(|r| {
+            PivRequirement::parse(r).unwrap_or(PivRequirement { attested: true, ..PivRequirement::default() })
+        });
+        Allowed { label: e.label, ssh_namespaces: e.ssh_namespaces, piv }
+    }
 }
 
 /// What a session needs to know about a room to admit someone.
@@ -114,12 +127,7 @@ impl Rooms {
             let r = live.entry(room.clone()).or_default();
             r.owners = record.owners;
             r.require_user_verification = record.require_user_verification;
-            r.whitelist = Some(
-                entries
-                    .into_iter()
-                    .map(|e| (e.identity, Allowed { label: e.label, ssh_namespaces: e.ssh_namespaces }))
-                    .collect(),
-            );
+            r.whitelist = Some(entries.into_iter().map(|e| (e.identity.clone(), Allowed::from_entry(e))).collect());
         }
         Ok(true)
     }
@@ -155,13 +163,8 @@ impl Rooms {
         let Some(record) = self.store.room(room).await? else {
             return Ok(None);
         };
-        let allowed = self
-            .store
-            .whitelist(room)
-            .await?
-            .into_iter()
-            .find(|e| e.identity == did)
-            .map(|e| Allowed { label: e.label, ssh_namespaces: e.ssh_namespaces });
+        let allowed =
+            self.store.whitelist(room).await?.into_iter().find(|e| e.identity == did).map(Allowed::from_entry);
         Ok(Some(Access {
             allowed,
             owner: record.owners.iter().any(|o| o == did),

@@ -390,12 +390,12 @@ impl Session {
             Err(e) => return self.refuse_with(socket, &room, Some(did), method, e).await,
         };
         // The whitelist is consulted before the signature: an unknown key costs no crypto.
-        let (label, owner, require_uv) = if requested.create {
+        let (label, owner, require_uv, piv_requirement) = if requested.create {
             let creators = &self.gw.settings.room_creators;
             if !creators.is_empty() && !creators.contains(&did) {
                 return self.refuse(socket, &room, Some(did), method, "not allowed to create rooms".into()).await;
             }
-            ("owner".to_owned(), true, false)
+            ("owner".to_owned(), true, false, None)
         } else {
             let access = match self.gw.rooms.access(&room, &did).await {
                 Ok(Some(access)) => access,
@@ -415,7 +415,7 @@ impl Session {
                 let reason = format!("allowed_signers namespaces of this key exclude '{SSH_NAMESPACE}'");
                 return self.refuse(socket, &room, Some(did), method, reason).await;
             }
-            (allowed.label, access.owner, access.require_user_verification)
+            (allowed.label, access.owner, access.require_user_verification, allowed.piv)
         };
         let evidence = match claim.check(signed) {
             Ok(evidence) => evidence,
@@ -425,6 +425,10 @@ impl Session {
             let reason = "the room requires user verification (PIN or biometric); the key only proved presence";
             return self.refuse(socket, &room, Some(did), method, reason.into()).await;
         }
+        if let Some(why) = piv_requirement.and_then(|r| r.unmet(evidence.attestation.as_ref())) {
+            return self.refuse(socket, &room, Some(did), method, why).await;
+        }
+        let detail = evidence.attestation.as_ref().map(ToString::to_string);
         let (create, name) = (requested.create, requested.name.clone());
         if create {
             if let Err(e) = self.gw.store.create_room(&room, &name, &identity).await {
@@ -433,7 +437,7 @@ impl Session {
             }
         }
         let forwarded = forwarded_proof(method, verifier.forwarded_fields(), &issued, &proof);
-        self.admit(socket, room, identity, label, owner, create, method, issued, forwarded).await;
+        self.admit(socket, room, identity, label, owner, create, method, issued, forwarded, detail).await;
     }
 
     /// Refuses with a verifier's error: a problem with the proof's form is explained
@@ -467,6 +471,7 @@ impl Session {
         method: Method,
         issued: IssuedChallenge,
         proof: Option<Box<RawValue>>,
+        detail: Option<String>,
     ) {
         let peer_id = PeerId::generate();
         let info = PeerInfo {
@@ -500,7 +505,7 @@ impl Session {
         };
         send(socket, &welcome).await;
         self.gw.stats.admissions.fetch_add(1, Ordering::Relaxed);
-        self.audit(&room, "admitted", Some(identity.did().to_owned()), Some(method), None).await;
+        self.audit(&room, "admitted", Some(identity.did().to_owned()), Some(method), detail).await;
         self.admitted = Some(Admitted { room, peer_id, identity, owner, rx, kick });
     }
 

@@ -57,6 +57,8 @@ pub struct WhitelistEntry {
     pub last_admitted_at: Option<String>,
     /// allowed_signers `namespaces=` restriction, if the key came with one.
     pub ssh_namespaces: Option<Vec<String>>,
+    /// What a PIV key must prove beyond its signature (attestation, policies).
+    pub piv_requirement: Option<String>,
 }
 
 /// A whitelist change as recorded by the database triggers.
@@ -175,7 +177,7 @@ impl Store {
 
     pub async fn whitelist(&self, room: &RoomId) -> Result<Vec<WhitelistEntry>, StoreError> {
         let rows = sqlx::query(
-            "SELECT identity, label, added_by, added_at, last_admitted_at, ssh_namespaces FROM whitelist \
+            "SELECT identity, label, added_by, added_at, last_admitted_at, ssh_namespaces, piv_requirement FROM whitelist \
              WHERE room_id = ? ORDER BY added_at, identity",
         )
         .bind(room.as_str())
@@ -192,6 +194,7 @@ impl Store {
                 ssh_namespaces: row
                     .get::<Option<String>, _>("ssh_namespaces")
                     .map(|n| n.split(',').map(str::to_owned).collect()),
+                piv_requirement: row.get("piv_requirement"),
             })
             .collect())
     }
@@ -261,6 +264,23 @@ impl Store {
             .await?;
         }
         Ok(inserted)
+    }
+
+    /// Sets what a PIV key must prove beyond its signature (`None`: nothing).
+    pub async fn set_piv_requirement(
+        &self,
+        room: &RoomId,
+        identity: &Identity,
+        requirement: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let changed = sqlx::query("UPDATE whitelist SET piv_requirement = ? WHERE room_id = ? AND identity = ?")
+            .bind(requirement)
+            .bind(room.as_str())
+            .bind(identity.did())
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(changed > 0)
     }
 
     /// Sets whether the room refuses proofs made without user verification.

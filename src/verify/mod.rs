@@ -15,10 +15,12 @@
 //! costs no crypto.
 
 mod eth;
+pub mod piv;
 pub mod siwe;
 mod ssh;
 pub mod sshsig;
 mod webcrypto;
+pub mod x509;
 
 pub use eth::{decode_signature as eth_signature, personal_message_hash, recover_signer, EthVerifier};
 pub use ssh::{SshVerifier, SSH_NAMESPACE};
@@ -104,6 +106,8 @@ pub struct Evidence {
     pub user_verified: Option<bool>,
     /// The authenticator's signature counter.
     pub counter: Option<u32>,
+    /// A verified YubiKey attestation of the signing key.
+    pub attestation: Option<piv::Attestation>,
 }
 
 /// Deferred signature check of a parsed proof.
@@ -167,9 +171,19 @@ pub struct Verifiers {
 }
 
 impl Verifiers {
+    /// Every method, with no PIV attestation roots.
     pub fn standard() -> Self {
-        let list: Vec<Box<dyn Verifier>> =
-            vec![Box::new(WebCryptoVerifier), Box::new(SshVerifier), Box::new(EthVerifier)];
+        Self::new(Vec::new())
+    }
+
+    /// Every method; PIV attestations must chain to one of `piv_anchors`.
+    pub fn new(piv_anchors: Vec<x509_cert::Certificate>) -> Self {
+        let list: Vec<Box<dyn Verifier>> = vec![
+            Box::new(WebCryptoVerifier),
+            Box::new(SshVerifier),
+            Box::new(EthVerifier),
+            Box::new(piv::PivVerifier::new(piv_anchors)),
+        ];
         Verifiers { by_method: Arc::new(list.into_iter().map(|v| (v.method(), v)).collect()) }
     }
 

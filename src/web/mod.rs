@@ -153,6 +153,9 @@ impl Server {
                     .map_err(|e| ServeError::Config(format!("room_creators entry '{k}': {e}")))
             })
             .collect::<Result<_, _>>()?;
+        let anchors = crate::verify::piv::PivVerifier::load_anchors(&settings.piv_attestation_roots)
+            .map_err(|e| ServeError::Config(format!("piv_attestation_roots: {e}")))?;
+        let verifiers = Verifiers::new(anchors);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (audit, _writer) = AuditLog::start(store.clone());
         let rooms = Arc::new(Rooms::new(store.clone()));
@@ -161,7 +164,7 @@ impl Server {
             settings,
             store,
             rooms: rooms.clone(),
-            verifiers: Verifiers::standard(),
+            verifiers,
             audit,
             shutdown: shutdown_rx.clone(),
             stats: Stats::default(),

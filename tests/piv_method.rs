@@ -1,0 +1,382 @@
+//! Method `piv`: YubiKey attestation chains from real devices (piv-go and
+//! TameMyCerts test data), and chains, keys and signatures made with OpenSSL for
+//! P-256, P-384 and RSA, admitting through the real server.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use base64::Engine;
+use common::*;
+use keygate::identity::Identity;
+use keygate::verify::piv::{verify_attestation, PinPolicy, TouchPolicy};
+use keygate::verify::x509::{read_certificate, read_certificates, subject_key};
+use serde_json::{json, Value};
+use spki::der::{Decode, Encode};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use x509_cert::Certificate;
+
+fn read(path: &Path) -> Certificate {
+    read_certificate(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn roots(dir: &Path) -> Vec<Certificate> {
+    ["yubico-piv-root-ca-serial-263751.pem", "yubico-u2f-root-ca-serial-457200631.pem", "yubico-attestation-root-1.pem"]
+        .iter()
+        .map(|f| read(&dir.join("roots").join(f)))
+        .collect()
+}
+
+#[test]
+fn piv_go_chains_from_real_yubikeys() {
+    let Some(dir) = vectors() else { return };
+    let dir = dir.join("piv");
+    let anchors = roots(&dir);
+    for case in ["ValidChain", "ValidChain2018", "InvalidChain", "InvalidChain2"] {
+        let case_dir = dir.join("piv-go-verify").join(case);
+        let expected: Value =
+            serde_json::from_str(&std::fs::read_to_string(case_dir.join("expected.json")).unwrap()).unwrap();
+        let slot = read(&case_dir.join("slot.pem"));
+        let device = read(&case_dir.join("attestation.pem"));
+        let result = verify_attestation(&slot, &device, &[], &anchors);
+        assert_eq!(result.is_ok(), expected["valid"] == true, "{case}: {result:?}");
+        if let Ok(facts) = result {
+            let d = &expected["decoded"]["slot_cert"];
+            assert_eq!(facts.firmware.as_deref(), d["firmware_version"].as_str(), "{case}");
+            assert_eq!(facts.serial.map(u64::from), d["serial"].as_u64(), "{case}");
+            assert_eq!(facts.pin_policy.map(|p| p.name()), d["pin_policy"].as_str(), "{case}");
+            assert_eq!(facts.touch_policy.map(|t| t.name()), d["touch_policy"].as_str(), "{case}");
+            assert_eq!(facts.form_factor.map(u64::from), d["formfactor"].as_u64(), "{case}");
+        }
+    }
+    // Without the right root, a genuine chain is refused.
+    let slot = read(&dir.join("piv-go-verify/ValidChain/slot.pem"));
+    let device = read(&dir.join("piv-go-verify/ValidChain/attestation.pem"));
+    assert!(verify_attestation(&slot, &device, &[], &anchors[2..]).is_err());
+    assert!(verify_attestation(&slot, &device, &[], &[]).is_err());
+}
+
+/// The attestation certificates a YubiKey CSR carries (TameMyCerts' format):
+/// (slot attestation, device f9, CSR key).
+fn csr_attestation(path: &Path) -> Option<(Certificate, Certificate, keygate::identity::PublicKey)> {
+    let text = std::fs::read_to_string(path).unwrap();
+    // "CERTIFICATE REQUEST" or "NEW CERTIFICATE REQUEST": read the base64 body.
+    let body: String = text.lines().filter(|l| !l.starts_with("-----") && !l.starts_with('\u{feff}')).collect();
+    let body = body.trim_start_matches('\u{feff}');
+    let der = base64::engine::general_purpose::STANDARD.decode(body.trim()).unwrap();
+    let csr = x509_cert::request::CertReq::from_der(&der).unwrap();
+    let spki_der = csr.info.public_key.to_der().unwrap();
+    let csr_key =
+        keygate::identity::key_from_spki(&spki::SubjectPublicKeyInfoOwned::from_der(&spki_der).unwrap()).unwrap();
+    let mut slot = None;
+    let mut device = None;
+    for attr in csr.info.attributes.iter().filter(|a| a.oid.to_string() == "1.2.840.113549.1.9.14") {
+        for value in attr.values.iter() {
+            let exts: x509_cert::ext::Extensions = value.decode_as().unwrap();
+            for e in exts {
+                let der = e.extn_value.as_bytes();
+                match e.extn_id.to_string().as_str() {
+                    "1.3.6.1.4.1.41482.3.2" => device = Certificate::from_der(der).ok(),
+                    "1.3.6.1.4.1.41482.3.1" | "1.3.6.1.4.1.41482.3.11" => slot = Certificate::from_der(der).ok(),
+                    _ => {}
+                }
+            }
+        }
+    }
+    Some((slot?, device?, csr_key))
+}
+
+#[test]
+fn tamemycerts_csrs_from_real_yubikeys() {
+    let Some(dir) = vectors() else { return };
+    let dir = dir.join("piv");
+    let cer = |f: &str| {
+        read_certificates(&std::fs::read_to_string(dir.join("tamemycerts").join(f)).unwrap()).unwrap().remove(0)
+    };
+    let anchors = vec![cer("Yubico_PIV_Root_CA_Serial_263751.cer"), cer("Yubico_Attestation_Root_1.cer")];
+    let intermediates = vec![cer("Yubico_Attestation_Intermediate_B_1.cer"), cer("Yubico_PIV_Attestation_B_1.cer")];
+    let mut checked = 0;
+    for (folder, list) in [("tamemycerts", "csrs"), ("tamemycerts-inline", "cases")] {
+        let expected: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join(folder).join("expected.json")).unwrap()).unwrap();
+        for case in expected[list].as_array().unwrap() {
+            let file = case["file"].as_str().unwrap();
+            let accept = case["accept"] == true;
+            let outcome = csr_attestation(&dir.join(folder).join(file)).ok_or("no attestation".to_owned()).and_then(
+                |(slot, device, csr_key)| {
+                    let facts =
+                        verify_attestation(&slot, &device, &intermediates, &anchors).map_err(|e| e.to_string())?;
+                    if subject_key(&slot).unwrap().0 != csr_key {
+                        return Err("attested key differs".into());
+                    }
+                    Ok(facts)
+                },
+            );
+            assert_eq!(outcome.is_ok(), accept, "{folder}/{file}: {outcome:?}");
+            if let (Ok(facts), Some(d)) = (&outcome, case.get("decoded")) {
+                if let Some(fw) = d["firmware_version"].as_str() {
+                    assert_eq!(facts.firmware.as_deref(), Some(fw), "{file}");
+                }
+                if let Some(pin) = d["pin_policy"].as_str() {
+                    assert_eq!(facts.pin_policy.map(|p| p.name()), Some(pin), "{file}");
+                }
+                if let Some(touch) = d["touch_policy"].as_str() {
+                    assert_eq!(facts.touch_policy.map(|t| t.name()), Some(touch), "{file}");
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "{checked}");
+    // A root that is not Yubico's trusts none of them.
+    let foreign = read(&dir.join("tamemycerts-inline/test_ca_not_yubico.pem"));
+    let (slot, device, _) = csr_attestation(
+        &dir.join("tamemycerts-inline/yubikey_valid_5_4_3_Once_Never_UsbAKeychain_9a_Normal_RSA_2048.csr.pem"),
+    )
+    .unwrap();
+    assert!(verify_attestation(&slot, &device, &intermediates, &[foreign]).is_err());
+}
+
+/// A test PKI made with the openssl command line, shaped like a YubiKey's.
+struct TestPiv {
+    dir: PathBuf,
+}
+
+fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
+    let out = Command::new("openssl").current_dir(dir).args(args).output().unwrap();
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+fn genkey(dir: &Path, name: &str, kind: &str) {
+    let out = format!("{name}.key");
+    match kind {
+        "rsa" => openssl(dir, &["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", &out]),
+        curve => openssl(
+            dir,
+            &["genpkey", "-algorithm", "EC", "-pkeyopt", &format!("ec_paramgen_curve:{curve}"), "-out", &out],
+        ),
+    };
+}
+
+impl TestPiv {
+    /// A root and a device (f9) certificate under it.
+    fn new(dir: &Path) -> TestPiv {
+        genkey(dir, "root", "P-256");
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-new",
+                "-key",
+                "root.key",
+                "-subj",
+                "/CN=Test Attestation Root",
+                "-days",
+                "30",
+                "-out",
+                "root.pem",
+            ],
+        );
+        genkey(dir, "device", "P-256");
+        openssl(dir, &["req", "-new", "-key", "device.key", "-subj", "/CN=Test PIV Attestation", "-out", "device.csr"]);
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "device.csr",
+                "-CA",
+                "root.pem",
+                "-CAkey",
+                "root.key",
+                "-CAcreateserial",
+                "-days",
+                "30",
+                "-out",
+                "device.pem",
+            ],
+        );
+        TestPiv { dir: dir.to_owned() }
+    }
+
+    /// A slot key of `kind`, its self-signed slot certificate, and an attestation
+    /// of it signed by the device key with the given policy bytes.
+    fn slot(&self, name: &str, kind: &str, pin: u8, touch: u8) {
+        let d = &self.dir;
+        genkey(d, name, kind);
+        openssl(
+            d,
+            &[
+                "req",
+                "-x509",
+                "-new",
+                "-key",
+                &format!("{name}.key"),
+                "-subj",
+                &format!("/CN={name}"),
+                "-days",
+                "30",
+                "-out",
+                &format!("{name}.pem"),
+            ],
+        );
+        let ext = format!(
+            "[yk]\n1.3.6.1.4.1.41482.3.3 = DER:050403\n1.3.6.1.4.1.41482.3.7 = DER:0204009C4E68\n1.3.6.1.4.1.41482.3.8 = DER:{pin:02x}{touch:02x}\n1.3.6.1.4.1.41482.3.9 = DER:04\n"
+        );
+        std::fs::write(d.join(format!("{name}.ext")), ext).unwrap();
+        openssl(
+            d,
+            &[
+                "req",
+                "-new",
+                "-key",
+                &format!("{name}.key"),
+                "-subj",
+                "/CN=YubiKey PIV Attestation 9a",
+                "-out",
+                &format!("{name}.csr"),
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "device.pem",
+                "-CAkey",
+                "device.key",
+                "-CAcreateserial",
+                "-days",
+                "30",
+                "-extfile",
+                &format!("{name}.ext"),
+                "-extensions",
+                "yk",
+                "-out",
+                &format!("{name}.att.pem"),
+            ],
+        );
+    }
+
+    fn text(&self, file: &str) -> String {
+        std::fs::read_to_string(self.dir.join(file)).unwrap()
+    }
+
+    /// SHA-256 of `message` signed by the slot key, as a PIV card returns it.
+    fn sign(&self, name: &str, message: &str) -> String {
+        std::fs::write(self.dir.join("message"), message).unwrap();
+        let sig = openssl(&self.dir, &["dgst", "-sha256", "-sign", &format!("{name}.key"), "message"]);
+        base64::engine::general_purpose::STANDARD.encode(sig)
+    }
+
+    fn identity(&self, name: &str) -> Identity {
+        Identity::parse(&self.text(&format!("{name}.pem"))).unwrap()
+    }
+
+    fn auth(&self, challenge: &Value, name: &str, attested_as: Option<&str>) -> Value {
+        let mut auth = json!({
+            "type": "auth", "method": "piv", "payload": challenge["payload"],
+            "certificate": self.text(&format!("{name}.pem")),
+            "signature": self.sign(name, &challenge["payload"].to_string()),
+        });
+        if let Some(att) = attested_as {
+            auth["attestation"] =
+                json!({"slot": self.text(&format!("{att}.att.pem")), "device": self.text("device.pem")});
+        }
+        auth
+    }
+}
+
+#[tokio::test]
+async fn piv_slots_sign_their_way_in_with_attestation_and_policy() {
+    let Some(_) = tool("openssl") else { return };
+    let work = tempfile::tempdir().unwrap();
+    let pki = TestPiv::new(work.path());
+    pki.slot("p256", "P-256", 0x02, 0x02);
+    pki.slot("p384", "P-384", 0x03, 0x01);
+    pki.slot("rsa", "rsa", 0x01, 0x03);
+    let roots = work.path().join("root.pem");
+    let s = TestServer::with(|c| c.piv_attestation_roots = vec![roots.clone()]).await;
+    let owner = key();
+    let room = s.room(&owner, &[]).await;
+    let gw = s.server().gateway();
+    for name in ["p256", "p384", "rsa"] {
+        gw.store.allow(&room, &pki.identity(name), name, "test").await.unwrap();
+    }
+    gw.rooms.invalidate(&room);
+
+    // Plain signatures with each key type, then with attestation.
+    for name in ["p256", "p384", "rsa"] {
+        for attested in [None, Some(name)] {
+            let mut c = s.connect().await;
+            let challenge = c.request(join(&room)).await.unwrap();
+            c.send(&pki.auth(&challenge, name, attested)).await.unwrap();
+            let welcome = c.expect("welcome").await.unwrap_or_else(|e| panic!("{name} {attested:?}: {e}"));
+            assert_eq!(welcome["identity"], pki.identity(name).did());
+        }
+    }
+    let event = s
+        .audit_has(&room, |e| e.reason.as_deref().is_some_and(|r| r.contains("attested YubiKey serial 10243688")))
+        .await;
+    assert!(event.reason.unwrap().contains("firmware 5.4.3"));
+
+    // The whitelist entry demands touch always: p256 (touch always) passes, p384
+    // (touch never) and an unattested proof do not.
+    gw.store.set_piv_requirement(&room, &pki.identity("p256"), Some("touch:always")).await.unwrap();
+    gw.store.set_piv_requirement(&room, &pki.identity("p384"), Some("touch:always")).await.unwrap();
+    gw.rooms.invalidate(&room);
+    let try_join = |name: &'static str, attested: Option<&'static str>| {
+        let (url, room, pki) = (s.url(), room.clone(), &pki);
+        async move {
+            let mut c = keygate::client::ws::Client::connect(&url).await.unwrap();
+            let challenge = c.request(join(&room)).await.unwrap();
+            c.send(&pki.auth(&challenge, name, attested)).await.unwrap();
+            c.recv().await.unwrap()
+        }
+    };
+    assert_eq!(try_join("p256", Some("p256")).await["type"], "welcome");
+    assert_eq!(try_join("p256", None).await["code"], "not-admitted");
+    s.audit_has(&room, |e| e.reason.as_deref() == Some("the whitelist entry requires a YubiKey attestation")).await;
+    assert_eq!(try_join("p384", Some("p384")).await["code"], "not-admitted");
+    s.audit_has(&room, |e| e.reason.as_deref() == Some("the whitelist entry requires touch policy always or stricter"))
+        .await;
+
+    // An attestation of another key is refused.
+    assert_eq!(try_join("rsa", Some("p256")).await["code"], "not-admitted");
+    s.audit_has(&room, |e| e.reason.as_deref() == Some("the attested key is not the slot certificate's key")).await;
+
+    // A signature by another key than the certificate's.
+    let mut c = s.connect().await;
+    let challenge = c.request(join(&room)).await.unwrap();
+    let mut auth = pki.auth(&challenge, "rsa", None);
+    auth["signature"] = json!(pki.sign("p384", &challenge["payload"].to_string()));
+    c.send(&auth).await.unwrap();
+    assert_eq!(c.recv().await.unwrap()["code"], "not-admitted");
+    s.audit_has(&room, |e| e.reason.as_deref() == Some("bad signature") && e.method.as_deref() == Some("piv")).await;
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn attestation_needs_a_configured_root() {
+    let Some(_) = tool("openssl") else { return };
+    let work = tempfile::tempdir().unwrap();
+    let pki = TestPiv::new(work.path());
+    pki.slot("p256", "P-256", 0x02, 0x02);
+    let s = TestServer::start().await; // no roots configured
+    let owner = key();
+    let room = s.room(&owner, &[]).await;
+    s.server().gateway().store.allow(&room, &pki.identity("p256"), "card", "test").await.unwrap();
+    let mut c = s.connect().await;
+    let challenge = c.request(join(&room)).await.unwrap();
+    c.send(&pki.auth(&challenge, "p256", Some("p256"))).await.unwrap();
+    assert_eq!(c.recv().await.unwrap()["code"], "not-admitted");
+    s.audit_has(&room, |e| e.reason.as_deref().is_some_and(|r| r.contains("no PIV attestation roots"))).await;
+    let _ = (PinPolicy::Once, TouchPolicy::Always);
+    s.shutdown().await;
+}
