@@ -11,7 +11,7 @@ use base64::Engine;
 
 /// Shown to whoever pastes something keygate cannot read.
 pub const ACCEPTED_FORMATS: &str = "a DID (did:key:z… or did:pkh:eip155:1:0x…), a JWK \
-(EC P-256/P-384, OKP Ed25519, RSA), an OpenSSH public key line (ssh-ed25519, \
+(EC P-256/P-384, OKP Ed25519, RSA), a COSE key (hex or base64url), an OpenSSH public key line (ssh-ed25519, \
 ecdsa-sha2-nistp256/384, ssh-rsa, sk-ssh-ed25519@openssh.com, \
 sk-ecdsa-sha2-nistp256@openssh.com; whole authorized_keys or allowed_signers files too), \
 a PEM public key or X.509 certificate, or an Ethereum address (0x…)";
@@ -98,7 +98,30 @@ fn parse_line(line: &str) -> Result<KeyLine, ParseError> {
     if line.starts_with("0x") || line.starts_with("0X") {
         return EthAddress::parse(line).map(|a| KeyLine::bare(Identity::from_eth(a), "eth"));
     }
+    if let Some(cbor) = cose_bytes(line) {
+        let (key, _, _) = super::cose::from_cbor(&cbor)?;
+        return Ok(KeyLine::bare(Identity::from_key(key), "cose"));
+    }
     parse_ssh_line(line)
+}
+
+/// A single token of hex or base64url that decodes to a CBOR map: a COSE key, as
+/// WebAuthn libraries print credential public keys.
+fn cose_bytes(token: &str) -> Option<Vec<u8>> {
+    if token.contains(char::is_whitespace) || token.len() < 40 {
+        return None;
+    }
+    let hex_ok = token.len() % 2 == 0 && token.bytes().all(|b| b.is_ascii_hexdigit());
+    let bytes = if hex_ok {
+        (0..token.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&token[i..i + 2], 16).ok())
+            .collect::<Option<Vec<u8>>>()?
+    } else {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.trim_end_matches('=')).ok()?
+    };
+    // CBOR major type 5 (map) with a small entry count.
+    matches!(bytes.first(), Some(0xa1..=0xb7)).then_some(bytes)
 }
 
 /// Splits on white space, keeping double-quoted runs (`command="a b"`) whole.

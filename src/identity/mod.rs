@@ -8,6 +8,7 @@
 //!
 //! This module never checks signatures and never touches the network or the store.
 
+pub mod cose;
 mod did;
 mod eth;
 mod formats;

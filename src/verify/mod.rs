@@ -19,6 +19,7 @@ pub mod piv;
 pub mod siwe;
 mod ssh;
 pub mod sshsig;
+pub mod webauthn;
 mod webcrypto;
 pub mod x509;
 
