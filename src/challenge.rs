@@ -28,6 +28,8 @@ pub struct IssuedChallenge {
     /// The Sign-In with Ethereum message for this challenge, when the client named
     /// an Ethereum address; method `eth` signs it instead of the payload.
     pub siwe: Option<String>,
+    /// The WebAuthn options and ceremony state, when the client asked for them.
+    pub webauthn: Option<std::sync::Arc<crate::passkeys::WebauthnChallenge>>,
 }
 
 #[derive(Serialize)]
@@ -63,7 +65,7 @@ impl IssuedChallenge {
         let signed_bytes = serde_json::to_string(&payload).unwrap_or_default();
         // Keep the millisecond-truncated time, the one the client sees.
         let issued_at = DateTime::parse_from_rfc3339(&issued_at).map_or(now, |t| t.with_timezone(&Utc));
-        IssuedChallenge { room, nonce, issued_at, signed_bytes, fingerprint, siwe: None }
+        IssuedChallenge { room, nonce, issued_at, signed_bytes, fingerprint, siwe: None, webauthn: None }
     }
 
     /// Adds the SIWE message a wallet at `address` signs for this challenge: domain

@@ -40,6 +40,10 @@ pub struct Settings {
     pub max_frame_bytes: usize,
     /// Sustained messages per second per connection (a burst of twice this is allowed).
     pub messages_per_second: u32,
+    /// The WebAuthn relying party id; defaults to the origin's host.
+    pub webauthn_rp_id: Option<String>,
+    /// Origins allowed to make WebAuthn assertions; defaults to the public origin.
+    pub webauthn_origins: Vec<String>,
     /// PEM files of the certificates PIV attestations must chain to (Yubico's roots
     /// and, for firmware 5.7.4+, their intermediates).
     pub piv_attestation_roots: Vec<PathBuf>,
@@ -63,6 +67,8 @@ impl Default for Settings {
             max_connections: 16_384,
             max_frame_bytes: 64 * 1024,
             messages_per_second: 50,
+            webauthn_rp_id: None,
+            webauthn_origins: Vec::new(),
             piv_attestation_roots: Vec::new(),
             eth_chain_id: 1,
             room_creators: Vec::new(),
@@ -78,11 +84,31 @@ impl Settings {
         toml::from_str(&text).map_err(|e| ConfigError::Parse(path.to_owned(), e.to_string()))
     }
 
-    /// The origin that goes into challenges.
+    /// The origin that goes into challenges. On a loopback address it is
+    /// `http://localhost:PORT`, which browsers treat as a secure context (WebAuthn
+    /// and WebCrypto work there without TLS).
     pub fn public_origin(&self) -> String {
         match &self.origin {
             Some(o) => o.trim_end_matches('/').to_owned(),
+            None if self.listen.ip().is_loopback() => format!("http://localhost:{}", self.listen.port()),
             None => format!("http://{}", self.listen),
+        }
+    }
+
+    /// The WebAuthn relying party id: configured, or the origin's host.
+    pub fn webauthn_rp_id(&self) -> String {
+        self.webauthn_rp_id.clone().unwrap_or_else(|| {
+            let origin = self.public_origin();
+            url::Url::parse(&origin).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or(origin)
+        })
+    }
+
+    /// Origins allowed to make WebAuthn assertions.
+    pub fn webauthn_origins(&self) -> Vec<String> {
+        if self.webauthn_origins.is_empty() {
+            vec![self.public_origin()]
+        } else {
+            self.webauthn_origins.clone()
         }
     }
 }

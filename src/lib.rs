@@ -33,6 +33,7 @@ pub mod client;
 pub mod config;
 pub mod identity;
 pub mod ids;
+pub mod passkeys;
 pub mod signal;
 pub mod store;
 pub mod verify;

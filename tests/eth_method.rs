@@ -198,7 +198,8 @@ async fn the_challenge_carries_a_siwe_message_built_from_it() {
         .await
         .unwrap();
     let siwe = SiweMessage::parse(challenge["siwe"].as_str().unwrap()).unwrap();
-    let origin = format!("http://{}", s.server().addr());
+    let origin = format!("http://localhost:{}", s.server().addr().port());
+    assert_eq!(s.server().gateway().origin, origin);
     assert_eq!(siwe.domain, origin.trim_start_matches("http://"));
     assert_eq!(siwe.uri, origin);
     assert_eq!(siwe.address.to_string(), "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23");

@@ -103,7 +103,7 @@ impl PublicKey {
 }
 
 /// Builds a canonical RSA key from big-endian modulus and exponent bytes.
-pub(crate) fn rsa_from_parts(n: &[u8], e: &[u8]) -> Result<PublicKey, ParseError> {
+pub fn rsa_from_parts(n: &[u8], e: &[u8]) -> Result<PublicKey, ParseError> {
     use pkcs1::der::Encode;
     let n = strip_leading_zeros(n);
     let e = strip_leading_zeros(e);

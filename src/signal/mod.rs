@@ -25,6 +25,8 @@ pub struct Gateway {
     pub store: Store,
     pub rooms: Arc<Rooms>,
     pub verifiers: Verifiers,
+    /// The WebAuthn relying party (registration and the WebAuthn half of challenges).
+    pub passkeys: Arc<crate::passkeys::Passkeys>,
     pub audit: AuditLog,
     /// Flips to `true` when the server starts shutting down.
     pub shutdown: watch::Receiver<bool>,

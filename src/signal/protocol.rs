@@ -15,18 +15,7 @@ use serde_json::{Map, Value};
 pub enum ClientMessage {
     /// Ask for a challenge: to join `roomId`, or to create a room (`create: true`)
     /// owned by whoever then authenticates.
-    #[serde(rename_all = "camelCase")]
-    Request {
-        room_id: Option<RoomId>,
-        #[serde(default)]
-        create: bool,
-        /// The DTLS certificate fingerprint to vouch for ("sha-256 AB:CD:…").
-        fingerprint: Option<String>,
-        /// Display name of a room being created.
-        name: Option<String>,
-        /// An Ethereum address, to be sent a Sign-In with Ethereum message to sign.
-        address: Option<String>,
-    },
+    Request(Request),
     /// Answer the live challenge. `payload` is the challenge payload as received; the
     /// remaining fields are the method's proof.
     Auth {
@@ -48,6 +37,25 @@ pub enum ClientMessage {
         remove: Vec<String>,
     },
     Ping,
+}
+
+/// Ask for a challenge: to join `roomId`, or to create a room (`create: true`)
+/// owned by whoever then authenticates.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Request {
+    pub room_id: Option<RoomId>,
+    #[serde(default)]
+    pub create: bool,
+    /// The DTLS certificate fingerprint to vouch for ("sha-256 AB:CD:…").
+    pub fingerprint: Option<String>,
+    /// Display name of a room being created.
+    pub name: Option<String>,
+    /// An Ethereum address, to be sent a Sign-In with Ethereum message to sign.
+    pub address: Option<String>,
+    /// Ask for WebAuthn request options (method `webauthn`) in the challenge.
+    #[serde(default)]
+    pub webauthn: bool,
 }
 
 /// A key to whitelist: in any accepted format, optionally labelled. One entry may
@@ -141,6 +149,10 @@ pub enum ServerMessage<'a> {
         /// request named an address.
         #[serde(skip_serializing_if = "Option::is_none")]
         siwe: Option<&'a str>,
+        /// `{"publicKey": …}` for `navigator.credentials.get`, when requested. Its
+        /// challenge is the payload text.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        webauthn: Option<&'a Value>,
     },
     #[serde(rename_all = "camelCase")]
     Welcome {

@@ -172,6 +172,11 @@ impl Rooms {
         }))
     }
 
+    /// Whether the (loaded) room refuses proofs without user verification.
+    pub fn requires_user_verification(&self, room: &RoomId) -> bool {
+        self.lock().get(room).is_some_and(|r| r.require_user_verification)
+    }
+
     /// Adds an admitted peer, tells the others, and returns the peers already there.
     pub fn join(&self, room: &RoomId, handle: PeerHandle, max_peers: usize) -> Result<Vec<PeerInfo>, JoinError> {
         let mut live = self.lock();

@@ -12,7 +12,7 @@
 //! the connection goes on.
 
 use super::protocol::{
-    code, AddedEntry, ClientMessage, EntryError, PeerInfo, ServerMessage, SshHint, WhitelistAdd, CLIENT_TYPES,
+    code, AddedEntry, ClientMessage, EntryError, PeerInfo, Request, ServerMessage, SshHint, WhitelistAdd, CLIENT_TYPES,
 };
 use super::rooms::{Kick, PeerHandle};
 use super::Gateway;
@@ -234,9 +234,7 @@ impl Session {
             }
         };
         match msg {
-            ClientMessage::Request { room_id, create, fingerprint, name, address } => {
-                self.on_request(socket, room_id, create, fingerprint, name, address).await
-            }
+            ClientMessage::Request(request) => self.on_request(socket, request).await,
             ClientMessage::Auth { method, payload, proof } => self.on_auth(socket, &method, &payload, proof).await,
             ClientMessage::Signal { to, data } => self.on_signal(socket, &to, &data).await,
             ClientMessage::Whitelist { add, remove } => self.on_whitelist(socket, add, remove).await,
@@ -245,15 +243,8 @@ impl Session {
         Flow::Continue
     }
 
-    async fn on_request<S: Sink<Message> + Unpin>(
-        &mut self,
-        socket: &mut S,
-        room_id: Option<RoomId>,
-        create: bool,
-        fingerprint: Option<String>,
-        name: Option<String>,
-        address: Option<String>,
-    ) {
+    async fn on_request<S: Sink<Message> + Unpin>(&mut self, socket: &mut S, request: Request) {
+        let Request { room_id, create, fingerprint, name, address, webauthn } = request;
         if self.admitted.is_some() {
             return send_error(
                 socket,
@@ -318,6 +309,12 @@ impl Session {
         if let Some(address) = address {
             challenge = challenge.with_siwe(&self.gw.origin, address, settings.eth_chain_id, settings.freshness_past);
         }
+        if webauthn && !requested.create && self.gw.verifiers.get(Method::Webauthn).is_some() {
+            match self.webauthn_ceremony(&requested.room, &challenge.signed_bytes).await {
+                Ok(ceremony) => challenge.webauthn = Some(Arc::new(ceremony)),
+                Err(message) => return send_error(socket, code::INTERNAL, &message).await,
+            }
+        }
         let payload: Box<RawValue> = match RawValue::from_string(challenge.signed_bytes.clone()) {
             Ok(p) => p,
             Err(_) => return send_error(socket, code::INTERNAL, "could not build a challenge").await,
@@ -326,7 +323,8 @@ impl Session {
         let methods = verifiers.methods().into_iter().map(Method::as_str).collect();
         let ssh = verifiers.get(Method::Ssh).map(|_| SshHint::for_text(&challenge.signed_bytes));
         let siwe = challenge.siwe.as_deref();
-        send(socket, &ServerMessage::Challenge { payload: &payload, methods, ssh, siwe }).await;
+        let webauthn = challenge.webauthn.as_ref().map(|w| &w.options);
+        send(socket, &ServerMessage::Challenge { payload: &payload, methods, ssh, siwe, webauthn }).await;
         let lifetime = if verifiers.any_by_hand() {
             settings.auth_timeout.max(settings.manual_freshness)
         } else {
@@ -370,7 +368,7 @@ impl Session {
             Err(refusal) => return self.refuse(socket, &room, None, method, refusal.reason().to_owned()).await,
         };
         let proof = Value::Object(proof);
-        let claim = match verifier.claim(&proof) {
+        let claim = match verifier.claim_for(&proof, &issued) {
             Ok(c) => c,
             Err(VerifyError::PrivateKey) => {
                 self.refuse_quietly(&room, None, method, "client sent a private key".into()).await;
@@ -427,6 +425,19 @@ impl Session {
         }
         if let Some(why) = piv_requirement.and_then(|r| r.unmet(evidence.attestation.as_ref())) {
             return self.refuse(socket, &room, Some(did), method, why).await;
+        }
+        if let (Some(id), Some(counter)) = (&evidence.credential_id, evidence.counter) {
+            match self.gw.store.advance_counter(&crate::passkeys::credential_id_text(id), counter).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    let reason = "the sign counter went backwards: the authenticator may be cloned";
+                    return self.refuse(socket, &room, Some(did), method, reason.into()).await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "counter update failed");
+                    return send_error(socket, code::INTERNAL, "the server could not record the sign counter").await;
+                }
+            }
         }
         let detail = evidence.attestation.as_ref().map(ToString::to_string);
         let (create, name) = (requested.create, requested.name.clone());
@@ -652,6 +663,31 @@ impl Session {
             self.gw.rooms.invalidate(&room);
         }
         send(socket, &ServerMessage::WhitelistUpdated { added, removed, errors }).await;
+    }
+}
+
+impl Session {
+    /// The WebAuthn half of a challenge for `room`: the credentials registered by
+    /// its whitelisted identities, with their current counters.
+    async fn webauthn_ceremony(
+        &self,
+        room: &RoomId,
+        signed: &str,
+    ) -> Result<crate::passkeys::WebauthnChallenge, String> {
+        let stored = self.gw.store.room_credentials(room).await.map_err(|e| {
+            tracing::error!(error = %e, "credential lookup failed");
+            "the server could not look up passkeys; try again".to_owned()
+        })?;
+        let credentials = stored
+            .into_iter()
+            .filter_map(|c| {
+                let mut credential: webauthn_rs_core::proto::Credential = serde_json::from_str(&c.credential).ok()?;
+                credential.counter = c.counter;
+                Some((credential, Identity::parse(&c.identity).ok()?))
+            })
+            .collect();
+        let require_uv = self.gw.rooms.requires_user_verification(room);
+        self.gw.passkeys.challenge(signed, credentials, require_uv).map_err(|e| e.to_string())
     }
 }
 

@@ -6,8 +6,10 @@
 //! durable before it is acknowledged.
 
 mod audit;
+mod credentials;
 
 pub use audit::{AuditEvent, AuditLog, AuditRecord};
+pub use credentials::StoredCredential;
 
 use crate::identity::Identity;
 use crate::ids::RoomId;

@@ -15,6 +15,7 @@
 //! costs no crypto.
 
 mod eth;
+mod passkey;
 pub mod piv;
 pub mod siwe;
 mod ssh;
@@ -24,6 +25,7 @@ mod webcrypto;
 pub mod x509;
 
 pub use eth::{decode_signature as eth_signature, personal_message_hash, recover_signer, EthVerifier};
+pub use passkey::WebauthnVerifier;
 pub use ssh::{SshVerifier, SSH_NAMESPACE};
 pub use webcrypto::WebCryptoVerifier;
 
@@ -109,6 +111,8 @@ pub struct Evidence {
     pub counter: Option<u32>,
     /// A verified YubiKey attestation of the signing key.
     pub attestation: Option<piv::Attestation>,
+    /// The WebAuthn credential that signed, whose counter the store must advance.
+    pub credential_id: Option<Vec<u8>>,
 }
 
 /// Deferred signature check of a parsed proof.
@@ -148,6 +152,15 @@ pub trait Verifier: Send + Sync {
     /// Parses the method's fields of an `auth` frame (the whole frame as JSON) and
     /// names the claimed identity, without checking any signature.
     fn claim(&self, auth: &serde_json::Value) -> Result<Claim, VerifyError>;
+    /// [`Verifier::claim`] for a proof that also needs what was issued with the
+    /// challenge (WebAuthn ceremony state). Most methods need only the proof.
+    fn claim_for(
+        &self,
+        auth: &serde_json::Value,
+        _issued: &crate::challenge::IssuedChallenge,
+    ) -> Result<Claim, VerifyError> {
+        self.claim(auth)
+    }
     /// The proof fields other peers need to check an admission themselves, which the
     /// server then forwards to them; empty when a peer could not check it anyway.
     fn forwarded_fields(&self) -> &'static [&'static str] {
@@ -172,19 +185,27 @@ pub struct Verifiers {
 }
 
 impl Verifiers {
-    /// Every method, with no PIV attestation roots.
+    /// Every method but WebAuthn (which needs a relying party), with no PIV
+    /// attestation roots.
     pub fn standard() -> Self {
-        Self::new(Vec::new())
+        Self::new(Vec::new(), None)
     }
 
-    /// Every method; PIV attestations must chain to one of `piv_anchors`.
-    pub fn new(piv_anchors: Vec<x509_cert::Certificate>) -> Self {
-        let list: Vec<Box<dyn Verifier>> = vec![
+    /// Every method; PIV attestations must chain to one of `piv_anchors`, and
+    /// WebAuthn is accepted when a relying party is given.
+    pub fn new(
+        piv_anchors: Vec<x509_cert::Certificate>,
+        webauthn: Option<std::sync::Arc<webauthn_rs_core::WebauthnCore>>,
+    ) -> Self {
+        let mut list: Vec<Box<dyn Verifier>> = vec![
             Box::new(WebCryptoVerifier),
             Box::new(SshVerifier),
             Box::new(EthVerifier),
             Box::new(piv::PivVerifier::new(piv_anchors)),
         ];
+        if let Some(core) = webauthn {
+            list.push(Box::new(WebauthnVerifier::new(core)));
+        }
         Verifiers { by_method: Arc::new(list.into_iter().map(|v| (v.method(), v)).collect()) }
     }
 

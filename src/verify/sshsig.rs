@@ -258,6 +258,7 @@ fn sk_evidence(flags: u8, counter: u32) -> Result<Evidence, VerifyError> {
         user_verified: Some(flags & FLAG_USER_VERIFIED != 0),
         counter: Some(counter),
         attestation: None,
+        credential_id: None,
     })
 }
 

@@ -5,6 +5,7 @@
 //! the same `Server` on port 0.
 
 mod pages;
+mod passkey_routes;
 
 use crate::config::Settings;
 use crate::identity::Identity;
@@ -51,6 +52,10 @@ pub fn app(gateway: Arc<Gateway>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .route("/static/style.css", get(pages::stylesheet))
+        .route("/static/passkey.js", get(pages::passkey_script))
+        .route("/passkey", get(pages::passkey))
+        .route("/webauthn/register/start", axum::routing::post(passkey_routes::start))
+        .route("/webauthn/register/finish", axum::routing::post(passkey_routes::finish))
         .with_state(gateway)
 }
 
@@ -155,12 +160,18 @@ impl Server {
             .collect::<Result<_, _>>()?;
         let anchors = crate::verify::piv::PivVerifier::load_anchors(&settings.piv_attestation_roots)
             .map_err(|e| ServeError::Config(format!("piv_attestation_roots: {e}")))?;
-        let verifiers = Verifiers::new(anchors);
+        let origin = settings.public_origin();
+        let passkeys = Arc::new(
+            crate::passkeys::Passkeys::new(&settings.webauthn_rp_id(), &settings.webauthn_origins())
+                .map_err(|e| ServeError::Config(e.to_string()))?,
+        );
+        let verifiers = Verifiers::new(anchors, Some(passkeys.core()));
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (audit, _writer) = AuditLog::start(store.clone());
         let rooms = Arc::new(Rooms::new(store.clone()));
         let gateway = Arc::new(Gateway {
-            origin: settings.public_origin(),
+            origin,
+            passkeys,
             settings,
             store,
             rooms: rooms.clone(),

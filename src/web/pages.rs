@@ -30,6 +30,21 @@ fn render<T: Template>(page: &T) -> Response {
     }
 }
 
+#[derive(Template)]
+#[template(path = "passkey.html")]
+struct PasskeyPage<'a> {
+    rp_id: &'a str,
+}
+
+/// Register a passkey or security key and see the identity to send to a host.
+pub async fn passkey(State(gw): State<Arc<Gateway>>) -> Response {
+    render(&PasskeyPage { rp_id: &gw.settings.webauthn_rp_id() })
+}
+
+pub async fn passkey_script() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("../../static/passkey.js"))
+}
+
 pub async fn stylesheet() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("../../static/style.css"))
 }

@@ -1,0 +1,202 @@
+//! The WebAuthn relying party: registering passkeys and security keys, and the
+//! WebAuthn half of a room's challenge. Built on webauthn-rs (its core crate).
+//!
+//! ```text
+//! registration (GET /passkey page, JSON endpoints)
+//!   browser ── POST /webauthn/register/start {label} ────────▶ options + registrationId
+//!   navigator.credentials.create(options)
+//!   browser ── POST /webauthn/register/finish {registrationId, credential} ─▶ identity (did:key)
+//!
+//! admission (over /ws)
+//!   ── request {roomId, webauthn: true} ─▶ challenge {payload, webauthn: {publicKey}}
+//!        the WebAuthn challenge IS the payload text, so the assertion signs the
+//!        room, nonce, time, origin and DTLS fingerprint, and any peer can check it
+//!   navigator.credentials.get(options)
+//!   ── auth {method: "webauthn", payload, credential} ─▶ webauthn-rs finishes it
+//!        against the ceremony state this connection holds
+//! ```
+//!
+//! webauthn-rs picks its own random challenges; keygate's state carries the payload
+//! as the challenge instead (set through the state's serialized form), which keeps
+//! the binding to connection and room in the state and adds the binding to the
+//! signed payload.
+
+use crate::identity::{rsa_from_parts, Identity, PublicKey};
+use base64::Engine;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use webauthn_rs_core::proto::{
+    AttestationConveyancePreference, AuthenticationState, COSEKeyType, Credential, ECDSACurve, EDDSACurve,
+    RegisterPublicKeyCredential, RegistrationState, UserVerificationPolicy,
+};
+use webauthn_rs_core::WebauthnCore;
+
+/// How long a started registration may take to finish.
+const REGISTRATION_TTL: Duration = Duration::from_secs(300);
+/// Registrations in progress at once, server-wide.
+const MAX_PENDING: usize = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PasskeyError {
+    #[error("WebAuthn configuration: {0}")]
+    Config(String),
+    #[error("no such registration in progress (it may have expired); start again")]
+    UnknownRegistration,
+    #[error("too many registrations in progress; try again shortly")]
+    Busy,
+    #[error("the credential was not accepted: {0}")]
+    Rejected(String),
+    #[error("unsupported credential key: {0}")]
+    UnsupportedKey(String),
+}
+
+/// The WebAuthn half of a challenge: options for the browser, ceremony state for
+/// the server, and which identity each offered credential belongs to.
+#[derive(Debug)]
+pub struct WebauthnChallenge {
+    /// `{"publicKey": PublicKeyCredentialRequestOptions}` as the browser takes it.
+    pub options: Value,
+    pub state: AuthenticationState,
+    /// Credential id → (identity DID, stored credential id text).
+    pub credentials: HashMap<Vec<u8>, Identity>,
+}
+
+/// The relying party, shared by the pages and the sessions.
+pub struct Passkeys {
+    core: Arc<WebauthnCore>,
+    pending: Mutex<HashMap<String, (RegistrationState, Instant)>>,
+}
+
+impl Passkeys {
+    /// `rp_id` is the registrable domain (e.g. `meet.example.com`), `origins` the
+    /// page origins allowed to use it.
+    pub fn new(rp_id: &str, origins: &[String]) -> Result<Self, PasskeyError> {
+        let origins = origins
+            .iter()
+            .map(|o| url::Url::parse(o).map_err(|e| PasskeyError::Config(format!("origin {o}: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        if rp_id.is_empty() {
+            return Err(PasskeyError::Config("empty relying party id".into()));
+        }
+        let core =
+            WebauthnCore::new_unsafe_experts_only("keygate", rp_id, origins, Duration::from_secs(120), None, None);
+        Ok(Passkeys { core: Arc::new(core), pending: Mutex::new(HashMap::new()) })
+    }
+
+    pub fn core(&self) -> Arc<WebauthnCore> {
+        self.core.clone()
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, (RegistrationState, Instant)>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts registering a new credential; returns its registration id and the
+    /// options for `navigator.credentials.create`.
+    pub fn start_registration(&self, label: &str) -> Result<(String, Value), PasskeyError> {
+        let mut pending = self.pending();
+        pending.retain(|_, (_, at)| at.elapsed() < REGISTRATION_TTL);
+        if pending.len() >= MAX_PENDING {
+            return Err(PasskeyError::Busy);
+        }
+        // No accounts: every credential gets a fresh random user handle.
+        let user_id = crate::ids::random_bytes::<16>();
+        let name = if label.trim().is_empty() { "keygate key" } else { label.trim() };
+        let builder = self
+            .core
+            .new_challenge_register_builder(&user_id, name, name)
+            .map_err(|e| PasskeyError::Rejected(e.to_string()))?
+            .attestation(AttestationConveyancePreference::None)
+            .user_verification_policy(UserVerificationPolicy::Preferred);
+        let (options, state) =
+            self.core.generate_challenge_register(builder).map_err(|e| PasskeyError::Rejected(e.to_string()))?;
+        let id = crate::ids::hex(&crate::ids::random_bytes::<16>());
+        pending.insert(id.clone(), (state, Instant::now()));
+        let options = serde_json::to_value(&options).map_err(|e| PasskeyError::Rejected(e.to_string()))?;
+        Ok((id, options))
+    }
+
+    /// Finishes a registration; returns the credential and its identity.
+    pub fn finish_registration(
+        &self,
+        registration_id: &str,
+        credential: &RegisterPublicKeyCredential,
+    ) -> Result<(Credential, Identity), PasskeyError> {
+        let (state, at) = self.pending().remove(registration_id).ok_or(PasskeyError::UnknownRegistration)?;
+        if at.elapsed() >= REGISTRATION_TTL {
+            return Err(PasskeyError::UnknownRegistration);
+        }
+        let credential = self
+            .core
+            .register_credential(credential, &state, None)
+            .map_err(|e| PasskeyError::Rejected(e.to_string()))?;
+        let identity = identity_of(&credential)?;
+        Ok((credential, identity))
+    }
+
+    /// The WebAuthn half of a challenge whose payload text is `signed`, offering
+    /// `credentials` (stored JSON with their counters and identities).
+    pub fn challenge(
+        &self,
+        signed: &str,
+        credentials: Vec<(Credential, Identity)>,
+        require_user_verification: bool,
+    ) -> Result<WebauthnChallenge, PasskeyError> {
+        let policy = if require_user_verification {
+            UserVerificationPolicy::Required
+        } else {
+            UserVerificationPolicy::Preferred
+        };
+        let by_id: HashMap<Vec<u8>, Identity> =
+            credentials.iter().map(|(c, i)| (c.cred_id.clone(), i.clone())).collect();
+        let creds: Vec<Credential> = credentials.into_iter().map(|(c, _)| c).collect();
+        let builder = self
+            .core
+            .new_challenge_authenticate_builder(creds, Some(policy))
+            .map_err(|e| PasskeyError::Rejected(e.to_string()))?;
+        let (options, state) =
+            self.core.generate_challenge_authenticate(builder).map_err(|e| PasskeyError::Rejected(e.to_string()))?;
+        // Put the payload in place of the library's random challenge, in both halves.
+        let challenge = Value::String(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signed));
+        let mut options = serde_json::to_value(&options).map_err(|e| PasskeyError::Rejected(e.to_string()))?;
+        options["publicKey"]["challenge"] = challenge.clone();
+        let mut state_json = serde_json::to_value(&state).map_err(|e| PasskeyError::Rejected(e.to_string()))?;
+        state_json["challenge"] = challenge;
+        let state: AuthenticationState =
+            serde_json::from_value(state_json).map_err(|e| PasskeyError::Rejected(e.to_string()))?;
+        Ok(WebauthnChallenge { options, state, credentials: by_id })
+    }
+}
+
+/// The identity of a credential: the DID of its public key.
+pub fn identity_of(credential: &Credential) -> Result<Identity, PasskeyError> {
+    let unsupported = |m: &str| PasskeyError::UnsupportedKey(m.to_owned());
+    let key = match &credential.cred.key {
+        COSEKeyType::EC_EC2(ec) => {
+            let mut point = vec![4u8];
+            point.extend_from_slice(&ec.x);
+            point.extend_from_slice(&ec.y);
+            match ec.curve {
+                ECDSACurve::SECP256R1 => PublicKey::p256_from_sec1(&point),
+                ECDSACurve::SECP384R1 => PublicKey::p384_from_sec1(&point),
+                _ => return Err(unsupported("P-521")),
+            }
+            .map_err(|e| unsupported(&e.to_string()))?
+        }
+        COSEKeyType::EC_OKP(okp) => match okp.curve {
+            EDDSACurve::ED25519 => {
+                PublicKey::Ed25519(okp.x.as_slice().try_into().map_err(|_| unsupported("Ed25519 key size"))?)
+            }
+            _ => return Err(unsupported("Ed448")),
+        },
+        COSEKeyType::RSA(rsa) => rsa_from_parts(&rsa.n, &rsa.e).map_err(|e| unsupported(&e.to_string()))?,
+    };
+    Ok(Identity::from_key(key))
+}
+
+/// The credential id as stored (base64url).
+pub fn credential_id_text(id: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id)
+}

@@ -1,0 +1,77 @@
+//! Method `webauthn`: a passkey or security key answers the challenge, finished by
+//! webauthn-rs against the ceremony state issued to this connection for this room
+//! (see [`crate::passkeys`] for the ceremony).
+
+use super::{Claim, Evidence, Method, Verifier, VerifyError};
+use crate::challenge::IssuedChallenge;
+use std::sync::Arc;
+use webauthn_rs_core::error::WebauthnError;
+use webauthn_rs_core::proto::PublicKeyCredential;
+use webauthn_rs_core::WebauthnCore;
+
+pub struct WebauthnVerifier {
+    core: Arc<WebauthnCore>,
+}
+
+impl WebauthnVerifier {
+    pub fn new(core: Arc<WebauthnCore>) -> Self {
+        WebauthnVerifier { core }
+    }
+}
+
+/// Names a webauthn-rs refusal for the audit log.
+fn refusal(e: WebauthnError) -> VerifyError {
+    match e {
+        WebauthnError::InvalidRPOrigin | WebauthnError::InvalidRPIDHash => {
+            VerifyError::Policy(format!("assertion made for another origin or relying party ({e})"))
+        }
+        WebauthnError::MismatchedChallenge => VerifyError::Policy("the assertion answers another challenge".into()),
+        WebauthnError::CredentialPossibleCompromise => {
+            VerifyError::Policy("the sign counter went backwards: the authenticator may be cloned".into())
+        }
+        WebauthnError::UserNotVerified => {
+            VerifyError::Policy("user verification (PIN or biometric) is required".into())
+        }
+        WebauthnError::UserNotPresent => VerifyError::Policy("the authenticator did not confirm user presence".into()),
+        WebauthnError::AuthenticationFailure => VerifyError::BadSignature,
+        other => VerifyError::Policy(format!("assertion refused: {other}")),
+    }
+}
+
+impl Verifier for WebauthnVerifier {
+    fn method(&self) -> Method {
+        Method::Webauthn
+    }
+
+    fn claim(&self, _auth: &serde_json::Value) -> Result<Claim, VerifyError> {
+        Err(VerifyError::Unusable("a WebAuthn proof answers a challenge requested with \"webauthn\": true".into()))
+    }
+
+    fn claim_for(&self, auth: &serde_json::Value, issued: &IssuedChallenge) -> Result<Claim, VerifyError> {
+        let Some(ceremony) = issued.webauthn.clone() else {
+            return self.claim(auth);
+        };
+        let credential: PublicKeyCredential = serde_json::from_value(
+            auth.get("credential").cloned().ok_or_else(|| VerifyError::Malformed("missing credential".into()))?,
+        )
+        .map_err(|e| VerifyError::Malformed(format!("credential is not a PublicKeyCredential: {e}")))?;
+        let identity = ceremony
+            .credentials
+            .get::<[u8]>(credential.raw_id.as_ref())
+            .cloned()
+            .ok_or_else(|| VerifyError::Policy("unknown key (a credential not registered for this room)".into()))?;
+        let core = self.core.clone();
+        Ok(Claim::new(identity, move |_signed| {
+            // The ceremony state's challenge is the payload itself, so webauthn-rs
+            // checking the challenge checks the signed payload.
+            let result = core.authenticate_credential(&credential, &ceremony.state).map_err(refusal)?;
+            Ok(Evidence {
+                user_present: Some(true),
+                user_verified: Some(result.user_verified()),
+                counter: Some(result.counter()),
+                attestation: None,
+                credential_id: Some(result.cred_id().to_vec()),
+            })
+        }))
+    }
+}

@@ -1,0 +1,60 @@
+// Registers a passkey or security key with keygate: options from the server,
+// navigator.credentials.create in the browser, the result back to the server.
+
+const b64u = {
+  decode(s) {
+    const b = atob(s.replace(/-/g, "+").replace(/_/g, "/").padEnd(Math.ceil(s.length / 4) * 4, "="));
+    return Uint8Array.from(b, (c) => c.charCodeAt(0)).buffer;
+  },
+  encode(buf) {
+    let s = "";
+    for (const byte of new Uint8Array(buf)) s += String.fromCharCode(byte);
+    return btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  },
+};
+
+async function post(path, body) {
+  const res = await fetch(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  const json = await res.json();
+  if (!res.ok) throw new Error(json.error || `HTTP ${res.status}`);
+  return json;
+}
+
+export async function registerPasskey(label) {
+  const { registrationId, options } = await post("/webauthn/register/start", { label });
+  const pk = options.publicKey;
+  pk.challenge = b64u.decode(pk.challenge);
+  pk.user.id = b64u.decode(pk.user.id);
+  for (const c of pk.excludeCredentials || []) c.id = b64u.decode(c.id);
+  const cred = await navigator.credentials.create({ publicKey: pk });
+  const credential = {
+    id: cred.id,
+    rawId: b64u.encode(cred.rawId),
+    type: cred.type,
+    extensions: cred.getClientExtensionResults(),
+    response: {
+      attestationObject: b64u.encode(cred.response.attestationObject),
+      clientDataJSON: b64u.encode(cred.response.clientDataJSON),
+      transports: cred.response.getTransports ? cred.response.getTransports() : [],
+    },
+  };
+  return post("/webauthn/register/finish", { registrationId, credential, label });
+}
+
+const form = document.getElementById("register");
+if (form) {
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const status = document.getElementById("status");
+    status.textContent = "Follow your browser's prompt…";
+    try {
+      const result = await registerPasskey(document.getElementById("label").value);
+      document.getElementById("identity").textContent = result.identity;
+      document.getElementById("fingerprint").textContent = result.keyFingerprint;
+      document.getElementById("result").hidden = false;
+      status.textContent = "Passkey created.";
+    } catch (e) {
+      status.textContent = `Could not create a passkey: ${e.message}`;
+    }
+  });
+}
