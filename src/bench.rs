@@ -134,7 +134,10 @@ async fn spawn_server(max_connections: usize) -> Result<(SpawnedServer, String),
         .split_whitespace()
         .find(|w| w.starts_with("http://"))
         .ok_or_else(|| BenchError::Spawn(format!("unexpected server output: {line}")))?;
-    let url = format!("{}/ws", http.replacen("http://", "ws://", 1));
+    // Connect by address: "localhost" may resolve to ::1 first, which the server
+    // (bound to 127.0.0.1) would refuse on every connection.
+    let port = http.rsplit(':').next().unwrap_or_default().trim_end_matches('/');
+    let url = format!("ws://127.0.0.1:{port}/ws");
     Ok((SpawnedServer { child, _dir: dir }, url))
 }
 
@@ -147,16 +150,32 @@ pub fn raw_verify_rate(method: Method, seconds: f64) -> Result<f64, BenchError> 
     if let ProofSigner::Eth(_, address) = &signer {
         issued = issued.with_siwe("http://127.0.0.1:8080", *address, 1, std::time::Duration::from_secs(120));
     }
-    let challenge = json!({"payload": issued.payload_json(), "siwe": issued.siwe});
+    // A passkey is registered with an in-process relying party, whose ceremony state
+    // the check then runs against, as the server's does.
+    let passkeys =
+        crate::passkeys::Passkeys::new("localhost", &["http://localhost:8080".to_owned()]).map_err(|e| setup(&e))?;
+    if let ProofSigner::Webauthn(authenticator, _) = &signer {
+        let (id, options) = passkeys.start_registration("bench").map_err(|e| setup(&e))?;
+        let credential =
+            serde_json::from_value(authenticator.register(&options).map_err(|e| setup(&e))?).map_err(|e| setup(&e))?;
+        let registered = passkeys.finish_registration(&id, &credential).map_err(|e| setup(&e))?;
+        let ceremony = passkeys.challenge(&issued.signed_bytes, vec![registered], false).map_err(|e| setup(&e))?;
+        issued.webauthn = Some(std::sync::Arc::new(ceremony));
+    }
+    let challenge = json!({
+        "payload": issued.payload_json(),
+        "siwe": issued.siwe,
+        "webauthn": issued.webauthn.as_ref().map(|w| w.options.clone()),
+    });
     let auth = signer.auth(&challenge).map_err(|e| setup(&e))?;
-    let verifiers = Verifiers::standard();
+    let verifiers = Verifiers::new(Vec::new(), Some(passkeys.core()));
     let verifier = verifiers.get(method).ok_or_else(|| setup(&"method not registered"))?;
     let signed = verifier.signed_text(&issued).map_err(|e| setup(&e))?;
     let start = Instant::now();
     let mut n = 0u64;
     while start.elapsed().as_secs_f64() < seconds {
         for _ in 0..100 {
-            let claim = verifier.claim(&auth).map_err(|e| setup(&e))?;
+            let claim = verifier.claim_for(&auth, &issued).map_err(|e| setup(&e))?;
             claim.check(signed).map_err(|e| setup(&e))?;
         }
         n += 100;
@@ -169,8 +188,18 @@ fn primitive(method: Method) -> &'static str {
     match method {
         Method::Ssh => "Ed25519 SSHSIG (aws-lc-rs)",
         Method::Eth => "secp256k1 recovery + Keccak (libsecp256k1)",
+        Method::Piv => "ECDSA P-256 with a slot certificate (aws-lc-rs)",
+        Method::Webauthn => "WebAuthn ES256 assertion (webauthn-rs, RustCrypto p256)",
         _ => "ECDSA P-256 (aws-lc-rs)",
     }
+}
+
+/// The server's public origin, as its challenges state it.
+async fn discover_origin(url: &str) -> Result<String, BenchError> {
+    let mut c = Client::connect(url).await?;
+    let challenge = c.request(json!({"type": "request", "create": true})).await?;
+    c.close().await;
+    challenge["payload"]["origin"].as_str().map(str::to_owned).ok_or_else(|| BenchError::Setup("no origin".into()))
 }
 
 /// Creates a room owned by a fresh key and whitelists `keys`; returns the room id and
@@ -230,10 +259,15 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, BenchError> {
 
     // Setup: each room gets `per_room` workers (at most 8, the default room size).
     let per_room = opts.per_room.clamp(1, 8);
-    let keys: Vec<ProofSigner> = (0..clients)
-        .map(|_| ProofSigner::generate(method))
+    let origin = discover_origin(&url).await?;
+    let http = url.replacen("ws://", "http://", 1).trim_end_matches("/ws").to_owned();
+    let mut keys: Vec<ProofSigner> = (0..clients)
+        .map(|_| ProofSigner::generate_for(method, &origin))
         .collect::<Result<_, _>>()
         .map_err(|e| BenchError::Setup(e.to_string()))?;
+    for key in &mut keys {
+        key.enroll(&http).await.map_err(|e| BenchError::Setup(e.to_string()))?;
+    }
     let mut rooms = Vec::new();
     for chunk in keys.chunks(per_room) {
         let entries: Vec<String> = chunk

@@ -86,7 +86,8 @@ struct ServeArgs {
     /// SQLite database file, created if missing [default: keygate.db].
     #[arg(long, env = "KEYGATE_DB")]
     db: Option<PathBuf>,
-    /// Public origin put into challenges, e.g. https://meet.example.com [default: http://LISTEN].
+    /// Public origin put into challenges, e.g. https://meet.example.com [default: http://localhost:PORT
+    /// on a loopback address, else http://LISTEN].
     #[arg(long, env = "KEYGATE_ORIGIN")]
     origin: Option<String>,
     /// TOML settings file; flags and environment variables override it.
@@ -163,7 +164,7 @@ struct BenchArgs {
     /// Seconds spent measuring the raw verify rate.
     #[arg(long, default_value_t = 2.0)]
     verify_seconds: f64,
-    /// Proof method the clients use: webcrypto, ssh or eth.
+    /// Proof method the clients use: webcrypto, ssh, eth, piv or webauthn.
     #[arg(long, default_value = "webcrypto", value_parser = parse_bench_method)]
     method: crate::verify::Method,
     /// Clients sharing a room during the admission phase (1–8); above 1, every
@@ -276,7 +277,7 @@ async fn serve(args: ServeArgs) -> CliResult {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let db = settings.db.clone();
     let server = Server::start(settings).await?;
-    say!("keygate listening on http://{} (database {})", server.addr(), db.display());
+    say!("keygate listening on {} (database {})", server.gateway().origin, db.display());
     wait_for_signal().await;
     tracing::info!("shutting down");
     server.shutdown().await;
@@ -362,7 +363,9 @@ fn parse_bench_method(text: &str) -> Result<crate::verify::Method, String> {
         "webcrypto" => Ok(Method::Webcrypto),
         "ssh" => Ok(Method::Ssh),
         "eth" => Ok(Method::Eth),
-        _ => Err("the load tool drives webcrypto, ssh or eth".into()),
+        "piv" => Ok(Method::Piv),
+        "webauthn" => Ok(Method::Webauthn),
+        _ => Err("the load tool drives webcrypto, ssh, eth, piv or webauthn".into()),
     }
 }
 

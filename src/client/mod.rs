@@ -1,8 +1,10 @@
 //! Clients of protocol v1: what the load tool, the CLI and the tests use to talk to
 //! a keygate server, and the signers they prove keys with.
 
+pub mod http;
 pub mod p256_key;
 pub mod signer;
+pub mod soft_webauthn;
 pub mod ssh_signer;
 pub mod ws;
 

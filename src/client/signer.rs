@@ -2,6 +2,7 @@
 //! tool uses to act as many browsers, ssh users and wallets at once.
 
 use super::p256_key::P256Key;
+use super::soft_webauthn::SoftAuthenticator;
 use crate::identity::EthAddress;
 use crate::ids::random_bytes;
 use crate::verify::{personal_message_hash, Method, SSH_NAMESPACE};
@@ -24,11 +25,39 @@ pub enum ProofSigner {
     Ssh(Box<ssh_key::PrivateKey>),
     /// An Ethereum account.
     Eth(secp256k1::SecretKey, EthAddress),
+    /// A PIV slot: a P-256 key and its self-signed slot certificate.
+    Piv(Box<aws_lc_rs::signature::EcdsaKeyPair>, String),
+    /// A passkey; its identity is known once registered with the server.
+    Webauthn(Box<SoftAuthenticator>, Option<String>),
 }
 
 impl ProofSigner {
     pub fn generate(method: Method) -> Result<Self, SignerError> {
+        Self::generate_for(method, "http://localhost:8080")
+    }
+
+    /// A new key for `method`; a passkey is made for the relying party of `origin`.
+    pub fn generate_for(method: Method, origin: &str) -> Result<Self, SignerError> {
         match method {
+            Method::Piv => {
+                let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(err)?;
+                let cert = rcgen::CertificateParams::new(Vec::<String>::new())
+                    .and_then(|p| p.self_signed(&key))
+                    .map_err(err)?;
+                let pair = aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(
+                    &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+                    &key.serialize_der(),
+                )
+                .map_err(err)?;
+                Ok(ProofSigner::Piv(Box::new(pair), cert.pem()))
+            }
+            Method::Webauthn => {
+                let rp_id = url::Url::parse(origin)
+                    .ok()
+                    .and_then(|u| u.host_str().map(str::to_owned))
+                    .ok_or_else(|| SignerError(format!("origin {origin} has no host")))?;
+                Ok(ProofSigner::Webauthn(Box::new(SoftAuthenticator::new(&rp_id, origin).map_err(err)?), None))
+            }
             Method::Webcrypto => Ok(ProofSigner::WebCrypto(P256Key::generate().map_err(err)?)),
             Method::Ssh => {
                 let pair = ssh_key::private::Ed25519Keypair::from_seed(&random_bytes::<32>());
@@ -51,6 +80,8 @@ impl ProofSigner {
             ProofSigner::WebCrypto(_) => Method::Webcrypto,
             ProofSigner::Ssh(_) => Method::Ssh,
             ProofSigner::Eth(..) => Method::Eth,
+            ProofSigner::Piv(..) => Method::Piv,
+            ProofSigner::Webauthn(..) => Method::Webauthn,
         }
     }
 
@@ -60,6 +91,10 @@ impl ProofSigner {
             ProofSigner::WebCrypto(k) => Ok(k.public_jwk().to_string()),
             ProofSigner::Ssh(k) => k.public_key().to_openssh().map_err(err),
             ProofSigner::Eth(_, address) => Ok(address.to_string()),
+            ProofSigner::Piv(_, cert) => Ok(cert.clone()),
+            ProofSigner::Webauthn(_, identity) => {
+                identity.clone().ok_or_else(|| SignerError("register the passkey first".into()))
+            }
         }
     }
 
@@ -67,6 +102,7 @@ impl ProofSigner {
     pub fn request(&self, room: &str) -> Value {
         match self {
             ProofSigner::Eth(_, address) => json!({"type": "request", "roomId": room, "address": address.to_string()}),
+            ProofSigner::Webauthn(..) => json!({"type": "request", "roomId": room, "webauthn": true}),
             _ => json!({"type": "request", "roomId": room}),
         }
     }
@@ -90,7 +126,39 @@ impl ProofSigner {
                     json!({"type": "auth", "method": "eth", "payload": payload, "message": message, "signature": signature}),
                 )
             }
+            ProofSigner::Piv(pair, cert) => {
+                // A PIV card signs SHA-256 of the text; ECDSA with SHA-256 does both.
+                let sig =
+                    pair.sign(&aws_lc_rs::rand::SystemRandom::new(), payload.to_string().as_bytes()).map_err(err)?;
+                let sig = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, sig.as_ref());
+                Ok(json!({"type": "auth", "method": "piv", "payload": payload, "certificate": cert, "signature": sig}))
+            }
+            ProofSigner::Webauthn(authenticator, _) => {
+                let credential = authenticator.assert(&challenge["webauthn"]).map_err(err)?;
+                Ok(json!({"type": "auth", "method": "webauthn", "payload": payload, "credential": credential}))
+            }
         }
+    }
+}
+
+impl ProofSigner {
+    /// Registers a passkey signer with the server at `http` (`http://host:port`);
+    /// other signers need no registration.
+    pub async fn enroll(&mut self, http: &str) -> Result<(), SignerError> {
+        let ProofSigner::Webauthn(authenticator, identity) = self else { return Ok(()) };
+        let started = super::http::post_json(http, "/webauthn/register/start", &json!({"label": "load tool"}))
+            .await
+            .map_err(err)?;
+        let credential = authenticator.register(&started["options"]).map_err(err)?;
+        let body = json!({"registrationId": started["registrationId"], "credential": credential, "label": "load tool"});
+        let finished = super::http::post_json(http, "/webauthn/register/finish", &body).await.map_err(err)?;
+        *identity = Some(
+            finished["identity"]
+                .as_str()
+                .ok_or_else(|| SignerError(format!("registration failed: {finished}")))?
+                .to_owned(),
+        );
+        Ok(())
     }
 }
 

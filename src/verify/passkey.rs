@@ -43,6 +43,10 @@ impl Verifier for WebauthnVerifier {
         Method::Webauthn
     }
 
+    fn forwarded_fields(&self) -> &'static [&'static str] {
+        &["credential"]
+    }
+
     fn claim(&self, _auth: &serde_json::Value) -> Result<Claim, VerifyError> {
         Err(VerifyError::Unusable("a WebAuthn proof answers a challenge requested with \"webauthn\": true".into()))
     }

@@ -2,7 +2,7 @@
 //! challenge text; optionally the YubiKey proves the key was made on the card.
 //!
 //! ```text
-//! keygate join --piv                               keygate
+//! PIV signer (card)                                keygate
 //!   ── request {roomId} ───────────────────────▶  |
 //!   ◀──────────────── challenge {payload} ──────  |
 //!   card: GENERAL AUTHENTICATE(SHA-256(payload))  |
