@@ -474,6 +474,19 @@ async fn room(db: &std::path::Path, command: RoomCommand) -> CliResult {
                     if e.label.is_empty() { "-" } else { &e.label },
                     e.last_admitted_at.as_deref().unwrap_or("never")
                 );
+                if let Some(req) = &e.piv_requirement {
+                    say!("      PIV: requires {req}");
+                }
+                if let Some(ns) = &e.ssh_namespaces {
+                    say!("      SSH namespaces: {}", ns.join(","));
+                }
+            }
+            let passkeys = store.room_credentials(&room).await?;
+            if !passkeys.is_empty() {
+                say!("\nregistered passkeys of these identities:");
+                for c in passkeys {
+                    say!("  {}  credential {}  counter {}", c.identity, c.id, c.counter);
+                }
             }
             say!("\nrecent audit events:");
             for a in store.audit(&room, 20, None).await? {

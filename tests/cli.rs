@@ -85,8 +85,19 @@ fn rooms_are_scripted_without_a_browser() {
     let labelled = keygate(&["room", "allow", &room, &a.public_jwk().to_string(), "--label", "alice"], &db);
     assert!(labelled.status.success(), "{}", stderr(&labelled));
 
+    // A PIV requirement on an entry, and a misspelt one refused.
+    let card = key();
+    let required =
+        keygate(&["room", "allow", &room, &card.public_jwk().to_string(), "--piv-require", "touch:always"], &db);
+    assert!(required.status.success(), "{}", stderr(&required));
+    let typo =
+        keygate(&["room", "allow", &room, &card.public_jwk().to_string(), "--piv-require", "touch:sometimes"], &db);
+    assert!(!typo.status.success() && stderr(&typo).contains("touch policy"), "{}", stderr(&typo));
+    let show = stdout(&keygate(&["room", "show", &room], &db));
+    assert!(show.contains("PIV: requires attested,touch:always"), "{show}");
+
     let list = stdout(&keygate(&["room", "list"], &db));
-    assert!(list.contains(&room) && list.contains("Standup") && list.contains("3 keys"), "{list}");
+    assert!(list.contains(&room) && list.contains("Standup") && list.contains("4 keys"), "{list}");
 
     let denied = keygate(&["room", "deny", &room, identity(&b).did()], &db);
     assert!(denied.status.success(), "{}", stderr(&denied));

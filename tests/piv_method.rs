@@ -380,3 +380,31 @@ async fn attestation_needs_a_configured_root() {
     let _ = (PinPolicy::Once, TouchPolicy::Always);
     s.shutdown().await;
 }
+
+#[test]
+fn malformed_piv_proofs_are_refused_before_any_crypto() {
+    use keygate::verify::{Verifier, VerifyError};
+    let Some(_) = tool("openssl") else { return };
+    let work = tempfile::tempdir().unwrap();
+    let pki = TestPiv::new(work.path());
+    pki.slot("p256", "P-256", 0x02, 0x02);
+    let verifier = keygate::verify::piv::PivVerifier::new(Vec::new());
+    let cert = pki.text("p256.pem");
+    let sig = pki.sign("p256", "hello");
+    let claim = |auth: Value| verifier.claim(&auth).map(|c| c.identity.did().to_owned());
+    // The algorithm must match the certificate's key.
+    let wrong = claim(json!({"certificate": cert, "signature": sig, "algorithm": "RSA-PKCS1-SHA256"}));
+    assert!(matches!(wrong, Err(VerifyError::Malformed(m)) if m.contains("does not match")));
+    assert!(matches!(
+        claim(json!({"certificate": "not a certificate", "signature": sig})),
+        Err(VerifyError::Malformed(_))
+    ));
+    assert!(matches!(claim(json!({"certificate": cert})), Err(VerifyError::Malformed(m)) if m.contains("signature")));
+    assert!(matches!(claim(json!({"signature": sig})), Err(VerifyError::Malformed(m)) if m.contains("certificate")));
+    // A well-formed proof names the slot key, and checks over exactly the text signed.
+    let ok = verifier.claim(&json!({"certificate": cert, "signature": sig, "algorithm": "ECDSA-P256-SHA256"})).unwrap();
+    assert_eq!(ok.identity, pki.identity("p256"));
+    assert!(ok.check(b"hello").is_ok());
+    let again = verifier.claim(&json!({"certificate": cert, "signature": sig})).unwrap();
+    assert_eq!(again.check(b"hello!").unwrap_err(), VerifyError::BadSignature);
+}
