@@ -41,7 +41,15 @@ struct Payload<'a> {
     origin: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     fingerprint: Option<&'a str>,
+    /// Set for challenges that are not for joining a room (e.g. `sign-in`), so a
+    /// proof made for one purpose can never be taken for another.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    purpose: Option<&'a str>,
 }
+
+/// The room id written into sign-in challenges. Generated room ids are base58 and
+/// never contain '-', so no room can have it.
+pub const SIGN_IN_ROOM: &str = "keygate-sign-in";
 
 /// Whether a DTLS fingerprint as sent in `request` is acceptable: `sha-256 AB:CD:…`
 /// style, short, and made only of characters that JSON never escapes.
@@ -52,6 +60,22 @@ pub fn valid_fingerprint(f: &str) -> bool {
 impl IssuedChallenge {
     /// A fresh challenge with a 128-bit nonce (hex, so it is also a valid SIWE nonce).
     pub fn issue(room: RoomId, origin: &str, fingerprint: Option<String>, now: DateTime<Utc>) -> Self {
+        Self::issue_for(room, origin, fingerprint, None, now)
+    }
+
+    /// A challenge for signing in to the host pages.
+    pub fn issue_sign_in(origin: &str, now: DateTime<Utc>) -> Self {
+        let room = RoomId::parse(SIGN_IN_ROOM).unwrap_or_else(|_| RoomId::generate());
+        Self::issue_for(room, origin, None, Some("sign-in"), now)
+    }
+
+    fn issue_for(
+        room: RoomId,
+        origin: &str,
+        fingerprint: Option<String>,
+        purpose: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Self {
         let nonce = hex(&random_bytes::<16>());
         let issued_at = now.to_rfc3339_opts(SecondsFormat::Millis, true);
         let payload = Payload {
@@ -60,6 +84,7 @@ impl IssuedChallenge {
             nonce: &nonce,
             origin,
             fingerprint: fingerprint.as_deref(),
+            purpose,
         };
         // Serializing a struct of strings cannot fail.
         let signed_bytes = serde_json::to_string(&payload).unwrap_or_default();

@@ -243,6 +243,22 @@ impl Rooms {
         }
     }
 
+    /// The peers in a room now.
+    pub fn peers(&self, room: &RoomId) -> Vec<PeerInfo> {
+        self.lock().get(room).map(|r| r.peers.values().map(|p| p.info.clone()).collect()).unwrap_or_default()
+    }
+
+    /// Ejects one peer of a room; false if it is not there.
+    pub fn kick_peer(&self, room: &RoomId, peer: &PeerId, message: &str) -> bool {
+        match self.lock().get(room).and_then(|r| r.peers.get(peer)) {
+            Some(p) => {
+                p.kick(code::REVOKED, message);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Ejects every session (used on shutdown).
     pub fn kick_all(&self, code: &'static str, message: &str) {
         for r in self.lock().values() {

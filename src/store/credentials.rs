@@ -37,6 +37,20 @@ impl Store {
         Ok(())
     }
 
+    /// A credential by its id (base64url).
+    pub async fn credential(&self, id: &str) -> Result<Option<StoredCredential>, StoreError> {
+        let row = sqlx::query("SELECT id, identity, credential, counter FROM webauthn_credentials WHERE id = ?")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.map(|r| StoredCredential {
+            id: r.get("id"),
+            identity: r.get("identity"),
+            credential: r.get("credential"),
+            counter: u32::try_from(r.get::<i64, _>("counter")).unwrap_or(u32::MAX),
+        }))
+    }
+
     /// The credentials of every identity whitelisted in `room`.
     pub async fn room_credentials(&self, room: &RoomId) -> Result<Vec<StoredCredential>, StoreError> {
         let rows = sqlx::query(

@@ -7,9 +7,11 @@
 
 mod audit;
 mod credentials;
+mod web;
 
 pub use audit::{AuditEvent, AuditLog, AuditRecord};
 pub use credentials::StoredCredential;
+pub use web::{Invite, WebSession};
 
 use crate::identity::Identity;
 use crate::ids::RoomId;

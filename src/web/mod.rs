@@ -4,6 +4,8 @@
 //! runs the router, follows whitelist changes, and drains on shutdown. Tests start
 //! the same `Server` on port 0.
 
+mod auth;
+mod host;
 mod pages;
 mod passkey_routes;
 
@@ -44,8 +46,22 @@ pub enum ServeError {
     Config(String),
 }
 
+/// What the handlers share: the gateway, and proofs in progress over HTTP.
+#[derive(Clone)]
+pub struct AppState {
+    pub gateway: Arc<Gateway>,
+    pub pending: Arc<auth::PendingProofs>,
+}
+
+impl axum::extract::FromRef<AppState> for Arc<Gateway> {
+    fn from_ref(state: &AppState) -> Self {
+        state.gateway.clone()
+    }
+}
+
 /// Builds the router. Everything it needs comes in `gateway`.
 pub fn app(gateway: Arc<Gateway>) -> Router {
+    let state = AppState { gateway, pending: Arc::new(auth::PendingProofs::default()) };
     Router::new()
         .route("/", get(pages::index))
         .route("/ws", get(websocket))
@@ -56,7 +72,24 @@ pub fn app(gateway: Arc<Gateway>) -> Router {
         .route("/passkey", get(pages::passkey))
         .route("/webauthn/register/start", axum::routing::post(passkey_routes::start))
         .route("/webauthn/register/finish", axum::routing::post(passkey_routes::finish))
-        .with_state(gateway)
+        .route("/static/proof.js", get(pages::proof_script))
+        .route("/signin", get(host::sign_in_page))
+        .route("/signin/challenge", axum::routing::post(auth::sign_in_challenge))
+        .route("/signin/verify", axum::routing::post(auth::sign_in_verify))
+        .route("/signout", axum::routing::post(auth::sign_out))
+        .route("/rooms", get(host::my_rooms).post(host::create_room))
+        .route("/rooms/{room}", get(host::room_page))
+        .route("/rooms/{room}/allow", axum::routing::post(host::allow))
+        .route("/rooms/{room}/deny", axum::routing::post(host::deny))
+        .route("/rooms/{room}/settings", axum::routing::post(host::settings))
+        .route("/rooms/{room}/audit", get(host::audit_page))
+        .route("/rooms/{room}/live", get(host::live_page))
+        .route("/rooms/{room}/kick", axum::routing::post(host::kick))
+        .route("/rooms/{room}/invites", axum::routing::post(host::create_invite))
+        .route("/i/{invite}", get(host::invite_page))
+        .route("/i/{invite}/challenge", axum::routing::post(host::invite_challenge))
+        .route("/i/{invite}/verify", axum::routing::post(host::invite_verify))
+        .with_state(state)
 }
 
 async fn websocket(

@@ -20,7 +20,7 @@ pub async fn index(State(gw): State<Arc<Gateway>>) -> Response {
     render(&page)
 }
 
-fn render<T: Template>(page: &T) -> Response {
+pub(super) fn render<T: Template>(page: &T) -> Response {
     match page.render() {
         Ok(html) => Html(html).into_response(),
         Err(e) => {
@@ -43,6 +43,10 @@ pub async fn passkey(State(gw): State<Arc<Gateway>>) -> Response {
 
 pub async fn passkey_script() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("../../static/passkey.js"))
+}
+
+pub async fn proof_script() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("../../static/proof.js"))
 }
 
 pub async fn stylesheet() -> impl IntoResponse {

@@ -1,0 +1,537 @@
+//! The host's pages: my rooms, a room's whitelist, settings, audit log, who is
+//! live, and invites. Server-rendered forms; every POST carries the CSRF token and
+//! every room page is for the room's owners only.
+
+use super::auth::{csrf_ok, issue_over_http, verify_over_http, ProofError, SignedIn};
+use super::pages::render;
+use super::AppState;
+use crate::challenge::IssuedChallenge;
+use crate::identity::{parse_key_list, Identity};
+use crate::ids::{PeerId, RoomId};
+use crate::signal::protocol::PeerInfo;
+use crate::store::{AuditEvent, AuditRecord, Invite, RoomRecord, WebSession, WhitelistEntry};
+use askama::Template;
+use axum::extract::{Multipart, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Form, Json};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// A page's answer when it cannot show what was asked: a status and a sentence
+/// for the person, never an internal cause.
+pub struct PageError(StatusCode, &'static str);
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let mut page = render(&ProblemPage { message: self.1 });
+        *page.status_mut() = self.0;
+        page
+    }
+}
+
+const EXPIRED_FORM: PageError = PageError(StatusCode::FORBIDDEN, "The form expired; reload the page and try again.");
+
+/// The signed-in host of a request; anyone else is sent to the sign-in page.
+pub struct Host(WebSession);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Host
+where
+    std::sync::Arc<crate::signal::Gateway>: axum::extract::FromRef<S>,
+{
+    type Rejection = Redirect;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match SignedIn::from_request_parts(parts, state).await {
+            Ok(SignedIn(Some((session, _)))) => Ok(Host(session)),
+            _ => Err(Redirect::to("/signin")),
+        }
+    }
+}
+
+fn check_csrf(session: &WebSession, submitted: &str) -> Result<(), PageError> {
+    if csrf_ok(session, submitted) {
+        Ok(())
+    } else {
+        Err(EXPIRED_FORM)
+    }
+}
+
+fn internal(what: &str, e: impl std::fmt::Display) -> PageError {
+    tracing::error!(error = %e, "{what} failed");
+    PageError(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong on the server; try again.")
+}
+
+#[derive(Template)]
+#[template(path = "problem.html")]
+struct ProblemPage<'a> {
+    message: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "signin.html")]
+struct SignInPage {
+    signed_in: Option<String>,
+}
+
+pub async fn sign_in_page(SignedIn(session): SignedIn) -> Response {
+    render(&SignInPage { signed_in: session.map(|(s, _)| s.identity) })
+}
+
+/// The room, if the signed-in identity owns it; a clear refusal otherwise. A room
+/// that does not exist and one owned by someone else look the same.
+async fn owned_room(state: &AppState, session: &WebSession, room: &str) -> Result<(RoomId, RoomRecord), PageError> {
+    const NOT_YOURS: PageError =
+        PageError(StatusCode::FORBIDDEN, "This room does not exist or you are not one of its owners.");
+    let id = RoomId::parse(room).map_err(|_| NOT_YOURS)?;
+    match state.gateway.store.room(&id).await.map_err(|e| internal("room lookup", e))? {
+        Some(record) if record.owners.contains(&session.identity) => Ok((id, record)),
+        _ => Err(NOT_YOURS),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "rooms.html")]
+struct RoomsPage {
+    identity: String,
+    csrf: String,
+    rooms: Vec<(String, String, i64, usize)>,
+}
+
+pub async fn my_rooms(State(state): State<AppState>, Host(session): Host) -> Result<Response, PageError> {
+    let gw = &state.gateway;
+    let rooms = gw.store.rooms_owned_by(&session.identity).await.map_err(|e| internal("listing rooms", e))?;
+    let rooms = rooms
+        .into_iter()
+        .map(|(id, name, entries)| {
+            let live = gw.rooms.peers(&id).len();
+            (id.to_string(), name, entries, live)
+        })
+        .collect();
+    Ok(render(&RoomsPage { identity: session.identity, csrf: session.csrf, rooms }))
+}
+
+#[derive(Deserialize)]
+pub struct CreateRoomForm {
+    csrf: String,
+    #[serde(default)]
+    name: String,
+}
+
+pub async fn create_room(
+    State(state): State<AppState>,
+    Host(session): Host,
+    Form(form): Form<CreateRoomForm>,
+) -> Result<Response, PageError> {
+    check_csrf(&session, &form.csrf)?;
+    let gw = &state.gateway;
+    let creators = &gw.settings.room_creators;
+    if !creators.is_empty() && !creators.contains(&session.identity) {
+        return Err(PageError(StatusCode::FORBIDDEN, "Your key may not create rooms on this server."));
+    }
+    let Ok(owner) = Identity::parse(&session.identity) else {
+        return Err(PageError(StatusCode::INTERNAL_SERVER_ERROR, "Your session is unreadable; sign in again."));
+    };
+    let name: String = form.name.trim().chars().take(100).collect();
+    let id = RoomId::generate();
+    gw.store.create_room(&id, &name, &owner).await.map_err(|e| internal("creating a room", e))?;
+    Ok(Redirect::to(&format!("/rooms/{id}")).into_response())
+}
+
+/// A whitelist row as the room page shows it.
+struct Row {
+    entry: WhitelistEntry,
+    fingerprint: String,
+    kind: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "room.html")]
+struct RoomPage {
+    room: String,
+    name: String,
+    csrf: String,
+    origin: String,
+    rows: Vec<Row>,
+    owners: Vec<String>,
+    require_uv: bool,
+    invites: Vec<Invite>,
+    live: usize,
+    /// What the last form did, e.g. "added 3 keys".
+    notice: Option<String>,
+    /// Lines of pasted input that could not be read, with why.
+    errors: Vec<String>,
+}
+
+async fn render_room(
+    state: &AppState,
+    session: &WebSession,
+    id: &RoomId,
+    record: RoomRecord,
+    notice: Option<String>,
+    errors: Vec<String>,
+) -> Result<Response, PageError> {
+    let gw = &state.gateway;
+    let entries = gw.store.whitelist(id).await.map_err(|e| internal("loading the whitelist", e))?;
+    let invites = gw.store.room_invites(id).await.map_err(|e| internal("loading invites", e))?;
+    let rows = entries
+        .into_iter()
+        .map(|entry| {
+            let id = Identity::parse(&entry.identity).ok();
+            Row {
+                fingerprint: id.as_ref().map(Identity::fingerprint).unwrap_or_default(),
+                kind: id.as_ref().map_or("unknown", Identity::kind),
+                entry,
+            }
+        })
+        .collect();
+    let page = RoomPage {
+        room: id.to_string(),
+        name: record.name,
+        csrf: session.csrf.clone(),
+        origin: gw.origin.clone(),
+        rows,
+        owners: record.owners,
+        require_uv: record.require_user_verification,
+        invites,
+        live: gw.rooms.peers(id).len(),
+        notice,
+        errors,
+    };
+    Ok(render(&page))
+}
+
+pub async fn room_page(
+    State(state): State<AppState>,
+    Host(session): Host,
+    Path(room): Path<String>,
+) -> Result<Response, PageError> {
+    let (id, record) = owned_room(&state, &session, &room).await?;
+    render_room(&state, &session, &id, record, None, Vec::new()).await
+}
+
+/// Adds keys from a textarea and/or an uploaded authorized_keys / allowed_signers
+/// file (multipart form). Bad lines are reported by number; good ones are kept.
+pub async fn allow(
+    State(state): State<AppState>,
+    Host(session): Host,
+    Path(room): Path<String>,
+    mut form: Multipart,
+) -> Result<Response, PageError> {
+    let (mut csrf, mut keys, mut file, mut label) = (String::new(), String::new(), String::new(), String::new());
+    loop {
+        match form.next_field().await {
+            Ok(Some(field)) => {
+                let name = field.name().unwrap_or_default().to_owned();
+                let Ok(text) = field.text().await else {
+                    return Err(PageError(
+                        StatusCode::BAD_REQUEST,
+                        "The upload is not a text file; upload authorized_keys or allowed_signers text.",
+                    ));
+                };
+                match name.as_str() {
+                    "csrf" => csrf = text,
+                    "keys" => keys = text,
+                    "file" => file = text,
+                    "label" => label = text.trim().chars().take(64).collect(),
+                    _ => {}
+                }
+            }
+            Ok(None) => break,
+            Err(_) => return Err(PageError(StatusCode::BAD_REQUEST, "The form could not be read; try again.")),
+        }
+    }
+    if !csrf_ok(&session, &csrf) {
+        return Err(PageError(StatusCode::FORBIDDEN, "The form expired; reload the page and try again."));
+    }
+    let (id, record) = owned_room(&state, &session, &room).await?;
+    let gw = &state.gateway;
+    let (mut added, mut errors) = (0, Vec::new());
+    for (source, text) in [("pasted", &keys), ("file", &file)] {
+        for (line, parsed) in parse_key_list(text) {
+            match parsed {
+                Ok(k) => {
+                    let label = if label.is_empty() { k.comment.clone().unwrap_or_default() } else { label.clone() };
+                    match gw.store.allow_key(&id, &k.identity, &label, &session.identity, k.namespaces.as_deref()).await
+                    {
+                        Ok(_) => added += 1,
+                        Err(e) => errors.push(format!("{source} line {line}: {e}")),
+                    }
+                }
+                Err(e) => errors.push(format!("{source} line {line}: {e}")),
+            }
+        }
+    }
+    if added == 0 && errors.is_empty() {
+        errors.push("No key given: paste one or more keys, or upload a file.".into());
+    }
+    gw.rooms.invalidate(&id);
+    let notice = (added > 0).then(|| format!("Added {added} key{}.", if added == 1 { "" } else { "s" }));
+    render_room(&state, &session, &id, record, notice, errors).await
+}
+
+#[derive(Deserialize)]
+pub struct DenyForm {
+    csrf: String,
+    identity: String,
+}
+
+pub async fn deny(
+    State(state): State<AppState>,
+    Host(session): Host,
+    Path(room): Path<String>,
+    Form(form): Form<DenyForm>,
+) -> Result<Response, PageError> {
+    check_csrf(&session, &form.csrf)?;
+    let (id, record) = owned_room(&state, &session, &room).await?;
+    let Ok(identity) = Identity::parse(&form.identity) else {
+        return render_room(&state, &session, &id, record, None, vec!["That is not an identity on this list.".into()])
+            .await;
+    };
+    if record.owners.iter().any(|o| o == identity.did()) {
+        return render_room(
+            &state,
+            &session,
+            &id,
+            record,
+            None,
+            vec!["An owner cannot be removed from the whitelist.".into()],
+        )
+        .await;
+    }
+    let gw = &state.gateway;
+    if !gw.store.deny(&id, &identity).await.map_err(|e| internal("removing a key", e))? {
+        let errors = vec!["That key was not on the whitelist.".into()];
+        return render_room(&state, &session, &id, record, None, errors).await;
+    }
+    gw.rooms.revoke(&id, identity.did());
+    audit(&state, &id, "whitelist-remove", identity.did(), &session).await;
+    Ok(Redirect::to(&format!("/rooms/{id}")).into_response())
+}
+
+async fn audit(state: &AppState, room: &RoomId, event: &'static str, identity: &str, session: &WebSession) {
+    state
+        .gateway
+        .audit
+        .record(AuditEvent {
+            room: room.clone(),
+            event,
+            identity: Some(identity.to_owned()),
+            method: None,
+            reason: Some(format!("by {} (host page)", session.identity)),
+            remote: None,
+        })
+        .await;
+}
+
+#[derive(Deserialize)]
+pub struct SettingsForm {
+    csrf: String,
+    #[serde(default)]
+    require_uv: Option<String>,
+}
+
+pub async fn settings(
+    State(state): State<AppState>,
+    Host(session): Host,
+    Path(room): Path<String>,
+    Form(form): Form<SettingsForm>,
+) -> Result<Response, PageError> {
+    check_csrf(&session, &form.csrf)?;
+    let (id, _) = owned_room(&state, &session, &room).await?;
+    let on = form.require_uv.is_some();
+    state.gateway.store.set_require_user_verification(&id, on).await.map_err(|e| internal("saving settings", e))?;
+    state.gateway.rooms.invalidate(&id);
+    Ok(Redirect::to(&format!("/rooms/{id}")).into_response())
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+struct AuditPage {
+    room: String,
+    events: Vec<AuditRecord>,
+    older: Option<i64>,
+}
+
+#[derive(Deserialize)]
+pub struct Page {
+    before: Option<i64>,
+}
+
+const AUDIT_PAGE: i64 = 50;
+
+pub async fn audit_page(
+    State(state): State<AppState>,
+    Host(session): Host,
+    Path(room): Path<String>,
+    Query(page): Query<Page>,
+) -> Result<Response, PageError> {
+    let (id, _) = owned_room(&state, &session, &room).await?;
+    state.gateway.audit.flush().await;
+    let events = state
+        .gateway
+        .store
+        .audit(&id, AUDIT_PAGE, page.before)
+        .await
+        .map_err(|e| internal("reading the audit log", e))?;
+    let older = (events.len() as i64 == AUDIT_PAGE).then(|| events.last().map(|e| e.id)).flatten();
+    Ok(render(&AuditPage { room: id.to_string(), events, older }))
+}
+
+#[derive(Template)]
+#[template(path = "live.html")]
+struct LivePage {
+    room: String,
+    csrf: String,
+    peers: Vec<PeerInfo>,
+}
+
+pub async fn live_page(
+    State(state): State<AppState>,
+    Host(session): Host,
+    Path(room): Path<String>,
+) -> Result<Response, PageError> {
+    let (id, _) = owned_room(&state, &session, &room).await?;
+    let peers = state.gateway.rooms.peers(&id);
+    Ok(render(&LivePage { room: id.to_string(), csrf: session.csrf, peers }))
+}
+
+#[derive(Deserialize)]
+pub struct KickForm {
+    csrf: String,
+    peer: String,
+}
+
+pub async fn kick(
+    State(state): State<AppState>,
+    Host(session): Host,
+    Path(room): Path<String>,
+    Form(form): Form<KickForm>,
+) -> Result<Response, PageError> {
+    check_csrf(&session, &form.csrf)?;
+    let (id, _) = owned_room(&state, &session, &room).await?;
+    let peer: PeerId = match serde_json::from_value(Value::String(form.peer)) {
+        Ok(p) => p,
+        Err(_) => return Err(PageError(StatusCode::BAD_REQUEST, "No such participant.")),
+    };
+    state.gateway.rooms.kick_peer(&id, &peer, "a host removed you from the call");
+    Ok(Redirect::to(&format!("/rooms/{id}/live")).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct InviteForm {
+    csrf: String,
+    #[serde(default)]
+    label: String,
+    #[serde(default = "one")]
+    uses: i64,
+    #[serde(default = "day")]
+    hours: i64,
+}
+fn one() -> i64 {
+    1
+}
+fn day() -> i64 {
+    24
+}
+
+pub async fn create_invite(
+    State(state): State<AppState>,
+    Host(session): Host,
+    Path(room): Path<String>,
+    Form(form): Form<InviteForm>,
+) -> Result<Response, PageError> {
+    check_csrf(&session, &form.csrf)?;
+    let (id, record) = owned_room(&state, &session, &room).await?;
+    if !(1..=1000).contains(&form.uses) || !(1..=24 * 90).contains(&form.hours) {
+        let errors = vec!["An invite has 1 to 1000 uses and lasts 1 hour to 90 days.".to_owned()];
+        return render_room(&state, &session, &id, record, None, errors).await;
+    }
+    let invite = bs58::encode(crate::ids::random_bytes::<16>()).into_string();
+    let label: String = form.label.trim().chars().take(64).collect();
+    let expires = Utc::now() + chrono::Duration::hours(form.hours);
+    let store = &state.gateway.store;
+    store
+        .create_invite(&invite, &id, &label, form.uses, expires, &session.identity)
+        .await
+        .map_err(|e| internal("creating an invite", e))?;
+    let notice = Some(format!("Invite created: {}/i/{invite}", state.gateway.origin));
+    render_room(&state, &session, &id, record, notice, Vec::new()).await
+}
+
+#[derive(Template)]
+#[template(path = "invite.html")]
+struct InvitePage {
+    invite: String,
+    label: String,
+    room_name: String,
+}
+
+async fn usable_invite(state: &AppState, invite: &str) -> Result<Invite, PageError> {
+    state.gateway.store.invite(invite).await.map_err(|e| internal("invite lookup", e))?.ok_or(PageError(
+        StatusCode::NOT_FOUND,
+        "This invite link is used up, expired, or never existed. Ask the host for a new one.",
+    ))
+}
+
+pub async fn invite_page(State(state): State<AppState>, Path(invite): Path<String>) -> Result<Response, PageError> {
+    let invite = usable_invite(&state, &invite).await?;
+    let room_name = match RoomId::parse(&invite.room) {
+        Ok(id) => state.gateway.store.room(&id).await.ok().flatten().map(|r| r.name).unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    Ok(render(&InvitePage { invite: invite.id, label: invite.label, room_name }))
+}
+
+pub async fn invite_challenge(
+    State(state): State<AppState>,
+    Path(invite): Path<String>,
+    body: Option<Json<Value>>,
+) -> Result<Json<Value>, ProofError> {
+    let invite = usable_invite(&state, &invite)
+        .await
+        .map_err(|_| ProofError::new(StatusCode::NOT_FOUND, "this invite is used up or expired"))?;
+    let room = RoomId::parse(&invite.room).map_err(|_| ProofError::new(StatusCode::NOT_FOUND, "no such room"))?;
+    let address = body.as_ref().and_then(|Json(b)| b["address"].as_str().map(str::to_owned));
+    let challenge = IssuedChallenge::issue(room, &state.gateway.origin, None, Utc::now());
+    issue_over_http(&state.gateway, &state.pending, challenge, address.as_deref()).map(Json)
+}
+
+/// Whoever proves a key through an invite is whitelisted under the invite's label.
+pub async fn invite_verify(
+    State(state): State<AppState>,
+    Path(invite): Path<String>,
+    Json(answer): Json<Value>,
+) -> Result<Json<Value>, ProofError> {
+    let gw = &state.gateway;
+    let invite = usable_invite(&state, &invite)
+        .await
+        .map_err(|_| ProofError::new(StatusCode::NOT_FOUND, "this invite is used up or expired"))?;
+    let room = RoomId::parse(&invite.room).map_err(|_| ProofError::new(StatusCode::NOT_FOUND, "no such room"))?;
+    if answer["payload"]["roomId"].as_str() != Some(room.as_str()) {
+        return Err(ProofError::new(StatusCode::FORBIDDEN, "this proof is for another room"));
+    }
+    let (identity, _) = verify_over_http(gw, &state.pending, &answer).await?;
+    if !gw.store.use_invite(&invite.id).await.unwrap_or(false) {
+        return Err(ProofError::new(StatusCode::GONE, "this invite was used up a moment ago"));
+    }
+    gw.store
+        .allow(&room, &identity, &invite.label, &format!("invite {}", invite.id))
+        .await
+        .map_err(|_| ProofError::new(StatusCode::INTERNAL_SERVER_ERROR, "the key could not be added; try again"))?;
+    gw.rooms.invalidate(&room);
+    gw.audit
+        .record(AuditEvent {
+            room: room.clone(),
+            event: "whitelist-add",
+            identity: Some(identity.did().to_owned()),
+            method: None,
+            reason: Some(format!("invite {} ({})", invite.id, invite.label)),
+            remote: None,
+        })
+        .await;
+    Ok(Json(
+        serde_json::json!({"identity": identity.did(), "keyFingerprint": identity.fingerprint(), "room": room.as_str()}),
+    ))
+}

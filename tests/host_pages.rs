@@ -1,0 +1,246 @@
+//! The host pages through the real server over HTTP: sign-in with a key, rooms,
+//! whitelist forms (paste and upload), removal that ejects, invites, audit and live
+//! pages, CSRF, and access control for owners, other signed-in people and visitors.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::*;
+use keygate::client::p256_key::P256Key;
+use reqwest::redirect::Policy;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder().cookie_store(true).redirect(Policy::none()).build().unwrap()
+}
+
+/// Signs `client` in with `key` through /signin/challenge and /signin/verify.
+async fn sign_in(s: &TestServer, client: &reqwest::Client, key: &P256Key) -> Value {
+    let base = s.http();
+    let ch: Value =
+        client.post(format!("{base}/signin/challenge")).json(&json!({})).send().await.unwrap().json().await.unwrap();
+    assert_eq!(ch["payload"]["purpose"], "sign-in");
+    let signed = ch["payload"].to_string();
+    let answer = json!({
+        "challengeId": ch["challengeId"], "method": "webcrypto", "payload": ch["payload"],
+        "signature": key.sign_b64(signed.as_bytes()).unwrap(), "publicKey": key.public_jwk(),
+    });
+    let res = client.post(format!("{base}/signin/verify")).json(&answer).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let cookie = res.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    res.json().await.unwrap()
+}
+
+fn csrf(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + 19;
+    html[at..].split('"').next().unwrap().to_owned()
+}
+
+async fn page(client: &reqwest::Client, url: &str) -> (StatusCode, String) {
+    let res = client.get(url).send().await.unwrap();
+    (res.status(), res.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_host_signs_in_creates_a_room_and_manages_its_whitelist() {
+    let s = TestServer::start().await;
+    let base = s.http();
+    let host = browser();
+    let host_key = key();
+    let who = sign_in(&s, &host, &host_key).await;
+    assert_eq!(who["identity"], identity(&host_key).did());
+
+    let (status, html) = page(&host, &format!("{base}/rooms")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("You own no rooms yet"), "{html}");
+    let token = csrf(&html);
+
+    // A wrong CSRF token is refused; the right one creates the room.
+    let res = host.post(format!("{base}/rooms")).form(&[("csrf", "forged"), ("name", "Standup")]).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res =
+        host.post(format!("{base}/rooms")).form(&[("csrf", token.as_str()), ("name", "Standup")]).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let room_path = res.headers()["location"].to_str().unwrap().to_owned();
+    let room = keygate::ids::RoomId::parse(room_path.trim_start_matches("/rooms/")).unwrap();
+
+    // Paste two keys and upload a file with a bad line: good lines kept, bad ones named.
+    let (alice, bob, carol) = (key(), key(), key());
+    let file = format!("# team\n{}\nnot a key\n", identity(&carol).did());
+    let form = reqwest::multipart::Form::new()
+        .text("csrf", token.clone())
+        .text("keys", format!("{}\n{}", identity(&alice).did(), identity(&bob).did()))
+        .part("file", reqwest::multipart::Part::text(file).file_name("authorized_keys"))
+        .text("label", "");
+    let res = host.post(format!("{base}{room_path}/allow")).multipart(form).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("Added 3 keys."), "{html}");
+    assert!(html.contains("file line 3"), "{html}");
+    for k in [&alice, &bob, &carol] {
+        assert!(html.contains(identity(k).did()));
+    }
+
+    // Bob joins; removing him on the page ejects his live session.
+    let (mut bob_socket, _) = admitted(&s, &room, &bob).await;
+    let (_, html) = page(&host, &format!("{base}{room_path}/live")).await;
+    assert!(html.contains(identity(&bob).did()), "{html}");
+    let res = host
+        .post(format!("{base}{room_path}/deny"))
+        .form(&[("csrf", token.as_str()), ("identity", identity(&bob).did())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(bob_socket.recv().await.unwrap()["code"], "revoked");
+
+    // Settings, and the audit log shows the removal.
+    let res = host
+        .post(format!("{base}{room_path}/settings"))
+        .form(&[("csrf", token.as_str()), ("require_uv", "on")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(s.server().gateway().store.room(&room).await.unwrap().unwrap().require_user_verification);
+    let (status, html) = page(&host, &format!("{base}{room_path}/audit")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("whitelist-remove") && html.contains("admitted"), "{html}");
+
+    // An invite link enrols whoever proves a key through it, once.
+    let res = host
+        .post(format!("{base}{room_path}/invites"))
+        .form(&[("csrf", token.as_str()), ("label", "Dana"), ("uses", "1"), ("hours", "2")])
+        .send()
+        .await
+        .unwrap();
+    let html = res.text().await.unwrap();
+    let at = html.find("/i/").unwrap() + 3;
+    let invite: String = html[at..].chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+    let guest = browser();
+    let (status, html) = page(&guest, &format!("{base}/i/{invite}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("Dana") && html.contains("Standup"), "{html}");
+    let dana = key();
+    let ch: Value =
+        guest.post(format!("{base}/i/{invite}/challenge")).json(&json!({})).send().await.unwrap().json().await.unwrap();
+    let answer = json!({
+        "challengeId": ch["challengeId"], "method": "webcrypto", "payload": ch["payload"],
+        "signature": dana.sign_b64(ch["payload"].to_string().as_bytes()).unwrap(), "publicKey": dana.public_jwk(),
+    });
+    let res = guest.post(format!("{base}/i/{invite}/verify")).json(&answer).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let (_, dana_welcome) = admitted(&s, &room, &dana).await;
+    assert_eq!(dana_welcome["identity"], identity(&dana).did());
+    let entry = s
+        .server()
+        .gateway()
+        .store
+        .whitelist(&room)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.identity == identity(&dana).did())
+        .unwrap();
+    assert_eq!(entry.label, "Dana");
+    let (status, _) = page(&guest, &format!("{base}/i/{invite}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a single-use invite is used up");
+
+    // Signing out ends the session.
+    let res = host.post(format!("{base}/signout")).form(&[("csrf", token.as_str())]).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let (status, _) = page(&host, &format!("{base}/rooms")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn only_owners_see_or_change_a_room() {
+    let s = TestServer::start().await;
+    let base = s.http();
+    let owner = key();
+    let room = s.room(&owner, &[]).await;
+    let path = format!("{base}/rooms/{room}");
+
+    // A signed-out visitor is sent to sign in, for every page and form.
+    let visitor = browser();
+    for url in [format!("{base}/rooms"), path.clone(), format!("{path}/audit"), format!("{path}/live")] {
+        let res = visitor.get(&url).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "{url}");
+        assert_eq!(res.headers()["location"], "/signin");
+    }
+    for action in ["deny", "settings", "kick", "invites"] {
+        let res = visitor
+            .post(format!("{path}/{action}"))
+            .form(&[("csrf", "x"), ("identity", "x"), ("peer", "x")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "{action}");
+    }
+
+    // Someone else, signed in, is refused with the same answer as for a missing room.
+    let other = browser();
+    sign_in(&s, &other, &key()).await;
+    let (_, html) = page(&other, &format!("{base}/rooms")).await;
+    let token = csrf(&html);
+    for url in [path.clone(), format!("{path}/audit"), format!("{path}/live"), format!("{base}/rooms/nosuchroom")] {
+        let (status, html) = page(&other, &url).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{url}");
+        assert!(html.contains("not one of its owners"), "{url}");
+    }
+    for action in ["deny", "settings", "kick", "invites"] {
+        let res = other
+            .post(format!("{path}/{action}"))
+            .form(&[("csrf", token.as_str()), ("identity", identity(&owner).did()), ("peer", "x")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{action}");
+    }
+    let form =
+        reqwest::multipart::Form::new().text("csrf", token.clone()).text("keys", identity(&key()).did().to_owned());
+    let res = other.post(format!("{path}/allow")).multipart(form).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(s.server().gateway().store.whitelist(&room).await.unwrap().len(), 1, "nothing was added");
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn sign_in_refusals() {
+    let s = TestServer::start().await;
+    let base = s.http();
+    let client = browser();
+    let k = key();
+    let ch: Value =
+        client.post(format!("{base}/signin/challenge")).json(&json!({})).send().await.unwrap().json().await.unwrap();
+    let good = json!({
+        "challengeId": ch["challengeId"], "method": "webcrypto", "payload": ch["payload"],
+        "signature": k.sign_b64(ch["payload"].to_string().as_bytes()).unwrap(), "publicKey": k.public_jwk(),
+    });
+    let mut forged = good.clone();
+    forged["signature"] = json!(key().sign_b64(ch["payload"].to_string().as_bytes()).unwrap());
+    let res = client.post(format!("{base}/signin/verify")).json(&forged).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    // The challenge was used up by the failed attempt: the good answer is too late.
+    let res = client.post(format!("{base}/signin/verify")).json(&good).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let body: Value = res.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("unknown, used or expired"), "{body}");
+    // A proof for a room cannot sign anyone in.
+    let owner = key();
+    let room = s.room(&owner, &[]).await;
+    let mut c = s.connect().await;
+    let room_challenge = c.request(join(&room)).await.unwrap();
+    let ch: Value =
+        client.post(format!("{base}/signin/challenge")).json(&json!({})).send().await.unwrap().json().await.unwrap();
+    let crossed = json!({
+        "challengeId": ch["challengeId"], "method": "webcrypto", "payload": room_challenge["payload"],
+        "signature": owner.sign_b64(room_challenge["payload"].to_string().as_bytes()).unwrap(), "publicKey": owner.public_jwk(),
+    });
+    let res = client.post(format!("{base}/signin/verify")).json(&crossed).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    s.shutdown().await;
+}
