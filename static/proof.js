@@ -36,7 +36,7 @@ async function stored(name, value) {
   });
 }
 
-function pemToDer(pem) {
+export function pemToDer(pem) {
   const body = pem.replace(/-----[^-]+-----/g, "").replace(/\s+/g, "");
   return Uint8Array.from(atob(body), (c) => c.charCodeAt(0)).buffer;
 }
@@ -67,7 +67,7 @@ export async function newBrowserKeyWithBackup() {
   return derToPem(der);
 }
 
-async function browserKey() {
+export async function browserKey() {
   const existing = await stored("default");
   if (existing) return existing;
   const pair = await crypto.subtle.generateKey(ALG, false, ["sign", "verify"]);
@@ -122,6 +122,25 @@ export async function proveWithWallet(urls) {
   return post(urls.verify, { challengeId: ch.challengeId, method: "eth", payload: ch.payload, message: ch.siwe, signature });
 }
 
+/** The normalized identity of a key, as the server computes it. */
+export async function identityOf(key) {
+  return post("/identity", { key: typeof key === "string" ? key : JSON.stringify(key) });
+}
+
+/** This browser's key's identity (making the key if there is none yet). */
+export async function browserIdentity() {
+  const pair = await browserKey();
+  const jwk = await crypto.subtle.exportKey("jwk", pair.publicKey);
+  return identityOf({ kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y });
+}
+
+export function download(name, text) {
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(new Blob([text], { type: "application/x-pem-file" }));
+  a.download = name;
+  a.click();
+}
+
 /** Wires the buttons of a page that proves a key: ids browser-key, passkey, wallet, ssh-*. */
 export function signIn(urls) {
   const status = document.getElementById("status");
@@ -145,11 +164,7 @@ export function signIn(urls) {
     return proveWithBrowserKey(u);
   });
   on("export", async (u) => {
-    const pem = await newBrowserKeyWithBackup();
-    const a = document.createElement("a");
-    a.href = URL.createObjectURL(new Blob([pem], { type: "application/x-pem-file" }));
-    a.download = "keygate-browser-key.pem";
-    a.click();
+    download("keygate-browser-key.pem", await newBrowserKeyWithBackup());
     return proveWithBrowserKey(u);
   });
   let sshChallenge = null;

@@ -74,6 +74,8 @@ pub fn app(gateway: Arc<Gateway>) -> Router {
         .route("/webauthn/register/finish", axum::routing::post(passkey_routes::finish))
         .route("/static/proof.js", get(pages::proof_script))
         .route("/signin", get(host::sign_in_page))
+        .route("/keys", get(pages::keys))
+        .route("/identity", axum::routing::post(pages::identity))
         .route("/signin/challenge", axum::routing::post(auth::sign_in_challenge))
         .route("/signin/verify", axum::routing::post(auth::sign_in_verify))
         .route("/signout", axum::routing::post(auth::sign_out))

@@ -31,6 +31,32 @@ pub(super) fn render<T: Template>(page: &T) -> Response {
 }
 
 #[derive(Template)]
+#[template(path = "keys.html")]
+struct KeysPage;
+
+/// Key tools for anyone: the browser key, passkeys, and any key's identity.
+pub async fn keys() -> Response {
+    render(&KeysPage)
+}
+
+#[derive(serde::Deserialize)]
+pub struct IdentityRequest {
+    key: String,
+}
+
+/// The normalized identity of any accepted key format.
+pub async fn identity(axum::Json(body): axum::Json<IdentityRequest>) -> Response {
+    use axum::Json;
+    match crate::identity::Identity::parse(&body.key) {
+        Ok(id) => {
+            Json(serde_json::json!({"identity": id.did(), "keyFingerprint": id.fingerprint(), "kind": id.kind()}))
+                .into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, Json(serde_json::json!({"error": e.to_string()}))).into_response(),
+    }
+}
+
+#[derive(Template)]
 #[template(path = "passkey.html")]
 struct PasskeyPage<'a> {
     rp_id: &'a str,

@@ -1,0 +1,123 @@
+// The host pages' main flows in headless Chromium (playwright-core driving Debian's
+// chromium): sign in with a browser key, create a room, add a key, see it listed;
+// an invite opened in a second browser profile enrols that profile's key, the host
+// sees it appear; removing it ejects the second browser's live session.
+//
+//   node tests/js/host_pages.browser.mjs http://localhost:PORT ARTIFACT_DIR
+//
+// Prints "ok" and exits 0 on success; on failure saves a screenshot of every open
+// page into ARTIFACT_DIR and exits 1.
+
+import { chromium } from "playwright-core";
+import { mkdirSync } from "node:fs";
+
+const [base, artifacts] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"],
+});
+const pages = {};
+async function shoot() {
+  mkdirSync(artifacts, { recursive: true });
+  for (const [name, page] of Object.entries(pages)) {
+    await page.screenshot({ path: `${artifacts}/${name}.png`, fullPage: true }).catch(() => {});
+  }
+}
+
+function expect(cond, what) {
+  if (!cond) throw new Error(what);
+}
+
+try {
+  const hostCtx = await browser.newContext();
+  const host = await hostCtx.newPage();
+  pages.host = host;
+
+  // Sign in with this browser's key.
+  await host.goto(`${base}/signin`);
+  await host.click("#browser-key");
+  await host.waitForURL(`${base}/rooms`);
+  expect(await host.isVisible("text=You own no rooms yet"), "the empty state of My rooms");
+
+  // Create a room.
+  await host.fill("#name", "Browser room");
+  await host.click("button:text-is(\"Create room\")");
+  await host.waitForURL(/\/rooms\/[A-Za-z0-9]+$/);
+  const roomUrl = host.url();
+  const room = roomUrl.split("/").pop();
+
+  // Add a key by pasting it; it is listed.
+  const pasted = "did:key:zDnaerx9CtbPJ1q36T5Ln5wYt3MQYeGRG5ehnPAmxcf5mDZpv";
+  await host.fill("#keys", pasted);
+  await host.fill("#label", "Pasted key");
+  await host.click("button:text-is(\"Add\")");
+  await host.waitForSelector(`text=${pasted}`);
+  expect(await host.isVisible("text=Added 1 key."), "the added notice");
+
+  // Create an invite for Guest.
+  await host.fill("#invite-label", "Guest");
+  await host.click("button:text-is(\"Create invite link\")");
+  const notice = await host.textContent(".notice");
+  const invite = notice.match(/\/i\/([A-Za-z0-9]+)/)[1];
+
+  // A second browser profile opens the invite and proves its own browser key.
+  const guestCtx = await browser.newContext();
+  const guest = await guestCtx.newPage();
+  pages.guest = guest;
+  await guest.goto(`${base}/i/${invite}`);
+  await guest.click("#browser-key");
+  await guest.waitForSelector("text=is now on the room's list");
+  const guestDid = (await guest.textContent("#status")).match(/did:key:\S+/)[0];
+
+  // The host sees it appear.
+  await host.goto(roomUrl);
+  await host.waitForSelector(`text=${guestDid}`);
+  expect(await host.isVisible("text=Guest"), "the invite's label");
+
+  // The guest joins the room over the socket with the same browser key...
+  await guest.evaluate(async ({ room }) => {
+    const { browserKey } = await import("/static/proof.js");
+    const pair = await browserKey();
+    const jwk = await crypto.subtle.exportKey("jwk", pair.publicKey);
+    const ws = new WebSocket(`${location.origin.replace("http", "ws")}/ws`);
+    window.kgEvents = [];
+    await new Promise((resolve, reject) => {
+      ws.onmessage = async (e) => {
+        const msg = JSON.parse(e.data);
+        window.kgEvents.push(msg);
+        if (msg.type === "challenge") {
+          const sig = await crypto.subtle.sign({ name: "ECDSA", hash: "SHA-256" }, pair.privateKey, new TextEncoder().encode(JSON.stringify(msg.payload)));
+          const b64 = btoa(String.fromCharCode(...new Uint8Array(sig))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+          ws.send(JSON.stringify({ type: "auth", method: "webcrypto", payload: msg.payload, signature: b64, publicKey: { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y } }));
+        } else if (msg.type === "welcome") resolve();
+        else if (msg.type === "error") reject(new Error(msg.code));
+      };
+      ws.onopen = () => ws.send(JSON.stringify({ type: "request", roomId: room }));
+    });
+    window.kgSocket = ws;
+  }, { room });
+
+  // ...shows up on the live page, and is ejected when the host removes the key.
+  await host.goto(`${roomUrl}/live`);
+  await host.waitForSelector(`text=${guestDid}`);
+  await host.goto(roomUrl);
+  const row = host.locator("tr", { hasText: guestDid });
+  await row.locator("text=Remove").click();
+  await host.waitForURL(roomUrl);
+  expect(!(await host.isVisible(`text=${guestDid}`)), "the removed key is gone from the list");
+  await guest.waitForFunction(() => window.kgEvents.some((m) => m.type === "error" && m.code === "revoked"), null, { timeout: 5000 });
+
+  // The audit log tells the story.
+  await host.goto(`${roomUrl}/audit`);
+  await host.waitForSelector("text=whitelist-remove");
+  pages["audit"] = host;
+  console.log("ok");
+  await browser.close();
+  process.exit(0);
+} catch (e) {
+  console.error(`browser flow failed: ${e.stack || e}`);
+  await shoot();
+  await browser.close();
+  process.exit(1);
+}
