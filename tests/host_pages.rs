@@ -244,3 +244,100 @@ async fn sign_in_refusals() {
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn room_settings_and_co_owners_take_effect() {
+    let s = TestServer::start().await;
+    let base = s.http();
+    let host = browser();
+    let owner = key();
+    sign_in(&s, &host, &owner).await;
+    let (g1, g2, co) = (key(), key(), key());
+    let room = s.room(&owner, &[&g1, &g2]).await;
+    let path = format!("{base}/rooms/{room}");
+    let (_, html) = page(&host, &path).await;
+    let token = csrf(&html);
+
+    // A bad number is explained on the page; a good one limits the room.
+    let res = host
+        .post(format!("{path}/settings"))
+        .form(&[("csrf", token.as_str()), ("max_peers", "1000")])
+        .send()
+        .await
+        .unwrap();
+    assert!(res.text().await.unwrap().contains("Max peers must be a whole number from 2 to 32"));
+    let res = host
+        .post(format!("{path}/settings"))
+        .form(&[("csrf", token.as_str()), ("max_peers", "2"), ("freshness", "60")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let record = s.server().gateway().store.room(&room).await.unwrap().unwrap();
+    assert_eq!((record.max_peers, record.freshness_secs), (Some(2), Some(60)));
+    let _a = admitted(&s, &room, &owner).await;
+    let _b = admitted(&s, &room, &g1).await;
+    let mut c = s.connect().await;
+    c.send(&join(&room)).await.unwrap();
+    assert_eq!(c.recv().await.unwrap()["code"], "room-full");
+
+    // A co-owner can manage the room; the last owner cannot be removed.
+    let res = host
+        .post(format!("{path}/owners"))
+        .form(&[("csrf", token.as_str()), ("identity", &co.public_jwk().to_string())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let co_browser = browser();
+    sign_in(&s, &co_browser, &co).await;
+    let (status, html) = page(&co_browser, &path).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    let res = host
+        .post(format!("{path}/owners"))
+        .form(&[("csrf", token.as_str()), ("identity", identity(&co).did()), ("remove", "1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let res = host
+        .post(format!("{path}/owners"))
+        .form(&[("csrf", token.as_str()), ("identity", identity(&owner).did()), ("remove", "1")])
+        .send()
+        .await
+        .unwrap();
+    assert!(res.text().await.unwrap().contains("A room keeps at least one owner."));
+    let (status, _) = page(&co_browser, &path).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a removed co-owner loses access");
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn sign_in_with_an_ssh_signature_pasted_back() {
+    let Some(_) = tool("ssh-keygen") else { return };
+    let s = TestServer::start().await;
+    let base = s.http();
+    let client = browser();
+    let key_path = s.dir.path().join("id_ed25519");
+    assert!(std::process::Command::new("ssh-keygen")
+        .args(["-q", "-N", "", "-t", "ed25519", "-f"])
+        .arg(&key_path)
+        .status()
+        .unwrap()
+        .success());
+    let ch: Value =
+        client.post(format!("{base}/signin/challenge")).json(&json!({})).send().await.unwrap().json().await.unwrap();
+    let command = ch["ssh"]["command"].as_str().unwrap().replace("~/.ssh/id_ed25519", key_path.to_str().unwrap());
+    let out = std::process::Command::new("sh").arg("-c").arg(&command).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let answer = json!({"challengeId": ch["challengeId"], "method": "ssh", "payload": ch["payload"], "signature": String::from_utf8(out.stdout).unwrap()});
+    let res = client.post(format!("{base}/signin/verify")).json(&answer).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let who: Value = res.json().await.unwrap();
+    let expected =
+        keygate::identity::Identity::parse(&std::fs::read_to_string(key_path.with_extension("pub")).unwrap()).unwrap();
+    assert_eq!(who["identity"], expected.did());
+    let (status, _) = page(&client, &format!("{base}/rooms")).await;
+    assert_eq!(status, StatusCode::OK);
+    s.shutdown().await;
+}

@@ -164,3 +164,26 @@ async fn registration_errors_are_clear() {
     assert!(body["error"].as_str().unwrap().contains("PublicKeyCredential"), "{body}");
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_passkey_signs_in_to_the_host_pages() {
+    let port = free_port();
+    let origin = Url::parse(&format!("http://localhost:{port}")).unwrap();
+    let s = TestServer::with(|c| c.listen = format!("127.0.0.1:{port}").parse().unwrap()).await;
+    let mut passkey = SoftPasskey::new(false);
+    let (did, credential_id) = register(&s, &origin, &mut passkey).await;
+    let (status, ch) = post_json(&s, "/signin/challenge", &json!({})).await;
+    assert_eq!(status, 200);
+    let mut options = ch["webauthn"].clone();
+    assert_eq!(options["publicKey"]["allowCredentials"], json!([]), "sign-in offers discoverable credentials");
+    options["publicKey"]["allowCredentials"] = json!([{"type": "public-key", "id": credential_id}]);
+    let assertion = passkey.do_authentication(origin.clone(), serde_json::from_value(options).unwrap()).unwrap();
+    let answer = json!({"challengeId": ch["challengeId"], "method": "webauthn", "payload": ch["payload"], "credential": assertion});
+    let (status, who) = post_json(&s, "/signin/verify", &answer).await;
+    assert_eq!(status, 200, "{who}");
+    assert_eq!(who["identity"], did);
+    // The same assertion again: the challenge is spent.
+    let (status, _) = post_json(&s, "/signin/verify", &answer).await;
+    assert_eq!(status, 403);
+    s.shutdown().await;
+}

@@ -85,6 +85,8 @@ pub struct PeerInfo {
     pub key_fingerprint: String,
     pub label: String,
     pub method: &'static str,
+    /// When the server admitted this peer (RFC 3339).
+    pub admitted_at: String,
     /// The DTLS certificate fingerprint this peer signed, if it sent one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<String>,

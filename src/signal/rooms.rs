@@ -82,6 +82,9 @@ pub struct Access {
 struct LiveRoom {
     owners: Vec<String>,
     require_user_verification: bool,
+    /// The room's own peer limit and challenge lifetime, when it sets them.
+    max_peers: Option<usize>,
+    freshness: Option<Duration>,
     /// DID → entry. `None` until loaded, or after a change invalidated it.
     whitelist: Option<HashMap<String, Allowed>>,
     peers: HashMap<PeerId, PeerHandle>,
@@ -127,6 +130,8 @@ impl Rooms {
             let r = live.entry(room.clone()).or_default();
             r.owners = record.owners;
             r.require_user_verification = record.require_user_verification;
+            r.max_peers = record.max_peers.and_then(|n| usize::try_from(n).ok());
+            r.freshness = record.freshness_secs.and_then(|s| u64::try_from(s).ok()).map(Duration::from_secs);
             r.whitelist = Some(entries.into_iter().map(|e| (e.identity.clone(), Allowed::from_entry(e))).collect());
         }
         Ok(true)
@@ -170,6 +175,16 @@ impl Rooms {
             owner: record.owners.iter().any(|o| o == did),
             require_user_verification: record.require_user_verification,
         }))
+    }
+
+    /// The (loaded) room's own peer limit, if it sets one.
+    pub fn max_peers(&self, room: &RoomId) -> Option<usize> {
+        self.lock().get(room).and_then(|r| r.max_peers)
+    }
+
+    /// The (loaded) room's own challenge lifetime, if it sets one.
+    pub fn freshness(&self, room: &RoomId) -> Option<Duration> {
+        self.lock().get(room).and_then(|r| r.freshness)
     }
 
     /// Whether the (loaded) room refuses proofs without user verification.

@@ -297,7 +297,7 @@ impl Session {
                         .await;
                 }
                 Ok(None) => return send_error(socket, code::ROOM_NOT_FOUND, "no such room; check the link").await,
-                Ok(Some(n)) if n >= self.gw.settings.max_peers_per_room => {
+                Ok(Some(n)) if n >= self.gw.rooms.max_peers(&room).unwrap_or(self.gw.settings.max_peers_per_room) => {
                     let message = format!("the room is full ({n} peers)");
                     return send_error(socket, code::ROOM_FULL, &message).await;
                 }
@@ -360,7 +360,11 @@ impl Session {
         let method = verifier.method();
         let settings = &self.gw.settings;
         let window = Freshness {
-            past: if verifier.by_hand() { settings.manual_freshness } else { settings.freshness_past },
+            past: if verifier.by_hand() {
+                settings.manual_freshness
+            } else {
+                self.gw.rooms.freshness(&room).unwrap_or(settings.freshness_past)
+            },
             future: settings.freshness_future,
         };
         let issued = match self.slot.redeem(payload, Utc::now(), window) {
@@ -491,13 +495,15 @@ impl Session {
             key_fingerprint: identity.fingerprint(),
             label,
             method: method.as_str(),
+            admitted_at: crate::store::now_text(),
             fingerprint: issued.fingerprint.clone(),
             proof,
         };
         let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
         let (kick_tx, kick) = watch::channel(None);
         let handle = PeerHandle { info, tx, kick: Arc::new(kick_tx) };
-        let peers = match self.gw.rooms.join(&room, handle, self.gw.settings.max_peers_per_room) {
+        let max_peers = self.gw.rooms.max_peers(&room).unwrap_or(self.gw.settings.max_peers_per_room);
+        let peers = match self.gw.rooms.join(&room, handle, max_peers) {
             Ok(peers) => peers,
             Err(e) => {
                 self.refuse_quietly(&room, Some(identity.did().to_owned()), method, e.to_string()).await;

@@ -49,6 +49,10 @@ pub struct RoomRecord {
     pub owners: Vec<String>,
     /// Refuse proofs made without user verification (PIN, biometric).
     pub require_user_verification: bool,
+    /// Most peers at once; `None`: the server's default.
+    pub max_peers: Option<i64>,
+    /// Challenge lifetime in seconds; `None`: the server's default.
+    pub freshness_secs: Option<i64>,
 }
 
 /// One whitelisted identity of a room.
@@ -74,7 +78,7 @@ pub struct WhitelistChange {
     pub removed: bool,
 }
 
-pub(crate) fn now_text() -> String {
+pub fn now_text() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
@@ -127,11 +131,13 @@ impl Store {
     }
 
     pub async fn room(&self, id: &RoomId) -> Result<Option<RoomRecord>, StoreError> {
-        let Some(row) =
-            sqlx::query("SELECT id, name, created_at, created_by, require_user_verification FROM rooms WHERE id = ?")
-                .bind(id.as_str())
-                .fetch_optional(&self.pool)
-                .await?
+        let Some(row) = sqlx::query(
+            "SELECT id, name, created_at, created_by, require_user_verification, max_peers, freshness_secs \
+             FROM rooms WHERE id = ?",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?
         else {
             return Ok(None);
         };
@@ -146,13 +152,15 @@ impl Store {
             created_by: row.get("created_by"),
             owners,
             require_user_verification: row.get("require_user_verification"),
+            max_peers: row.get("max_peers"),
+            freshness_secs: row.get("freshness_secs"),
         }))
     }
 
     /// All rooms, newest first, with how many identities each whitelists.
     pub async fn rooms(&self) -> Result<Vec<(RoomRecord, i64)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT r.id, r.name, r.created_at, r.created_by, r.require_user_verification, \
+            "SELECT r.id, r.name, r.created_at, r.created_by, r.require_user_verification, r.max_peers, r.freshness_secs, \
                (SELECT count(*) FROM whitelist w WHERE w.room_id = r.id) AS entries, \
                (SELECT group_concat(identity, ' ') FROM room_owners o WHERE o.room_id = r.id) AS owners \
              FROM rooms r ORDER BY r.created_at DESC, r.id",
@@ -172,6 +180,8 @@ impl Store {
                         created_by: row.get("created_by"),
                         owners: owners.unwrap_or_default().split(' ').map(str::to_owned).collect(),
                         require_user_verification: row.get("require_user_verification"),
+                        max_peers: row.get("max_peers"),
+                        freshness_secs: row.get("freshness_secs"),
                     },
                     row.get("entries"),
                 ))
@@ -285,6 +295,47 @@ impl Store {
             .await?
             .rows_affected();
         Ok(changed > 0)
+    }
+
+    /// Sets the room's peer limit and challenge lifetime (`None`: server default).
+    pub async fn set_room_limits(
+        &self,
+        room: &RoomId,
+        max_peers: Option<i64>,
+        freshness_secs: Option<i64>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE rooms SET max_peers = ?, freshness_secs = ? WHERE id = ?")
+            .bind(max_peers)
+            .bind(freshness_secs)
+            .bind(room.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Makes `identity` a co-owner (and whitelists it).
+    pub async fn add_owner(&self, room: &RoomId, identity: &Identity, added_by: &str) -> Result<(), StoreError> {
+        sqlx::query("INSERT OR IGNORE INTO room_owners (room_id, identity) VALUES (?, ?)")
+            .bind(room.as_str())
+            .bind(identity.did())
+            .execute(&self.pool)
+            .await?;
+        self.allow(room, identity, "owner", added_by).await?;
+        Ok(())
+    }
+
+    /// Removes a co-owner; the last owner stays. Returns whether it was removed.
+    pub async fn remove_owner(&self, room: &RoomId, identity: &Identity) -> Result<bool, StoreError> {
+        let removed = sqlx::query(
+            "DELETE FROM room_owners WHERE room_id = ?1 AND identity = ?2 \
+             AND (SELECT count(*) FROM room_owners WHERE room_id = ?1) > 1",
+        )
+        .bind(room.as_str())
+        .bind(identity.did())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(removed > 0)
     }
 
     /// Sets whether the room refuses proofs made without user verification.

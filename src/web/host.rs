@@ -156,6 +156,8 @@ struct RoomPage {
     rows: Vec<Row>,
     owners: Vec<String>,
     require_uv: bool,
+    max_peers: String,
+    freshness: String,
     invites: Vec<Invite>,
     live: usize,
     /// What the last form did, e.g. "added 3 keys".
@@ -194,6 +196,8 @@ async fn render_room(
         rows,
         owners: record.owners,
         require_uv: record.require_user_verification,
+        max_peers: record.max_peers.map(|n| n.to_string()).unwrap_or_default(),
+        freshness: record.freshness_secs.map(|n| n.to_string()).unwrap_or_default(),
         invites,
         live: gw.rooms.peers(id).len(),
         notice,
@@ -330,6 +334,27 @@ pub struct SettingsForm {
     csrf: String,
     #[serde(default)]
     require_uv: Option<String>,
+    /// Empty: the server's default.
+    #[serde(default)]
+    max_peers: String,
+    #[serde(default)]
+    freshness: String,
+}
+
+/// An optional whole number in `range` from a form field; empty means "default".
+fn optional_number(text: &str, range: std::ops::RangeInclusive<i64>, what: &str) -> Result<Option<i64>, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    match text.parse::<i64>() {
+        Ok(n) if range.contains(&n) => Ok(Some(n)),
+        _ => Err(format!(
+            "{what} must be a whole number from {} to {} (or empty for the default).",
+            range.start(),
+            range.end()
+        )),
+    }
 }
 
 pub async fn settings(
@@ -339,9 +364,53 @@ pub async fn settings(
     Form(form): Form<SettingsForm>,
 ) -> Result<Response, PageError> {
     check_csrf(&session, &form.csrf)?;
-    let (id, _) = owned_room(&state, &session, &room).await?;
-    let on = form.require_uv.is_some();
-    state.gateway.store.set_require_user_verification(&id, on).await.map_err(|e| internal("saving settings", e))?;
+    let (id, record) = owned_room(&state, &session, &room).await?;
+    let limits = optional_number(&form.max_peers, 2..=32, "Max peers")
+        .and_then(|m| optional_number(&form.freshness, 10..=3600, "The challenge lifetime").map(|f| (m, f)));
+    let (max_peers, freshness) = match limits {
+        Ok(l) => l,
+        Err(e) => return render_room(&state, &session, &id, record, None, vec![e]).await,
+    };
+    let store = &state.gateway.store;
+    store
+        .set_require_user_verification(&id, form.require_uv.is_some())
+        .await
+        .map_err(|e| internal("saving settings", e))?;
+    store.set_room_limits(&id, max_peers, freshness).await.map_err(|e| internal("saving settings", e))?;
+    state.gateway.rooms.invalidate(&id);
+    Ok(Redirect::to(&format!("/rooms/{id}")).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct OwnerForm {
+    csrf: String,
+    identity: String,
+    #[serde(default)]
+    remove: Option<String>,
+}
+
+/// Adds (any key format) or removes a co-owner. The last owner cannot be removed.
+pub async fn owners(
+    State(state): State<AppState>,
+    Host(session): Host,
+    Path(room): Path<String>,
+    Form(form): Form<OwnerForm>,
+) -> Result<Response, PageError> {
+    check_csrf(&session, &form.csrf)?;
+    let (id, record) = owned_room(&state, &session, &room).await?;
+    let identity = match Identity::parse(&form.identity) {
+        Ok(i) => i,
+        Err(e) => return render_room(&state, &session, &id, record, None, vec![format!("Co-owner: {e}")]).await,
+    };
+    let store = &state.gateway.store;
+    if form.remove.is_some() {
+        if !store.remove_owner(&id, &identity).await.map_err(|e| internal("removing an owner", e))? {
+            let errors = vec!["A room keeps at least one owner.".to_owned()];
+            return render_room(&state, &session, &id, record, None, errors).await;
+        }
+    } else {
+        store.add_owner(&id, &identity, &session.identity).await.map_err(|e| internal("adding an owner", e))?;
+    }
     state.gateway.rooms.invalidate(&id);
     Ok(Redirect::to(&format!("/rooms/{id}")).into_response())
 }

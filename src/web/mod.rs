@@ -84,6 +84,7 @@ pub fn app(gateway: Arc<Gateway>) -> Router {
         .route("/rooms/{room}/allow", axum::routing::post(host::allow))
         .route("/rooms/{room}/deny", axum::routing::post(host::deny))
         .route("/rooms/{room}/settings", axum::routing::post(host::settings))
+        .route("/rooms/{room}/owners", axum::routing::post(host::owners))
         .route("/rooms/{room}/audit", get(host::audit_page))
         .route("/rooms/{room}/live", get(host::live_page))
         .route("/rooms/{room}/kick", axum::routing::post(host::kick))
