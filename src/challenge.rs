@@ -63,6 +63,11 @@ impl IssuedChallenge {
         Self::issue_for(room, origin, fingerprint, None, now)
     }
 
+    /// A challenge an admitted peer signs to prove its key again mid-call.
+    pub fn issue_reverify(room: RoomId, origin: &str, fingerprint: Option<String>, now: DateTime<Utc>) -> Self {
+        Self::issue_for(room, origin, fingerprint, Some("reverify"), now)
+    }
+
     /// A challenge for signing in to the host pages.
     pub fn issue_sign_in(origin: &str, now: DateTime<Utc>) -> Self {
         let room = RoomId::parse(SIGN_IN_ROOM).unwrap_or_else(|_| RoomId::generate());

@@ -440,3 +440,43 @@ async fn shutdown_sends_every_socket_a_close() {
     let events = store.audit(&room, 10, None).await.unwrap();
     assert!(events.iter().any(|e| e.event == "left"), "{events:?} in {}", dir.display());
 }
+
+#[tokio::test]
+async fn a_peer_confirms_its_identity_on_request() {
+    let s = TestServer::start().await;
+    let (owner, guest, impostor) = (key(), key(), key());
+    let room = s.room(&owner, &[&guest]).await;
+    let (mut a, _) = admitted(&s, &room, &owner).await;
+    let mut b = s.connect().await;
+    let wb = b
+        .join_webcrypto(json!({"type": "request", "roomId": room.as_str(), "fingerprint": "sha-256 AA:BB"}), &guest)
+        .await
+        .unwrap();
+    until(&mut a, "peer-joined").await;
+
+    // A asks; B gets a fresh challenge that re-signs its DTLS fingerprint, and answers.
+    a.send(&json!({"type": "verify-peer", "peerId": wb["peerId"]})).await.unwrap();
+    let challenge = b.expect("challenge").await.unwrap();
+    assert_eq!(challenge["payload"]["purpose"], "reverify");
+    assert_eq!(challenge["payload"]["fingerprint"], "sha-256 AA:BB");
+    assert_eq!(challenge["methods"], json!(["webcrypto"]));
+    b.send(&Client::webcrypto_auth(&challenge, &guest).unwrap()).await.unwrap();
+    let verified = until(&mut a, "peer-verified").await;
+    assert_eq!(verified["peerId"], wb["peerId"]);
+    assert_eq!(verified["identity"], identity(&guest).did());
+    until(&mut b, "peer-verified").await;
+    s.audit_has(&room, |e| e.event == "reverified").await;
+
+    // Answered with another key: A is told it failed, the reason goes to the audit log.
+    a.send(&json!({"type": "verify-peer", "peerId": wb["peerId"]})).await.unwrap();
+    let challenge = b.expect("challenge").await.unwrap();
+    b.send(&Client::webcrypto_auth(&challenge, &impostor).unwrap()).await.unwrap();
+    let failed = until(&mut a, "peer-verification-failed").await;
+    assert_eq!(failed["peerId"], wb["peerId"]);
+    s.audit_has(&room, |e| e.event == "reverify-failed" && e.reason.as_deref() == Some("another key answered")).await;
+
+    // Only peers of the room can be asked.
+    a.send(&json!({"type": "verify-peer", "peerId": "0000000000000000"})).await.unwrap();
+    assert_eq!(server_code(a.expect("pong").await.unwrap_err()), "no-such-peer");
+    s.shutdown().await;
+}

@@ -341,3 +341,33 @@ async fn sign_in_with_an_ssh_signature_pasted_back() {
     assert_eq!(status, StatusCode::OK);
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_host_asks_a_live_peer_to_re_verify() {
+    let s = TestServer::start().await;
+    let base = s.http();
+    let host = browser();
+    let (owner, guest) = (key(), key());
+    sign_in(&s, &host, &owner).await;
+    let room = s.room(&owner, &[&guest]).await;
+    let (mut g, welcome) = admitted(&s, &room, &guest).await;
+    let live = format!("{base}/rooms/{room}/live");
+    let (_, html) = page(&host, &live).await;
+    assert!(html.contains("not re-verified"), "{html}");
+    let token = csrf(&html);
+    let peer = welcome["peerId"].as_str().unwrap();
+    let res = host
+        .post(format!("{base}/rooms/{room}/reverify"))
+        .form(&[("csrf", token.as_str()), ("peer", peer)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let challenge = g.expect("challenge").await.unwrap();
+    assert_eq!(challenge["payload"]["purpose"], "reverify");
+    g.send(&keygate::client::ws::Client::webcrypto_auth(&challenge, &guest).unwrap()).await.unwrap();
+    until(&mut g, "peer-verified").await;
+    let (_, html) = page(&host, &live).await;
+    assert!(html.contains("re-verified 20"), "{html}");
+    s.shutdown().await;
+}

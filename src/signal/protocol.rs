@@ -24,6 +24,11 @@ pub enum ClientMessage {
         #[serde(flatten)]
         proof: Map<String, Value>,
     },
+    /// Ask another peer of the room to prove its key again ("confirm identity").
+    #[serde(rename_all = "camelCase")]
+    VerifyPeer {
+        peer_id: PeerId,
+    },
     /// Relay `data` to peer `to` of the same room.
     Signal {
         to: PeerId,
@@ -72,7 +77,7 @@ pub enum WhitelistAdd {
 }
 
 /// The message types a client may send, for the error that names them.
-pub const CLIENT_TYPES: &str = "request, auth, signal, whitelist, ping";
+pub const CLIENT_TYPES: &str = "request, auth, signal, verify-peer, whitelist, ping";
 
 /// A peer as others see it.
 #[derive(Clone, Debug, Serialize)]
@@ -87,6 +92,9 @@ pub struct PeerInfo {
     pub method: &'static str,
     /// When the server admitted this peer (RFC 3339).
     pub admitted_at: String,
+    /// When this peer last proved its key again on request (`verify-peer`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_verified: Option<String>,
     /// The DTLS certificate fingerprint this peer signed, if it sent one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<String>,
@@ -183,6 +191,19 @@ pub enum ServerMessage<'a> {
         added: Vec<AddedEntry>,
         removed: Vec<String>,
         errors: Vec<EntryError>,
+    },
+    /// The peer proved its key again, just now.
+    #[serde(rename_all = "camelCase")]
+    PeerVerified {
+        peer_id: &'a PeerId,
+        identity: &'a str,
+        method: &'static str,
+        at: &'a str,
+    },
+    /// The peer did not prove its key again (the reason is in the audit log).
+    #[serde(rename_all = "camelCase")]
+    PeerVerificationFailed {
+        peer_id: &'a PeerId,
     },
     Pong,
     Error {

@@ -27,12 +27,21 @@ pub struct Kick {
     pub message: String,
 }
 
+/// What the rest of the server sends an admitted session.
+#[derive(Debug)]
+pub enum Outbound {
+    /// A frame to write, already serialized (a broadcast serializes once).
+    Frame(Arc<str>),
+    /// Ask this peer to sign a fresh challenge; the result goes to the requesting
+    /// peer (`None`: a host page asked).
+    Reverify(Option<PeerId>),
+}
+
 /// How the rest of the server reaches one admitted session.
 #[derive(Clone)]
 pub struct PeerHandle {
     pub info: PeerInfo,
-    /// Frames for this peer, already serialized (a broadcast serializes once).
-    pub tx: mpsc::Sender<Arc<str>>,
+    pub tx: mpsc::Sender<Outbound>,
     pub kick: Arc<watch::Sender<Option<Kick>>>,
 }
 
@@ -43,7 +52,7 @@ impl PeerHandle {
 
     /// Queues a frame; a peer too slow to drain its queue is ejected, not skipped.
     fn deliver(&self, frame: &Arc<str>) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(frame.clone()) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(Outbound::Frame(frame.clone())) {
             self.kick(code::SLOW_CONSUMER, "you fell too far behind the room's messages");
         }
     }
@@ -271,6 +280,21 @@ impl Rooms {
                 true
             }
             None => false,
+        }
+    }
+
+    /// Asks `target` to prove its key again. False: no such peer in the room.
+    pub fn request_reverify(&self, room: &RoomId, target: &PeerId, requester: Option<PeerId>) -> bool {
+        match self.lock().get(room).and_then(|r| r.peers.get(target)) {
+            Some(p) => p.tx.try_send(Outbound::Reverify(requester)).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Records that a peer proved its key again at `at`.
+    pub fn mark_verified(&self, room: &RoomId, peer: &PeerId, at: &str) {
+        if let Some(p) = self.lock().get_mut(room).and_then(|r| r.peers.get_mut(peer)) {
+            p.info.last_verified = Some(at.to_owned());
         }
     }
 

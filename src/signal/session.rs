@@ -14,7 +14,7 @@
 use super::protocol::{
     code, AddedEntry, ClientMessage, EntryError, PeerInfo, Request, ServerMessage, SshHint, WhitelistAdd, CLIENT_TYPES,
 };
-use super::rooms::{Kick, PeerHandle};
+use super::rooms::{Kick, Outbound, PeerHandle};
 use super::Gateway;
 use crate::challenge::{valid_fingerprint, ChallengeSlot, Freshness, IssuedChallenge};
 use crate::identity::{parse_key_list, EthAddress, Identity};
@@ -56,8 +56,13 @@ struct Admitted {
     peer_id: PeerId,
     identity: Identity,
     owner: bool,
-    rx: mpsc::Receiver<Arc<str>>,
+    method: Method,
+    /// The DTLS fingerprint signed at admission, signed again on re-verification.
+    fingerprint: Option<String>,
+    rx: mpsc::Receiver<Outbound>,
     kick: watch::Receiver<Option<Kick>>,
+    /// Who asked for the re-verification now under way (`None`: a host page).
+    reverify_for: Vec<Option<PeerId>>,
 }
 
 /// A token bucket: `rate` frames per second, bursts up to twice that.
@@ -135,6 +140,10 @@ where
                     }
                     Flow::Continue
                 }
+                PeerEvent::Reverify(requester) => {
+                    s.start_reverify(&mut socket, requester).await;
+                    Flow::Continue
+                }
                 PeerEvent::Kicked(kick) => {
                     send_error(&mut socket, kick.code, &kick.message).await;
                     leave_reason = if kick.code == code::REVOKED { "removed" } else { kick.code };
@@ -169,6 +178,7 @@ where
 /// Something for an admitted peer from elsewhere in the server.
 enum PeerEvent {
     Frame(Arc<str>),
+    Reverify(Option<PeerId>),
     Kicked(Kick),
 }
 
@@ -185,7 +195,10 @@ async fn peer_event(admitted: &mut Option<Admitted>) -> PeerEvent {
         tokio::select! {
             biased;
             Ok(()) = a.kick.changed() => continue,
-            Some(frame) = a.rx.recv() => return PeerEvent::Frame(frame),
+            Some(event) = a.rx.recv() => return match event {
+                Outbound::Frame(frame) => PeerEvent::Frame(frame),
+                Outbound::Reverify(requester) => PeerEvent::Reverify(requester),
+            },
             else => return std::future::pending().await,
         }
     }
@@ -237,6 +250,7 @@ impl Session {
             ClientMessage::Request(request) => self.on_request(socket, request).await,
             ClientMessage::Auth { method, payload, proof } => self.on_auth(socket, &method, &payload, proof).await,
             ClientMessage::Signal { to, data } => self.on_signal(socket, &to, &data).await,
+            ClientMessage::VerifyPeer { peer_id } => self.on_verify_peer(socket, &peer_id).await,
             ClientMessage::Whitelist { add, remove } => self.on_whitelist(socket, add, remove).await,
             ClientMessage::Ping => send(socket, &ServerMessage::Pong).await,
         }
@@ -343,6 +357,9 @@ impl Session {
         proof: Map<String, Value>,
     ) {
         if self.admitted.is_some() {
+            if self.admitted.as_ref().is_some_and(|a| !a.reverify_for.is_empty()) {
+                return self.finish_reverify(socket, method_name, payload, proof).await;
+            }
             return send_error(socket, code::ALREADY_ADMITTED, "this connection is already admitted").await;
         }
         let Some(requested) = &self.requested else {
@@ -496,6 +513,7 @@ impl Session {
             label,
             method: method.as_str(),
             admitted_at: crate::store::now_text(),
+            last_verified: None,
             fingerprint: issued.fingerprint.clone(),
             proof,
         };
@@ -523,7 +541,9 @@ impl Session {
         send(socket, &welcome).await;
         self.gw.stats.admissions.fetch_add(1, Ordering::Relaxed);
         self.audit(&room, "admitted", Some(identity.did().to_owned()), Some(method), detail).await;
-        self.admitted = Some(Admitted { room, peer_id, identity, owner, rx, kick });
+        let fingerprint = issued.fingerprint.clone();
+        self.admitted =
+            Some(Admitted { room, peer_id, identity, owner, method, fingerprint, rx, kick, reverify_for: Vec::new() });
     }
 
     /// Tells the client only "not admitted"; the reason goes to the audit log.
@@ -725,5 +745,110 @@ fn classify_bad_frame(text: &str, err: &serde_json::Error) -> (&'static str, Str
             (code::UNKNOWN_TYPE, format!("unknown message type '{t}'; clients send {CLIENT_TYPES}"))
         }
         Some(t) => (code::BAD_MESSAGE, format!("malformed '{t}' message: {err}")),
+    }
+}
+
+/// "Confirm identity": any peer may ask another of its room to sign a fresh
+/// challenge with the key it was admitted with.
+///
+/// ```text
+///  A ── verify-peer {peerId: B} ──▶ server ── challenge {payload: purpose "reverify"} ──▶ B
+///  B ── auth {…same method…} ─────▶ server: same identity? signature good?
+///  A ◀── peer-verified {peerId: B, at} | peer-verification-failed {peerId: B}
+/// ```
+impl Session {
+    async fn on_verify_peer<S: Sink<Message> + Unpin>(&mut self, socket: &mut S, target: &PeerId) {
+        let Some(a) = &self.admitted else {
+            return send_error(socket, code::UNAUTHENTICATED, "verify-peer is for admitted peers").await;
+        };
+        if *target == a.peer_id {
+            return send_error(socket, code::BAD_MESSAGE, "a peer cannot ask itself to re-verify").await;
+        }
+        if !self.gw.rooms.request_reverify(&a.room, target, Some(a.peer_id.clone())) {
+            send_error(socket, code::NO_SUCH_PEER, "no such peer in this room (it may have left)").await;
+        }
+    }
+
+    /// Sends this (admitted) peer a fresh challenge to answer with its key.
+    async fn start_reverify<S: Sink<Message> + Unpin>(&mut self, socket: &mut S, requester: Option<PeerId>) {
+        let Some(a) = self.admitted.as_mut() else { return };
+        a.reverify_for.push(requester);
+        if a.reverify_for.len() > 1 {
+            return; // one challenge answers every request made while it is open
+        }
+        let (room, fingerprint, method, identity) =
+            (a.room.clone(), a.fingerprint.clone(), a.method, a.identity.clone());
+        let settings = &self.gw.settings;
+        let mut challenge = IssuedChallenge::issue_reverify(room.clone(), &self.gw.origin, fingerprint, Utc::now());
+        if let Some(address) = identity.eth_address() {
+            challenge = challenge.with_siwe(&self.gw.origin, *address, settings.eth_chain_id, settings.freshness_past);
+        }
+        if method == Method::Webauthn {
+            if let Ok(ceremony) = self.webauthn_ceremony(&room, &challenge.signed_bytes).await {
+                challenge.webauthn = Some(Arc::new(ceremony));
+            }
+        }
+        let Ok(payload) = RawValue::from_string(challenge.signed_bytes.clone()) else { return };
+        let verifiers = &self.gw.verifiers;
+        let ssh = verifiers.get(Method::Ssh).map(|_| SshHint::for_text(&challenge.signed_bytes));
+        let siwe = challenge.siwe.as_deref();
+        let webauthn = challenge.webauthn.as_ref().map(|w| &w.options);
+        let methods = vec![method.as_str()];
+        send(socket, &ServerMessage::Challenge { payload: &payload, methods, ssh, siwe, webauthn }).await;
+        self.slot.put(challenge);
+    }
+
+    /// Checks the answer to a re-verification challenge and tells whoever asked.
+    async fn finish_reverify<S: Sink<Message> + Unpin>(
+        &mut self,
+        socket: &mut S,
+        method_name: &str,
+        payload: &Value,
+        proof: Map<String, Value>,
+    ) {
+        let Some(a) = self.admitted.as_mut() else { return };
+        let requesters = std::mem::take(&mut a.reverify_for);
+        let (room, peer_id, identity, method) = (a.room.clone(), a.peer_id.clone(), a.identity.clone(), a.method);
+        let window = Freshness {
+            past: self.gw.settings.freshness_past.max(self.gw.settings.manual_freshness),
+            future: self.gw.settings.freshness_future,
+        };
+        let outcome = (|| {
+            if method_name != method.as_str() {
+                return Err(format!("answered with {method_name}, admitted with {}", method.as_str()));
+            }
+            let issued = self.slot.redeem(payload, Utc::now(), window).map_err(|r| r.reason().to_owned())?;
+            let verifier = self.gw.verifiers.get(method).ok_or("method no longer accepted")?;
+            let claim = verifier.claim_for(&Value::Object(proof), &issued).map_err(|e| e.to_string())?;
+            if claim.identity != identity {
+                return Err("another key answered".to_owned());
+            }
+            let signed = verifier.signed_text(&issued).map_err(|e| e.to_string())?;
+            claim.check(signed).map(|_| ()).map_err(|e| e.to_string())
+        })();
+        let at = crate::store::now_text();
+        let frame: Arc<str> = match &outcome {
+            Ok(()) => {
+                self.gw.rooms.mark_verified(&room, &peer_id, &at);
+                ServerMessage::PeerVerified {
+                    peer_id: &peer_id,
+                    identity: identity.did(),
+                    method: method.as_str(),
+                    at: &at,
+                }
+                .to_text()
+                .into()
+            }
+            Err(_) => ServerMessage::PeerVerificationFailed { peer_id: &peer_id }.to_text().into(),
+        };
+        let (event, reason) = match outcome {
+            Ok(()) => ("reverified", None),
+            Err(why) => ("reverify-failed", Some(why)),
+        };
+        self.audit(&room, event, Some(identity.did().to_owned()), Some(method), reason).await;
+        let _ = socket.send(Message::Text(frame.as_ref().into())).await;
+        for requester in requesters.into_iter().flatten() {
+            self.gw.rooms.send_to(&room, &requester, frame.clone());
+        }
     }
 }

@@ -488,6 +488,23 @@ pub async fn kick(
     Ok(Redirect::to(&format!("/rooms/{id}/live")).into_response())
 }
 
+/// Asks a live peer to prove its key again; the answer shows on the live page.
+pub async fn reverify(
+    State(state): State<AppState>,
+    Host(session): Host,
+    Path(room): Path<String>,
+    Form(form): Form<KickForm>,
+) -> Result<Response, PageError> {
+    check_csrf(&session, &form.csrf)?;
+    let (id, _) = owned_room(&state, &session, &room).await?;
+    let peer: PeerId = serde_json::from_value(Value::String(form.peer))
+        .map_err(|_| PageError(StatusCode::BAD_REQUEST, "No such participant."))?;
+    if !state.gateway.rooms.request_reverify(&id, &peer, None) {
+        return Err(PageError(StatusCode::NOT_FOUND, "That participant has left the room."));
+    }
+    Ok(Redirect::to(&format!("/rooms/{id}/live")).into_response())
+}
+
 #[derive(Deserialize)]
 pub struct InviteForm {
     csrf: String,

@@ -88,6 +88,7 @@ pub fn app(gateway: Arc<Gateway>) -> Router {
         .route("/rooms/{room}/audit", get(host::audit_page))
         .route("/rooms/{room}/live", get(host::live_page))
         .route("/rooms/{room}/kick", axum::routing::post(host::kick))
+        .route("/rooms/{room}/reverify", axum::routing::post(host::reverify))
         .route("/rooms/{room}/invites", axum::routing::post(host::create_invite))
         .route("/i/{invite}", get(host::invite_page))
         .route("/i/{invite}/challenge", axum::routing::post(host::invite_challenge))
