@@ -38,7 +38,12 @@ export async function registerPasskey(label) {
       transports: cred.response.getTransports ? cred.response.getTransports() : [],
     },
   };
-  return post("/webauthn/register/finish", { registrationId, credential, label });
+  const result = await post("/webauthn/register/finish", { registrationId, credential, label });
+  // Remember the credential id, so that this browser can offer it when signing in
+  // even if the authenticator did not keep a discoverable credential.
+  const known = JSON.parse(localStorage.getItem("keygate-passkeys") || "[]");
+  localStorage.setItem("keygate-passkeys", JSON.stringify([...new Set([...known, result.credentialId])]));
+  return result;
 }
 
 const form = document.getElementById("register");

@@ -96,6 +96,12 @@ export async function proveWithPasskey(urls) {
   const ch = await post(urls.challenge);
   const pk = ch.webauthn.publicKey;
   pk.challenge = b64u.decode(pk.challenge);
+  // Offer the passkeys this browser registered, besides any the server offers.
+  const known = JSON.parse(localStorage.getItem("keygate-passkeys") || "[]");
+  const offered = new Set((pk.allowCredentials || []).map((c) => c.id));
+  if (offered.size > 0 || known.length > 0) {
+    pk.allowCredentials = [...(pk.allowCredentials || []), ...known.filter((id) => !offered.has(id)).map((id) => ({ type: "public-key", id }))];
+  }
   for (const c of pk.allowCredentials || []) c.id = b64u.decode(c.id);
   const cred = await navigator.credentials.get({ publicKey: pk });
   const credential = {

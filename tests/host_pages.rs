@@ -371,3 +371,30 @@ async fn a_host_asks_a_live_peer_to_re_verify() {
     assert!(html.contains("re-verified 20"), "{html}");
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn sign_in_with_a_wallet() {
+    let s = TestServer::start().await;
+    let base = s.http();
+    let client = browser();
+    let wallet = keygate::client::signer::ProofSigner::generate(keygate::verify::Method::Eth).unwrap();
+    let address = wallet.whitelist_entry().unwrap();
+    let ch: Value = client
+        .post(format!("{base}/signin/challenge"))
+        .json(&json!({"address": address}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let siwe = keygate::verify::siwe::SiweMessage::parse(ch["siwe"].as_str().unwrap()).unwrap();
+    assert_eq!(siwe.nonce, ch["payload"]["nonce"]);
+    let mut answer = wallet.auth(&ch).unwrap();
+    answer["challengeId"] = ch["challengeId"].clone();
+    let res = client.post(format!("{base}/signin/verify")).json(&answer).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let who: Value = res.json().await.unwrap();
+    assert_eq!(who["identity"], format!("did:pkh:eip155:1:{address}"));
+    s.shutdown().await;
+}

@@ -144,6 +144,19 @@ struct Row {
     entry: WhitelistEntry,
     fingerprint: String,
     kind: &'static str,
+    /// How the holder of such a key can sign in, for the host's eye.
+    hints: &'static str,
+}
+
+fn method_hints(kind: &str) -> &'static str {
+    match kind {
+        "P-256" => "browser key, passkey, YubiKey PIV, SSH (ECDSA)",
+        "P-384" => "YubiKey PIV, SSH (ECDSA)",
+        "Ed25519" => "SSH, security key",
+        "RSA" => "SSH, YubiKey PIV, passkey (RS256)",
+        "Ethereum account" => "wallet",
+        _ => "",
+    }
 }
 
 #[derive(Template)]
@@ -184,6 +197,7 @@ async fn render_room(
             Row {
                 fingerprint: id.as_ref().map(Identity::fingerprint).unwrap_or_default(),
                 kind: id.as_ref().map_or("unknown", Identity::kind),
+                hints: method_hints(id.as_ref().map_or("", Identity::kind)),
                 entry,
             }
         })
@@ -224,6 +238,7 @@ pub async fn allow(
     mut form: Multipart,
 ) -> Result<Response, PageError> {
     let (mut csrf, mut keys, mut file, mut label) = (String::new(), String::new(), String::new(), String::new());
+    let mut piv_require = String::new();
     loop {
         match form.next_field().await {
             Ok(Some(field)) => {
@@ -239,6 +254,7 @@ pub async fn allow(
                     "keys" => keys = text,
                     "file" => file = text,
                     "label" => label = text.trim().chars().take(64).collect(),
+                    "piv_require" => piv_require = text.trim().to_owned(),
                     _ => {}
                 }
             }
@@ -251,14 +267,28 @@ pub async fn allow(
     }
     let (id, record) = owned_room(&state, &session, &room).await?;
     let gw = &state.gateway;
+    let requirement = match piv_require.as_str() {
+        "" => None,
+        text => match crate::verify::piv::PivRequirement::parse(text) {
+            Ok(r) => Some(r.to_string()),
+            Err(e) => {
+                return render_room(&state, &session, &id, record, None, vec![format!("PIV requirement: {e}")]).await
+            }
+        },
+    };
     let (mut added, mut errors) = (0, Vec::new());
     for (source, text) in [("pasted", &keys), ("file", &file)] {
         for (line, parsed) in parse_key_list(text) {
             match parsed {
                 Ok(k) => {
                     let label = if label.is_empty() { k.comment.clone().unwrap_or_default() } else { label.clone() };
-                    match gw.store.allow_key(&id, &k.identity, &label, &session.identity, k.namespaces.as_deref()).await
-                    {
+                    let stored =
+                        gw.store.allow_key(&id, &k.identity, &label, &session.identity, k.namespaces.as_deref()).await;
+                    let stored = match (stored, &requirement) {
+                        (Ok(_), Some(r)) => gw.store.set_piv_requirement(&id, &k.identity, Some(r)).await.map(|_| true),
+                        (other, _) => other,
+                    };
+                    match stored {
                         Ok(_) => added += 1,
                         Err(e) => errors.push(format!("{source} line {line}: {e}")),
                     }

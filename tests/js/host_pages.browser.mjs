@@ -108,6 +108,33 @@ try {
   expect(!(await host.isVisible(`text=${guestDid}`)), "the removed key is gone from the list");
   await guest.waitForFunction(() => window.kgEvents.some((m) => m.type === "error" && m.code === "revoked"), null, { timeout: 5000 });
 
+  // A third profile, with only a (virtual) platform authenticator, creates a passkey
+  // right on a new invite's page and is enrolled with it.
+  await host.goto(roomUrl);
+  await host.fill("#invite-label", "Passkey person");
+  await host.click("button:text-is(\"Create invite link\")");
+  const invite2 = (await host.textContent(".notice")).match(/\/i\/([A-Za-z0-9]+)/)[1];
+  const pkCtx = await browser.newContext();
+  const pk = await pkCtx.newPage();
+  pages.passkey = pk;
+  const cdp = await pkCtx.newCDPSession(pk);
+  await cdp.send("WebAuthn.enable");
+  await cdp.send("WebAuthn.addVirtualAuthenticator", {
+    options: { protocol: "ctap2", transport: "internal", hasResidentKey: true, hasUserVerification: true, isUserVerified: true },
+  });
+  await pk.goto(`${base}/i/${invite2}`);
+  await pk.click("#create-passkey");
+  await pk.waitForSelector("text=is now on the room's list");
+  const passkeyDid = (await pk.textContent("#status")).match(/did:key:\S+/)[0];
+  await host.goto(roomUrl);
+  await host.waitForSelector(`text=${passkeyDid}`);
+  expect(await host.isVisible("text=Passkey person"), "the passkey invitee's label");
+
+  // The same passkey signs in to the host pages.
+  await pk.goto(`${base}/signin`);
+  await pk.click("#passkey");
+  await pk.waitForURL(`${base}/rooms`);
+
   // The audit log tells the story.
   await host.goto(`${roomUrl}/audit`);
   await host.waitForSelector("text=whitelist-remove");
