@@ -171,7 +171,7 @@ async fn only_owners_see_or_change_a_room() {
         assert_eq!(res.status(), StatusCode::SEE_OTHER, "{url}");
         assert_eq!(res.headers()["location"], "/signin");
     }
-    for action in ["deny", "settings", "kick", "invites"] {
+    for action in ["deny", "settings", "kick", "invites", "owners", "reverify"] {
         let res = visitor
             .post(format!("{path}/{action}"))
             .form(&[("csrf", "x"), ("identity", "x"), ("peer", "x")])
@@ -191,7 +191,7 @@ async fn only_owners_see_or_change_a_room() {
         assert_eq!(status, StatusCode::FORBIDDEN, "{url}");
         assert!(html.contains("not one of its owners"), "{url}");
     }
-    for action in ["deny", "settings", "kick", "invites"] {
+    for action in ["deny", "settings", "kick", "invites", "owners", "reverify"] {
         let res = other
             .post(format!("{path}/{action}"))
             .form(&[("csrf", token.as_str()), ("identity", identity(&owner).did()), ("peer", "x")])

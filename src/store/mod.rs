@@ -398,6 +398,22 @@ impl Store {
         Ok(())
     }
 
+    /// The latest YubiKey attestation seen for each identity admitted to the room
+    /// (identity → the audit log's summary).
+    pub async fn latest_attestations(
+        &self,
+        room: &RoomId,
+    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT identity, reason FROM audit WHERE room_id = ? AND event = 'admitted' \
+             AND reason LIKE 'attested YubiKey%' ORDER BY id",
+        )
+        .bind(room.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().filter_map(|r| Some((r.get::<Option<String>, _>("identity")?, r.get("reason")))).collect())
+    }
+
     /// The room's audit log, newest first; `before` pages backwards by event id.
     pub async fn audit(&self, room: &RoomId, limit: i64, before: Option<i64>) -> Result<Vec<AuditRecord>, StoreError> {
         let rows = sqlx::query(

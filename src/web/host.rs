@@ -146,6 +146,8 @@ struct Row {
     kind: &'static str,
     /// How the holder of such a key can sign in, for the host's eye.
     hints: &'static str,
+    /// The YubiKey attestation seen when this key was last admitted with one.
+    attestation: Option<String>,
 }
 
 fn method_hints(kind: &str) -> &'static str {
@@ -175,8 +177,23 @@ struct RoomPage {
     live: usize,
     /// What the last form did, e.g. "added 3 keys".
     notice: Option<String>,
-    /// Lines of pasted input that could not be read, with why.
+    /// What could not be done, with why, tagged with the form it belongs beside
+    /// ("keys", "whitelist", "settings", "owners", "invites").
+    errors: Vec<(&'static str, String)>,
+}
+
+/// The room page with `errors` shown beside the form of `section`.
+async fn render_room_at(
+    section: &'static str,
+    state: &AppState,
+    session: &WebSession,
+    id: &RoomId,
+    record: RoomRecord,
+    notice: Option<String>,
     errors: Vec<String>,
+) -> Result<Response, PageError> {
+    let errors = errors.into_iter().map(|e| (section, e)).collect();
+    render_room(state, session, id, record, notice, errors).await
 }
 
 async fn render_room(
@@ -185,10 +202,11 @@ async fn render_room(
     id: &RoomId,
     record: RoomRecord,
     notice: Option<String>,
-    errors: Vec<String>,
+    errors: Vec<(&'static str, String)>,
 ) -> Result<Response, PageError> {
     let gw = &state.gateway;
     let entries = gw.store.whitelist(id).await.map_err(|e| internal("loading the whitelist", e))?;
+    let attestations = gw.store.latest_attestations(id).await.map_err(|e| internal("loading attestations", e))?;
     let invites = gw.store.room_invites(id).await.map_err(|e| internal("loading invites", e))?;
     let rows = entries
         .into_iter()
@@ -198,6 +216,7 @@ async fn render_room(
                 fingerprint: id.as_ref().map(Identity::fingerprint).unwrap_or_default(),
                 kind: id.as_ref().map_or("unknown", Identity::kind),
                 hints: method_hints(id.as_ref().map_or("", Identity::kind)),
+                attestation: attestations.get(&entry.identity).cloned(),
                 entry,
             }
         })
@@ -226,7 +245,7 @@ pub async fn room_page(
     Path(room): Path<String>,
 ) -> Result<Response, PageError> {
     let (id, record) = owned_room(&state, &session, &room).await?;
-    render_room(&state, &session, &id, record, None, Vec::new()).await
+    render_room_at("keys", &state, &session, &id, record, None, Vec::new()).await
 }
 
 /// Adds keys from a textarea and/or an uploaded authorized_keys / allowed_signers
@@ -272,7 +291,16 @@ pub async fn allow(
         text => match crate::verify::piv::PivRequirement::parse(text) {
             Ok(r) => Some(r.to_string()),
             Err(e) => {
-                return render_room(&state, &session, &id, record, None, vec![format!("PIV requirement: {e}")]).await
+                return render_room_at(
+                    "keys",
+                    &state,
+                    &session,
+                    &id,
+                    record,
+                    None,
+                    vec![format!("PIV requirement: {e}")],
+                )
+                .await
             }
         },
     };
@@ -302,7 +330,7 @@ pub async fn allow(
     }
     gw.rooms.invalidate(&id);
     let notice = (added > 0).then(|| format!("Added {added} key{}.", if added == 1 { "" } else { "s" }));
-    render_room(&state, &session, &id, record, notice, errors).await
+    render_room_at("keys", &state, &session, &id, record, notice, errors).await
 }
 
 #[derive(Deserialize)]
@@ -320,11 +348,20 @@ pub async fn deny(
     check_csrf(&session, &form.csrf)?;
     let (id, record) = owned_room(&state, &session, &room).await?;
     let Ok(identity) = Identity::parse(&form.identity) else {
-        return render_room(&state, &session, &id, record, None, vec!["That is not an identity on this list.".into()])
-            .await;
+        return render_room_at(
+            "whitelist",
+            &state,
+            &session,
+            &id,
+            record,
+            None,
+            vec!["That is not an identity on this list.".into()],
+        )
+        .await;
     };
     if record.owners.iter().any(|o| o == identity.did()) {
-        return render_room(
+        return render_room_at(
+            "whitelist",
             &state,
             &session,
             &id,
@@ -337,7 +374,7 @@ pub async fn deny(
     let gw = &state.gateway;
     if !gw.store.deny(&id, &identity).await.map_err(|e| internal("removing a key", e))? {
         let errors = vec!["That key was not on the whitelist.".into()];
-        return render_room(&state, &session, &id, record, None, errors).await;
+        return render_room_at("whitelist", &state, &session, &id, record, None, errors).await;
     }
     gw.rooms.revoke(&id, identity.did());
     audit(&state, &id, "whitelist-remove", identity.did(), &session).await;
@@ -399,7 +436,7 @@ pub async fn settings(
         .and_then(|m| optional_number(&form.freshness, 10..=3600, "The challenge lifetime").map(|f| (m, f)));
     let (max_peers, freshness) = match limits {
         Ok(l) => l,
-        Err(e) => return render_room(&state, &session, &id, record, None, vec![e]).await,
+        Err(e) => return render_room_at("settings", &state, &session, &id, record, None, vec![e]).await,
     };
     let store = &state.gateway.store;
     store
@@ -430,13 +467,15 @@ pub async fn owners(
     let (id, record) = owned_room(&state, &session, &room).await?;
     let identity = match Identity::parse(&form.identity) {
         Ok(i) => i,
-        Err(e) => return render_room(&state, &session, &id, record, None, vec![format!("Co-owner: {e}")]).await,
+        Err(e) => {
+            return render_room_at("owners", &state, &session, &id, record, None, vec![format!("Co-owner: {e}")]).await
+        }
     };
     let store = &state.gateway.store;
     if form.remove.is_some() {
         if !store.remove_owner(&id, &identity).await.map_err(|e| internal("removing an owner", e))? {
             let errors = vec!["A room keeps at least one owner.".to_owned()];
-            return render_room(&state, &session, &id, record, None, errors).await;
+            return render_room_at("owners", &state, &session, &id, record, None, errors).await;
         }
     } else {
         store.add_owner(&id, &identity, &session.identity).await.map_err(|e| internal("adding an owner", e))?;
@@ -562,7 +601,7 @@ pub async fn create_invite(
     let (id, record) = owned_room(&state, &session, &room).await?;
     if !(1..=1000).contains(&form.uses) || !(1..=24 * 90).contains(&form.hours) {
         let errors = vec!["An invite has 1 to 1000 uses and lasts 1 hour to 90 days.".to_owned()];
-        return render_room(&state, &session, &id, record, None, errors).await;
+        return render_room_at("invites", &state, &session, &id, record, None, errors).await;
     }
     let invite = bs58::encode(crate::ids::random_bytes::<16>()).into_string();
     let label: String = form.label.trim().chars().take(64).collect();
@@ -573,7 +612,7 @@ pub async fn create_invite(
         .await
         .map_err(|e| internal("creating an invite", e))?;
     let notice = Some(format!("Invite created: {}/i/{invite}", state.gateway.origin));
-    render_room(&state, &session, &id, record, notice, Vec::new()).await
+    render_room_at("invites", &state, &session, &id, record, notice, Vec::new()).await
 }
 
 #[derive(Template)]
