@@ -114,7 +114,11 @@ impl IssuedChallenge {
             scheme: None,
             domain: origin.split_once("://").map_or(origin, |(_, rest)| rest).trim_end_matches('/').to_owned(),
             address,
-            statement: Some(format!("Join keygate room {}.", self.room)),
+            statement: Some(if self.room.as_str() == SIGN_IN_ROOM {
+                "Sign in to keygate.".to_owned()
+            } else {
+                format!("Join keygate room {}.", self.room)
+            }),
             uri: origin.to_owned(),
             version: "1".into(),
             chain_id,
