@@ -38,8 +38,17 @@ enum Command {
     /// Print the normalized identity (DID) and fingerprint of a public key.
     Identity {
         /// A key in any accepted format: the text itself, a file path, or - for stdin.
-        key: String,
+        #[arg(required_unless_present = "ssh")]
+        key: Option<String>,
+        /// Print the identity of a key held in ssh-agent instead.
+        #[arg(long, conflicts_with = "key")]
+        ssh: bool,
+        /// With --ssh: which agent key (fingerprint, comment or public key line).
+        #[arg(long = "key", requires = "ssh", value_name = "KEY")]
+        select: Option<String>,
     },
+    /// Prove a key for a room and open it in the browser with a one-time ticket.
+    Join(JoinArgs),
     /// Manage rooms and whitelists directly in the database.
     Room {
         #[command(flatten)]
@@ -51,6 +60,25 @@ enum Command {
     Sign(SignArgs),
     /// Measure admissions per second and memory per idle socket.
     Bench(BenchArgs),
+}
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("signer").required(true).args(["ssh", "key_file"])))]
+struct JoinArgs {
+    /// The room's link, e.g. https://meet.example.com/r/ROOM
+    url: String,
+    /// Sign with a key held in ssh-agent ($SSH_AUTH_SOCK).
+    #[arg(long)]
+    ssh: bool,
+    /// Which agent key: its SHA256 fingerprint, its comment, or its public key line.
+    #[arg(long, requires = "ssh")]
+    key: Option<String>,
+    /// Sign with an OpenSSH private key file instead.
+    #[arg(long, value_name = "PATH")]
+    key_file: Option<PathBuf>,
+    /// Print the link instead of opening the browser.
+    #[arg(long)]
+    no_open: bool,
 }
 
 #[derive(Args)]
@@ -200,7 +228,9 @@ type CliResult = Result<ExitCode, Box<dyn std::error::Error>>;
 async fn run(command: Command) -> CliResult {
     match command {
         Command::Serve(args) => serve(args).await,
-        Command::Identity { key } => identity(&key),
+        Command::Identity { key: Some(key), .. } => identity(&key),
+        Command::Identity { key: None, select, .. } => agent_identity(select),
+        Command::Join(args) => join(args).await,
         Command::Room { db, command } => room(&db.db, command).await,
         Command::Sign(args) => sign(args),
         Command::Bench(args) => {
@@ -334,6 +364,88 @@ fn read_keys(arg: &str) -> Result<(Vec<KeyLine>, usize), Box<dyn std::error::Err
         }
     }
     Ok((keys, bad))
+}
+
+fn agent_identity(select: Option<String>) -> CliResult {
+    let key = crate::client::ssh_signer::public_key(&SshKeySource::Agent { select })?;
+    let line = key.to_openssh()?;
+    let id = Identity::parse(&line)?;
+    say!("{}\n{} ({})  {}", id, id.fingerprint(), id.kind(), key.comment());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The WebSocket URL and room of a room link (`http(s)://host/r/ROOM`).
+fn room_link(url: &str) -> Result<(String, RoomId), Box<dyn std::error::Error>> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("not a room link ({e}); expected https://HOST/r/ROOM"))?;
+    let room = parsed
+        .path()
+        .strip_prefix("/r/")
+        .map(|r| r.trim_end_matches('/'))
+        .ok_or("not a room link; expected https://HOST/r/ROOM")?;
+    let room = RoomId::parse(room)?;
+    let scheme = match parsed.scheme() {
+        "https" => "wss",
+        "http" => "ws",
+        other => return Err(format!("unsupported link scheme {other}").into()),
+    };
+    let host = parsed.host_str().ok_or("the link has no host")?;
+    let port = parsed.port().map(|p| format!(":{p}")).unwrap_or_default();
+    Ok((format!("{scheme}://{host}{port}/ws"), room))
+}
+
+async fn join(args: JoinArgs) -> CliResult {
+    use crate::client::ws::{Client, ClientError};
+    let (ws, room) = room_link(&args.url)?;
+    let source = match args.key_file {
+        Some(path) => SshKeySource::File(path),
+        None => SshKeySource::Agent { select: args.key },
+    };
+    let mut client = Client::connect(&ws).await?;
+    let challenge =
+        client.request(serde_json::json!({"type": "request", "roomId": room.as_str(), "ticket": true})).await?;
+    let text = challenge["payload"].to_string();
+    let signature = tokio::task::spawn_blocking({
+        let source = source.clone();
+        move || crate::client::ssh_signer::sign(&source, text.as_bytes())
+    })
+    .await??;
+    let auth =
+        serde_json::json!({"type": "auth", "method": "ssh", "payload": challenge["payload"], "signature": signature});
+    client.send(&auth).await?;
+    let ticket = match client.expect("ticket").await {
+        Ok(t) => t,
+        Err(ClientError::Server { code, .. }) if code == "not-admitted" => {
+            let who = crate::client::ssh_signer::public_key(&source)
+                .ok()
+                .and_then(|k| k.to_openssh().ok())
+                .and_then(|l| Identity::parse(&l).ok())
+                .map(|i| i.to_string())
+                .unwrap_or_default();
+            return Err(format!("this key is not on the room's list — send your identity to the host: {who}").into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    client.close().await;
+    let origin = challenge["payload"]["origin"].as_str().unwrap_or_default();
+    // The ticket travels in the fragment, which browsers never send to a server.
+    let link = format!("{origin}/r/{room}#ticket={}", ticket["ticket"].as_str().unwrap_or_default());
+    if args.no_open || !open_browser(&link) {
+        say!("{link}");
+    } else {
+        eprintln!("opened the room in your browser (the link is valid for {} s)", ticket["expiresIn"]);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Opens `link` in the default browser; false if no opener could be run.
+fn open_browser(link: &str) -> bool {
+    let opener = if cfg!(target_os = "macos") { "open" } else { "xdg-open" };
+    std::process::Command::new(opener)
+        .arg(link)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 fn identity(key: &str) -> CliResult {

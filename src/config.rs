@@ -26,6 +26,9 @@ pub struct Settings {
     /// copy a command, run it, paste the signature back).
     #[serde(with = "secs")]
     pub manual_freshness: Duration,
+    /// How long a ticket obtained by the native client stays valid.
+    #[serde(with = "secs")]
+    pub ticket_ttl: Duration,
     /// Tolerated clock skew for `issuedAt` in the future.
     #[serde(with = "secs")]
     pub freshness_future: Duration,
@@ -61,6 +64,7 @@ impl Default for Settings {
             origin: None,
             freshness_past: Duration::from_secs(120),
             manual_freshness: Duration::from_secs(600),
+            ticket_ttl: Duration::from_secs(60),
             freshness_future: Duration::from_secs(5),
             auth_timeout: Duration::from_secs(30),
             max_peers_per_room: 8,

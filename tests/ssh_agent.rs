@@ -180,3 +180,85 @@ async fn a_key_file_signs_too() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     s.shutdown().await;
 }
+
+fn keygate_cmd(args: &[&str], auth_sock: &Path) -> Output {
+    Command::new(keygate_bin()).args(args).env("SSH_AUTH_SOCK", auth_sock).output().unwrap()
+}
+
+/// Redeems a ticket on a new connection, as the browser page does.
+async fn redeem(s: &TestServer, room: &keygate::ids::RoomId, ticket: &str) -> serde_json::Value {
+    let mut c = s.connect().await;
+    let challenge = c.request(join(room)).await.unwrap();
+    c.send(&json!({"type": "auth", "method": "ticket", "payload": challenge["payload"], "ticket": ticket}))
+        .await
+        .unwrap();
+    c.recv().await.unwrap()
+}
+
+// Multi-threaded: the CLI runs as a blocking child process while this process's
+// runtime serves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keygate_join_gets_a_one_time_ticket_with_an_agent_key() {
+    let (Some(_), Some(_), Some(_)) = (tool("ssh-agent"), tool("ssh-add"), tool("ssh-keygen")) else { return };
+    let s = TestServer::with(|c| c.ticket_ttl = std::time::Duration::from_millis(800)).await;
+    let agent = Agent::start(s.dir.path());
+    let owner = key();
+    let room = s.room(&owner, &[]).await;
+    let keys = [
+        keygen(s.dir.path(), "ed25519", ""),
+        keygen(s.dir.path(), "ecdsa", "256"),
+        keygen(s.dir.path(), "rsa", "3072"),
+    ];
+    let link = format!("http://{}/r/{room}", s.server().addr());
+
+    // Not yet whitelisted: the error says what to send to the host.
+    agent.add(&keys[0]);
+    let id = Identity::parse(&std::fs::read_to_string(keys[0].with_extension("pub")).unwrap()).unwrap();
+    let out = keygate_cmd(&["join", &link, "--ssh", "--no-open"], &agent.socket);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not on the room's list") && err.contains(id.did()), "{err}");
+
+    // keygate identity --ssh prints the DID the host needs.
+    let out = keygate_cmd(&["identity", "--ssh"], &agent.socket);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().next(), Some(id.did()));
+
+    for k in &keys[1..] {
+        agent.add(k);
+    }
+    let gw = s.server().gateway();
+    for k in &keys {
+        let id = Identity::parse(&std::fs::read_to_string(k.with_extension("pub")).unwrap()).unwrap();
+        gw.store.allow(&room, &id, "agent key", "test").await.unwrap();
+    }
+    gw.rooms.invalidate(&room);
+
+    for k in &keys {
+        let comment = format!("{}@agent-test", k.file_name().unwrap().to_str().unwrap());
+        let id = Identity::parse(&std::fs::read_to_string(k.with_extension("pub")).unwrap()).unwrap();
+        let out = keygate_cmd(&["join", &link, "--ssh", "--key", &comment, "--no-open"], &agent.socket);
+        assert!(out.status.success(), "{comment}: {}", String::from_utf8_lossy(&out.stderr));
+        let printed = String::from_utf8(out.stdout).unwrap();
+        let (url, ticket) = printed.trim().split_once("#ticket=").unwrap();
+        assert!(
+            url.ends_with(&format!("/r/{room}")) && !url.contains('?'),
+            "the ticket is only in the fragment: {printed}"
+        );
+        let welcome = redeem(&s, &room, ticket).await;
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        assert_eq!(welcome["identity"], id.did());
+        // The same ticket a second time is refused.
+        assert_eq!(redeem(&s, &room, ticket).await["code"], "not-admitted");
+    }
+    s.audit_has(&room, |e| e.reason.as_deref() == Some("unknown or already used ticket")).await;
+
+    // An expired ticket is refused.
+    let out = keygate_cmd(&["join", &link, "--ssh", "--key", "ed25519@agent-test", "--no-open"], &agent.socket);
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let ticket = printed.trim().split_once("#ticket=").unwrap().1.to_owned();
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert_eq!(redeem(&s, &room, &ticket).await["code"], "not-admitted");
+    s.audit_has(&room, |e| e.reason.as_deref() == Some("expired ticket")).await;
+    s.shutdown().await;
+}

@@ -27,6 +27,8 @@ pub struct Gateway {
     pub verifiers: Verifiers,
     /// The WebAuthn relying party (registration and the WebAuthn half of challenges).
     pub passkeys: Arc<crate::passkeys::Passkeys>,
+    /// One-time tickets issued to native clients (method `ticket`).
+    pub tickets: Arc<crate::verify::ticket::Tickets>,
     pub audit: AuditLog,
     /// Flips to `true` when the server starts shutting down.
     pub shutdown: watch::Receiver<bool>,

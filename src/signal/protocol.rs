@@ -61,6 +61,9 @@ pub struct Request {
     /// Ask for WebAuthn request options (method `webauthn`) in the challenge.
     #[serde(default)]
     pub webauthn: bool,
+    /// Ask for a one-time ticket instead of joining (the native client's flow).
+    #[serde(default)]
+    pub ticket: bool,
 }
 
 /// A key to whitelist: in any accepted format, optionally labelled. One entry may
@@ -204,6 +207,14 @@ pub enum ServerMessage<'a> {
     #[serde(rename_all = "camelCase")]
     PeerVerificationFailed {
         peer_id: &'a PeerId,
+    },
+    /// A one-time ticket to join the room from a browser (`auth` method `ticket`).
+    #[serde(rename_all = "camelCase")]
+    Ticket {
+        ticket: &'a str,
+        room_id: &'a RoomId,
+        identity: &'a str,
+        expires_in: u64,
     },
     Pong,
     Error {

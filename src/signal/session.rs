@@ -48,6 +48,8 @@ struct Requested {
     room: RoomId,
     create: bool,
     name: String,
+    /// A ticket is wanted instead of a seat (the native client).
+    ticket: bool,
 }
 
 /// State of an admitted peer.
@@ -258,7 +260,10 @@ impl Session {
     }
 
     async fn on_request<S: Sink<Message> + Unpin>(&mut self, socket: &mut S, request: Request) {
-        let Request { room_id, create, fingerprint, name, address, webauthn } = request;
+        let Request { room_id, create, fingerprint, name, address, webauthn, ticket } = request;
+        if ticket && create {
+            return send_error(socket, code::BAD_MESSAGE, "a ticket is for joining an existing room").await;
+        }
         if self.admitted.is_some() {
             return send_error(
                 socket,
@@ -302,7 +307,7 @@ impl Session {
                 if name.chars().count() > 100 {
                     return send_error(socket, code::BAD_MESSAGE, "a room name is at most 100 characters").await;
                 }
-                Requested { room: RoomId::generate(), create: true, name }
+                Requested { room: RoomId::generate(), create: true, name, ticket: false }
             }
             (Some(room), false) => match self.gw.rooms.occupancy(&room).await {
                 Err(e) => {
@@ -311,11 +316,14 @@ impl Session {
                         .await;
                 }
                 Ok(None) => return send_error(socket, code::ROOM_NOT_FOUND, "no such room; check the link").await,
-                Ok(Some(n)) if n >= self.gw.rooms.max_peers(&room).unwrap_or(self.gw.settings.max_peers_per_room) => {
+                Ok(Some(n))
+                    if !ticket
+                        && n >= self.gw.rooms.max_peers(&room).unwrap_or(self.gw.settings.max_peers_per_room) =>
+                {
                     let message = format!("the room is full ({n} peers)");
                     return send_error(socket, code::ROOM_FULL, &message).await;
                 }
-                Ok(Some(_)) => Requested { room, create: false, name: String::new() },
+                Ok(Some(_)) => Requested { room, create: false, name: String::new(), ticket },
             },
         };
         let settings = &self.gw.settings;
@@ -461,6 +469,9 @@ impl Session {
             }
         }
         let detail = evidence.attestation.as_ref().map(ToString::to_string);
+        if requested.ticket {
+            return self.issue_ticket(socket, &room, &identity, method).await;
+        }
         let (create, name) = (requested.create, requested.name.clone());
         if create {
             if let Err(e) = self.gw.store.create_room(&room, &name, &identity).await {
@@ -745,6 +756,30 @@ fn classify_bad_frame(text: &str, err: &serde_json::Error) -> (&'static str, Str
             (code::UNKNOWN_TYPE, format!("unknown message type '{t}'; clients send {CLIENT_TYPES}"))
         }
         Some(t) => (code::BAD_MESSAGE, format!("malformed '{t}' message: {err}")),
+    }
+}
+
+impl Session {
+    /// Answers a proven `request {ticket: true}` with a one-time ticket.
+    async fn issue_ticket<S: Sink<Message> + Unpin>(
+        &mut self,
+        socket: &mut S,
+        room: &RoomId,
+        identity: &Identity,
+        method: Method,
+    ) {
+        let ttl = self.gw.settings.ticket_ttl;
+        let Some(ticket) = self.gw.tickets.issue(room, identity, ttl) else {
+            return send_error(socket, code::SERVER_FULL, "too many tickets outstanding; try again shortly").await;
+        };
+        self.audit(room, "ticket-issued", Some(identity.did().to_owned()), Some(method), None).await;
+        let frame = ServerMessage::Ticket {
+            ticket: &ticket,
+            room_id: room,
+            identity: identity.did(),
+            expires_in: ttl.as_secs(),
+        };
+        send(socket, &frame).await;
     }
 }
 

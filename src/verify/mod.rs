@@ -20,6 +20,7 @@ pub mod piv;
 pub mod siwe;
 mod ssh;
 pub mod sshsig;
+pub mod ticket;
 pub mod webauthn;
 mod webcrypto;
 pub mod x509;
@@ -197,6 +198,15 @@ impl Verifiers {
         piv_anchors: Vec<x509_cert::Certificate>,
         webauthn: Option<std::sync::Arc<webauthn_rs_core::WebauthnCore>>,
     ) -> Self {
+        Self::with_tickets(piv_anchors, webauthn, None)
+    }
+
+    /// [`Verifiers::new`], also redeeming the tickets of `tickets`.
+    pub fn with_tickets(
+        piv_anchors: Vec<x509_cert::Certificate>,
+        webauthn: Option<std::sync::Arc<webauthn_rs_core::WebauthnCore>>,
+        tickets: Option<std::sync::Arc<ticket::Tickets>>,
+    ) -> Self {
         let mut list: Vec<Box<dyn Verifier>> = vec![
             Box::new(WebCryptoVerifier),
             Box::new(SshVerifier),
@@ -205,6 +215,9 @@ impl Verifiers {
         ];
         if let Some(core) = webauthn {
             list.push(Box::new(WebauthnVerifier::new(core)));
+        }
+        if let Some(tickets) = tickets {
+            list.push(Box::new(ticket::TicketVerifier::new(tickets)));
         }
         Verifiers { by_method: Arc::new(list.into_iter().map(|v| (v.method(), v)).collect()) }
     }

@@ -202,13 +202,15 @@ impl Server {
             crate::passkeys::Passkeys::new(&settings.webauthn_rp_id(), &settings.webauthn_origins())
                 .map_err(|e| ServeError::Config(e.to_string()))?,
         );
-        let verifiers = Verifiers::new(anchors, Some(passkeys.core()));
+        let tickets = Arc::new(crate::verify::ticket::Tickets::default());
+        let verifiers = Verifiers::with_tickets(anchors, Some(passkeys.core()), Some(tickets.clone()));
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (audit, _writer) = AuditLog::start(store.clone());
         let rooms = Arc::new(Rooms::new(store.clone()));
         let gateway = Arc::new(Gateway {
             origin,
             passkeys,
+            tickets,
             settings,
             store,
             rooms: rooms.clone(),
