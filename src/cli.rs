@@ -67,23 +67,16 @@ enum Command {
 struct JoinArgs {
     /// The room's link, e.g. https://meet.example.com/r/ROOM
     url: String,
-    /// Sign with a key held in ssh-agent ($SSH_AUTH_SOCK).
-    #[arg(long)]
-    ssh: bool,
-    /// Which agent key: its SHA256 fingerprint, its comment, or its public key line.
-    #[arg(long, requires = "ssh")]
-    key: Option<String>,
-    /// Sign with an OpenSSH private key file instead.
-    #[arg(long, value_name = "PATH")]
-    key_file: Option<PathBuf>,
+    #[command(flatten)]
+    signer: SignerArgs,
     /// Print the link instead of opening the browser.
     #[arg(long)]
     no_open: bool,
 }
 
+/// Which key signs: one in ssh-agent, or a private key file.
 #[derive(Args)]
-#[command(group(clap::ArgGroup::new("signer").required(true).args(["ssh", "key_file"])))]
-struct SignArgs {
+struct SignerArgs {
     /// Sign with a key held in ssh-agent ($SSH_AUTH_SOCK).
     #[arg(long)]
     ssh: bool,
@@ -94,6 +87,22 @@ struct SignArgs {
     /// or taken from KEYGATE_KEY_PASSPHRASE).
     #[arg(long, value_name = "PATH")]
     key_file: Option<PathBuf>,
+}
+
+impl SignerArgs {
+    fn source(self) -> SshKeySource {
+        match self.key_file {
+            Some(path) => SshKeySource::File(path),
+            None => SshKeySource::Agent { select: self.key },
+        }
+    }
+}
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("signer").required(true).args(["ssh", "key_file"])))]
+struct SignArgs {
+    #[command(flatten)]
+    signer: SignerArgs,
     /// The challenge: its payload text, the base64 from its ssh command, or the whole
     /// challenge frame. Read from stdin when omitted.
     challenge: Option<String>,
@@ -260,11 +269,7 @@ fn sign(args: SignArgs) -> CliResult {
         }
     };
     let text = crate::client::challenge_text(&input)?;
-    let source = match args.key_file {
-        Some(path) => SshKeySource::File(path),
-        None => SshKeySource::Agent { select: args.key },
-    };
-    let signature = crate::client::ssh_signer::sign(&source, text.as_bytes())?;
+    let signature = crate::client::ssh_signer::sign(&args.signer.source(), text.as_bytes())?;
     print!("{signature}");
     Ok(ExitCode::SUCCESS)
 }
@@ -396,10 +401,7 @@ fn room_link(url: &str) -> Result<(String, RoomId), Box<dyn std::error::Error>> 
 async fn join(args: JoinArgs) -> CliResult {
     use crate::client::ws::{Client, ClientError};
     let (ws, room) = room_link(&args.url)?;
-    let source = match args.key_file {
-        Some(path) => SshKeySource::File(path),
-        None => SshKeySource::Agent { select: args.key },
-    };
+    let source = args.signer.source();
     let mut client = Client::connect(&ws).await?;
     let challenge =
         client.request(serde_json::json!({"type": "request", "roomId": room.as_str(), "ticket": true})).await?;

@@ -1,24 +1,7 @@
 // Registers a passkey or security key with keygate: options from the server,
 // navigator.credentials.create in the browser, the result back to the server.
 
-const b64u = {
-  decode(s) {
-    const b = atob(s.replace(/-/g, "+").replace(/_/g, "/").padEnd(Math.ceil(s.length / 4) * 4, "="));
-    return Uint8Array.from(b, (c) => c.charCodeAt(0)).buffer;
-  },
-  encode(buf) {
-    let s = "";
-    for (const byte of new Uint8Array(buf)) s += String.fromCharCode(byte);
-    return btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-  },
-};
-
-async function post(path, body) {
-  const res = await fetch(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
-  const json = await res.json();
-  if (!res.ok) throw new Error(json.error || `HTTP ${res.status}`);
-  return json;
-}
+import { b64u, post } from "/static/proof.js";
 
 export async function registerPasskey(label) {
   const { registrationId, options } = await post("/webauthn/register/start", { label });

@@ -2,7 +2,7 @@
 // IndexedDB and not extractable), a passkey, a wallet (EIP-1193), or an SSH
 // signature pasted back. Used by the sign-in and invite pages.
 
-const b64u = {
+export const b64u = {
   encode(buf) {
     let s = "";
     for (const byte of new Uint8Array(buf)) s += String.fromCharCode(byte);
@@ -75,7 +75,7 @@ export async function browserKey() {
   return pair;
 }
 
-async function post(url, body) {
+export async function post(url, body) {
   const res = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body || {}) });
   const json = await res.json().catch(() => ({}));
   if (!res.ok) throw new Error(json.error || `HTTP ${res.status}`);

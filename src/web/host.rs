@@ -91,6 +91,23 @@ async fn owned_room(state: &AppState, session: &WebSession, room: &str) -> Resul
     }
 }
 
+/// A form POST about a room: the CSRF token must be the session's and the
+/// signed-in identity must own the room.
+async fn owner_form(
+    state: &AppState,
+    session: &WebSession,
+    room: &str,
+    csrf: &str,
+) -> Result<(RoomId, RoomRecord), PageError> {
+    check_csrf(session, csrf)?;
+    owned_room(state, session, room).await
+}
+
+/// A peer id from a form field.
+fn form_peer(text: String) -> Result<PeerId, PageError> {
+    serde_json::from_value(Value::String(text)).map_err(|_| PageError(StatusCode::BAD_REQUEST, "No such participant."))
+}
+
 #[derive(Template)]
 #[template(path = "rooms.html")]
 struct RoomsPage {
@@ -345,8 +362,7 @@ pub async fn deny(
     Path(room): Path<String>,
     Form(form): Form<DenyForm>,
 ) -> Result<Response, PageError> {
-    check_csrf(&session, &form.csrf)?;
-    let (id, record) = owned_room(&state, &session, &room).await?;
+    let (id, record) = owner_form(&state, &session, &room, &form.csrf).await?;
     let Ok(identity) = Identity::parse(&form.identity) else {
         return render_room_at(
             "whitelist",
@@ -430,8 +446,7 @@ pub async fn settings(
     Path(room): Path<String>,
     Form(form): Form<SettingsForm>,
 ) -> Result<Response, PageError> {
-    check_csrf(&session, &form.csrf)?;
-    let (id, record) = owned_room(&state, &session, &room).await?;
+    let (id, record) = owner_form(&state, &session, &room, &form.csrf).await?;
     let limits = optional_number(&form.max_peers, 2..=32, "Max peers")
         .and_then(|m| optional_number(&form.freshness, 10..=3600, "The challenge lifetime").map(|f| (m, f)));
     let (max_peers, freshness) = match limits {
@@ -463,8 +478,7 @@ pub async fn owners(
     Path(room): Path<String>,
     Form(form): Form<OwnerForm>,
 ) -> Result<Response, PageError> {
-    check_csrf(&session, &form.csrf)?;
-    let (id, record) = owned_room(&state, &session, &room).await?;
+    let (id, record) = owner_form(&state, &session, &room, &form.csrf).await?;
     let identity = match Identity::parse(&form.identity) {
         Ok(i) => i,
         Err(e) => {
@@ -547,12 +561,8 @@ pub async fn kick(
     Path(room): Path<String>,
     Form(form): Form<KickForm>,
 ) -> Result<Response, PageError> {
-    check_csrf(&session, &form.csrf)?;
-    let (id, _) = owned_room(&state, &session, &room).await?;
-    let peer: PeerId = match serde_json::from_value(Value::String(form.peer)) {
-        Ok(p) => p,
-        Err(_) => return Err(PageError(StatusCode::BAD_REQUEST, "No such participant.")),
-    };
+    let (id, _) = owner_form(&state, &session, &room, &form.csrf).await?;
+    let peer = form_peer(form.peer)?;
     state.gateway.rooms.kick_peer(&id, &peer, "a host removed you from the call");
     Ok(Redirect::to(&format!("/rooms/{id}/live")).into_response())
 }
@@ -564,10 +574,8 @@ pub async fn reverify(
     Path(room): Path<String>,
     Form(form): Form<KickForm>,
 ) -> Result<Response, PageError> {
-    check_csrf(&session, &form.csrf)?;
-    let (id, _) = owned_room(&state, &session, &room).await?;
-    let peer: PeerId = serde_json::from_value(Value::String(form.peer))
-        .map_err(|_| PageError(StatusCode::BAD_REQUEST, "No such participant."))?;
+    let (id, _) = owner_form(&state, &session, &room, &form.csrf).await?;
+    let peer = form_peer(form.peer)?;
     if !state.gateway.rooms.request_reverify(&id, &peer, None) {
         return Err(PageError(StatusCode::NOT_FOUND, "That participant has left the room."));
     }
@@ -597,8 +605,7 @@ pub async fn create_invite(
     Path(room): Path<String>,
     Form(form): Form<InviteForm>,
 ) -> Result<Response, PageError> {
-    check_csrf(&session, &form.csrf)?;
-    let (id, record) = owned_room(&state, &session, &room).await?;
+    let (id, record) = owner_form(&state, &session, &room, &form.csrf).await?;
     if !(1..=1000).contains(&form.uses) || !(1..=24 * 90).contains(&form.hours) {
         let errors = vec!["An invite has 1 to 1000 uses and lasts 1 hour to 90 days.".to_owned()];
         return render_room_at("invites", &state, &session, &id, record, None, errors).await;
