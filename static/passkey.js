@@ -1,7 +1,7 @@
 // Registers a passkey or security key with keygate: options from the server,
 // navigator.credentials.create in the browser, the result back to the server.
 
-import { b64u, post } from "/static/proof.js";
+import { b64u, credentialJSON, post } from "/static/proof.js";
 
 export async function registerPasskey(label) {
   const { registrationId, options } = await post("/webauthn/register/start", { label });
@@ -10,17 +10,11 @@ export async function registerPasskey(label) {
   pk.user.id = b64u.decode(pk.user.id);
   for (const c of pk.excludeCredentials || []) c.id = b64u.decode(c.id);
   const cred = await navigator.credentials.create({ publicKey: pk });
-  const credential = {
-    id: cred.id,
-    rawId: b64u.encode(cred.rawId),
-    type: cred.type,
-    extensions: cred.getClientExtensionResults(),
-    response: {
-      attestationObject: b64u.encode(cred.response.attestationObject),
-      clientDataJSON: b64u.encode(cred.response.clientDataJSON),
-      transports: cred.response.getTransports ? cred.response.getTransports() : [],
-    },
-  };
+  const credential = credentialJSON(cred, {
+    attestationObject: b64u.encode(cred.response.attestationObject),
+    clientDataJSON: b64u.encode(cred.response.clientDataJSON),
+    transports: cred.response.getTransports ? cred.response.getTransports() : [],
+  });
   const result = await post("/webauthn/register/finish", { registrationId, credential, label });
   // Remember the credential id, so that this browser can offer it when signing in
   // even if the authenticator did not keep a discoverable credential.

@@ -75,6 +75,11 @@ export async function browserKey() {
   return pair;
 }
 
+/** A PublicKeyCredential as the server's JSON endpoints take it (base64url fields). */
+export function credentialJSON(cred, response) {
+  return { id: cred.id, rawId: b64u.encode(cred.rawId), type: cred.type, extensions: cred.getClientExtensionResults(), response };
+}
+
 export async function post(url, body) {
   const res = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body || {}) });
   const json = await res.json().catch(() => ({}));
@@ -104,18 +109,12 @@ export async function proveWithPasskey(urls) {
   }
   for (const c of pk.allowCredentials || []) c.id = b64u.decode(c.id);
   const cred = await navigator.credentials.get({ publicKey: pk });
-  const credential = {
-    id: cred.id,
-    rawId: b64u.encode(cred.rawId),
-    type: cred.type,
-    extensions: cred.getClientExtensionResults(),
-    response: {
-      authenticatorData: b64u.encode(cred.response.authenticatorData),
-      clientDataJSON: b64u.encode(cred.response.clientDataJSON),
-      signature: b64u.encode(cred.response.signature),
-      userHandle: cred.response.userHandle ? b64u.encode(cred.response.userHandle) : null,
-    },
-  };
+  const credential = credentialJSON(cred, {
+    authenticatorData: b64u.encode(cred.response.authenticatorData),
+    clientDataJSON: b64u.encode(cred.response.clientDataJSON),
+    signature: b64u.encode(cred.response.signature),
+    userHandle: cred.response.userHandle ? b64u.encode(cred.response.userHandle) : null,
+  });
   return post(urls.verify, { challengeId: ch.challengeId, method: "webauthn", payload: ch.payload, credential });
 }
 

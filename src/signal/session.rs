@@ -517,10 +517,11 @@ impl Session {
         detail: Option<String>,
     ) {
         let peer_id = PeerId::generate();
+        let key_fingerprint = identity.fingerprint();
         let info = PeerInfo {
             peer_id: peer_id.clone(),
             identity: identity.did().to_owned(),
-            key_fingerprint: identity.fingerprint(),
+            key_fingerprint: key_fingerprint.clone(),
             label,
             method: method.as_str(),
             admitted_at: crate::store::now_text(),
@@ -543,7 +544,7 @@ impl Session {
             peer_id: &peer_id,
             room_id: &room,
             identity: identity.did(),
-            key_fingerprint: identity.fingerprint(),
+            key_fingerprint,
             owner,
             created,
             peers,

@@ -20,7 +20,7 @@
 //! any configured certificate; the device (f9) certificate's own CA flags are not
 //! required, since YubiKeys made in 2017–2018 carry none.
 
-use super::x509::{extension, key_kind, read_certificate, read_certificates, signed_by, subject, subject_key, KeyKind};
+use super::x509::{extension, read_certificate, read_certificates, signed_by, subject, subject_key, KeyKind};
 use super::{Claim, Evidence, Method, Verifier, VerifyError};
 use crate::identity::Identity;
 use aws_lc_rs::signature::{self as sig, UnparsedPublicKey};
@@ -327,7 +327,7 @@ impl Verifier for PivVerifier {
             },
         };
         let (key, key_bytes) = subject_key(&certificate)?;
-        let kind = key_kind(&certificate)?;
+        let kind = KeyKind::of(&key)?;
         let expected = match kind {
             KeyKind::P256 => "ECDSA-P256-SHA256",
             KeyKind::P384 => "ECDSA-P384-SHA256",

@@ -10,11 +10,6 @@ use base64::Engine;
 use spki::der::{Decode, Encode};
 use x509_cert::Certificate;
 
-const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
-const OID_P256: &str = "1.2.840.10045.3.1.7";
-const OID_P384: &str = "1.3.132.0.34";
-const OID_RSA: &str = "1.2.840.113549.1.1.1";
-
 fn malformed(what: impl Into<String>) -> VerifyError {
     VerifyError::Malformed(what.into())
 }
@@ -75,24 +70,16 @@ pub enum KeyKind {
     Rsa,
 }
 
-pub fn key_kind(cert: &Certificate) -> Result<KeyKind, VerifyError> {
-    let alg = &cert.tbs_certificate.subject_public_key_info.algorithm;
-    match alg.oid.to_string().as_str() {
-        OID_RSA => Ok(KeyKind::Rsa),
-        OID_EC_PUBLIC_KEY => {
-            let curve = alg
-                .parameters
-                .as_ref()
-                .and_then(|p| p.decode_as::<spki::ObjectIdentifier>().ok())
-                .map(|o| o.to_string())
-                .unwrap_or_default();
-            match curve.as_str() {
-                OID_P256 => Ok(KeyKind::P256),
-                OID_P384 => Ok(KeyKind::P384),
-                other => Err(VerifyError::Unusable(format!("EC curve {other} is not supported"))),
-            }
+impl KeyKind {
+    /// The kind of a parsed key: the identity parser already read the algorithm and
+    /// curve, so nothing here reads them again.
+    pub fn of(key: &PublicKey) -> Result<KeyKind, VerifyError> {
+        match key {
+            PublicKey::P256(_) => Ok(KeyKind::P256),
+            PublicKey::P384(_) => Ok(KeyKind::P384),
+            PublicKey::Rsa(_) => Ok(KeyKind::Rsa),
+            PublicKey::Ed25519(_) => Err(VerifyError::Unusable("Ed25519 certificates are not supported here".into())),
         }
-        other => Err(VerifyError::Unusable(format!("key algorithm {other} is not supported"))),
     }
 }
 
@@ -110,8 +97,8 @@ pub fn extension<'a>(cert: &'a Certificate, oid: &str) -> Option<&'a [u8]> {
 pub fn signed_by(cert: &Certificate, issuer: &Certificate) -> Result<(), VerifyError> {
     let tbs = cert.tbs_certificate.to_der().map_err(|e| malformed(e.to_string()))?;
     let signature = cert.signature.as_bytes().ok_or_else(|| malformed("certificate signature is not whole bytes"))?;
-    let (_, issuer_key) = subject_key(issuer)?;
-    let kind = key_kind(issuer)?;
+    let (key, issuer_key) = subject_key(issuer)?;
+    let kind = KeyKind::of(&key)?;
     let alg: &'static dyn sig::VerificationAlgorithm = match (cert.signature_algorithm.oid.to_string().as_str(), kind) {
         ("1.2.840.113549.1.1.11", KeyKind::Rsa) => &sig::RSA_PKCS1_2048_8192_SHA256,
         ("1.2.840.113549.1.1.12", KeyKind::Rsa) => &sig::RSA_PKCS1_2048_8192_SHA384,

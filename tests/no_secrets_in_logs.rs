@@ -1,0 +1,79 @@
+//! "Never log secrets, tickets or session cookies": the real binary, at debug log
+//! level, serves a sign-in (session cookie), an admission (signature) and a
+//! ticket, and none of them appears in what it logged.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::io::Read;
+use std::process::{Command, Stdio};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_logs_no_cookie_ticket_or_signature() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("k.db");
+    let port = free_port();
+    let owner = key();
+    let room = {
+        let out = Command::new(keygate_bin())
+            .args(["room", "create", "--owner", &owner.public_jwk().to_string(), "--db"])
+            .arg(&db)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let mut server = Command::new(keygate_bin())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--db"])
+        .arg(&db)
+        .env("KEYGATE_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder().cookie_store(true).build().unwrap();
+    for _ in 0..100 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // A sign-in: the session cookie.
+    let ch: Value =
+        client.post(format!("{base}/signin/challenge")).json(&json!({})).send().await.unwrap().json().await.unwrap();
+    let signature = owner.sign_b64(ch["payload"].to_string().as_bytes()).unwrap();
+    let answer = json!({"challengeId": ch["challengeId"], "method": "webcrypto", "payload": ch["payload"], "signature": signature, "publicKey": owner.public_jwk()});
+    let res = client.post(format!("{base}/signin/verify")).json(&answer).send().await.unwrap();
+    let cookie =
+        res.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().split('=').nth(1).unwrap().to_owned();
+
+    // A ticket, and an admission with it (the ticket) and without (the signature).
+    let url = format!("ws://127.0.0.1:{port}/ws");
+    let mut c = keygate::client::ws::Client::connect(&url).await.unwrap();
+    let ch = c.request(json!({"type": "request", "roomId": room, "ticket": true})).await.unwrap();
+    let auth = keygate::client::ws::Client::webcrypto_auth(&ch, &owner).unwrap();
+    let admission_signature = auth["signature"].as_str().unwrap().to_owned();
+    c.send(&auth).await.unwrap();
+    let ticket = c.expect("ticket").await.unwrap()["ticket"].as_str().unwrap().to_owned();
+    let mut b = keygate::client::ws::Client::connect(&url).await.unwrap();
+    let ch = b.request(json!({"type": "request", "roomId": room})).await.unwrap();
+    b.send(&json!({"type": "auth", "method": "ticket", "payload": ch["payload"], "ticket": ticket})).await.unwrap();
+    b.expect("welcome").await.unwrap();
+
+    server.kill().unwrap();
+    let mut logged = String::new();
+    server.stderr.take().unwrap().read_to_string(&mut logged).unwrap();
+    server.wait().unwrap();
+    assert!(logged.lines().count() > 3, "debug logging produced nothing to check:\n{logged}");
+    for (what, secret) in [
+        ("session cookie", &cookie),
+        ("ticket", &ticket),
+        ("signature", &signature),
+        ("signature", &admission_signature),
+    ] {
+        assert!(!logged.contains(secret.as_str()), "the log contains a {what}:\n{logged}");
+    }
+}
