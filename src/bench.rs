@@ -54,6 +54,11 @@ pub struct BenchReport {
     pub primitive: &'static str,
     pub cores: usize,
     pub raw_verify_per_sec: f64,
+    /// Proofs per second one client thread makes for this method.
+    pub raw_sign_per_sec: f64,
+    /// `1 / (1 + verify/sign)`: the best `ratio` possible when the load generator
+    /// signs on the same cores the server verifies on, with zero other overhead.
+    pub one_machine_ceiling: f64,
     pub admissions: usize,
     pub failed_admissions: usize,
     pub clients: usize,
@@ -141,9 +146,29 @@ async fn spawn_server(max_connections: usize) -> Result<(SpawnedServer, String),
     Ok((SpawnedServer { child, _dir: dir }, url))
 }
 
-/// Single-threaded verifications per second of the primitive the server uses for
-/// `method`, through the server's own path: parse the proof, check the signature.
-pub fn raw_verify_rate(method: Method, seconds: f64) -> Result<f64, BenchError> {
+/// Raw single-thread rates measured in the same run as the load.
+#[derive(Clone, Copy, Debug)]
+pub struct RawRates {
+    /// Verifications per second through the server's own path: parse the proof,
+    /// check the signature.
+    pub verify: f64,
+    /// Proofs per second a client makes (what every simulated client must spend
+    /// before the server can verify anything).
+    pub sign: f64,
+}
+
+impl RawRates {
+    /// The most admissions/s one machine can reach when it both signs (clients) and
+    /// verifies (server) and does nothing else, as a share of `cores × verify`:
+    /// `1 / (1 + verify/sign)`. The load's ratio cannot beat this on one machine.
+    pub fn one_machine_ceiling(&self) -> f64 {
+        1.0 / (1.0 + self.verify / self.sign)
+    }
+}
+
+/// Single-threaded verifications and signatures per second of the primitive the
+/// server uses for `method`.
+pub fn raw_rates(method: Method, seconds: f64) -> Result<RawRates, BenchError> {
     let setup = |e: &dyn std::fmt::Display| BenchError::Setup(e.to_string());
     let signer = ProofSigner::generate(method).map_err(|e| setup(&e))?;
     let mut issued = IssuedChallenge::issue(RoomId::generate(), "http://127.0.0.1:8080", None, chrono::Utc::now());
@@ -171,12 +196,21 @@ pub fn raw_verify_rate(method: Method, seconds: f64) -> Result<f64, BenchError> 
     let verifiers = Verifiers::new(Vec::new(), Some(passkeys.core()));
     let verifier = verifiers.get(method).ok_or_else(|| setup(&"method not registered"))?;
     let signed = verifier.signed_text(&issued).map_err(|e| setup(&e))?;
+    let verify = rate(seconds, || {
+        let claim = verifier.claim_for(&auth, &issued).map_err(|e| setup(&e))?;
+        claim.check(signed).map(|_| ()).map_err(|e| setup(&e))
+    })?;
+    let sign = rate(seconds, || signer.auth(&challenge).map(|_| ()).map_err(|e| setup(&e)))?;
+    Ok(RawRates { verify, sign })
+}
+
+/// Calls `f` in batches of 100 for about `seconds`; returns calls per second.
+fn rate(seconds: f64, mut f: impl FnMut() -> Result<(), BenchError>) -> Result<f64, BenchError> {
     let start = Instant::now();
     let mut n = 0u64;
     while start.elapsed().as_secs_f64() < seconds {
         for _ in 0..100 {
-            let claim = verifier.claim_for(&auth, &issued).map_err(|e| setup(&e))?;
-            claim.check(signed).map_err(|e| setup(&e))?;
+            f()?;
         }
         n += 100;
     }
@@ -252,10 +286,16 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, BenchError> {
     eprintln!("keygate bench against {url}");
 
     let method = opts.method;
-    let raw = tokio::task::spawn_blocking(move || raw_verify_rate(method, opts.verify_seconds))
+    let rates = tokio::task::spawn_blocking(move || raw_rates(method, opts.verify_seconds))
         .await
         .map_err(|e| BenchError::Setup(e.to_string()))??;
-    eprintln!("raw verify ({}, 1 thread): {raw:.0}/s", primitive(method));
+    let raw = rates.verify;
+    eprintln!(
+        "raw verify ({}, 1 thread): {raw:.0}/s; raw client signing: {:.0}/s → ceiling for load and server on one machine: {:.2} × (cores × raw verify)",
+        primitive(method),
+        rates.sign,
+        rates.one_machine_ceiling()
+    );
 
     // Setup: each room gets `per_room` workers (at most 8, the default room size).
     let per_room = opts.per_room.clamp(1, 8);
@@ -354,6 +394,8 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, BenchError> {
         primitive: primitive(method),
         cores,
         raw_verify_per_sec: raw,
+        raw_sign_per_sec: rates.sign,
+        one_machine_ceiling: rates.one_machine_ceiling(),
         admissions: admitted,
         failed_admissions: failed.load(Ordering::Relaxed),
         clients,
