@@ -145,6 +145,18 @@ struct ServeArgs {
     /// PEM file of certificates PIV attestations must chain to (repeat for several).
     #[arg(long = "piv-roots", env = "KEYGATE_PIV_ROOTS", value_delimiter = ',')]
     piv_roots: Vec<PathBuf>,
+    /// STUN server URL given to admitted peers (repeat or comma-separate).
+    #[arg(long = "stun-url", env = "KEYGATE_STUN_URLS", value_delimiter = ',')]
+    stun_urls: Vec<String>,
+    /// TURN server URL given to admitted peers with REST credentials (repeat or comma-separate).
+    #[arg(long = "turn-url", env = "KEYGATE_TURN_URLS", value_delimiter = ',')]
+    turn_urls: Vec<String>,
+    /// coturn's static-auth-secret; prefer the environment variable or the config file.
+    #[arg(long = "turn-secret", env = "KEYGATE_TURN_SECRET", hide_env_values = true)]
+    turn_secret: Option<String>,
+    /// Seconds TURN credentials stay valid [default: 3600].
+    #[arg(long = "turn-ttl", env = "KEYGATE_TURN_TTL")]
+    turn_ttl: Option<f64>,
 }
 
 #[derive(Subcommand)]
@@ -176,6 +188,9 @@ enum RoomCommand {
         /// Refuse security-key proofs made without user verification (PIN or biometric).
         #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
         require_user_verification: Option<bool>,
+        /// Every peer must confirm its identity again this often during a call (seconds; 0: never).
+        #[arg(long, value_name = "SECONDS")]
+        reverify_every: Option<u32>,
     },
     /// List rooms.
     List,
@@ -302,6 +317,21 @@ fn settings_from(args: ServeArgs) -> Result<Settings, Box<dyn std::error::Error>
     }
     if let Some(v) = args.auth_timeout {
         s.auth_timeout = Duration::try_from_secs_f64(v).map_err(|_| "--auth-timeout takes seconds")?;
+    }
+    if !args.stun_urls.is_empty() {
+        s.stun_urls = args.stun_urls;
+    }
+    if !args.turn_urls.is_empty() {
+        s.turn_urls = args.turn_urls;
+    }
+    if args.turn_secret.is_some() {
+        s.turn_secret = args.turn_secret;
+    }
+    if let Some(v) = args.turn_ttl {
+        s.turn_ttl = Duration::try_from_secs_f64(v).map_err(|_| "--turn-ttl takes seconds")?;
+    }
+    if !s.turn_urls.is_empty() && s.turn_secret.is_none() {
+        return Err("TURN servers need --turn-secret (coturn's static-auth-secret)".into());
     }
     Ok(s)
 }
@@ -547,13 +577,25 @@ async fn room(db: &std::path::Path, command: RoomCommand) -> CliResult {
                 ExitCode::FAILURE
             }
         }
-        RoomCommand::Set { room, require_user_verification } => {
+        RoomCommand::Set { room, require_user_verification, reverify_every } => {
             let room = parse_room(&room)?;
-            let Some(on) = require_user_verification else {
-                return Err("nothing to set; e.g. --require-user-verification on".into());
-            };
-            store.set_require_user_verification(&room, on).await?;
-            say!("{room}: user verification {}", if on { "required" } else { "not required" });
+            if require_user_verification.is_none() && reverify_every.is_none() {
+                return Err("nothing to set; e.g. --require-user-verification on or --reverify-every 600".into());
+            }
+            if store.room(&room).await?.is_none() {
+                return Err(format!("no room {room}").into());
+            }
+            if let Some(on) = require_user_verification {
+                store.set_require_user_verification(&room, on).await?;
+                say!("{room}: user verification {}", if on { "required" } else { "not required" });
+            }
+            if let Some(secs) = reverify_every {
+                store.set_reverify_every(&room, (secs > 0).then_some(i64::from(secs))).await?;
+                match secs {
+                    0 => say!("{room}: no periodic confirmation of identity"),
+                    s => say!("{room}: every peer confirms its identity every {s} s"),
+                }
+            }
             ExitCode::SUCCESS
         }
         RoomCommand::List => {

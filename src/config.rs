@@ -54,6 +54,17 @@ pub struct Settings {
     pub eth_chain_id: u64,
     /// Who may create rooms: empty means anyone who proves a key.
     pub room_creators: Vec<String>,
+    /// STUN servers given to admitted peers (`stun:host:port`). None by default, so
+    /// a call on one network never contacts a third party.
+    pub stun_urls: Vec<String>,
+    /// TURN servers (`turn:host:port?transport=udp`, `turns:…`) given to admitted
+    /// peers with short-lived credentials; used only with `turn_secret`.
+    pub turn_urls: Vec<String>,
+    /// coturn's `static-auth-secret`, shared with the TURN server.
+    pub turn_secret: Option<String>,
+    /// How long issued TURN credentials stay valid. A reconnect gets fresh ones.
+    #[serde(with = "secs")]
+    pub turn_ttl: Duration,
 }
 
 impl Default for Settings {
@@ -76,6 +87,10 @@ impl Default for Settings {
             piv_attestation_roots: Vec::new(),
             eth_chain_id: 1,
             room_creators: Vec::new(),
+            stun_urls: Vec::new(),
+            turn_urls: Vec::new(),
+            turn_secret: None,
+            turn_ttl: Duration::from_secs(3600),
         }
     }
 }

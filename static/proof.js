@@ -25,7 +25,8 @@ function db() {
   });
 }
 
-async function stored(name, value) {
+/** Reads (no value) or writes a structured-cloneable value kept in IndexedDB. */
+export async function stored(name, value) {
   const conn = await db();
   return new Promise((resolve, reject) => {
     const tx = conn.transaction("keys", value === undefined ? "readonly" : "readwrite");

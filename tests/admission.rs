@@ -473,6 +473,7 @@ async fn a_peer_confirms_its_identity_on_request() {
     b.send(&Client::webcrypto_auth(&challenge, &impostor).unwrap()).await.unwrap();
     let failed = until(&mut a, "peer-verification-failed").await;
     assert_eq!(failed["peerId"], wb["peerId"]);
+    assert_eq!(failed["reason"], "failed");
     s.audit_has(&room, |e| e.event == "reverify-failed" && e.reason.as_deref() == Some("another key answered")).await;
 
     // Only peers of the room can be asked.

@@ -5,6 +5,7 @@
 //! ([`rooms::Rooms`], backed by [`crate::store`]), and then relays between the
 //! admitted peers of one room. Nothing here parses keys or runs SQL directly.
 
+pub mod ice;
 pub mod protocol;
 pub mod rooms;
 pub mod session;

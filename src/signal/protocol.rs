@@ -41,7 +41,36 @@ pub enum ClientMessage {
         #[serde(default)]
         remove: Vec<String>,
     },
+    /// Tell the server (its audit log) that a peer's media did not match what that
+    /// peer signed, or that its forwarded proof did not verify in this browser.
+    #[serde(rename_all = "camelCase")]
+    Report {
+        peer_id: PeerId,
+        problem: PeerProblem,
+    },
     Ping,
+}
+
+/// What a peer may report about another.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum PeerProblem {
+    /// The remote SDP or live DTLS certificate has another fingerprint than the signed one.
+    FingerprintMismatch,
+    /// The peer signed no fingerprint, so its media is bound to nothing.
+    NoFingerprint,
+    /// The forwarded admission proof did not verify in the reporter's browser.
+    ProofInvalid,
+}
+
+impl PeerProblem {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerProblem::FingerprintMismatch => "fingerprint-mismatch",
+            PeerProblem::NoFingerprint => "no-fingerprint",
+            PeerProblem::ProofInvalid => "proof-invalid",
+        }
+    }
 }
 
 /// Ask for a challenge: to join `roomId`, or to create a room (`create: true`)
@@ -80,7 +109,7 @@ pub enum WhitelistAdd {
 }
 
 /// The message types a client may send, for the error that names them.
-pub const CLIENT_TYPES: &str = "request, auth, signal, verify-peer, whitelist, ping";
+pub const CLIENT_TYPES: &str = "request, auth, signal, verify-peer, whitelist, report, ping";
 
 /// A peer as others see it.
 #[derive(Clone, Debug, Serialize)]
@@ -203,10 +232,12 @@ pub enum ServerMessage<'a> {
         method: &'static str,
         at: &'a str,
     },
-    /// The peer did not prove its key again (the reason is in the audit log).
+    /// The peer did not prove its key again: `reason` is `"timeout"` (no answer
+    /// within the challenge lifetime) or `"failed"` (the details are in the audit log).
     #[serde(rename_all = "camelCase")]
     PeerVerificationFailed {
         peer_id: &'a PeerId,
+        reason: &'static str,
     },
     /// A one-time ticket to join the room from a browser (`auth` method `ticket`).
     #[serde(rename_all = "camelCase")]
@@ -251,6 +282,8 @@ pub mod code {
     pub const NOT_OWNER: &str = "not-owner";
     pub const NO_SUCH_PEER: &str = "no-such-peer";
     pub const REVOKED: &str = "revoked";
+    /// The room requires periodic confirmation of identity and this peer did not give it.
+    pub const NOT_CONFIRMED: &str = "not-confirmed";
     pub const SLOW_CONSUMER: &str = "slow-consumer";
     pub const SHUTTING_DOWN: &str = "shutting-down";
     pub const INTERNAL: &str = "internal";

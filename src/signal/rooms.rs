@@ -94,6 +94,8 @@ struct LiveRoom {
     /// The room's own peer limit and challenge lifetime, when it sets them.
     max_peers: Option<usize>,
     freshness: Option<Duration>,
+    /// How often every peer must confirm its identity again, if the host requires it.
+    reverify_every: Option<Duration>,
     /// DID → entry. `None` until loaded, or after a change invalidated it.
     whitelist: Option<HashMap<String, Allowed>>,
     peers: HashMap<PeerId, PeerHandle>,
@@ -141,6 +143,11 @@ impl Rooms {
             r.require_user_verification = record.require_user_verification;
             r.max_peers = record.max_peers.and_then(|n| usize::try_from(n).ok());
             r.freshness = record.freshness_secs.and_then(|s| u64::try_from(s).ok()).map(Duration::from_secs);
+            r.reverify_every = record
+                .reverify_every_secs
+                .and_then(|s| u64::try_from(s).ok())
+                .filter(|s| *s > 0)
+                .map(Duration::from_secs);
             r.whitelist = Some(entries.into_iter().map(|e| (e.identity.clone(), Allowed::from_entry(e))).collect());
         }
         Ok(true)
@@ -272,11 +279,21 @@ impl Rooms {
         self.lock().get(room).map(|r| r.peers.values().map(|p| p.info.clone()).collect()).unwrap_or_default()
     }
 
+    /// How often the room requires its peers to confirm their identity, if it does.
+    pub fn reverify_every(&self, room: &RoomId) -> Option<Duration> {
+        self.lock().get(room).and_then(|r| r.reverify_every)
+    }
+
+    /// The identity a live peer of a room was admitted with.
+    pub fn peer_identity(&self, room: &RoomId, peer: &PeerId) -> Option<String> {
+        self.lock().get(room).and_then(|r| r.peers.get(peer)).map(|p| p.info.identity.clone())
+    }
+
     /// Ejects one peer of a room; false if it is not there.
-    pub fn kick_peer(&self, room: &RoomId, peer: &PeerId, message: &str) -> bool {
+    pub fn kick_peer(&self, room: &RoomId, peer: &PeerId, code: &'static str, message: &str) -> bool {
         match self.lock().get(room).and_then(|r| r.peers.get(peer)) {
             Some(p) => {
-                p.kick(code::REVOKED, message);
+                p.kick(code, message);
                 true
             }
             None => false,

@@ -11,8 +11,11 @@
 //! rule gets an `error` frame naming the rule and, unless the rule says otherwise,
 //! the connection goes on.
 
+mod reverify;
+
 use super::protocol::{
-    code, AddedEntry, ClientMessage, EntryError, PeerInfo, Request, ServerMessage, SshHint, WhitelistAdd, CLIENT_TYPES,
+    code, AddedEntry, ClientMessage, EntryError, PeerInfo, PeerProblem, Request, ServerMessage, SshHint, WhitelistAdd,
+    CLIENT_TYPES,
 };
 use super::rooms::{Kick, Outbound, PeerHandle};
 use super::Gateway;
@@ -65,6 +68,12 @@ struct Admitted {
     kick: watch::Receiver<Option<Kick>>,
     /// Who asked for the re-verification now under way (`None`: a host page).
     reverify_for: Vec<Option<PeerId>>,
+    /// When the re-verification under way fails for want of an answer.
+    reverify_deadline: Option<tokio::time::Instant>,
+    /// Whether the room demanded the re-verification under way (failing it ejects).
+    reverify_required: bool,
+    /// When this peer last proved its key: admission, or a confirmed re-verification.
+    proved_at: tokio::time::Instant,
 }
 
 /// A token bucket: `rate` frames per second, bursts up to twice that.
@@ -130,6 +139,13 @@ where
     };
     let mut leave_reason = "left";
     loop {
+        let reverify_at = s.admitted.as_ref().and_then(|a| a.reverify_deadline);
+        // A room may require every peer to prove its key again this often.
+        let reverify_due = s
+            .admitted
+            .as_ref()
+            .filter(|a| a.reverify_deadline.is_none() && a.kick.borrow().is_none())
+            .and_then(|a| s.gw.rooms.reverify_every(&a.room).map(|every| a.proved_at + every));
         let flow = tokio::select! {
             frame = socket.next() => match frame {
                 Some(Ok(msg)) => s.on_frame(msg, &mut socket).await,
@@ -151,11 +167,20 @@ where
                     leave_reason = if kick.code == code::REVOKED { "removed" } else { kick.code };
                     match kick.code {
                         code::REVOKED => Flow::Close(CLOSE_REVOKED, "revoked"),
+                        code::NOT_CONFIRMED => Flow::Close(CLOSE_REVOKED, "identity not confirmed"),
                         code::SHUTTING_DOWN => Flow::Close(CLOSE_GOING_AWAY, "server shutting down"),
                         _ => Flow::Close(CLOSE_SLOW, "too slow"),
                     }
                 }
             },
+            _ = tokio::time::sleep_until(reverify_at.unwrap_or_else(tokio::time::Instant::now)), if reverify_at.is_some() => {
+                s.reverify_timed_out(&mut socket).await;
+                Flow::Continue
+            }
+            _ = tokio::time::sleep_until(reverify_due.unwrap_or_else(tokio::time::Instant::now)), if reverify_due.is_some() => {
+                s.start_required_reverify(&mut socket).await;
+                Flow::Continue
+            }
             _ = tokio::time::sleep_until(s.deadline), if s.admitted.is_none() => {
                 send_error(&mut socket, code::AUTH_TIMEOUT, "not admitted in time; connect again and answer the challenge sooner").await;
                 Flow::Close(CLOSE_AUTH_TIMEOUT, "auth timeout")
@@ -254,6 +279,7 @@ impl Session {
             ClientMessage::Signal { to, data } => self.on_signal(socket, &to, &data).await,
             ClientMessage::VerifyPeer { peer_id } => self.on_verify_peer(socket, &peer_id).await,
             ClientMessage::Whitelist { add, remove } => self.on_whitelist(socket, add, remove).await,
+            ClientMessage::Report { peer_id, problem } => self.on_report(socket, &peer_id, problem).await,
             ClientMessage::Ping => send(socket, &ServerMessage::Pong).await,
         }
         Flow::Continue
@@ -548,14 +574,26 @@ impl Session {
             owner,
             created,
             peers,
-            ice_servers: Vec::new(),
+            ice_servers: super::ice::ice_servers(&self.gw.settings, identity.did(), std::time::SystemTime::now()),
         };
         send(socket, &welcome).await;
         self.gw.stats.admissions.fetch_add(1, Ordering::Relaxed);
         self.audit(&room, "admitted", Some(identity.did().to_owned()), Some(method), detail).await;
         let fingerprint = issued.fingerprint.clone();
-        self.admitted =
-            Some(Admitted { room, peer_id, identity, owner, method, fingerprint, rx, kick, reverify_for: Vec::new() });
+        self.admitted = Some(Admitted {
+            room,
+            peer_id,
+            identity,
+            owner,
+            method,
+            fingerprint,
+            rx,
+            kick,
+            reverify_for: Vec::new(),
+            reverify_deadline: None,
+            reverify_required: false,
+            proved_at: tokio::time::Instant::now(),
+        });
     }
 
     /// Tells the client only "not admitted"; the reason goes to the audit log.
@@ -781,110 +819,5 @@ impl Session {
             expires_in: ttl.as_secs(),
         };
         send(socket, &frame).await;
-    }
-}
-
-/// "Confirm identity": any peer may ask another of its room to sign a fresh
-/// challenge with the key it was admitted with.
-///
-/// ```text
-///  A ── verify-peer {peerId: B} ──▶ server ── challenge {payload: purpose "reverify"} ──▶ B
-///  B ── auth {…same method…} ─────▶ server: same identity? signature good?
-///  A ◀── peer-verified {peerId: B, at} | peer-verification-failed {peerId: B}
-/// ```
-impl Session {
-    async fn on_verify_peer<S: Sink<Message> + Unpin>(&mut self, socket: &mut S, target: &PeerId) {
-        let Some(a) = &self.admitted else {
-            return send_error(socket, code::UNAUTHENTICATED, "verify-peer is for admitted peers").await;
-        };
-        if *target == a.peer_id {
-            return send_error(socket, code::BAD_MESSAGE, "a peer cannot ask itself to re-verify").await;
-        }
-        if !self.gw.rooms.request_reverify(&a.room, target, Some(a.peer_id.clone())) {
-            send_error(socket, code::NO_SUCH_PEER, "no such peer in this room (it may have left)").await;
-        }
-    }
-
-    /// Sends this (admitted) peer a fresh challenge to answer with its key.
-    async fn start_reverify<S: Sink<Message> + Unpin>(&mut self, socket: &mut S, requester: Option<PeerId>) {
-        let Some(a) = self.admitted.as_mut() else { return };
-        a.reverify_for.push(requester);
-        if a.reverify_for.len() > 1 {
-            return; // one challenge answers every request made while it is open
-        }
-        let (room, fingerprint, method, identity) =
-            (a.room.clone(), a.fingerprint.clone(), a.method, a.identity.clone());
-        let settings = &self.gw.settings;
-        let mut challenge = IssuedChallenge::issue_reverify(room.clone(), &self.gw.origin, fingerprint, Utc::now());
-        if let Some(address) = identity.eth_address() {
-            challenge = challenge.with_siwe(&self.gw.origin, *address, settings.eth_chain_id, settings.freshness_past);
-        }
-        if method == Method::Webauthn {
-            if let Ok(ceremony) = self.webauthn_ceremony(&room, &challenge.signed_bytes).await {
-                challenge.webauthn = Some(Arc::new(ceremony));
-            }
-        }
-        let Ok(payload) = RawValue::from_string(challenge.signed_bytes.clone()) else { return };
-        let verifiers = &self.gw.verifiers;
-        let ssh = verifiers.get(Method::Ssh).map(|_| SshHint::for_text(&challenge.signed_bytes));
-        let siwe = challenge.siwe.as_deref();
-        let webauthn = challenge.webauthn.as_ref().map(|w| &w.options);
-        let methods = vec![method.as_str()];
-        send(socket, &ServerMessage::Challenge { payload: &payload, methods, ssh, siwe, webauthn }).await;
-        self.slot.put(challenge);
-    }
-
-    /// Checks the answer to a re-verification challenge and tells whoever asked.
-    async fn finish_reverify<S: Sink<Message> + Unpin>(
-        &mut self,
-        socket: &mut S,
-        method_name: &str,
-        payload: &Value,
-        proof: Map<String, Value>,
-    ) {
-        let Some(a) = self.admitted.as_mut() else { return };
-        let requesters = std::mem::take(&mut a.reverify_for);
-        let (room, peer_id, identity, method) = (a.room.clone(), a.peer_id.clone(), a.identity.clone(), a.method);
-        let window = Freshness {
-            past: self.gw.settings.freshness_past.max(self.gw.settings.manual_freshness),
-            future: self.gw.settings.freshness_future,
-        };
-        let outcome = (|| {
-            if method_name != method.as_str() {
-                return Err(format!("answered with {method_name}, admitted with {}", method.as_str()));
-            }
-            let issued = self.slot.redeem(payload, Utc::now(), window).map_err(|r| r.reason().to_owned())?;
-            let verifier = self.gw.verifiers.get(method).ok_or("method no longer accepted")?;
-            let claim = verifier.claim_for(&Value::Object(proof), &issued).map_err(|e| e.to_string())?;
-            if claim.identity != identity {
-                return Err("another key answered".to_owned());
-            }
-            let signed = verifier.signed_text(&issued).map_err(|e| e.to_string())?;
-            claim.check(signed).map(|_| ()).map_err(|e| e.to_string())
-        })();
-        let at = crate::store::now_text();
-        let frame: Arc<str> = match &outcome {
-            Ok(()) => {
-                self.gw.rooms.mark_verified(&room, &peer_id, &at);
-                ServerMessage::PeerVerified {
-                    peer_id: &peer_id,
-                    identity: identity.did(),
-                    method: method.as_str(),
-                    at: &at,
-                }
-                .to_text()
-                .into()
-            }
-            Err(_) => ServerMessage::PeerVerificationFailed { peer_id: &peer_id }.to_text().into(),
-        };
-        let (event, reason) = match outcome {
-            Ok(()) => ("reverified", None),
-            Err(why) => ("reverify-failed", Some(why)),
-        };
-        self.audit(&room, event, Some(identity.did().to_owned()), Some(method), reason).await;
-        let _ = socket.send(Message::Text(frame.as_ref().into())).await;
-        for requester in requesters.into_iter().flatten() {
-            self.gw.rooms.send_to(&room, &requester, frame.clone());
-        }
     }
 }

@@ -53,6 +53,8 @@ pub struct RoomRecord {
     pub max_peers: Option<i64>,
     /// Challenge lifetime in seconds; `None`: the server's default.
     pub freshness_secs: Option<i64>,
+    /// Every peer must confirm its identity again this often; `None`: never.
+    pub reverify_every_secs: Option<i64>,
 }
 
 /// One whitelisted identity of a room.
@@ -132,8 +134,8 @@ impl Store {
 
     pub async fn room(&self, id: &RoomId) -> Result<Option<RoomRecord>, StoreError> {
         let Some(row) = sqlx::query(
-            "SELECT id, name, created_at, created_by, require_user_verification, max_peers, freshness_secs \
-             FROM rooms WHERE id = ?",
+            "SELECT id, name, created_at, created_by, require_user_verification, max_peers, freshness_secs, \
+             reverify_every_secs FROM rooms WHERE id = ?",
         )
         .bind(id.as_str())
         .fetch_optional(&self.pool)
@@ -154,13 +156,14 @@ impl Store {
             require_user_verification: row.get("require_user_verification"),
             max_peers: row.get("max_peers"),
             freshness_secs: row.get("freshness_secs"),
+            reverify_every_secs: row.get("reverify_every_secs"),
         }))
     }
 
     /// All rooms, newest first, with how many identities each whitelists.
     pub async fn rooms(&self) -> Result<Vec<(RoomRecord, i64)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT r.id, r.name, r.created_at, r.created_by, r.require_user_verification, r.max_peers, r.freshness_secs, \
+            "SELECT r.id, r.name, r.created_at, r.created_by, r.require_user_verification, r.max_peers, r.freshness_secs, r.reverify_every_secs, \
                (SELECT count(*) FROM whitelist w WHERE w.room_id = r.id) AS entries, \
                (SELECT group_concat(identity, ' ') FROM room_owners o WHERE o.room_id = r.id) AS owners \
              FROM rooms r ORDER BY r.created_at DESC, r.id",
@@ -182,6 +185,7 @@ impl Store {
                         require_user_verification: row.get("require_user_verification"),
                         max_peers: row.get("max_peers"),
                         freshness_secs: row.get("freshness_secs"),
+                        reverify_every_secs: row.get("reverify_every_secs"),
                     },
                     row.get("entries"),
                 ))
@@ -295,6 +299,16 @@ impl Store {
             .await?
             .rows_affected();
         Ok(changed > 0)
+    }
+
+    /// Requires every peer to confirm its identity again every `secs` (`None`: never).
+    pub async fn set_reverify_every(&self, room: &RoomId, secs: Option<i64>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE rooms SET reverify_every_secs = ? WHERE id = ?")
+            .bind(secs)
+            .bind(room.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Sets the room's peer limit and challenge lifetime (`None`: server default).

@@ -190,6 +190,8 @@ struct RoomPage {
     require_uv: bool,
     max_peers: String,
     freshness: String,
+    /// Minutes between required confirmations of identity; empty: none required.
+    reverify_every: String,
     invites: Vec<Invite>,
     live: usize,
     /// What the last form did, e.g. "added 3 keys".
@@ -248,6 +250,7 @@ async fn render_room(
         require_uv: record.require_user_verification,
         max_peers: record.max_peers.map(|n| n.to_string()).unwrap_or_default(),
         freshness: record.freshness_secs.map(|n| n.to_string()).unwrap_or_default(),
+        reverify_every: record.reverify_every_secs.map(|n| (n / 60).to_string()).unwrap_or_default(),
         invites,
         live: gw.rooms.peers(id).len(),
         notice,
@@ -422,6 +425,9 @@ pub struct SettingsForm {
     max_peers: String,
     #[serde(default)]
     freshness: String,
+    /// Minutes; empty: no periodic confirmation.
+    #[serde(default)]
+    reverify_every: String,
 }
 
 /// An optional whole number in `range` from a form field; empty means "default".
@@ -447,9 +453,12 @@ pub async fn settings(
     Form(form): Form<SettingsForm>,
 ) -> Result<Response, PageError> {
     let (id, record) = owner_form(&state, &session, &room, &form.csrf).await?;
-    let limits = optional_number(&form.max_peers, 2..=32, "Max peers")
-        .and_then(|m| optional_number(&form.freshness, 10..=3600, "The challenge lifetime").map(|f| (m, f)));
-    let (max_peers, freshness) = match limits {
+    let limits = optional_number(&form.max_peers, 2..=32, "Max peers").and_then(|m| {
+        let f = optional_number(&form.freshness, 10..=3600, "The challenge lifetime")?;
+        let r = optional_number(&form.reverify_every, 1..=1440, "Minutes between confirmations")?;
+        Ok((m, f, r))
+    });
+    let (max_peers, freshness, reverify_every) = match limits {
         Ok(l) => l,
         Err(e) => return render_room_at("settings", &state, &session, &id, record, None, vec![e]).await,
     };
@@ -459,6 +468,7 @@ pub async fn settings(
         .await
         .map_err(|e| internal("saving settings", e))?;
     store.set_room_limits(&id, max_peers, freshness).await.map_err(|e| internal("saving settings", e))?;
+    store.set_reverify_every(&id, reverify_every.map(|m| m * 60)).await.map_err(|e| internal("saving settings", e))?;
     state.gateway.rooms.invalidate(&id);
     Ok(Redirect::to(&format!("/rooms/{id}")).into_response())
 }
@@ -563,7 +573,12 @@ pub async fn kick(
 ) -> Result<Response, PageError> {
     let (id, _) = owner_form(&state, &session, &room, &form.csrf).await?;
     let peer = form_peer(form.peer)?;
-    state.gateway.rooms.kick_peer(&id, &peer, "a host removed you from the call");
+    state.gateway.rooms.kick_peer(
+        &id,
+        &peer,
+        crate::signal::protocol::code::REVOKED,
+        "a host removed you from the call",
+    );
     Ok(Redirect::to(&format!("/rooms/{id}/live")).into_response())
 }
 

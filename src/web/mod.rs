@@ -5,6 +5,7 @@
 //! the same `Server` on port 0.
 
 mod auth;
+mod call;
 mod host;
 mod pages;
 mod passkey_routes;
@@ -73,6 +74,8 @@ pub fn app(gateway: Arc<Gateway>) -> Router {
         .route("/webauthn/register/start", axum::routing::post(passkey_routes::start))
         .route("/webauthn/register/finish", axum::routing::post(passkey_routes::finish))
         .route("/static/proof.js", get(pages::proof_script))
+        .route("/static/{name}", get(call::script))
+        .route("/r/{room}", get(call::call_page))
         .route("/signin", get(host::sign_in_page))
         .route("/keys", get(pages::keys))
         .route("/identity", axum::routing::post(pages::identity))

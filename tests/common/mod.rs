@@ -9,7 +9,7 @@ use keygate::ids::RoomId;
 use keygate::store::AuditRecord;
 use keygate::web::Server;
 use serde_json::{json, Value};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub struct TestServer {
@@ -191,4 +191,43 @@ pub async fn post_json(server: &TestServer, path: &str, body: &Value) -> (u16, V
 /// A free loopback port, for servers whose settings must name their own origin.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Runs a playwright-core script from tests/js against a fresh server on a fixed
+/// loopback port (http://localhost is a secure context: WebCrypto, IndexedDB and
+/// WebAuthn work there). Returns the script's stdout once it printed "ok" last;
+/// None (outside CI) when node, Chromium or the npm packages are missing.
+pub async fn run_browser_script(script: &str, adjust: impl FnOnce(&mut Settings)) -> Option<String> {
+    let (Some(_), Some(_)) = (tool("node"), tool("chromium")) else { return None };
+    let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+    if !js.join("node_modules/playwright-core").is_dir() {
+        assert!(!in_ci(), "playwright-core is not installed: run npm ci --prefix tests/js");
+        eprintln!("skipping: playwright-core is not installed (npm ci --prefix tests/js)");
+        return None;
+    }
+    let port = free_port();
+    let s = TestServer::with(|c| {
+        c.listen = format!("127.0.0.1:{port}").parse().unwrap();
+        adjust(c);
+    })
+    .await;
+    let name = script.trim_end_matches(".browser.mjs");
+    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser-artifacts").join(name);
+    let out = tokio::process::Command::new("node")
+        .arg(js.join(script))
+        .arg(format!("http://localhost:{port}"))
+        .arg(&artifacts)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with("ok"),
+        "browser flow {script} failed (screenshots in {}):\n{}\n{}",
+        artifacts.display(),
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.shutdown().await;
+    Some(stdout)
 }

@@ -1,0 +1,190 @@
+//! "Confirm identity" and what peers report about each other's media.
+//!
+//! Any peer may ask another of its room to sign a fresh challenge with the key it
+//! was admitted with; a host page may too. An unanswered request fails after the
+//! method's challenge lifetime, so a peer that walked away (or a deepfake with no
+//! key) cannot leave the asker waiting. A room may also require every peer to
+//! confirm every so often; a peer that fails such a confirmation is ejected.
+//!
+//! ```text
+//!  A ── verify-peer {peerId: B} ──▶ server ── challenge {payload: purpose "reverify"} ──▶ B
+//!  B ── auth {…same method…} ─────▶ server: same identity? signature good?
+//!  A ◀── peer-verified {peerId: B, at} | peer-verification-failed {peerId: B, reason}
+//! ```
+
+use super::*;
+
+impl Session {
+    pub(super) async fn on_verify_peer<S: Sink<Message> + Unpin>(&mut self, socket: &mut S, target: &PeerId) {
+        let Some(a) = &self.admitted else {
+            return send_error(socket, code::UNAUTHENTICATED, "verify-peer is for admitted peers").await;
+        };
+        if *target == a.peer_id {
+            return send_error(socket, code::BAD_MESSAGE, "a peer cannot ask itself to re-verify").await;
+        }
+        if !self.gw.rooms.request_reverify(&a.room, target, Some(a.peer_id.clone())) {
+            send_error(socket, code::NO_SUCH_PEER, "no such peer in this room (it may have left)").await;
+        }
+    }
+
+    /// The room's periodic confirmation is due: the same challenge, but failing it ejects.
+    pub(super) async fn start_required_reverify<S: Sink<Message> + Unpin>(&mut self, socket: &mut S) {
+        let Some(a) = self.admitted.as_mut() else { return };
+        a.reverify_required = true;
+        self.start_reverify(socket, None).await;
+    }
+
+    /// Sends this (admitted) peer a fresh challenge to answer with its key.
+    pub(super) async fn start_reverify<S: Sink<Message> + Unpin>(&mut self, socket: &mut S, requester: Option<PeerId>) {
+        let Some(a) = self.admitted.as_mut() else { return };
+        a.reverify_for.push(requester);
+        if a.reverify_for.len() > 1 {
+            return; // one challenge answers every request made while it is open
+        }
+        let (room, fingerprint, identity) = (a.room.clone(), a.fingerprint.clone(), a.identity.clone());
+        let method = answering_method(a.method);
+        let settings = &self.gw.settings;
+        let by_hand = self.gw.verifiers.get(method).is_some_and(|v| v.by_hand());
+        let lifetime = if by_hand { settings.manual_freshness } else { settings.freshness_past };
+        a.reverify_deadline = Some(tokio::time::Instant::now() + lifetime);
+        let mut challenge = IssuedChallenge::issue_reverify(room.clone(), &self.gw.origin, fingerprint, Utc::now());
+        if let Some(address) = identity.eth_address() {
+            challenge = challenge.with_siwe(&self.gw.origin, *address, settings.eth_chain_id, settings.freshness_past);
+        }
+        if method == Method::Webauthn {
+            if let Ok(ceremony) = self.webauthn_ceremony(&room, &challenge.signed_bytes).await {
+                challenge.webauthn = Some(Arc::new(ceremony));
+            }
+        }
+        let Ok(payload) = RawValue::from_string(challenge.signed_bytes.clone()) else { return };
+        let verifiers = &self.gw.verifiers;
+        let ssh = verifiers.get(Method::Ssh).map(|_| SshHint::for_text(&challenge.signed_bytes));
+        let siwe = challenge.siwe.as_deref();
+        let webauthn = challenge.webauthn.as_ref().map(|w| &w.options);
+        let methods = vec![method.as_str()];
+        send(socket, &ServerMessage::Challenge { payload: &payload, methods, ssh, siwe, webauthn }).await;
+        self.slot.put(challenge);
+    }
+
+    /// Checks the answer to a re-verification challenge and tells whoever asked.
+    pub(super) async fn finish_reverify<S: Sink<Message> + Unpin>(
+        &mut self,
+        socket: &mut S,
+        method_name: &str,
+        payload: &Value,
+        proof: Map<String, Value>,
+    ) {
+        let Some(a) = self.admitted.as_mut() else { return };
+        let requesters = std::mem::take(&mut a.reverify_for);
+        a.reverify_deadline = None;
+        let required = std::mem::take(&mut a.reverify_required);
+        let (room, peer_id, identity) = (a.room.clone(), a.peer_id.clone(), a.identity.clone());
+        let method = answering_method(a.method);
+        let window = Freshness {
+            past: self.gw.settings.freshness_past.max(self.gw.settings.manual_freshness),
+            future: self.gw.settings.freshness_future,
+        };
+        let outcome = (|| {
+            if method_name != method.as_str() {
+                return Err(format!("answered with {method_name}, admitted with {}", method.as_str()));
+            }
+            let issued = self.slot.redeem(payload, Utc::now(), window).map_err(|r| r.reason().to_owned())?;
+            let verifier = self.gw.verifiers.get(method).ok_or("method no longer accepted")?;
+            let claim = verifier.claim_for(&Value::Object(proof), &issued).map_err(|e| e.to_string())?;
+            if claim.identity != identity {
+                return Err("another key answered".to_owned());
+            }
+            let signed = verifier.signed_text(&issued).map_err(|e| e.to_string())?;
+            claim.check(signed).map(|_| ()).map_err(|e| e.to_string())
+        })();
+        let at = crate::store::now_text();
+        let frame: Arc<str> = match &outcome {
+            Ok(()) => {
+                if let Some(a) = self.admitted.as_mut() {
+                    a.proved_at = tokio::time::Instant::now();
+                }
+                self.gw.rooms.mark_verified(&room, &peer_id, &at);
+                ServerMessage::PeerVerified {
+                    peer_id: &peer_id,
+                    identity: identity.did(),
+                    method: method.as_str(),
+                    at: &at,
+                }
+                .to_text()
+                .into()
+            }
+            Err(_) => ServerMessage::PeerVerificationFailed { peer_id: &peer_id, reason: "failed" }.to_text().into(),
+        };
+        let failed = outcome.is_err();
+        let (event, reason) = match outcome {
+            Ok(()) => ("reverified", None),
+            Err(why) => ("reverify-failed", Some(why)),
+        };
+        self.audit(&room, event, Some(identity.did().to_owned()), Some(method), reason).await;
+        let _ = socket.send(Message::Text(frame.as_ref().into())).await;
+        for requester in requesters.into_iter().flatten() {
+            self.gw.rooms.send_to(&room, &requester, frame.clone());
+        }
+        if failed && required {
+            self.eject_unconfirmed(&room, &peer_id);
+        }
+    }
+
+    /// Ejects this peer: the room requires periodic confirmation and it failed one.
+    fn eject_unconfirmed(&self, room: &RoomId, peer_id: &PeerId) {
+        let message =
+            "this room requires confirming your identity every so often, and it was not confirmed; join again";
+        self.gw.rooms.kick_peer(room, peer_id, code::NOT_CONFIRMED, message);
+    }
+
+    /// Nobody answered the re-verification challenge in time: whoever asked is told,
+    /// and the challenge is withdrawn.
+    pub(super) async fn reverify_timed_out<S: Sink<Message> + Unpin>(&mut self, socket: &mut S) {
+        let Some(a) = self.admitted.as_mut() else { return };
+        let requesters = std::mem::take(&mut a.reverify_for);
+        a.reverify_deadline = None;
+        let required = std::mem::take(&mut a.reverify_required);
+        let (room, peer_id, identity) = (a.room.clone(), a.peer_id.clone(), a.identity.clone());
+        let method = answering_method(a.method);
+        self.slot = ChallengeSlot::default();
+        let frame: Arc<str> =
+            ServerMessage::PeerVerificationFailed { peer_id: &peer_id, reason: "timeout" }.to_text().into();
+        let reason = Some("no answer within the challenge lifetime".to_owned());
+        self.audit(&room, "reverify-failed", Some(identity.did().to_owned()), Some(method), reason).await;
+        let _ = socket.send(Message::Text(frame.as_ref().into())).await;
+        for requester in requesters.into_iter().flatten() {
+            self.gw.rooms.send_to(&room, &requester, frame.clone());
+        }
+        if required {
+            self.eject_unconfirmed(&room, &peer_id);
+        }
+    }
+
+    /// Records in the room's audit log what a peer saw wrong with another's media
+    /// or proof. The reported identity is the one the server admitted.
+    pub(super) async fn on_report<S: Sink<Message> + Unpin>(
+        &mut self,
+        socket: &mut S,
+        target: &PeerId,
+        problem: PeerProblem,
+    ) {
+        let Some(a) = &self.admitted else {
+            return send_error(socket, code::UNAUTHENTICATED, "report is for admitted peers").await;
+        };
+        let (room, reporter) = (a.room.clone(), a.identity.did().to_owned());
+        let Some(reported) = self.gw.rooms.peer_identity(&room, target) else {
+            return send_error(socket, code::NO_SUCH_PEER, "no such peer in this room (it may have left)").await;
+        };
+        let reason = format!("{} (reported by {reporter})", problem.as_str());
+        self.audit(&room, "peer-reported", Some(reported), None, Some(reason)).await;
+    }
+}
+
+/// The method a re-verification is answered with. A ticket was obtained with an
+/// SSH signature (`keygate join`), so its holder answers with one again.
+fn answering_method(admitted_with: Method) -> Method {
+    match admitted_with {
+        Method::Ticket => Method::Ssh,
+        m => m,
+    }
+}

@@ -1,0 +1,515 @@
+// The call page: camera preview, proving a key over protocol v1, then a mesh of
+// RTCPeerConnections (static/rtc.js) with each peer's identity bound to its DTLS
+// certificate, chat, "confirm identity", and reconnection.
+//
+//   page ── request {roomId, fingerprint} ─▶ server ── challenge ─▶ page signs ── auth ─▶
+//   ◀── welcome {peers, iceServers} ; peer-joined / peer-left / signal / peer-verified …
+
+import { b64u, browserKey, credentialJSON, identityOf, importBrowserKey, pemToDer, stored } from "/static/proof.js";
+import { Peer, certificateFingerprint } from "/static/rtc.js";
+import { verifyForwardedProof } from "/static/identity.js";
+
+const root = document.getElementById("call-root");
+const ROOM = root.dataset.room;
+const $ = (id) => document.getElementById(id);
+const status = (text) => ($("status").textContent = text);
+const banner = (text) => {
+  $("banner").hidden = !text;
+  $("banner").textContent = text || "";
+};
+
+const state = {
+  ws: null,
+  me: null, // welcome
+  method: null,
+  peers: new Map(), // peerId → { peer: Peer, info, tile }
+  stream: null,
+  certificate: null,
+  fingerprint: null,
+  iceServers: [],
+  waiters: [],
+  leaving: false,
+  retries: 0,
+  sharing: null,
+};
+
+const METHOD_NAMES = { webcrypto: "browser key", webauthn: "passkey", eth: "wallet", ssh: "SSH key", piv: "PIV card", ticket: "native client" };
+const short = (fp) => (fp || "").replace(/^SHA256:/, "").slice(0, 10);
+const time = (iso) => new Date(iso).toLocaleTimeString();
+
+for (const el of document.querySelectorAll(".here")) el.textContent = location.origin + location.pathname;
+
+// ── The DTLS certificate: made once, kept in IndexedDB, signed into every request.
+
+async function certificate() {
+  let cert = await stored("dtls-certificate").catch(() => null);
+  if (!cert || cert.expires < Date.now() + 86_400_000) {
+    cert = await RTCPeerConnection.generateCertificate({ name: "ECDSA", namedCurve: "P-256" });
+    await stored("dtls-certificate", cert).catch(() => {});
+  }
+  return cert;
+}
+
+// ── Preview and devices.
+
+async function startPreview() {
+  const video = $("camera").value, audio = $("microphone").value;
+  for (const t of state.stream?.getTracks() || []) t.stop();
+  try {
+    state.stream = await navigator.mediaDevices.getUserMedia({
+      video: video ? { deviceId: { exact: video } } : true,
+      audio: audio ? { deviceId: { exact: audio } } : true,
+    });
+    $("media-status").textContent = "";
+  } catch (e) {
+    state.stream = null;
+    $("media-status").textContent = `No camera or microphone (${e.name}); you can still join to watch and listen.`;
+  }
+  $("preview").srcObject = state.stream;
+  applyMutes();
+  await listDevices();
+  for (const { peer } of state.peers.values()) {
+    for (const kind of ["audio", "video"]) {
+      const track = state.stream?.getTracks().find((t) => t.kind === kind) || null;
+      if (kind !== "video" || !state.sharing) await peer.replaceTrack(kind, track);
+    }
+  }
+}
+
+async function listDevices() {
+  const devices = await navigator.mediaDevices.enumerateDevices();
+  for (const [select, kind] of [[$("camera"), "videoinput"], [$("microphone"), "audioinput"]]) {
+    const current = state.stream?.getTracks().find((t) => `${t.kind}input` === kind)?.getSettings().deviceId;
+    select.replaceChildren(...devices.filter((d) => d.kind === kind).map((d, i) => new Option(d.label || `${kind} ${i + 1}`, d.deviceId, false, d.deviceId === current)));
+  }
+}
+
+function applyMutes() {
+  for (const t of state.stream?.getAudioTracks() || []) t.enabled = $("preview-audio").checked;
+  for (const t of state.stream?.getVideoTracks() || []) t.enabled = $("preview-video").checked;
+  $("toggle-audio").textContent = $("preview-audio").checked ? "Mute" : "Unmute";
+  $("toggle-video").textContent = $("preview-video").checked ? "Camera off" : "Camera on";
+}
+
+$("camera").addEventListener("change", startPreview);
+$("microphone").addEventListener("change", startPreview);
+$("preview-audio").addEventListener("change", applyMutes);
+$("preview-video").addEventListener("change", applyMutes);
+
+// ── The socket.
+
+function send(message) {
+  if (state.ws?.readyState === WebSocket.OPEN) state.ws.send(JSON.stringify(message));
+}
+
+/** The next message of one of `types` (or an error) while joining. */
+function next(types, timeoutMs = 660_000) {
+  return new Promise((resolve, reject) => {
+    const w = { types, resolve, reject };
+    w.timer = setTimeout(() => {
+      state.waiters = state.waiters.filter((x) => x !== w);
+      reject(new Error("the server did not answer"));
+    }, timeoutMs);
+    state.waiters.push(w);
+  });
+}
+
+function connect() {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`);
+    ws.onopen = () => resolve(ws);
+    ws.onerror = () => reject(new Error("cannot reach the server"));
+    ws.onmessage = (e) => onMessage(JSON.parse(e.data));
+    ws.onclose = (e) => onClose(ws, e);
+    state.ws = ws;
+  });
+}
+
+const REFUSALS = {
+  "room-full": (m) => `${m.message}. Calls are a mesh, so rooms are small; try again when someone leaves.`,
+  "room-not-found": () => "There is no such room. Check the link you were sent.",
+  "bad-proof": (m) => `The proof was not accepted: ${m.message}`,
+  "private-key": (m) => m.message,
+  "auth-timeout": () => "The challenge expired before it was answered; try again.",
+};
+
+class Refused extends Error {
+  constructor(m) {
+    super(m.message);
+    this.code = m.code;
+    this.server = m;
+  }
+}
+
+function onMessage(m) {
+  // Waiters exist only while joining; after that every message is an event.
+  const w = state.waiters.find((x) => x.types.includes(m.type) || m.type === "error");
+  if (w) {
+    state.waiters = state.waiters.filter((x) => x !== w);
+    clearTimeout(w.timer);
+    return m.type === "error" ? w.reject(new Refused(m)) : w.resolve(m);
+  }
+  switch (m.type) {
+    case "peer-joined":
+      return addPeer(m);
+    case "peer-left":
+      return removePeer(m.peerId, m.reason);
+    case "signal":
+      return state.peers.get(m.from)?.peer.receive(m.data);
+    case "challenge":
+      return answerReverification(m);
+    case "peer-verified":
+      return showVerified(m.peerId, `confirmed ${time(m.at)}`, "ok");
+    case "peer-verification-failed":
+      return showVerified(m.peerId, m.reason === "timeout" ? "did not confirm in time" : "confirmation FAILED", "bad");
+    case "error":
+      if (m.code === "revoked" || m.code === "not-confirmed") state.leaving = `You are out of the call: ${m.message}.`;
+      else if (m.code === "shutting-down") banner("The server is restarting; reconnecting…");
+      else if (m.code === "slow-consumer") banner("The connection fell behind; reconnecting…");
+      else if (state.me) banner(m.message);
+  }
+}
+
+// ── Proving the key.
+
+async function prove(method, ch) {
+  const payload = ch.payload;
+  const text = new TextEncoder().encode(JSON.stringify(payload));
+  if (method === "webcrypto") {
+    const pair = await browserKey();
+    const signature = await crypto.subtle.sign({ name: "ECDSA", hash: "SHA-256" }, pair.privateKey, text);
+    const jwk = await crypto.subtle.exportKey("jwk", pair.publicKey);
+    return { type: "auth", method, payload, signature: b64u.encode(signature), publicKey: { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y } };
+  }
+  if (method === "webauthn") {
+    const pk = ch.webauthn.publicKey;
+    pk.challenge = b64u.decode(pk.challenge);
+    const known = JSON.parse(localStorage.getItem("keygate-passkeys") || "[]");
+    const offered = new Set((pk.allowCredentials || []).map((c) => c.id));
+    if (offered.size > 0 || known.length > 0) {
+      pk.allowCredentials = [...(pk.allowCredentials || []), ...known.filter((id) => !offered.has(id)).map((id) => ({ type: "public-key", id }))];
+    }
+    for (const c of pk.allowCredentials || []) c.id = b64u.decode(c.id);
+    const cred = await navigator.credentials.get({ publicKey: pk });
+    const credential = credentialJSON(cred, {
+      authenticatorData: b64u.encode(cred.response.authenticatorData),
+      clientDataJSON: b64u.encode(cred.response.clientDataJSON),
+      signature: b64u.encode(cred.response.signature),
+      userHandle: cred.response.userHandle ? b64u.encode(cred.response.userHandle) : null,
+    });
+    return { type: "auth", method, payload, credential };
+  }
+  if (method === "eth") {
+    const [address] = await window.ethereum.request({ method: "eth_requestAccounts" });
+    const hex = "0x" + Array.from(new TextEncoder().encode(ch.siwe), (b) => b.toString(16).padStart(2, "0")).join("");
+    const signature = await window.ethereum.request({ method: "personal_sign", params: [hex, address] });
+    return { type: "auth", method, payload, message: ch.siwe, signature };
+  }
+  if (method === "ssh") {
+    $("ssh-command").textContent = ch.ssh.command;
+    for (const id of ["ssh-command", "ssh-signature", "ssh-send"]) $(id).hidden = false;
+    $("ssh-send").disabled = false;
+    status("Run the command in a terminal, paste the signature and send it.");
+    const signature = await new Promise((resolve) => {
+      $("ssh-send").onclick = () => resolve($("ssh-signature").value);
+    });
+    for (const id of ["ssh-command", "ssh-signature", "ssh-send"]) $(id).hidden = true;
+    $("ssh-signature").value = "";
+    return { type: "auth", method, payload, signature };
+  }
+  if (method === "ticket") {
+    return { type: "auth", method, payload, ticket: new URLSearchParams(location.hash.slice(1)).get("ticket") };
+  }
+  throw new Error(`this page cannot prove a key with ${method}`);
+}
+
+/** What to tell a refused person: the identity to send to the host, when known. */
+async function refusalText(method, e) {
+  if (e.code && REFUSALS[e.code]) return REFUSALS[e.code](e.server);
+  if (e.code !== "not-admitted") return e.message;
+  let who = "";
+  try {
+    if (method === "webcrypto") {
+      const jwk = await crypto.subtle.exportKey("jwk", (await browserKey()).publicKey);
+      who = (await identityOf({ kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y })).identity;
+    } else if (method === "eth") {
+      who = (await identityOf((await window.ethereum.request({ method: "eth_accounts" }))[0])).identity;
+    }
+  } catch {
+    /* the identity is a courtesy */
+  }
+  if (method === "ticket") return "The ticket was not accepted (it is single use and valid for 60 s): run keygate join again.";
+  return who
+    ? `This key is not on the room's list — send your identity to the host: ${who}`
+    : "This key is not on the room's list — send your identity to the host (the Keys page shows it).";
+}
+
+async function join(method) {
+  state.method = method;
+  state.leaving = false;
+  status("Connecting…");
+  for (const b of document.querySelectorAll("#lobby button")) b.disabled = true;
+  try {
+    await connect();
+    const request = { type: "request", roomId: ROOM, fingerprint: state.fingerprint };
+    if (method === "webauthn") request.webauthn = true;
+    if (method === "eth") {
+      if (!window.ethereum) throw new Error("No wallet found in this browser (it needs an EIP-1193 wallet such as a browser extension).");
+      [request.address] = await window.ethereum.request({ method: "eth_requestAccounts" });
+    }
+    send(request);
+    const ch = await next(["challenge"]);
+    if (!ch.methods.includes(method)) throw new Error(`this server does not accept ${METHOD_NAMES[method] || method}`);
+    status(method === "webauthn" ? "Touch your security key or confirm the passkey…" : method === "eth" ? "Confirm in your wallet…" : "Signing…");
+    send(await prove(method, ch));
+    const welcome = await next(["welcome"]);
+    if (method === "ticket") history.replaceState(null, "", location.pathname);
+    admitted(welcome);
+  } catch (e) {
+    state.leaving = "refused";
+    state.ws?.close();
+    status(await refusalText(method, e));
+    for (const b of document.querySelectorAll("#lobby button")) b.disabled = false;
+    throw e;
+  }
+}
+
+function admitted(welcome) {
+  state.me = welcome;
+  state.retries = 0;
+  state.iceServers = welcome.iceServers || [];
+  $("lobby").hidden = true;
+  $("call").hidden = false;
+  banner("");
+  status(`In the call as ${short(welcome.keyFingerprint)} (${METHOD_NAMES[state.method] || state.method}).`);
+  ensureTile("self", { label: "You", keyFingerprint: welcome.keyFingerprint, method: state.method }).video.srcObject = state.stream;
+  for (const info of welcome.peers) addPeer(info, true);
+}
+
+function onClose(ws, e) {
+  if (ws !== state.ws) return;
+  for (const w of state.waiters) w.reject(new Error(e.reason || "the connection closed"));
+  state.waiters = [];
+  if (!state.me) return;
+  for (const id of [...state.peers.keys()]) removePeer(id, "reconnecting");
+  state.me = null;
+  if (typeof state.leaving === "string" && state.leaving !== "refused" && state.leaving !== "left") {
+    banner(state.leaving);
+    return showLobby();
+  }
+  if (state.leaving) return;
+  reconnect();
+}
+
+/** After a network blip or a server restart: prove the key again, without a reload. */
+async function reconnect() {
+  if (!["webcrypto", "webauthn", "eth"].includes(state.method) || state.retries >= 8) {
+    banner("Disconnected. Join again when you are ready.");
+    return showLobby();
+  }
+  const delay = Math.min(500 * 2 ** state.retries++, 8000);
+  banner(`Connection lost; reconnecting in ${Math.round(delay / 1000)} s…`);
+  await new Promise((r) => setTimeout(r, delay));
+  try {
+    await join(state.method);
+  } catch (e) {
+    if (e instanceof Refused && e.code !== "shutting-down") return showLobby();
+    reconnect();
+  }
+}
+
+function showLobby() {
+  status("You are not in the call.");
+  $("call").hidden = true;
+  $("lobby").hidden = false;
+  $("tiles").replaceChildren();
+  for (const b of document.querySelectorAll("#lobby button")) b.disabled = false;
+}
+
+// ── Peers and tiles.
+
+function ensureTile(id, info) {
+  let tile = document.querySelector(`.tile[data-peer="${id}"]`);
+  if (!tile) {
+    tile = document.createElement("figure");
+    tile.className = "tile";
+    tile.dataset.peer = id;
+    tile.innerHTML = `<video autoplay playsinline></video><figcaption><strong class="label"></strong>
+      <code class="fp"></code> <span class="method"></span> <span class="badge"></span>
+      <span class="verify-state"></span></figcaption><p class="warning" hidden></p>`;
+    if (id !== "self") {
+      const b = document.createElement("button");
+      b.className = "secondary confirm";
+      b.textContent = "Confirm identity";
+      b.onclick = () => {
+        showVerified(id, "asked to confirm…", "pending");
+        send({ type: "verify-peer", peerId: id });
+      };
+      tile.querySelector("figcaption").append(b);
+    } else tile.querySelector("video").muted = true;
+    $("tiles").append(tile);
+  }
+  tile.querySelector(".label").textContent = info.label || "";
+  tile.querySelector(".fp").textContent = short(info.keyFingerprint);
+  tile.querySelector(".fp").title = `${info.identity || ""}\n${info.keyFingerprint || ""}`;
+  tile.querySelector(".method").textContent = METHOD_NAMES[info.method] || info.method || "";
+  return { tile, video: tile.querySelector("video") };
+}
+
+function addPeer(info, initiator = false) {
+  if (state.peers.has(info.peerId) || !state.me) return;
+  const { tile, video } = ensureTile(info.peerId, info);
+  const badge = tile.querySelector(".badge");
+  badge.textContent = "admitted by the server";
+  const hooks = {
+    signal: (data) => send({ type: "signal", to: info.peerId, data }),
+    onTrack: (stream) => {
+      video.srcObject = stream;
+    },
+    onMismatch: (problem, why) => {
+      video.srcObject = null;
+      badge.textContent = "media not bound to this key";
+      badge.className = "badge bad";
+      tile.classList.add("broken");
+      tile.dataset.state = "broken";
+      const w = tile.querySelector(".warning");
+      w.hidden = false;
+      w.textContent = `Identity broken: ${why}. Its media is not shown.`;
+      send({ type: "report", peerId: info.peerId, problem });
+    },
+    onChat: (text) => addChat(info.label || short(info.keyFingerprint), text),
+    onState: (s) => (tile.dataset.connection = s),
+  };
+  const peer = new Peer(info, state.me.peerId, { iceServers: state.iceServers, certificate: state.certificate, stream: state.stream, initiator }, hooks);
+  state.peers.set(info.peerId, { peer, info, tile });
+  tile.dataset.state = "ok";
+  verifyForwardedProof(info, ROOM).then(
+    (checked) => {
+      if (checked && !peer.broken) {
+        badge.textContent = "verified by your browser";
+        badge.classList.add("verified");
+      }
+    },
+    (e) => {
+      badge.textContent = `proof did NOT verify: ${e.message}`;
+      badge.classList.add("bad");
+      send({ type: "report", peerId: info.peerId, problem: "proof-invalid" });
+    },
+  );
+}
+
+function removePeer(id, reason) {
+  const entry = state.peers.get(id);
+  if (!entry) return;
+  entry.peer.close();
+  entry.tile.remove();
+  state.peers.delete(id);
+  if (reason === "removed") addChat("keygate", `${entry.info.label || short(entry.info.keyFingerprint)} was removed from the room.`);
+}
+
+function showVerified(id, text, kind) {
+  const el = document.querySelector(`.tile[data-peer="${id}"] .verify-state`);
+  if (!el) return;
+  el.textContent = text;
+  el.className = `verify-state ${kind}`;
+}
+
+/** Another peer (or the host) asked this page to prove its key again. */
+async function answerReverification(ch) {
+  const method = state.method === "ticket" ? "ssh" : state.method;
+  banner("Someone asked you to confirm your identity" + (method === "ssh" ? ": sign the command below with your SSH key." : "…"));
+  if (method === "ssh") {
+    $("lobby").hidden = false;
+    for (const b of document.querySelectorAll("#lobby button")) b.disabled = true;
+  }
+  try {
+    send(await prove(method, ch));
+    banner("");
+  } catch (e) {
+    banner(`Could not confirm your identity: ${e.message}`);
+  } finally {
+    if (method === "ssh") $("lobby").hidden = true;
+  }
+}
+
+// ── Chat and controls.
+
+function addChat(who, text) {
+  const li = document.createElement("li");
+  const b = document.createElement("strong");
+  b.textContent = `${who}: `;
+  li.append(b, text);
+  $("chat-log").append(li);
+  li.scrollIntoView({ block: "nearest" });
+}
+
+$("chat-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const text = $("chat-input").value.trim();
+  if (!text) return;
+  for (const { peer } of state.peers.values()) peer.send(text);
+  addChat("You", text);
+  $("chat-input").value = "";
+});
+
+$("toggle-audio").onclick = () => {
+  $("preview-audio").checked = !$("preview-audio").checked;
+  applyMutes();
+};
+$("toggle-video").onclick = () => {
+  $("preview-video").checked = !$("preview-video").checked;
+  applyMutes();
+};
+$("share").onclick = async () => {
+  if (state.sharing) return stopSharing();
+  try {
+    const screen = await navigator.mediaDevices.getDisplayMedia({ video: true });
+    state.sharing = screen.getVideoTracks()[0];
+    state.sharing.onended = stopSharing;
+    for (const { peer } of state.peers.values()) await peer.replaceTrack("video", state.sharing);
+    $("share").textContent = "Stop sharing";
+  } catch (e) {
+    banner(`Screen sharing did not start: ${e.message}`);
+  }
+};
+async function stopSharing() {
+  state.sharing?.stop();
+  state.sharing = null;
+  const camera = state.stream?.getVideoTracks()[0] || null;
+  for (const { peer } of state.peers.values()) await peer.replaceTrack("video", camera);
+  $("share").textContent = "Share screen";
+}
+$("leave").onclick = () => {
+  state.leaving = "left";
+  state.ws?.close(1000, "left");
+  for (const id of [...state.peers.keys()]) removePeer(id, "left");
+  state.me = null;
+  showLobby();
+  status("You left the call.");
+};
+
+// ── Start.
+
+const run = (method) => () => join(method).catch(() => {});
+$("join-browser-key")?.addEventListener("click", run("webcrypto"));
+$("join-passkey")?.addEventListener("click", run("webauthn"));
+$("join-wallet")?.addEventListener("click", run("eth"));
+$("join-ssh")?.addEventListener("click", run("ssh"));
+$("join-ticket")?.addEventListener("click", run("ticket"));
+$("join-imported")?.addEventListener("click", async () => {
+  try {
+    await importBrowserKey(pemToDer($("import-pem").value));
+  } catch (e) {
+    return status(`That is not a PKCS#8 P-256 private key: ${e.message}`);
+  }
+  run("webcrypto")();
+});
+
+state.certificate = await certificate();
+state.fingerprint = certificateFingerprint(state.certificate);
+if (new URLSearchParams(location.hash.slice(1)).get("ticket") && $("ticket-method")) {
+  $("ticket-method").hidden = false;
+  status("A ticket from keygate join is ready: join with it within a minute.");
+}
+await startPreview();
+root.dataset.ready = "true";
