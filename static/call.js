@@ -5,7 +5,9 @@
 //   page ── request {roomId, fingerprint} ─▶ server ── challenge ─▶ page signs ── auth ─▶
 //   ◀── welcome {peers, iceServers} ; peer-joined / peer-left / signal / peer-verified …
 
-import { b64u, browserKey, credentialJSON, identityOf, importBrowserKey, pemToDer, stored } from "/static/proof.js";
+import {
+  browserKey, browserKeyProof, identityOf, importBrowserKey, passkeyCredential, pemToDer, stored, walletAddress, walletSignature,
+} from "/static/proof.js";
 import { Peer, certificateFingerprint } from "/static/rtc.js";
 import { verifyForwardedProof } from "/static/identity.js";
 
@@ -174,37 +176,9 @@ function onMessage(m) {
 
 async function prove(method, ch) {
   const payload = ch.payload;
-  const text = new TextEncoder().encode(JSON.stringify(payload));
-  if (method === "webcrypto") {
-    const pair = await browserKey();
-    const signature = await crypto.subtle.sign({ name: "ECDSA", hash: "SHA-256" }, pair.privateKey, text);
-    const jwk = await crypto.subtle.exportKey("jwk", pair.publicKey);
-    return { type: "auth", method, payload, signature: b64u.encode(signature), publicKey: { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y } };
-  }
-  if (method === "webauthn") {
-    const pk = ch.webauthn.publicKey;
-    pk.challenge = b64u.decode(pk.challenge);
-    const known = JSON.parse(localStorage.getItem("keygate-passkeys") || "[]");
-    const offered = new Set((pk.allowCredentials || []).map((c) => c.id));
-    if (offered.size > 0 || known.length > 0) {
-      pk.allowCredentials = [...(pk.allowCredentials || []), ...known.filter((id) => !offered.has(id)).map((id) => ({ type: "public-key", id }))];
-    }
-    for (const c of pk.allowCredentials || []) c.id = b64u.decode(c.id);
-    const cred = await navigator.credentials.get({ publicKey: pk });
-    const credential = credentialJSON(cred, {
-      authenticatorData: b64u.encode(cred.response.authenticatorData),
-      clientDataJSON: b64u.encode(cred.response.clientDataJSON),
-      signature: b64u.encode(cred.response.signature),
-      userHandle: cred.response.userHandle ? b64u.encode(cred.response.userHandle) : null,
-    });
-    return { type: "auth", method, payload, credential };
-  }
-  if (method === "eth") {
-    const [address] = await window.ethereum.request({ method: "eth_requestAccounts" });
-    const hex = "0x" + Array.from(new TextEncoder().encode(ch.siwe), (b) => b.toString(16).padStart(2, "0")).join("");
-    const signature = await window.ethereum.request({ method: "personal_sign", params: [hex, address] });
-    return { type: "auth", method, payload, message: ch.siwe, signature };
-  }
+  if (method === "webcrypto") return { type: "auth", method, payload, ...(await browserKeyProof(payload)) };
+  if (method === "webauthn") return { type: "auth", method, payload, credential: await passkeyCredential(ch.webauthn) };
+  if (method === "eth") return { type: "auth", method, payload, message: ch.siwe, signature: await walletSignature(ch.siwe) };
   if (method === "ssh") {
     $("ssh-command").textContent = ch.ssh.command;
     for (const id of ["ssh-command", "ssh-signature", "ssh-send"]) $(id).hidden = false;
@@ -233,7 +207,7 @@ async function refusalText(method, e) {
       const jwk = await crypto.subtle.exportKey("jwk", (await browserKey()).publicKey);
       who = (await identityOf({ kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y })).identity;
     } else if (method === "eth") {
-      who = (await identityOf((await window.ethereum.request({ method: "eth_accounts" }))[0])).identity;
+      who = (await identityOf(await walletAddress())).identity;
     }
   } catch {
     /* the identity is a courtesy */
@@ -253,10 +227,7 @@ async function join(method) {
     await connect();
     const request = { type: "request", roomId: ROOM, fingerprint: state.fingerprint };
     if (method === "webauthn") request.webauthn = true;
-    if (method === "eth") {
-      if (!window.ethereum) throw new Error("No wallet found in this browser (it needs an EIP-1193 wallet such as a browser extension).");
-      [request.address] = await window.ethereum.request({ method: "eth_requestAccounts" });
-    }
+    if (method === "eth") request.address = await walletAddress();
     send(request);
     const ch = await next(["challenge"]);
     if (!ch.methods.includes(method)) throw new Error(`this server does not accept ${METHOD_NAMES[method] || method}`);

@@ -88,19 +88,18 @@ export async function post(url, body) {
   return json;
 }
 
-export async function proveWithBrowserKey(urls) {
+/** The `webcrypto` proof fields for a challenge payload: signed with this browser's key. */
+export async function browserKeyProof(payload) {
   const pair = await browserKey();
-  const ch = await post(urls.challenge);
-  const text = new TextEncoder().encode(JSON.stringify(ch.payload));
+  const text = new TextEncoder().encode(JSON.stringify(payload));
   const sig = await crypto.subtle.sign({ name: "ECDSA", hash: "SHA-256" }, pair.privateKey, text);
   const jwk = await crypto.subtle.exportKey("jwk", pair.publicKey);
-  const publicKey = { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y };
-  return post(urls.verify, { challengeId: ch.challengeId, method: "webcrypto", payload: ch.payload, signature: b64u.encode(sig), publicKey });
+  return { signature: b64u.encode(sig), publicKey: { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y } };
 }
 
-export async function proveWithPasskey(urls) {
-  const ch = await post(urls.challenge);
-  const pk = ch.webauthn.publicKey;
+/** A passkey assertion for the server's request options, as the `webauthn` proof's `credential`. */
+export async function passkeyCredential(options) {
+  const pk = options.publicKey;
   pk.challenge = b64u.decode(pk.challenge);
   // Offer the passkeys this browser registered, besides any the server offers.
   const known = JSON.parse(localStorage.getItem("keygate-passkeys") || "[]");
@@ -110,21 +109,42 @@ export async function proveWithPasskey(urls) {
   }
   for (const c of pk.allowCredentials || []) c.id = b64u.decode(c.id);
   const cred = await navigator.credentials.get({ publicKey: pk });
-  const credential = credentialJSON(cred, {
+  return credentialJSON(cred, {
     authenticatorData: b64u.encode(cred.response.authenticatorData),
     clientDataJSON: b64u.encode(cred.response.clientDataJSON),
     signature: b64u.encode(cred.response.signature),
     userHandle: cred.response.userHandle ? b64u.encode(cred.response.userHandle) : null,
   });
+}
+
+/** The wallet's (EIP-1193) first account. */
+export async function walletAddress() {
+  if (!window.ethereum) throw new Error("no wallet found in this browser (it needs an EIP-1193 wallet such as a browser extension)");
+  const [address] = await window.ethereum.request({ method: "eth_requestAccounts" });
+  return address;
+}
+
+/** The wallet's personal_sign signature of a SIWE message. */
+export async function walletSignature(message) {
+  const address = await walletAddress();
+  const hex = "0x" + Array.from(new TextEncoder().encode(message), (b) => b.toString(16).padStart(2, "0")).join("");
+  return window.ethereum.request({ method: "personal_sign", params: [hex, address] });
+}
+
+export async function proveWithBrowserKey(urls) {
+  const ch = await post(urls.challenge);
+  return post(urls.verify, { challengeId: ch.challengeId, method: "webcrypto", payload: ch.payload, ...(await browserKeyProof(ch.payload)) });
+}
+
+export async function proveWithPasskey(urls) {
+  const ch = await post(urls.challenge);
+  const credential = await passkeyCredential(ch.webauthn);
   return post(urls.verify, { challengeId: ch.challengeId, method: "webauthn", payload: ch.payload, credential });
 }
 
 export async function proveWithWallet(urls) {
-  if (!window.ethereum) throw new Error("no wallet found in this browser");
-  const [address] = await window.ethereum.request({ method: "eth_requestAccounts" });
-  const ch = await post(urls.challenge, { address });
-  const hex = "0x" + Array.from(new TextEncoder().encode(ch.siwe), (b) => b.toString(16).padStart(2, "0")).join("");
-  const signature = await window.ethereum.request({ method: "personal_sign", params: [hex, address] });
+  const ch = await post(urls.challenge, { address: await walletAddress() });
+  const signature = await walletSignature(ch.siwe);
   return post(urls.verify, { challengeId: ch.challengeId, method: "eth", payload: ch.payload, message: ch.siwe, signature });
 }
 

@@ -9,13 +9,6 @@ use keygate::client::ws::{Client, ClientError};
 use serde_json::json;
 use std::time::Duration;
 
-fn server_code(e: ClientError) -> String {
-    match e {
-        ClientError::Server { code, .. } => code,
-        other => panic!("expected a server error, got {other}"),
-    }
-}
-
 #[tokio::test]
 async fn whitelisted_key_is_admitted_and_peers_see_each_other() {
     let s = TestServer::start().await;

@@ -7,16 +7,9 @@
 mod common;
 
 use common::*;
-use keygate::client::ws::{Client, ClientError};
+use keygate::client::ws::Client;
 use serde_json::json;
 use std::time::Duration;
-
-fn server_code(e: ClientError) -> String {
-    match e {
-        ClientError::Server { code, .. } => code,
-        other => panic!("expected a server error, got {other}"),
-    }
-}
 
 #[tokio::test]
 async fn the_call_page_and_its_modules_are_served() {

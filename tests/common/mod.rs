@@ -78,6 +78,15 @@ impl TestServer {
         panic!("no matching audit event in {:?}", self.audit(room).await);
     }
 
+    /// Stops the server (sockets get `shutting-down`) and starts it again on the
+    /// same address and database, as an operator's restart would.
+    pub async fn restart(&mut self) {
+        let server = self.server.take().unwrap();
+        let settings = server.gateway().settings.clone();
+        server.shutdown().await;
+        self.server = Some(Server::start(settings).await.unwrap());
+    }
+
     pub async fn shutdown(mut self) {
         if let Some(s) = self.server.take() {
             s.shutdown().await;
@@ -102,6 +111,14 @@ pub async fn admitted(server: &TestServer, room: &RoomId, key: &P256Key) -> (Cli
     let mut c = server.connect().await;
     let welcome = c.join_webcrypto(join(room), key).await.unwrap();
     (c, welcome)
+}
+
+/// The stable code of a server `error`; any other failure fails the test.
+pub fn server_code(e: keygate::client::ws::ClientError) -> String {
+    match e {
+        keygate::client::ws::ClientError::Server { code, .. } => code,
+        other => panic!("expected a server error, got {other}"),
+    }
 }
 
 /// Fetches a metric from the server's /metrics over real HTTP.
@@ -198,6 +215,27 @@ pub fn free_port() -> u16 {
 /// WebAuthn work there). Returns the script's stdout once it printed "ok" last;
 /// None (outside CI) when node, Chromium or the npm packages are missing.
 pub async fn run_browser_script(script: &str, adjust: impl FnOnce(&mut Settings)) -> Option<String> {
+    let (s, mut node, artifacts) = start_browser_script(script, adjust).await?;
+    let out = node.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with("ok"),
+        "browser flow {script} failed (screenshots in {}):\n{}\n{}",
+        artifacts.display(),
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.shutdown().await;
+    Some(stdout)
+}
+
+/// A server on a fixed loopback port and the `node` command that runs `script`
+/// against it (not yet started), with the script's artifact directory; None (outside
+/// CI) when node, Chromium or the npm packages are missing.
+pub async fn start_browser_script(
+    script: &str,
+    adjust: impl FnOnce(&mut Settings),
+) -> Option<(TestServer, tokio::process::Command, PathBuf)> {
     let (Some(_), Some(_)) = (tool("node"), tool("chromium")) else { return None };
     let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
     if !js.join("node_modules/playwright-core").is_dir() {
@@ -213,21 +251,7 @@ pub async fn run_browser_script(script: &str, adjust: impl FnOnce(&mut Settings)
     .await;
     let name = script.trim_end_matches(".browser.mjs");
     let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser-artifacts").join(name);
-    let out = tokio::process::Command::new("node")
-        .arg(js.join(script))
-        .arg(format!("http://localhost:{port}"))
-        .arg(&artifacts)
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success() && stdout.trim_end().ends_with("ok"),
-        "browser flow {script} failed (screenshots in {}):\n{}\n{}",
-        artifacts.display(),
-        stdout,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    s.shutdown().await;
-    Some(stdout)
+    let mut node = tokio::process::Command::new("node");
+    node.arg(js.join(script)).arg(format!("http://localhost:{port}")).arg(&artifacts).kill_on_drop(true);
+    Some((s, node, artifacts))
 }

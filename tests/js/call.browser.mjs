@@ -8,166 +8,32 @@
 //
 //   node tests/js/call.browser.mjs http://localhost:PORT ARTIFACT_DIR
 //
-// With SCREENSHOTS=1 it saves the screenshots on success too.
 // Prints a JSON line of timings, then "ok", and exits 0; on failure saves a
-// screenshot of every page into ARTIFACT_DIR and exits 1.
+// screenshot of every page into ARTIFACT_DIR and exits 1 (SCREENSHOTS=1: on
+// success too).
 
-import { chromium } from "playwright-core";
 import { Wallet, getBytes } from "ethers";
-import { mkdirSync } from "node:fs";
+import {
+  SWAP_CERTIFICATE, base, createRoom, expect, firstRemoteFrame, invite, joinWith, openCall, pages, participant,
+  receivesMedia, run, tile, virtualAuthenticator,
+} from "./browser_kit.mjs";
 
-const [base, artifacts] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"],
-});
-const pages = {};
-async function shoot() {
-  mkdirSync(artifacts, { recursive: true });
-  for (const [name, page] of Object.entries(pages)) {
-    await page.screenshot({ path: `${artifacts}/${name}.png`, fullPage: true }).catch(() => {});
-  }
-}
-function expect(cond, what) {
-  if (!cond) throw new Error(what);
-}
-
-// Every page keeps its RTCPeerConnections where the test can read their stats.
-const COLLECT_PCS = () => {
-  const Native = window.RTCPeerConnection;
-  window.__pcs = [];
-  window.RTCPeerConnection = class extends Native {
-    constructor(config) {
-      super(config);
-      window.__pcs.push(this);
-      const t0 = performance.now();
-      this.__log = [];
-      const note = (what) => this.__log.push(`${Math.round(performance.now() - t0)} ${what}`);
-      this.addEventListener("signalingstatechange", () => note(`sig ${this.signalingState}`));
-      this.addEventListener("connectionstatechange", () => note(`conn ${this.connectionState}`));
-      this.addEventListener("iceconnectionstatechange", () => note(`ice ${this.iceConnectionState}`));
-    }
-    createDataChannel(...args) {
-      const dc = super.createDataChannel(...args);
-      (this.__channels ||= []).push(dc);
-      return dc;
-    }
-  };
-};
-
-/** What each page's connections look like, for a failure report. */
-async function connectionStates() {
-  const out = {};
-  for (const [name, page] of Object.entries(pages)) {
-    out[name] = await page
-      .evaluate(() => (window.__pcs || []).map((pc) => ({ connection: pc.connectionState, signaling: pc.signalingState, sctp: pc.sctp?.state, channels: (pc.__channels || []).map((c) => c.readyState), log: pc.__log })))
-      .catch((e) => String(e));
-  }
-  return out;
-}
-
-// A participant whose connections use another certificate than the one its key
-// signed (what a relay swapping media would look like to the other peers).
-const SWAP_CERTIFICATE = () => {
-  const Native = window.RTCPeerConnection;
-  Native.generateCertificate({ name: "ECDSA", namedCurve: "P-256" }).then((c) => (window.__otherCert = c));
-  window.RTCPeerConnection = class extends Native {
-    constructor(config) {
-      super({ ...config, certificates: [window.__otherCert] });
-    }
-  };
-};
-
-async function participant(name, setup) {
-  const ctx = await browser.newContext();
-  await ctx.addInitScript(name === "mallory" ? SWAP_CERTIFICATE : COLLECT_PCS);
-  const page = await ctx.newPage();
-  page.on("pageerror", (e) => console.error(`[${name}] ${e.message}`));
-  pages[name] = page;
-  if (setup) await setup(ctx, page);
-  return page;
-}
-
-async function openCall(page, room) {
-  await page.goto(`${base}/r/${room}`);
-  await page.waitForSelector("#call-root[data-ready=true]");
-}
-
-/** Joins; returns when the click happened and how long admission took (ms). */
-async function joinWith(page, button) {
-  const t0 = Date.now();
-  await page.click(button);
-  await page.waitForSelector("#call:not([hidden])", { timeout: 20000, polling: 20 });
-  return [t0, Date.now() - t0];
-}
-
-/** Milliseconds from t0 until a remote tile plays video. */
-async function firstRemoteFrame(page, t0) {
-  await page.waitForFunction(
-    () => [...document.querySelectorAll('.tile:not([data-peer="self"]) video')].some((v) => v.videoWidth > 0 && v.currentTime > 0),
-    null,
-    { timeout: 30000, polling: 20 },
-  );
-  return Date.now() - t0;
-}
-
-/** Waits until every open connection of a page has decoded `minFrames` video frames, and audio. */
-async function receivesMedia(page, peers, minFrames = 5) {
-  await page.waitForFunction(
-    async ([peers, minFrames]) => {
-      const open = window.__pcs.filter((pc) => pc.connectionState === "connected");
-      if (open.length !== peers) return false;
-      for (const pc of open) {
-        let frames = 0, samples = 0;
-        (await pc.getStats()).forEach((s) => {
-          if (s.type === "inbound-rtp" && s.kind === "video") frames += s.framesDecoded || 0;
-          if (s.type === "inbound-rtp" && s.kind === "audio") samples += s.totalSamplesReceived || 0;
-        });
-        if (frames < minFrames || samples === 0) return false;
-      }
-      return true;
-    },
-    [peers, minFrames],
-    { timeout: 45000, polling: 250 },
-  );
-}
-
-const tile = (page, label) => page.locator(".tile", { hasText: label });
-
-try {
+await run("call flow", async () => {
   // The host signs in with a browser key, creates a room, lists the wallet's
   // address, and makes invites for the passkey person and for Mallory.
   const host = await participant("host");
-  await host.goto(`${base}/signin`);
-  await host.click("#browser-key");
-  await host.waitForURL(`${base}/rooms`);
-  await host.fill("#name", "Call room");
-  await host.click("button:text-is(\"Create room\")");
-  await host.waitForURL(/\/rooms\/[A-Za-z0-9]+$/);
-  const roomUrl = host.url();
+  const roomUrl = await createRoom(host, "Call room");
   const room = roomUrl.split("/").pop();
   const wallet = Wallet.createRandom();
   await host.fill("#keys", wallet.address);
   await host.fill("#label", "Wallet person");
   await host.click("button:text-is(\"Add\")");
   await host.waitForSelector("text=Added 1 key.");
-  const invite = async (label) => {
-    await host.fill("#invite-label", label);
-    await host.click("button:text-is(\"Create invite link\")");
-    return (await host.textContent(".notice")).match(/\/i\/([A-Za-z0-9]+)/)[1];
-  };
-  const passkeyInvite = await invite("Passkey person");
-  const malloryInvite = await invite("Mallory");
+  const passkeyInvite = await invite(host, "Passkey person");
+  const malloryInvite = await invite(host, "Mallory");
 
   // The passkey person makes a passkey on a virtual authenticator, on the invite page.
-  const pk = await participant("passkey", async (ctx, page) => {
-    const cdp = await ctx.newCDPSession(page);
-    await cdp.send("WebAuthn.enable");
-    await cdp.send("WebAuthn.addVirtualAuthenticator", {
-      options: { protocol: "ctap2", transport: "internal", hasResidentKey: true, hasUserVerification: true, isUserVerified: true },
-    });
-  });
+  const pk = await participant("passkey", virtualAuthenticator);
   await pk.goto(`${base}/i/${passkeyInvite}`);
   await pk.click("#create-passkey");
   await pk.waitForSelector("text=is now on the room's list");
@@ -187,7 +53,7 @@ try {
   });
 
   // Mallory enrols her browser key through her invite.
-  const mallory = await participant("mallory");
+  const mallory = await participant("mallory", null, SWAP_CERTIFICATE);
   await mallory.goto(`${base}/i/${malloryInvite}`);
   await mallory.click("#browser-key");
   await mallory.waitForSelector("text=is now on the room's list");
@@ -253,14 +119,4 @@ try {
     passkeySecondToJoin: { admittedMs: pkAdmitted, firstRemoteFrameMs: pkFirstFrame },
     walletThirdToJoin: { admittedMs: walletAdmitted, firstRemoteFrameMs: walletFirstFrame },
   }));
-  if (process.env.SCREENSHOTS) await shoot();
-  console.log("ok");
-  await browser.close();
-  process.exit(0);
-} catch (e) {
-  console.error(`call flow failed: ${e.stack || e}`);
-  console.error(`connections: ${JSON.stringify(await connectionStates())}`);
-  await shoot();
-  await browser.close();
-  process.exit(1);
-}
+});

@@ -8,28 +8,9 @@
 // Prints "ok" and exits 0 on success; on failure saves a screenshot of every open
 // page into ARTIFACT_DIR and exits 1.
 
-import { chromium } from "playwright-core";
-import { mkdirSync } from "node:fs";
+import { base, browser, expect, pages, run, virtualAuthenticator } from "./browser_kit.mjs";
 
-const [base, artifacts] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"],
-});
-const pages = {};
-async function shoot() {
-  mkdirSync(artifacts, { recursive: true });
-  for (const [name, page] of Object.entries(pages)) {
-    await page.screenshot({ path: `${artifacts}/${name}.png`, fullPage: true }).catch(() => {});
-  }
-}
-
-function expect(cond, what) {
-  if (!cond) throw new Error(what);
-}
-
-try {
+await run("browser flow", async () => {
   const hostCtx = await browser.newContext();
   const host = await hostCtx.newPage();
   pages.host = host;
@@ -117,11 +98,7 @@ try {
   const pkCtx = await browser.newContext();
   const pk = await pkCtx.newPage();
   pages.passkey = pk;
-  const cdp = await pkCtx.newCDPSession(pk);
-  await cdp.send("WebAuthn.enable");
-  await cdp.send("WebAuthn.addVirtualAuthenticator", {
-    options: { protocol: "ctap2", transport: "internal", hasResidentKey: true, hasUserVerification: true, isUserVerified: true },
-  });
+  await virtualAuthenticator(pkCtx, pk);
   await pk.goto(`${base}/i/${invite2}`);
   await pk.click("#create-passkey");
   await pk.waitForSelector("text=is now on the room's list");
@@ -139,12 +116,4 @@ try {
   await host.goto(`${roomUrl}/audit`);
   await host.waitForSelector("text=whitelist-remove");
   pages["audit"] = host;
-  console.log("ok");
-  await browser.close();
-  process.exit(0);
-} catch (e) {
-  console.error(`browser flow failed: ${e.stack || e}`);
-  await shoot();
-  await browser.close();
-  process.exit(1);
-}
+});

@@ -74,12 +74,8 @@ impl Session {
         payload: &Value,
         proof: Map<String, Value>,
     ) {
-        let Some(a) = self.admitted.as_mut() else { return };
-        let requesters = std::mem::take(&mut a.reverify_for);
-        a.reverify_deadline = None;
-        let required = std::mem::take(&mut a.reverify_required);
-        let (room, peer_id, identity) = (a.room.clone(), a.peer_id.clone(), a.identity.clone());
-        let method = answering_method(a.method);
+        let Some(mut closed) = self.close_reverify() else { return };
+        let method = closed.method;
         let window = Freshness {
             past: self.gw.settings.freshness_past.max(self.gw.settings.manual_freshness),
             future: self.gw.settings.freshness_future,
@@ -91,73 +87,79 @@ impl Session {
             let issued = self.slot.redeem(payload, Utc::now(), window).map_err(|r| r.reason().to_owned())?;
             let verifier = self.gw.verifiers.get(method).ok_or("method no longer accepted")?;
             let claim = verifier.claim_for(&Value::Object(proof), &issued).map_err(|e| e.to_string())?;
-            if claim.identity != identity {
+            if claim.identity != closed.identity {
                 return Err("another key answered".to_owned());
             }
             let signed = verifier.signed_text(&issued).map_err(|e| e.to_string())?;
             claim.check(signed).map(|_| ()).map_err(|e| e.to_string())
         })();
-        let at = crate::store::now_text();
-        let frame: Arc<str> = match &outcome {
+        let peer_id = &closed.peer_id;
+        let (frame, event, reason): (Arc<str>, _, _) = match outcome {
             Ok(()) => {
                 if let Some(a) = self.admitted.as_mut() {
                     a.proved_at = tokio::time::Instant::now();
                 }
-                self.gw.rooms.mark_verified(&room, &peer_id, &at);
-                ServerMessage::PeerVerified {
-                    peer_id: &peer_id,
-                    identity: identity.did(),
-                    method: method.as_str(),
-                    at: &at,
-                }
-                .to_text()
-                .into()
+                let at = crate::store::now_text();
+                self.gw.rooms.mark_verified(&closed.room, peer_id, &at);
+                let identity = closed.identity.did();
+                let frame = ServerMessage::PeerVerified { peer_id, identity, method: method.as_str(), at: &at };
+                closed.required = false;
+                (frame.to_text().into(), "reverified", None)
             }
-            Err(_) => ServerMessage::PeerVerificationFailed { peer_id: &peer_id, reason: "failed" }.to_text().into(),
+            Err(why) => {
+                let frame = ServerMessage::PeerVerificationFailed { peer_id, reason: "failed" };
+                (frame.to_text().into(), "reverify-failed", Some(why))
+            }
         };
-        let failed = outcome.is_err();
-        let (event, reason) = match outcome {
-            Ok(()) => ("reverified", None),
-            Err(why) => ("reverify-failed", Some(why)),
-        };
+        self.tell_outcome(socket, closed, frame, event, reason).await;
+    }
+
+    /// Ends the confirmation under way, if any, returning who asked and about whom.
+    fn close_reverify(&mut self) -> Option<Closed> {
+        let a = self.admitted.as_mut()?;
+        a.reverify_deadline = None;
+        Some(Closed {
+            requesters: std::mem::take(&mut a.reverify_for),
+            required: std::mem::take(&mut a.reverify_required),
+            room: a.room.clone(),
+            peer_id: a.peer_id.clone(),
+            identity: a.identity.clone(),
+            method: answering_method(a.method),
+        })
+    }
+
+    /// Audits the outcome, sends `frame` to the peer and to everyone who asked, and
+    /// ejects the peer if the room required the confirmation and it failed.
+    async fn tell_outcome<S: Sink<Message> + Unpin>(
+        &mut self,
+        socket: &mut S,
+        closed: Closed,
+        frame: Arc<str>,
+        event: &'static str,
+        reason: Option<String>,
+    ) {
+        let Closed { requesters, required, room, peer_id, identity, method } = closed;
         self.audit(&room, event, Some(identity.did().to_owned()), Some(method), reason).await;
         let _ = socket.send(Message::Text(frame.as_ref().into())).await;
         for requester in requesters.into_iter().flatten() {
             self.gw.rooms.send_to(&room, &requester, frame.clone());
         }
-        if failed && required {
-            self.eject_unconfirmed(&room, &peer_id);
+        if required {
+            let message =
+                "this room requires confirming your identity every so often, and it was not confirmed; join again";
+            self.gw.rooms.kick_peer(&room, &peer_id, code::NOT_CONFIRMED, message);
         }
-    }
-
-    /// Ejects this peer: the room requires periodic confirmation and it failed one.
-    fn eject_unconfirmed(&self, room: &RoomId, peer_id: &PeerId) {
-        let message =
-            "this room requires confirming your identity every so often, and it was not confirmed; join again";
-        self.gw.rooms.kick_peer(room, peer_id, code::NOT_CONFIRMED, message);
     }
 
     /// Nobody answered the re-verification challenge in time: whoever asked is told,
     /// and the challenge is withdrawn.
     pub(super) async fn reverify_timed_out<S: Sink<Message> + Unpin>(&mut self, socket: &mut S) {
-        let Some(a) = self.admitted.as_mut() else { return };
-        let requesters = std::mem::take(&mut a.reverify_for);
-        a.reverify_deadline = None;
-        let required = std::mem::take(&mut a.reverify_required);
-        let (room, peer_id, identity) = (a.room.clone(), a.peer_id.clone(), a.identity.clone());
-        let method = answering_method(a.method);
+        let Some(closed) = self.close_reverify() else { return };
         self.slot = ChallengeSlot::default();
-        let frame: Arc<str> =
-            ServerMessage::PeerVerificationFailed { peer_id: &peer_id, reason: "timeout" }.to_text().into();
+        let frame =
+            ServerMessage::PeerVerificationFailed { peer_id: &closed.peer_id, reason: "timeout" }.to_text().into();
         let reason = Some("no answer within the challenge lifetime".to_owned());
-        self.audit(&room, "reverify-failed", Some(identity.did().to_owned()), Some(method), reason).await;
-        let _ = socket.send(Message::Text(frame.as_ref().into())).await;
-        for requester in requesters.into_iter().flatten() {
-            self.gw.rooms.send_to(&room, &requester, frame.clone());
-        }
-        if required {
-            self.eject_unconfirmed(&room, &peer_id);
-        }
+        self.tell_outcome(socket, closed, frame, "reverify-failed", reason).await;
     }
 
     /// Records in the room's audit log what a peer saw wrong with another's media
@@ -178,6 +180,18 @@ impl Session {
         let reason = format!("{} (reported by {reporter})", problem.as_str());
         self.audit(&room, "peer-reported", Some(reported), None, Some(reason)).await;
     }
+}
+
+/// A confirmation that just ended.
+struct Closed {
+    /// Who asked (`None`: a host page or the room's own schedule).
+    requesters: Vec<Option<PeerId>>,
+    /// Whether the room required it (failing it ejects the peer).
+    required: bool,
+    room: RoomId,
+    peer_id: PeerId,
+    identity: crate::identity::Identity,
+    method: Method,
 }
 
 /// The method a re-verification is answered with. A ticket was obtained with an

@@ -1,0 +1,174 @@
+// What the browser tests share: one headless Chromium (Debian's, driven by
+// playwright-core; fake camera and microphone), participants in their own browser
+// profiles whose RTCPeerConnections the test can inspect, and the steps of joining
+// a call. Imported by the *.browser.mjs scripts.
+
+import { chromium } from "playwright-core";
+import { mkdirSync } from "node:fs";
+
+export const [base, artifacts] = process.argv.slice(2);
+export const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"],
+});
+/** Every page opened, by name, for screenshots and failure reports. */
+export const pages = {};
+
+export async function shoot() {
+  mkdirSync(artifacts, { recursive: true });
+  for (const [name, page] of Object.entries(pages)) {
+    await page.screenshot({ path: `${artifacts}/${name}.png`, fullPage: true }).catch(() => {});
+  }
+}
+
+export function expect(cond, what) {
+  if (!cond) throw new Error(what);
+}
+
+/** Runs a flow: "ok" and exit 0, or the error, a connection report, screenshots and exit 1. */
+export async function run(name, flow) {
+  try {
+    await flow();
+    if (process.env.SCREENSHOTS) await shoot();
+    console.log("ok");
+    await browser.close();
+    process.exit(0);
+  } catch (e) {
+    console.error(`${name} failed: ${e.stack || e}`);
+    console.error(`connections: ${JSON.stringify(await connectionStates())}`);
+    await shoot();
+    await browser.close();
+    process.exit(1);
+  }
+}
+
+// Every page keeps its RTCPeerConnections where the test can read their stats.
+export const COLLECT_PCS = () => {
+  const Native = window.RTCPeerConnection;
+  window.__pcs = [];
+  window.RTCPeerConnection = class extends Native {
+    constructor(config) {
+      super(config);
+      window.__pcs.push(this);
+      const t0 = performance.now();
+      this.__log = [];
+      const note = (what) => this.__log.push(`${Math.round(performance.now() - t0)} ${what}`);
+      this.addEventListener("signalingstatechange", () => note(`sig ${this.signalingState}`));
+      this.addEventListener("connectionstatechange", () => note(`conn ${this.connectionState}`));
+      this.addEventListener("iceconnectionstatechange", () => note(`ice ${this.iceConnectionState}`));
+    }
+    createDataChannel(...args) {
+      const dc = super.createDataChannel(...args);
+      (this.__channels ||= []).push(dc);
+      return dc;
+    }
+  };
+};
+
+/** What each page's connections look like, for a failure report. */
+export async function connectionStates() {
+  const out = {};
+  for (const [name, page] of Object.entries(pages)) {
+    out[name] = await page
+      .evaluate(() => (window.__pcs || []).map((pc) => ({ connection: pc.connectionState, signaling: pc.signalingState, sctp: pc.sctp?.state, channels: (pc.__channels || []).map((c) => c.readyState), log: pc.__log })))
+      .catch((e) => String(e));
+  }
+  return out;
+}
+
+// A participant whose connections use another certificate than the one its key
+// signed (what a relay swapping media would look like to the other peers).
+export const SWAP_CERTIFICATE = () => {
+  const Native = window.RTCPeerConnection;
+  Native.generateCertificate({ name: "ECDSA", namedCurve: "P-256" }).then((c) => (window.__otherCert = c));
+  window.RTCPeerConnection = class extends Native {
+    constructor(config) {
+      super({ ...config, certificates: [window.__otherCert] });
+    }
+  };
+};
+
+/** A participant in a fresh browser profile; `initScript` replaces COLLECT_PCS. */
+export async function participant(name, setup, initScript = COLLECT_PCS) {
+  const ctx = await browser.newContext();
+  await ctx.addInitScript(initScript);
+  const page = await ctx.newPage();
+  page.on("pageerror", (e) => console.error(`[${name}] ${e.message}`));
+  pages[name] = page;
+  if (setup) await setup(ctx, page);
+  return page;
+}
+
+export async function openCall(page, room) {
+  await page.goto(`${base}/r/${room}`);
+  await page.waitForSelector("#call-root[data-ready=true]");
+}
+
+/** Joins; returns when the click happened and how long admission took (ms). */
+export async function joinWith(page, button) {
+  const t0 = Date.now();
+  await page.click(button);
+  await page.waitForSelector("#call:not([hidden])", { timeout: 20000, polling: 20 });
+  return [t0, Date.now() - t0];
+}
+
+/** Milliseconds from t0 until a remote tile plays video. */
+export async function firstRemoteFrame(page, t0) {
+  await page.waitForFunction(
+    () => [...document.querySelectorAll('.tile:not([data-peer="self"]) video')].some((v) => v.videoWidth > 0 && v.currentTime > 0),
+    null,
+    { timeout: 30000, polling: 20 },
+  );
+  return Date.now() - t0;
+}
+
+/** Waits until every open connection of a page has decoded `minFrames` video frames, and audio. */
+export async function receivesMedia(page, peers, minFrames = 5) {
+  await page.waitForFunction(
+    async ([peers, minFrames]) => {
+      const open = window.__pcs.filter((pc) => pc.connectionState === "connected");
+      if (open.length !== peers) return false;
+      for (const pc of open) {
+        let frames = 0, samples = 0;
+        (await pc.getStats()).forEach((s) => {
+          if (s.type === "inbound-rtp" && s.kind === "video") frames += s.framesDecoded || 0;
+          if (s.type === "inbound-rtp" && s.kind === "audio") samples += s.totalSamplesReceived || 0;
+        });
+        if (frames < minFrames || samples === 0) return false;
+      }
+      return true;
+    },
+    [peers, minFrames],
+    { timeout: 45000, polling: 250 },
+  );
+}
+
+export const tile = (page, label) => page.locator(".tile", { hasText: label });
+
+/** Signs in on the host pages with this profile's browser key and creates a room. */
+export async function createRoom(host, name) {
+  await host.goto(`${base}/signin`);
+  await host.click("#browser-key");
+  await host.waitForURL(`${base}/rooms`);
+  await host.fill("#name", name);
+  await host.click("button:text-is(\"Create room\")");
+  await host.waitForURL(/\/rooms\/[A-Za-z0-9]+$/);
+  return host.url();
+}
+
+/** Makes an invite link on the room page (open in `host`); returns its id. */
+export async function invite(host, label) {
+  await host.fill("#invite-label", label);
+  await host.click("button:text-is(\"Create invite link\")");
+  return (await host.textContent(".notice")).match(/\/i\/([A-Za-z0-9]+)/)[1];
+}
+
+/** Gives a profile a platform authenticator that always sees and verifies its user. */
+export async function virtualAuthenticator(ctx, page) {
+  const cdp = await ctx.newCDPSession(page);
+  await cdp.send("WebAuthn.enable");
+  await cdp.send("WebAuthn.addVirtualAuthenticator", {
+    options: { protocol: "ctap2", transport: "internal", hasResidentKey: true, hasUserVerification: true, isUserVerified: true },
+  });
+}
