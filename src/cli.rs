@@ -1,17 +1,16 @@
-//! The command line: `serve`, `identity`, `room …`, `bench`.
+//! The command line: `serve`, `identity`, `room …`, `bench`, and the native
+//! signer's `join` and `sign` (in [`native`]).
 //!
 //! Each subcommand parses its arguments here and calls into the library; the
 //! output formats (what a script can rely on) are defined here too.
 
 use crate::bench::{self, BenchOptions};
-use crate::client::ssh_signer::SshKeySource;
 use crate::config::Settings;
 use crate::identity::{parse_key_list, Identity, KeyLine};
 use crate::ids::RoomId;
 use crate::store::Store;
 use crate::web::Server;
 use clap::{Args, Parser, Subcommand};
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -23,6 +22,8 @@ macro_rules! say {
         let _ = writeln!(std::io::stdout(), $($arg)*);
     }};
 }
+
+mod native;
 
 #[derive(Parser)]
 #[command(name = "keygate", version, about = "Video rooms that admit only the holders of whitelisted keys")]
@@ -38,17 +39,23 @@ enum Command {
     /// Print the normalized identity (DID) and fingerprint of a public key.
     Identity {
         /// A key in any accepted format: the text itself, a file path, or - for stdin.
-        #[arg(required_unless_present = "ssh")]
+        #[arg(required_unless_present_any = ["ssh", "piv"])]
         key: Option<String>,
         /// Print the identity of a key held in ssh-agent instead.
-        #[arg(long, conflicts_with = "key")]
+        #[arg(long, conflicts_with_all = ["key", "piv"])]
         ssh: bool,
         /// With --ssh: which agent key (fingerprint, comment or public key line).
         #[arg(long = "key", requires = "ssh", value_name = "KEY")]
         select: Option<String>,
+        /// Print the identity of the key in a YubiKey PIV slot instead (read from its certificate).
+        #[arg(long, conflicts_with = "key")]
+        piv: bool,
+        /// With --piv: the slot.
+        #[arg(long, requires = "piv", default_value = "9a", value_parser = native::parse_slot)]
+        slot: yubikey::piv::SlotId,
     },
     /// Prove a key for a room and open it in the browser with a one-time ticket.
-    Join(JoinArgs),
+    Join(native::JoinArgs),
     /// Manage rooms and whitelists directly in the database.
     Room {
         #[command(flatten)]
@@ -56,56 +63,10 @@ enum Command {
         #[command(subcommand)]
         command: RoomCommand,
     },
-    /// Sign a challenge for pasting into a join page (method ssh).
-    Sign(SignArgs),
+    /// Sign a challenge for pasting into a join page (ssh-agent, a key file or a YubiKey).
+    Sign(native::SignArgs),
     /// Measure admissions per second and memory per idle socket.
     Bench(BenchArgs),
-}
-
-#[derive(Args)]
-#[command(group(clap::ArgGroup::new("signer").required(true).args(["ssh", "key_file"])))]
-struct JoinArgs {
-    /// The room's link, e.g. https://meet.example.com/r/ROOM
-    url: String,
-    #[command(flatten)]
-    signer: SignerArgs,
-    /// Print the link instead of opening the browser.
-    #[arg(long)]
-    no_open: bool,
-}
-
-/// Which key signs: one in ssh-agent, or a private key file.
-#[derive(Args)]
-struct SignerArgs {
-    /// Sign with a key held in ssh-agent ($SSH_AUTH_SOCK).
-    #[arg(long)]
-    ssh: bool,
-    /// Which agent key: its SHA256 fingerprint, its comment, or its public key line.
-    #[arg(long, requires = "ssh")]
-    key: Option<String>,
-    /// Sign with an OpenSSH private key file instead (passphrase asked when encrypted,
-    /// or taken from KEYGATE_KEY_PASSPHRASE).
-    #[arg(long, value_name = "PATH")]
-    key_file: Option<PathBuf>,
-}
-
-impl SignerArgs {
-    fn source(self) -> SshKeySource {
-        match self.key_file {
-            Some(path) => SshKeySource::File(path),
-            None => SshKeySource::Agent { select: self.key },
-        }
-    }
-}
-
-#[derive(Args)]
-#[command(group(clap::ArgGroup::new("signer").required(true).args(["ssh", "key_file"])))]
-struct SignArgs {
-    #[command(flatten)]
-    signer: SignerArgs,
-    /// The challenge: its payload text, the base64 from its ssh command, or the whole
-    /// challenge frame. Read from stdin when omitted.
-    challenge: Option<String>,
 }
 
 #[derive(Args)]
@@ -228,8 +189,13 @@ struct BenchArgs {
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYGATE_LOG")
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("KEYGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The yubikey crate traces every APDU, the PIN's included, and logs expected
+    // conditions (an empty reader) as errors: it stays silent whatever is asked.
+    if let Ok(silent) = "yubikey=off".parse() {
+        filter = filter.add_directive(silent);
+    }
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
@@ -253,10 +219,11 @@ async fn run(command: Command) -> CliResult {
     match command {
         Command::Serve(args) => serve(args).await,
         Command::Identity { key: Some(key), .. } => identity(&key),
-        Command::Identity { key: None, select, .. } => agent_identity(select),
-        Command::Join(args) => join(args).await,
+        Command::Identity { key: None, piv: true, slot, .. } => native::piv_identity(slot),
+        Command::Identity { key: None, select, .. } => native::agent_identity(select),
+        Command::Join(args) => native::join(args).await,
         Command::Room { db, command } => room(&db.db, command).await,
-        Command::Sign(args) => sign(args),
+        Command::Sign(args) => native::sign(args),
         Command::Bench(args) => {
             let report = bench::run(BenchOptions {
                 url: args.url,
@@ -272,21 +239,6 @@ async fn run(command: Command) -> CliResult {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-fn sign(args: SignArgs) -> CliResult {
-    let input = match args.challenge {
-        Some(text) => text,
-        None => {
-            let mut text = String::new();
-            std::io::stdin().read_to_string(&mut text)?;
-            text
-        }
-    };
-    let text = crate::client::challenge_text(&input)?;
-    let signature = crate::client::ssh_signer::sign(&args.signer.source(), text.as_bytes())?;
-    print!("{signature}");
-    Ok(ExitCode::SUCCESS)
 }
 
 fn settings_from(args: ServeArgs) -> Result<Settings, Box<dyn std::error::Error>> {
@@ -369,7 +321,7 @@ async fn wait_for_signal() {
 fn read_key_arg(arg: &str) -> Result<String, Box<dyn std::error::Error>> {
     if arg == "-" {
         let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text)?;
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
         return Ok(text);
     }
     let path = std::path::Path::new(arg);
@@ -399,85 +351,6 @@ fn read_keys(arg: &str) -> Result<(Vec<KeyLine>, usize), Box<dyn std::error::Err
         }
     }
     Ok((keys, bad))
-}
-
-fn agent_identity(select: Option<String>) -> CliResult {
-    let key = crate::client::ssh_signer::public_key(&SshKeySource::Agent { select })?;
-    let line = key.to_openssh()?;
-    let id = Identity::parse(&line)?;
-    say!("{}\n{} ({})  {}", id, id.fingerprint(), id.kind(), key.comment());
-    Ok(ExitCode::SUCCESS)
-}
-
-/// The WebSocket URL and room of a room link (`http(s)://host/r/ROOM`).
-fn room_link(url: &str) -> Result<(String, RoomId), Box<dyn std::error::Error>> {
-    let parsed = url::Url::parse(url).map_err(|e| format!("not a room link ({e}); expected https://HOST/r/ROOM"))?;
-    let room = parsed
-        .path()
-        .strip_prefix("/r/")
-        .map(|r| r.trim_end_matches('/'))
-        .ok_or("not a room link; expected https://HOST/r/ROOM")?;
-    let room = RoomId::parse(room)?;
-    let scheme = match parsed.scheme() {
-        "https" => "wss",
-        "http" => "ws",
-        other => return Err(format!("unsupported link scheme {other}").into()),
-    };
-    let host = parsed.host_str().ok_or("the link has no host")?;
-    let port = parsed.port().map(|p| format!(":{p}")).unwrap_or_default();
-    Ok((format!("{scheme}://{host}{port}/ws"), room))
-}
-
-async fn join(args: JoinArgs) -> CliResult {
-    use crate::client::ws::{Client, ClientError};
-    let (ws, room) = room_link(&args.url)?;
-    let source = args.signer.source();
-    let mut client = Client::connect(&ws).await?;
-    let challenge =
-        client.request(serde_json::json!({"type": "request", "roomId": room.as_str(), "ticket": true})).await?;
-    let text = challenge["payload"].to_string();
-    let signature = tokio::task::spawn_blocking({
-        let source = source.clone();
-        move || crate::client::ssh_signer::sign(&source, text.as_bytes())
-    })
-    .await??;
-    let auth =
-        serde_json::json!({"type": "auth", "method": "ssh", "payload": challenge["payload"], "signature": signature});
-    client.send(&auth).await?;
-    let ticket = match client.expect("ticket").await {
-        Ok(t) => t,
-        Err(ClientError::Server { code, .. }) if code == "not-admitted" => {
-            let who = crate::client::ssh_signer::public_key(&source)
-                .ok()
-                .and_then(|k| k.to_openssh().ok())
-                .and_then(|l| Identity::parse(&l).ok())
-                .map(|i| i.to_string())
-                .unwrap_or_default();
-            return Err(format!("this key is not on the room's list — send your identity to the host: {who}").into());
-        }
-        Err(e) => return Err(e.into()),
-    };
-    client.close().await;
-    let origin = challenge["payload"]["origin"].as_str().unwrap_or_default();
-    // The ticket travels in the fragment, which browsers never send to a server.
-    let link = format!("{origin}/r/{room}#ticket={}", ticket["ticket"].as_str().unwrap_or_default());
-    if args.no_open || !open_browser(&link) {
-        say!("{link}");
-    } else {
-        eprintln!("opened the room in your browser (the link is valid for {} s)", ticket["expiresIn"]);
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Opens `link` in the default browser; false if no opener could be run.
-fn open_browser(link: &str) -> bool {
-    let opener = if cfg!(target_os = "macos") { "open" } else { "xdg-open" };
-    std::process::Command::new(opener)
-        .arg(link)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 fn identity(key: &str) -> CliResult {

@@ -180,7 +180,7 @@ async function prove(method, ch) {
   if (method === "webauthn") return { type: "auth", method, payload, credential: await passkeyCredential(ch.webauthn) };
   if (method === "eth") return { type: "auth", method, payload, message: ch.siwe, signature: await walletSignature(ch.siwe) };
   if (method === "ssh") {
-    $("ssh-command").textContent = ch.ssh.command;
+    $("ssh-command").textContent = `${ch.ssh.command}\n\n# or, with a YubiKey:\nkeygate sign --piv ${btoa(JSON.stringify(payload))}`;
     for (const id of ["ssh-command", "ssh-signature", "ssh-send"]) $(id).hidden = false;
     $("ssh-send").disabled = false;
     status("Run the command in a terminal, paste the signature and send it.");
@@ -189,6 +189,12 @@ async function prove(method, ch) {
     });
     for (const id of ["ssh-command", "ssh-signature", "ssh-send"]) $(id).hidden = true;
     $("ssh-signature").value = "";
+    // `keygate sign --piv` prints its proof as one line of JSON (method piv).
+    if (signature.trim().startsWith("{")) {
+      const proof = JSON.parse(signature);
+      if (!ch.methods.includes(proof.method)) throw new Error(`this challenge does not take a ${proof.method} proof`);
+      return { ...proof, type: "auth", payload };
+    }
     return { type: "auth", method, payload, signature };
   }
   if (method === "ticket") {

@@ -6,14 +6,13 @@
 mod common;
 
 use base64::Engine;
+use common::piv_pki::TestPiv;
 use common::*;
-use keygate::identity::Identity;
 use keygate::verify::piv::{verify_attestation, PinPolicy, TouchPolicy};
 use keygate::verify::x509::{read_certificate, read_certificates, subject_key};
 use serde_json::{json, Value};
 use spki::der::{Decode, Encode};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use x509_cert::Certificate;
 
 fn read(path: &Path) -> Certificate {
@@ -135,162 +134,6 @@ fn tamemycerts_csrs_from_real_yubikeys() {
     )
     .unwrap();
     assert!(verify_attestation(&slot, &device, &intermediates, &[foreign]).is_err());
-}
-
-/// A test PKI made with the openssl command line, shaped like a YubiKey's.
-struct TestPiv {
-    dir: PathBuf,
-}
-
-fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
-    let out = Command::new("openssl").current_dir(dir).args(args).output().unwrap();
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    out.stdout
-}
-
-fn genkey(dir: &Path, name: &str, kind: &str) {
-    let out = format!("{name}.key");
-    match kind {
-        "rsa" => openssl(dir, &["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", &out]),
-        curve => openssl(
-            dir,
-            &["genpkey", "-algorithm", "EC", "-pkeyopt", &format!("ec_paramgen_curve:{curve}"), "-out", &out],
-        ),
-    };
-}
-
-impl TestPiv {
-    /// A root and a device (f9) certificate under it.
-    fn new(dir: &Path) -> TestPiv {
-        genkey(dir, "root", "P-256");
-        openssl(
-            dir,
-            &[
-                "req",
-                "-x509",
-                "-new",
-                "-key",
-                "root.key",
-                "-subj",
-                "/CN=Test Attestation Root",
-                "-days",
-                "30",
-                "-out",
-                "root.pem",
-            ],
-        );
-        genkey(dir, "device", "P-256");
-        openssl(dir, &["req", "-new", "-key", "device.key", "-subj", "/CN=Test PIV Attestation", "-out", "device.csr"]);
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "device.csr",
-                "-CA",
-                "root.pem",
-                "-CAkey",
-                "root.key",
-                "-CAcreateserial",
-                "-days",
-                "30",
-                "-out",
-                "device.pem",
-            ],
-        );
-        TestPiv { dir: dir.to_owned() }
-    }
-
-    /// A slot key of `kind`, its self-signed slot certificate, and an attestation
-    /// of it signed by the device key with the given policy bytes.
-    fn slot(&self, name: &str, kind: &str, pin: u8, touch: u8) {
-        let d = &self.dir;
-        genkey(d, name, kind);
-        openssl(
-            d,
-            &[
-                "req",
-                "-x509",
-                "-new",
-                "-key",
-                &format!("{name}.key"),
-                "-subj",
-                &format!("/CN={name}"),
-                "-days",
-                "30",
-                "-out",
-                &format!("{name}.pem"),
-            ],
-        );
-        let ext = format!(
-            "[yk]\n1.3.6.1.4.1.41482.3.3 = DER:050403\n1.3.6.1.4.1.41482.3.7 = DER:0204009C4E68\n1.3.6.1.4.1.41482.3.8 = DER:{pin:02x}{touch:02x}\n1.3.6.1.4.1.41482.3.9 = DER:04\n"
-        );
-        std::fs::write(d.join(format!("{name}.ext")), ext).unwrap();
-        openssl(
-            d,
-            &[
-                "req",
-                "-new",
-                "-key",
-                &format!("{name}.key"),
-                "-subj",
-                "/CN=YubiKey PIV Attestation 9a",
-                "-out",
-                &format!("{name}.csr"),
-            ],
-        );
-        openssl(
-            d,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &format!("{name}.csr"),
-                "-CA",
-                "device.pem",
-                "-CAkey",
-                "device.key",
-                "-CAcreateserial",
-                "-days",
-                "30",
-                "-extfile",
-                &format!("{name}.ext"),
-                "-extensions",
-                "yk",
-                "-out",
-                &format!("{name}.att.pem"),
-            ],
-        );
-    }
-
-    fn text(&self, file: &str) -> String {
-        std::fs::read_to_string(self.dir.join(file)).unwrap()
-    }
-
-    /// SHA-256 of `message` signed by the slot key, as a PIV card returns it.
-    fn sign(&self, name: &str, message: &str) -> String {
-        std::fs::write(self.dir.join("message"), message).unwrap();
-        let sig = openssl(&self.dir, &["dgst", "-sha256", "-sign", &format!("{name}.key"), "message"]);
-        base64::engine::general_purpose::STANDARD.encode(sig)
-    }
-
-    fn identity(&self, name: &str) -> Identity {
-        Identity::parse(&self.text(&format!("{name}.pem"))).unwrap()
-    }
-
-    fn auth(&self, challenge: &Value, name: &str, attested_as: Option<&str>) -> Value {
-        let mut auth = json!({
-            "type": "auth", "method": "piv", "payload": challenge["payload"],
-            "certificate": self.text(&format!("{name}.pem")),
-            "signature": self.sign(name, &challenge["payload"].to_string()),
-        });
-        if let Some(att) = attested_as {
-            auth["attestation"] =
-                json!({"slot": self.text(&format!("{att}.att.pem")), "device": self.text("device.pem")});
-        }
-        auth
-    }
 }
 
 #[tokio::test]

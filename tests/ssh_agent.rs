@@ -262,3 +262,65 @@ async fn keygate_join_gets_a_one_time_ticket_with_an_agent_key() {
     s.audit_has(&room, |e| e.reason.as_deref() == Some("expired ticket")).await;
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn pkcs8_pem_key_files_sign_too() {
+    let (Some(_), Some(_)) = (tool("ssh-keygen"), tool("openssl")) else { return };
+    let s = TestServer::start().await;
+    let owner = key();
+    let room = s.room(&owner, &[]).await;
+    let dir = s.dir.path();
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl").current_dir(dir).args(args).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    };
+    let kinds: [(&str, &[&str]); 4] = [
+        ("ed25519.pem", &["-algorithm", "ed25519"]),
+        ("p256.pem", &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]),
+        ("p384.pem", &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384"]),
+        (
+            "locked.pem",
+            &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-aes-256-cbc", "-pass", "pass:secret"],
+        ),
+    ];
+    for (file, args) in kinds {
+        let mut all = vec!["genpkey", "-out", file];
+        all.extend_from_slice(args);
+        openssl(&all);
+        let public = openssl(&["pkey", "-in", file, "-passin", "pass:secret", "-pubout"]);
+        let id = Identity::parse(&String::from_utf8(public).unwrap()).unwrap();
+        s.server().gateway().store.allow(&room, &id, file, "test").await.unwrap();
+        s.server().gateway().rooms.invalidate(&room);
+
+        let mut c = s.connect().await;
+        let challenge = c.request(join(&room)).await.unwrap();
+        let out = Command::new(keygate_bin())
+            .args(["sign", "--key-file", dir.join(file).to_str().unwrap(), &challenge["payload"].to_string()])
+            .env("KEYGATE_KEY_PASSPHRASE", "secret")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
+        let signature = String::from_utf8(out.stdout).unwrap();
+        c.send(&json!({"type": "auth", "method": "ssh", "payload": challenge["payload"], "signature": signature}))
+            .await
+            .unwrap();
+        assert_eq!(c.expect("welcome").await.unwrap()["identity"], id.did(), "{file}");
+    }
+
+    // The wrong passphrase, and a key type this signer does not take, are named.
+    let out = Command::new(keygate_bin())
+        .args(["sign", "--key-file", dir.join("locked.pem").to_str().unwrap(), "{\"a\":1}"])
+        .env("KEYGATE_KEY_PASSPHRASE", "wrong")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wrong passphrase"));
+    openssl(&["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "rsa.pem"]);
+    let out = Command::new(keygate_bin())
+        .args(["sign", "--key-file", dir.join("rsa.pem").to_str().unwrap(), "{\"a\":1}"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("use Ed25519, P-256 or P-384"), "{err}");
+    s.shutdown().await;
+}

@@ -3,6 +3,7 @@
 
 pub mod http;
 pub mod p256_key;
+pub mod piv_signer;
 pub mod signer;
 pub mod soft_webauthn;
 pub mod ssh_signer;

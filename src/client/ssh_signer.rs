@@ -121,14 +121,71 @@ fn sign_with_agent(select: Option<&str>, message: &[u8]) -> Result<SshSig, SshSi
 
 fn load_private_key(path: &Path) -> Result<PrivateKey, SshSignError> {
     let name = path.display().to_string();
-    let key = PrivateKey::read_openssh_file(path).map_err(|e| SshSignError::KeyFile(name.clone(), e.to_string()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| SshSignError::KeyFile(name.clone(), e.to_string()))?;
+    if text.contains("-----BEGIN PRIVATE KEY-----") || text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+        return pkcs8_private_key(&text, &name);
+    }
+    let key = PrivateKey::from_openssh(&text).map_err(|e| {
+        SshSignError::KeyFile(name.clone(), format!("{e} (expected an OpenSSH or PKCS#8 PEM private key)"))
+    })?;
     if !key.is_encrypted() {
         return Ok(key);
     }
-    let passphrase = match std::env::var("KEYGATE_KEY_PASSPHRASE") {
-        Ok(p) => p,
-        Err(_) => rpassword::prompt_password(format!("Passphrase for {name}: "))
-            .map_err(|e| SshSignError::KeyFile(name.clone(), format!("cannot ask for the passphrase: {e}")))?,
-    };
+    let passphrase = passphrase(&name)?;
     key.decrypt(passphrase.as_bytes()).map_err(|_| SshSignError::Passphrase(name))
+}
+
+fn passphrase(name: &str) -> Result<zeroize::Zeroizing<String>, SshSignError> {
+    match std::env::var("KEYGATE_KEY_PASSPHRASE") {
+        Ok(p) => Ok(zeroize::Zeroizing::new(p)),
+        Err(_) => rpassword::prompt_password(format!("Passphrase for {name}: "))
+            .map(zeroize::Zeroizing::new)
+            .map_err(|e| SshSignError::KeyFile(name.to_owned(), format!("cannot ask for the passphrase: {e}"))),
+    }
+}
+
+/// A PKCS#8 PEM key (`openssl genpkey`), encrypted or not: Ed25519, P-256 or P-384.
+fn pkcs8_private_key(text: &str, name: &str) -> Result<PrivateKey, SshSignError> {
+    use pkcs8::der::Decode;
+    use ssh_key::private::{EcdsaKeypair, Ed25519Keypair, KeypairData};
+    let bad = |e: &dyn std::fmt::Display| SshSignError::KeyFile(name.to_owned(), e.to_string());
+    let (label, der) = pkcs8::der::pem::decode_vec(text.trim().as_bytes()).map_err(|e| bad(&e))?;
+    let der = if label == "ENCRYPTED PRIVATE KEY" {
+        let encrypted = pkcs8::EncryptedPrivateKeyInfo::from_der(&der).map_err(|e| bad(&e))?;
+        let passphrase = passphrase(name)?;
+        encrypted
+            .decrypt(passphrase.as_bytes())
+            .map_err(|_| SshSignError::Passphrase(name.to_owned()))?
+            .as_bytes()
+            .to_vec()
+    } else {
+        der
+    };
+    let info = pkcs8::PrivateKeyInfo::from_der(&der).map_err(|e| bad(&e))?;
+    let data = match info.algorithm.oid.to_string().as_str() {
+        "1.3.101.112" => {
+            // The key is an OCTET STRING holding the 32-byte seed.
+            let seed = pkcs8::der::asn1::OctetStringRef::from_der(info.private_key).map_err(|e| bad(&e))?;
+            let seed: [u8; 32] = seed.as_bytes().try_into().map_err(|_| bad(&"an Ed25519 seed is 32 bytes"))?;
+            KeypairData::Ed25519(Ed25519Keypair::from_seed(&seed))
+        }
+        "1.2.840.10045.2.1" => {
+            use p256::elliptic_curve::sec1::ToEncodedPoint;
+            if let Ok(secret) = p256::SecretKey::try_from(info.clone()) {
+                let public = secret.public_key().to_encoded_point(false);
+                KeypairData::Ecdsa(EcdsaKeypair::NistP256 { public, private: secret.into() })
+            } else {
+                let secret =
+                    p384::SecretKey::try_from(info).map_err(|_| bad(&"only P-256 and P-384 EC keys are supported"))?;
+                let public = secret.public_key().to_encoded_point(false);
+                KeypairData::Ecdsa(EcdsaKeypair::NistP384 { public, private: secret.into() })
+            }
+        }
+        other => {
+            return Err(bad(&format!(
+            "PKCS#8 keys of algorithm {other} are not supported; use Ed25519, P-256 or P-384 (or an OpenSSH key file)"
+        )))
+        }
+    };
+    PrivateKey::new(data, "").map_err(|e| bad(&e))
 }

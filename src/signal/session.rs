@@ -496,7 +496,7 @@ impl Session {
         }
         let detail = evidence.attestation.as_ref().map(ToString::to_string);
         if requested.ticket {
-            return self.issue_ticket(socket, &room, &identity, method).await;
+            return self.issue_ticket(socket, &room, &identity, method, detail).await;
         }
         let (create, name) = (requested.create, requested.name.clone());
         if create {
@@ -806,12 +806,13 @@ impl Session {
         room: &RoomId,
         identity: &Identity,
         method: Method,
+        attestation: Option<String>,
     ) {
         let ttl = self.gw.settings.ticket_ttl;
         let Some(ticket) = self.gw.tickets.issue(room, identity, ttl) else {
             return send_error(socket, code::SERVER_FULL, "too many tickets outstanding; try again shortly").await;
         };
-        self.audit(room, "ticket-issued", Some(identity.did().to_owned()), Some(method), None).await;
+        self.audit(room, "ticket-issued", Some(identity.did().to_owned()), Some(method), attestation).await;
         let frame = ServerMessage::Ticket {
             ticket: &ticket,
             room_id: room,

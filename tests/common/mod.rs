@@ -2,6 +2,9 @@
 //! file, real WebSocket clients, and helpers to reach test data and tools.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod piv_card;
+pub mod piv_pki;
+
 use keygate::client::p256_key::P256Key;
 use keygate::client::ws::Client;
 use keygate::config::Settings;

@@ -42,9 +42,10 @@ impl Session {
             return; // one challenge answers every request made while it is open
         }
         let (room, fingerprint, identity) = (a.room.clone(), a.fingerprint.clone(), a.identity.clone());
-        let method = answering_method(a.method);
+        let answering = answering_methods(a.method);
+        let method = answering[0];
         let settings = &self.gw.settings;
-        let by_hand = self.gw.verifiers.get(method).is_some_and(|v| v.by_hand());
+        let by_hand = answering.iter().any(|m| self.gw.verifiers.get(*m).is_some_and(|v| v.by_hand()));
         let lifetime = if by_hand { settings.manual_freshness } else { settings.freshness_past };
         a.reverify_deadline = Some(tokio::time::Instant::now() + lifetime);
         let mut challenge = IssuedChallenge::issue_reverify(room.clone(), &self.gw.origin, fingerprint, Utc::now());
@@ -61,7 +62,7 @@ impl Session {
         let ssh = verifiers.get(Method::Ssh).map(|_| SshHint::for_text(&challenge.signed_bytes));
         let siwe = challenge.siwe.as_deref();
         let webauthn = challenge.webauthn.as_ref().map(|w| &w.options);
-        let methods = vec![method.as_str()];
+        let methods = answering.iter().map(|m| m.as_str()).collect();
         send(socket, &ServerMessage::Challenge { payload: &payload, methods, ssh, siwe, webauthn }).await;
         self.slot.put(challenge);
     }
@@ -75,14 +76,16 @@ impl Session {
         proof: Map<String, Value>,
     ) {
         let Some(mut closed) = self.close_reverify() else { return };
-        let method = closed.method;
+        let admitted_with = closed.method;
+        let answering = answering_methods(admitted_with);
+        let method = answering.iter().copied().find(|m| m.as_str() == method_name).unwrap_or(answering[0]);
         let window = Freshness {
             past: self.gw.settings.freshness_past.max(self.gw.settings.manual_freshness),
             future: self.gw.settings.freshness_future,
         };
         let outcome = (|| {
             if method_name != method.as_str() {
-                return Err(format!("answered with {method_name}, admitted with {}", method.as_str()));
+                return Err(format!("answered with {method_name}, admitted with {}", admitted_with.as_str()));
             }
             let issued = self.slot.redeem(payload, Utc::now(), window).map_err(|r| r.reason().to_owned())?;
             let verifier = self.gw.verifiers.get(method).ok_or("method no longer accepted")?;
@@ -124,7 +127,7 @@ impl Session {
             room: a.room.clone(),
             peer_id: a.peer_id.clone(),
             identity: a.identity.clone(),
-            method: answering_method(a.method),
+            method: a.method,
         })
     }
 
@@ -194,11 +197,16 @@ struct Closed {
     method: Method,
 }
 
-/// The method a re-verification is answered with. A ticket was obtained with an
-/// SSH signature (`keygate join`), so its holder answers with one again.
-fn answering_method(admitted_with: Method) -> Method {
+/// The methods a re-verification may be answered with: the admission's own. A
+/// ticket was obtained by `keygate join` with an SSH key or a PIV card, so its holder
+/// answers with either (pasting what `keygate sign` prints); the identity must match.
+fn answering_methods(admitted_with: Method) -> &'static [Method] {
     match admitted_with {
-        Method::Ticket => Method::Ssh,
-        m => m,
+        Method::Ticket => &[Method::Ssh, Method::Piv],
+        Method::Webcrypto => &[Method::Webcrypto],
+        Method::Ssh => &[Method::Ssh],
+        Method::Eth => &[Method::Eth],
+        Method::Piv => &[Method::Piv],
+        Method::Webauthn => &[Method::Webauthn],
     }
 }
