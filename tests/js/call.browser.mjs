@@ -3,8 +3,9 @@
 // (the host), a passkey through Chromium's virtual WebAuthn authenticator, and a
 // wallet through an EIP-1193 provider injected here and backed by ethers.js — see
 // and hear each other (checked with getStats), chat, confirm identities; a fourth
-// whose media certificate is not the one it signed is flagged and not shown; the
-// host removing the wallet's key ejects it from the call.
+// whose media certificate is not the one it signed (and who joins with a one-time
+// ticket from the link's fragment) is flagged and not shown; the host removing the
+// wallet's key ejects it from the call.
 //
 //   node tests/js/call.browser.mjs http://localhost:PORT ARTIFACT_DIR
 //
@@ -93,8 +94,27 @@ await run("call flow", async () => {
   await tile(host, "Wallet person").locator(".verify-state.ok").waitFor({ timeout: 20000 });
 
   // Mallory's connections use another certificate than the one her key signed.
-  await openCall(mallory, room);
-  await joinWith(mallory, "#join-browser-key");
+  // She comes in with a one-time ticket, as `keygate join` would hand her (asked for
+  // here over the socket with her browser key), from the link's fragment.
+  await mallory.goto(`${base}/keys`);
+  const ticket = await mallory.evaluate(async (room) => {
+    const { browserKeyProof } = await import("/static/proof.js");
+    const ws = new WebSocket(`${location.origin.replace("http", "ws")}/ws`);
+    return new Promise((resolve, reject) => {
+      ws.onopen = () => ws.send(JSON.stringify({ type: "request", roomId: room, ticket: true }));
+      ws.onmessage = async (e) => {
+        const m = JSON.parse(e.data);
+        if (m.type === "challenge") ws.send(JSON.stringify({ type: "auth", method: "webcrypto", payload: m.payload, ...(await browserKeyProof(m.payload)) }));
+        else if (m.type === "ticket") resolve(m.ticket);
+        else reject(new Error(JSON.stringify(m)));
+      };
+    });
+  }, room);
+  await mallory.goto(`${base}/r/${room}#ticket=${ticket}`);
+  await mallory.waitForSelector("#call-root[data-ready=true]");
+  await mallory.waitForSelector("#ticket-method:not([hidden])");
+  await joinWith(mallory, "#join-ticket");
+  expect(!mallory.url().includes("ticket"), "the spent ticket is gone from the address bar");
   const flagged = tile(host, "Mallory");
   await flagged.locator(".warning:not([hidden])").waitFor({ timeout: 20000 });
   expect(await flagged.evaluate((t) => t.classList.contains("broken") && t.querySelector("video").srcObject === null), "Mallory's media is not shown");
