@@ -1,11 +1,10 @@
-//! The host's pages: my rooms, a room's whitelist, settings, audit log, who is
-//! live, and invites. Server-rendered forms; every POST carries the CSRF token and
-//! every room page is for the room's owners only.
+//! The host's pages: my rooms, a room's whitelist, settings, audit log and who is
+//! live (invites are in `invites`). Server-rendered forms; every POST carries the
+//! CSRF token and every room page is for the room's owners only.
 
-use super::auth::{csrf_ok, issue_over_http, verify_over_http, ProofError, SignedIn};
+use super::auth::{csrf_ok, SignedIn};
 use super::pages::render;
 use super::AppState;
-use crate::challenge::IssuedChallenge;
 use crate::identity::{parse_key_list, Identity};
 use crate::ids::{PeerId, RoomId};
 use crate::signal::protocol::PeerInfo;
@@ -14,14 +13,13 @@ use askama::Template;
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::{Form, Json};
-use chrono::Utc;
+use axum::Form;
 use serde::Deserialize;
 use serde_json::Value;
 
 /// A page's answer when it cannot show what was asked: a status and a sentence
 /// for the person, never an internal cause.
-pub struct PageError(StatusCode, &'static str);
+pub struct PageError(pub(super) StatusCode, pub(super) &'static str);
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
@@ -34,7 +32,7 @@ impl IntoResponse for PageError {
 const EXPIRED_FORM: PageError = PageError(StatusCode::FORBIDDEN, "The form expired; reload the page and try again.");
 
 /// The signed-in host of a request; anyone else is sent to the sign-in page.
-pub struct Host(WebSession);
+pub struct Host(pub(super) WebSession);
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Host
 where
@@ -58,7 +56,7 @@ fn check_csrf(session: &WebSession, submitted: &str) -> Result<(), PageError> {
     }
 }
 
-fn internal(what: &str, e: impl std::fmt::Display) -> PageError {
+pub(super) fn internal(what: &str, e: impl std::fmt::Display) -> PageError {
     tracing::error!(error = %e, "{what} failed");
     PageError(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong on the server; try again.")
 }
@@ -93,7 +91,7 @@ async fn owned_room(state: &AppState, session: &WebSession, room: &str) -> Resul
 
 /// A form POST about a room: the CSRF token must be the session's and the
 /// signed-in identity must own the room.
-async fn owner_form(
+pub(super) async fn owner_form(
     state: &AppState,
     session: &WebSession,
     room: &str,
@@ -202,7 +200,7 @@ struct RoomPage {
 }
 
 /// The room page with `errors` shown beside the form of `section`.
-async fn render_room_at(
+pub(super) async fn render_room_at(
     section: &'static str,
     state: &AppState,
     session: &WebSession,
@@ -595,120 +593,4 @@ pub async fn reverify(
         return Err(PageError(StatusCode::NOT_FOUND, "That participant has left the room."));
     }
     Ok(Redirect::to(&format!("/rooms/{id}/live")).into_response())
-}
-
-#[derive(Deserialize)]
-pub struct InviteForm {
-    csrf: String,
-    #[serde(default)]
-    label: String,
-    #[serde(default = "one")]
-    uses: i64,
-    #[serde(default = "day")]
-    hours: i64,
-}
-fn one() -> i64 {
-    1
-}
-fn day() -> i64 {
-    24
-}
-
-pub async fn create_invite(
-    State(state): State<AppState>,
-    Host(session): Host,
-    Path(room): Path<String>,
-    Form(form): Form<InviteForm>,
-) -> Result<Response, PageError> {
-    let (id, record) = owner_form(&state, &session, &room, &form.csrf).await?;
-    if !(1..=1000).contains(&form.uses) || !(1..=24 * 90).contains(&form.hours) {
-        let errors = vec!["An invite has 1 to 1000 uses and lasts 1 hour to 90 days.".to_owned()];
-        return render_room_at("invites", &state, &session, &id, record, None, errors).await;
-    }
-    let invite = bs58::encode(crate::ids::random_bytes::<16>()).into_string();
-    let label: String = form.label.trim().chars().take(64).collect();
-    let expires = Utc::now() + chrono::Duration::hours(form.hours);
-    let store = &state.gateway.store;
-    store
-        .create_invite(&invite, &id, &label, form.uses, expires, &session.identity)
-        .await
-        .map_err(|e| internal("creating an invite", e))?;
-    let notice = Some(format!("Invite created: {}/i/{invite}", state.gateway.origin));
-    render_room_at("invites", &state, &session, &id, record, notice, Vec::new()).await
-}
-
-#[derive(Template)]
-#[template(path = "invite.html")]
-struct InvitePage {
-    invite: String,
-    label: String,
-    room_name: String,
-}
-
-async fn usable_invite(state: &AppState, invite: &str) -> Result<Invite, PageError> {
-    state.gateway.store.invite(invite).await.map_err(|e| internal("invite lookup", e))?.ok_or(PageError(
-        StatusCode::NOT_FOUND,
-        "This invite link is used up, expired, or never existed. Ask the host for a new one.",
-    ))
-}
-
-pub async fn invite_page(State(state): State<AppState>, Path(invite): Path<String>) -> Result<Response, PageError> {
-    let invite = usable_invite(&state, &invite).await?;
-    let room_name = match RoomId::parse(&invite.room) {
-        Ok(id) => state.gateway.store.room(&id).await.ok().flatten().map(|r| r.name).unwrap_or_default(),
-        Err(_) => String::new(),
-    };
-    Ok(render(&InvitePage { invite: invite.id, label: invite.label, room_name }))
-}
-
-pub async fn invite_challenge(
-    State(state): State<AppState>,
-    Path(invite): Path<String>,
-    body: Option<Json<Value>>,
-) -> Result<Json<Value>, ProofError> {
-    let invite = usable_invite(&state, &invite)
-        .await
-        .map_err(|_| ProofError::new(StatusCode::NOT_FOUND, "this invite is used up or expired"))?;
-    let room = RoomId::parse(&invite.room).map_err(|_| ProofError::new(StatusCode::NOT_FOUND, "no such room"))?;
-    let address = body.as_ref().and_then(|Json(b)| b["address"].as_str().map(str::to_owned));
-    let challenge = IssuedChallenge::issue(room, &state.gateway.origin, None, Utc::now());
-    issue_over_http(&state.gateway, &state.pending, challenge, address.as_deref()).map(Json)
-}
-
-/// Whoever proves a key through an invite is whitelisted under the invite's label.
-pub async fn invite_verify(
-    State(state): State<AppState>,
-    Path(invite): Path<String>,
-    Json(answer): Json<Value>,
-) -> Result<Json<Value>, ProofError> {
-    let gw = &state.gateway;
-    let invite = usable_invite(&state, &invite)
-        .await
-        .map_err(|_| ProofError::new(StatusCode::NOT_FOUND, "this invite is used up or expired"))?;
-    let room = RoomId::parse(&invite.room).map_err(|_| ProofError::new(StatusCode::NOT_FOUND, "no such room"))?;
-    if answer["payload"]["roomId"].as_str() != Some(room.as_str()) {
-        return Err(ProofError::new(StatusCode::FORBIDDEN, "this proof is for another room"));
-    }
-    let (identity, _) = verify_over_http(gw, &state.pending, &answer).await?;
-    if !gw.store.use_invite(&invite.id).await.unwrap_or(false) {
-        return Err(ProofError::new(StatusCode::GONE, "this invite was used up a moment ago"));
-    }
-    gw.store
-        .allow(&room, &identity, &invite.label, &format!("invite {}", invite.id))
-        .await
-        .map_err(|_| ProofError::new(StatusCode::INTERNAL_SERVER_ERROR, "the key could not be added; try again"))?;
-    gw.rooms.invalidate(&room);
-    gw.audit
-        .record(AuditEvent {
-            room: room.clone(),
-            event: "whitelist-add",
-            identity: Some(identity.did().to_owned()),
-            method: None,
-            reason: Some(format!("invite {} ({})", invite.id, invite.label)),
-            remote: None,
-        })
-        .await;
-    Ok(Json(
-        serde_json::json!({"identity": identity.did(), "keyFingerprint": identity.fingerprint(), "room": room.as_str()}),
-    ))
 }

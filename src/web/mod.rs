@@ -7,6 +7,7 @@
 mod auth;
 mod call;
 mod host;
+mod invites;
 mod pages;
 mod passkey_routes;
 
@@ -92,10 +93,10 @@ pub fn app(gateway: Arc<Gateway>) -> Router {
         .route("/rooms/{room}/live", get(host::live_page))
         .route("/rooms/{room}/kick", axum::routing::post(host::kick))
         .route("/rooms/{room}/reverify", axum::routing::post(host::reverify))
-        .route("/rooms/{room}/invites", axum::routing::post(host::create_invite))
-        .route("/i/{invite}", get(host::invite_page))
-        .route("/i/{invite}/challenge", axum::routing::post(host::invite_challenge))
-        .route("/i/{invite}/verify", axum::routing::post(host::invite_verify))
+        .route("/rooms/{room}/invites", axum::routing::post(invites::create_invite))
+        .route("/i/{invite}", get(invites::invite_page))
+        .route("/i/{invite}/challenge", axum::routing::post(invites::invite_challenge))
+        .route("/i/{invite}/verify", axum::routing::post(invites::invite_verify))
         .with_state(state)
 }
 
