@@ -324,3 +324,17 @@ async fn pkcs8_pem_key_files_sign_too() {
     assert!(!out.status.success() && err.contains("use Ed25519, P-256 or P-384"), "{err}");
     s.shutdown().await;
 }
+
+#[test]
+fn an_empty_agent_says_to_add_a_key() {
+    let Some(_) = tool("ssh-agent") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::start(dir.path());
+    let out = keygate_sign(&["--ssh"], "{\"roomId\":\"x\"}", Some(&agent.socket));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the ssh-agent holds no keys; add one with `ssh-add`"), "{err}");
+    let out =
+        Command::new(keygate_bin()).args(["identity", "--ssh"]).env("SSH_AUTH_SOCK", &agent.socket).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("holds no keys"));
+}
