@@ -5,14 +5,18 @@
 //!
 //! ```text
 //! main.rs ─▶ cli ─▶ web::Server ─▶ web::app (axum Router)
-//!                                   ├─ GET /      pages (askama)
-//!                                   ├─ GET /ws    signal::session::run ─┬─ challenge  (nonce, freshness)
-//!                                   │                                   ├─ verify     (pure: Verifier per method)
+//!                                   ├─ GET /, /rooms…, /i/…  host pages and invites (askama)
+//!                                   ├─ GET /r/{room}  the call page (static/call.js, rtc.js, identity.js)
+//!                                   ├─ GET /ws    signal::session::run ─┬─ admission: challenge (nonce, freshness)
+//!                                   │                                   │    + verify (pure: Verifier per method)
 //!                                   │                                   ├─ signal::rooms (live peers, whitelist cache)
+//!                                   │                                   ├─ reverify, whitelist, relay
+//!                                   │                                   ├─ signal::ice (TURN credentials in welcome)
 //!                                   │                                   └─ store      (SQLite: rooms, whitelist, audit)
 //!                                   └─ GET /metrics
+//! cli::native: keygate join | sign | identity --ssh/--piv/--key-file (a browser cannot reach those keys)
 //! identity: every key format → one normalized Identity (did:key / did:pkh)
-//! client:   protocol clients and signers, shared by the CLI, the load tool and tests
+//! client:   protocol clients and signers (ssh-agent, key files, PIV cards), shared by the CLI, the load tool and tests
 //! bench:    the load tool (`keygate bench`)
 //! ```
 //!
