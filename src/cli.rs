@@ -1,5 +1,5 @@
 //! The command line: `serve`, `identity`, `room …`, `bench`, and the native
-//! signer's `join` and `sign` (in [`native`]).
+//! signer's `join` and `sign` (in `native`).
 //!
 //! Each subcommand parses its arguments here and calls into the library; the
 //! output formats (what a script can rely on) are defined here too.
