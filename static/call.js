@@ -360,6 +360,7 @@ function addPeer(info, initiator = false) {
   const peer = new Peer(info, state.me.peerId, { iceServers: state.iceServers, certificate: state.certificate, stream: state.stream, initiator }, hooks);
   state.peers.set(info.peerId, { peer, info, tile });
   tile.dataset.state = "ok";
+  if (info.lastVerified) showVerified(info.peerId, `confirmed ${time(info.lastVerified)}`, "ok");
   verifyForwardedProof(info, ROOM).then(
     (checked) => {
       if (checked && !peer.broken) {

@@ -1,6 +1,7 @@
 //! "Never log secrets, tickets or session cookies": the real binary, at debug log
 //! level, serves a sign-in (session cookie), an admission (signature) and a
-//! ticket, and none of them appears in what it logged.
+//! ticket, and hands out TURN credentials, and none of them (nor the TURN secret)
+//! appears in what it logged.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -28,6 +29,8 @@ async fn the_server_logs_no_cookie_ticket_or_signature() {
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--db"])
         .arg(&db)
         .env("KEYGATE_LOG", "debug")
+        .env("KEYGATE_TURN_URLS", "turn:127.0.0.1:3478")
+        .env("KEYGATE_TURN_SECRET", "turn-shared-secret-for-the-log-test")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -61,7 +64,8 @@ async fn the_server_logs_no_cookie_ticket_or_signature() {
     let mut b = keygate::client::ws::Client::connect(&url).await.unwrap();
     let ch = b.request(json!({"type": "request", "roomId": room})).await.unwrap();
     b.send(&json!({"type": "auth", "method": "ticket", "payload": ch["payload"], "ticket": ticket})).await.unwrap();
-    b.expect("welcome").await.unwrap();
+    let welcome = b.expect("welcome").await.unwrap();
+    let turn_credential = welcome["iceServers"][0]["credential"].as_str().unwrap().to_owned();
 
     server.kill().unwrap();
     let mut logged = String::new();
@@ -73,6 +77,8 @@ async fn the_server_logs_no_cookie_ticket_or_signature() {
         ("ticket", &ticket),
         ("signature", &signature),
         ("signature", &admission_signature),
+        ("TURN secret", &"turn-shared-secret-for-the-log-test".to_owned()),
+        ("TURN credential", &turn_credential),
     ] {
         assert!(!logged.contains(secret.as_str()), "the log contains a {what}:\n{logged}");
     }
