@@ -68,6 +68,8 @@ async function startPreview() {
     $("media-status").textContent = `No camera or microphone (${e.name}); you can still join to watch and listen.`;
   }
   $("preview").srcObject = state.stream;
+  const self = document.querySelector('.tile[data-peer="self"] video');
+  if (self) self.srcObject = state.stream;
   applyMutes();
   await listDevices();
   for (const { peer } of state.peers.values()) {
