@@ -25,7 +25,9 @@ fn pcscd_with_vpcd() -> bool {
     if tool("pcscd").is_none() {
         return false;
     }
-    if !Path::new("/etc/reader.conf.d/vpcd").exists() {
+    if !Path::new("/etc/reader.conf.d/vpcd").exists()
+        || !Path::new("/usr/lib/pcsc/drivers/serial/libifdvpcd.so").exists()
+    {
         assert!(!in_ci(), "vsmartcard-vpcd is required for this test and is not installed");
         eprintln!("skipping: vsmartcard-vpcd is not installed");
         return false;
