@@ -95,7 +95,8 @@ struct LiveRoom {
     max_peers: Option<usize>,
     freshness: Option<Duration>,
     /// How often every peer must confirm its identity again, if the host requires it.
-    reverify_every: Option<Duration>,
+    /// A watch, so live sessions follow a change made mid-call without asking.
+    confirm_every: watch::Sender<Option<Duration>>,
     /// DID → entry. `None` until loaded, or after a change invalidated it.
     whitelist: Option<HashMap<String, Allowed>>,
     peers: HashMap<PeerId, PeerHandle>,
@@ -108,6 +109,14 @@ pub struct Rooms {
     /// Bumped by every invalidation, so a load that raced with a change is discarded
     /// instead of caching what the change replaced.
     epoch: AtomicU64,
+}
+
+/// What an admitted peer gets from joining.
+pub struct Joined {
+    /// The peers already in the room.
+    pub others: Vec<PeerInfo>,
+    /// How often the room requires a confirmation of identity (`None`: never).
+    pub confirm_every: watch::Receiver<Option<Duration>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -143,11 +152,12 @@ impl Rooms {
             r.require_user_verification = record.require_user_verification;
             r.max_peers = record.max_peers.and_then(|n| usize::try_from(n).ok());
             r.freshness = record.freshness_secs.and_then(|s| u64::try_from(s).ok()).map(Duration::from_secs);
-            r.reverify_every = record
+            let every = record
                 .reverify_every_secs
                 .and_then(|s| u64::try_from(s).ok())
                 .filter(|s| *s > 0)
                 .map(Duration::from_secs);
+            r.confirm_every.send_if_modified(|current| std::mem::replace(current, every) != every);
             r.whitelist = Some(entries.into_iter().map(|e| (e.identity.clone(), Allowed::from_entry(e))).collect());
         }
         Ok(true)
@@ -208,8 +218,9 @@ impl Rooms {
         self.lock().get(room).is_some_and(|r| r.require_user_verification)
     }
 
-    /// Adds an admitted peer, tells the others, and returns the peers already there.
-    pub fn join(&self, room: &RoomId, handle: PeerHandle, max_peers: usize) -> Result<Vec<PeerInfo>, JoinError> {
+    /// Adds an admitted peer, tells the others, and returns the peers already there
+    /// with the room's confirmation schedule.
+    pub fn join(&self, room: &RoomId, handle: PeerHandle, max_peers: usize) -> Result<Joined, JoinError> {
         let mut live = self.lock();
         let r = live.entry(room.clone()).or_default();
         if r.peers.len() >= max_peers {
@@ -221,7 +232,7 @@ impl Rooms {
             p.deliver(&frame);
         }
         r.peers.insert(handle.info.peer_id.clone(), handle);
-        Ok(others)
+        Ok(Joined { others, confirm_every: r.confirm_every.subscribe() })
     }
 
     /// Removes a peer and tells the others. An empty room keeps its cached whitelist
@@ -277,11 +288,6 @@ impl Rooms {
     /// The peers in a room now.
     pub fn peers(&self, room: &RoomId) -> Vec<PeerInfo> {
         self.lock().get(room).map(|r| r.peers.values().map(|p| p.info.clone()).collect()).unwrap_or_default()
-    }
-
-    /// How often the room requires its peers to confirm their identity, if it does.
-    pub fn reverify_every(&self, room: &RoomId) -> Option<Duration> {
-        self.lock().get(room).and_then(|r| r.reverify_every)
     }
 
     /// The identity a live peer of a room was admitted with.
@@ -356,6 +362,13 @@ impl Rooms {
                             self.revoke(&room, &c.identity);
                         } else {
                             self.invalidate(&room);
+                            // A room's own settings changed: a room in a call reloads now,
+                            // so its sessions follow (e.g. a confirmation schedule).
+                            if c.identity.is_empty() && self.lock().get(&room).is_some_and(|r| !r.peers.is_empty()) {
+                                if let Err(e) = self.load(&room).await {
+                                    tracing::warn!(error = %e, "reloading a room's settings failed");
+                                }
+                            }
                         }
                     }
                 }

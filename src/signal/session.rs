@@ -72,14 +72,23 @@ struct Admitted {
     fingerprint: Option<String>,
     rx: mpsc::Receiver<Outbound>,
     kick: watch::Receiver<Option<Kick>>,
-    /// Who asked for the re-verification now under way (`None`: a host page).
-    reverify_for: Vec<Option<PeerId>>,
-    /// When the re-verification under way fails for want of an answer.
-    reverify_deadline: Option<tokio::time::Instant>,
-    /// Whether the room demanded the re-verification under way (failing it ejects).
-    reverify_required: bool,
+    /// The confirmation of identity under way, if any.
+    confirming: Option<Confirming>,
     /// When this peer last proved its key: admission, or a confirmed re-verification.
     proved_at: tokio::time::Instant,
+    /// How often the room requires a confirmation; follows the room's setting.
+    confirm_every: watch::Receiver<Option<std::time::Duration>>,
+}
+
+/// A confirmation of identity ("confirm identity", or the room's schedule) waiting
+/// for this peer's answer.
+struct Confirming {
+    /// Who asked (`None`: a host page or the room's schedule).
+    askers: Vec<Option<PeerId>>,
+    /// When it fails for want of an answer.
+    deadline: tokio::time::Instant,
+    /// Whether the room demanded it: failing it ejects the peer.
+    required: bool,
 }
 
 /// A token bucket: `rate` frames per second, bursts up to twice that.
@@ -145,13 +154,13 @@ where
     };
     let mut leave_reason = "left";
     loop {
-        let reverify_at = s.admitted.as_ref().and_then(|a| a.reverify_deadline);
+        let confirm_by = s.admitted.as_ref().and_then(|a| a.confirming.as_ref()).map(|c| c.deadline);
         // A room may require every peer to prove its key again this often.
-        let reverify_due = s
+        let confirm_due = s
             .admitted
             .as_ref()
-            .filter(|a| a.reverify_deadline.is_none() && a.kick.borrow().is_none())
-            .and_then(|a| s.gw.rooms.reverify_every(&a.room).map(|every| a.proved_at + every));
+            .filter(|a| a.confirming.is_none() && a.kick.borrow().is_none())
+            .and_then(|a| a.confirm_every.borrow().map(|every| a.proved_at + every));
         let flow = tokio::select! {
             frame = socket.next() => match frame {
                 Some(Ok(msg)) => s.on_frame(msg, &mut socket).await,
@@ -165,9 +174,11 @@ where
                     Flow::Continue
                 }
                 PeerEvent::Reverify(requester) => {
-                    s.start_reverify(&mut socket, requester).await;
+                    s.start_reverify(&mut socket, requester, false).await;
                     Flow::Continue
                 }
+                // The loop recomputes when the next confirmation is due.
+                PeerEvent::ScheduleChanged => Flow::Continue,
                 PeerEvent::Kicked(kick) => {
                     send_error(&mut socket, kick.code, &kick.message).await;
                     leave_reason = if kick.code == code::REVOKED { "removed" } else { kick.code };
@@ -179,12 +190,12 @@ where
                     }
                 }
             },
-            _ = tokio::time::sleep_until(reverify_at.unwrap_or_else(tokio::time::Instant::now)), if reverify_at.is_some() => {
+            _ = tokio::time::sleep_until(confirm_by.unwrap_or_else(tokio::time::Instant::now)), if confirm_by.is_some() => {
                 s.reverify_timed_out(&mut socket).await;
                 Flow::Continue
             }
-            _ = tokio::time::sleep_until(reverify_due.unwrap_or_else(tokio::time::Instant::now)), if reverify_due.is_some() => {
-                s.start_required_reverify(&mut socket).await;
+            _ = tokio::time::sleep_until(confirm_due.unwrap_or_else(tokio::time::Instant::now)), if confirm_due.is_some() => {
+                s.start_reverify(&mut socket, None, true).await;
                 Flow::Continue
             }
             _ = tokio::time::sleep_until(s.deadline), if s.admitted.is_none() => {
@@ -212,6 +223,7 @@ where
 enum PeerEvent {
     Frame(Arc<str>),
     Reverify(Option<PeerId>),
+    ScheduleChanged,
     Kicked(Kick),
 }
 
@@ -228,6 +240,7 @@ async fn peer_event(admitted: &mut Option<Admitted>) -> PeerEvent {
         tokio::select! {
             biased;
             Ok(()) = a.kick.changed() => continue,
+            Ok(()) = a.confirm_every.changed() => return PeerEvent::ScheduleChanged,
             Some(event) = a.rx.recv() => return match event {
                 Outbound::Frame(frame) => PeerEvent::Frame(frame),
                 Outbound::Reverify(requester) => PeerEvent::Reverify(requester),

@@ -120,7 +120,7 @@ impl Session {
         proof: Map<String, Value>,
     ) {
         if self.admitted.is_some() {
-            if self.admitted.as_ref().is_some_and(|a| !a.reverify_for.is_empty()) {
+            if self.admitted.as_ref().is_some_and(|a| a.confirming.is_some()) {
                 return self.finish_reverify(socket, method_name, payload, proof).await;
             }
             return send_error(socket, code::ALREADY_ADMITTED, "this connection is already admitted").await;
@@ -288,8 +288,8 @@ impl Session {
         let (kick_tx, kick) = watch::channel(None);
         let handle = PeerHandle { info, tx, kick: Arc::new(kick_tx) };
         let max_peers = self.gw.rooms.max_peers(&room).unwrap_or(self.gw.settings.max_peers_per_room);
-        let peers = match self.gw.rooms.join(&room, handle, max_peers) {
-            Ok(peers) => peers,
+        let joined = match self.gw.rooms.join(&room, handle, max_peers) {
+            Ok(joined) => joined,
             Err(e) => {
                 self.refuse_quietly(&room, Some(identity.did().to_owned()), method, e.to_string()).await;
                 return send_error(socket, code::ROOM_FULL, &e.to_string()).await;
@@ -302,7 +302,7 @@ impl Session {
             key_fingerprint,
             owner,
             created,
-            peers,
+            peers: joined.others,
             ice_servers: crate::signal::ice::ice_servers(
                 &self.gw.settings,
                 identity.did(),
@@ -322,10 +322,9 @@ impl Session {
             fingerprint,
             rx,
             kick,
-            reverify_for: Vec::new(),
-            reverify_deadline: None,
-            reverify_required: false,
+            confirming: None,
             proved_at: tokio::time::Instant::now(),
+            confirm_every: joined.confirm_every,
         });
     }
 

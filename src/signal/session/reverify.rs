@@ -27,19 +27,21 @@ impl Session {
         }
     }
 
-    /// The room's periodic confirmation is due: the same challenge, but failing it ejects.
-    pub(super) async fn start_required_reverify<S: Sink<Message> + Unpin>(&mut self, socket: &mut S) {
+    /// Sends this (admitted) peer a fresh challenge to answer with its key, asked by
+    /// `requester` (`None`: a host page or the room's schedule). `required`: the room
+    /// demands it, and failing it ejects the peer.
+    pub(super) async fn start_reverify<S: Sink<Message> + Unpin>(
+        &mut self,
+        socket: &mut S,
+        requester: Option<PeerId>,
+        required: bool,
+    ) {
         let Some(a) = self.admitted.as_mut() else { return };
-        a.reverify_required = true;
-        self.start_reverify(socket, None).await;
-    }
-
-    /// Sends this (admitted) peer a fresh challenge to answer with its key.
-    pub(super) async fn start_reverify<S: Sink<Message> + Unpin>(&mut self, socket: &mut S, requester: Option<PeerId>) {
-        let Some(a) = self.admitted.as_mut() else { return };
-        a.reverify_for.push(requester);
-        if a.reverify_for.len() > 1 {
-            return; // one challenge answers every request made while it is open
+        if let Some(open) = a.confirming.as_mut() {
+            // One challenge answers every request made while it is open.
+            open.askers.push(requester);
+            open.required |= required;
+            return;
         }
         let (room, fingerprint, identity) = (a.room.clone(), a.fingerprint.clone(), a.identity.clone());
         let answering = answering_methods(a.method);
@@ -47,7 +49,8 @@ impl Session {
         let settings = &self.gw.settings;
         let by_hand = answering.iter().any(|m| self.gw.verifiers.get(*m).is_some_and(|v| v.by_hand()));
         let lifetime = if by_hand { settings.manual_freshness } else { settings.freshness_past };
-        a.reverify_deadline = Some(tokio::time::Instant::now() + lifetime);
+        let deadline = tokio::time::Instant::now() + lifetime;
+        a.confirming = Some(Confirming { askers: vec![requester], deadline, required });
         let mut challenge = IssuedChallenge::issue_reverify(room.clone(), &self.gw.origin, fingerprint, Utc::now());
         if let Some(address) = identity.eth_address() {
             challenge = challenge.with_siwe(&self.gw.origin, *address, settings.eth_chain_id, settings.freshness_past);
@@ -120,10 +123,10 @@ impl Session {
     /// Ends the confirmation under way, if any, returning who asked and about whom.
     fn close_reverify(&mut self) -> Option<Closed> {
         let a = self.admitted.as_mut()?;
-        a.reverify_deadline = None;
+        let open = a.confirming.take()?;
         Some(Closed {
-            requesters: std::mem::take(&mut a.reverify_for),
-            required: std::mem::take(&mut a.reverify_required),
+            requesters: open.askers,
+            required: open.required,
             room: a.room.clone(),
             peer_id: a.peer_id.clone(),
             identity: a.identity.clone(),
