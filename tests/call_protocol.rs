@@ -30,6 +30,8 @@ async fn the_call_page_and_its_modules_are_served() {
         assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/javascript"));
         assert!(r.text().await.unwrap().contains(expect), "{path}");
     }
+    let css = http.get(format!("{}/static/style.css", s.http())).send().await.unwrap();
+    assert!(css.headers()["content-type"].to_str().unwrap().starts_with("text/css"));
     let missing = http.get(format!("{}/static/nope.js", s.http())).send().await.unwrap();
     assert_eq!(missing.status(), 404);
     let no_room = http.get(format!("{}/r/2NEpo7TZRRrLZSi2U", s.http())).send().await.unwrap();

@@ -2,7 +2,7 @@
 
 use crate::signal::Gateway;
 use askama::Template;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use std::sync::Arc;
@@ -67,14 +67,17 @@ pub async fn passkey(State(gw): State<Arc<Gateway>>) -> Response {
     render(&PasskeyPage { rp_id: &gw.settings.webauthn_rp_id() })
 }
 
-pub async fn passkey_script() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("../../static/passkey.js"))
-}
-
-pub async fn proof_script() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("../../static/proof.js"))
-}
-
-pub async fn stylesheet() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("../../static/style.css"))
+/// The pages' static files, compiled into the binary so a deployment is one file.
+pub async fn static_file(Path(name): Path<String>) -> Response {
+    const JS: &str = "text/javascript; charset=utf-8";
+    let (kind, body) = match name.as_str() {
+        "style.css" => ("text/css; charset=utf-8", include_str!("../../static/style.css")),
+        "proof.js" => (JS, include_str!("../../static/proof.js")),
+        "passkey.js" => (JS, include_str!("../../static/passkey.js")),
+        "call.js" => (JS, include_str!("../../static/call.js")),
+        "rtc.js" => (JS, include_str!("../../static/rtc.js")),
+        "identity.js" => (JS, include_str!("../../static/identity.js")),
+        _ => return (StatusCode::NOT_FOUND, "no such file").into_response(),
+    };
+    ([(header::CONTENT_TYPE, kind)], body).into_response()
 }
