@@ -96,6 +96,23 @@ async fn a_host_signs_in_creates_a_room_and_manages_its_whitelist() {
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(bob_socket.recv().await.unwrap()["code"], "revoked");
 
+    // Removals that cannot happen say why, and change nothing.
+    let owner_did = identity(&host_key).did().to_owned();
+    for (what, expected) in [
+        ("not a key", "That is not an identity on this list."),
+        (owner_did.as_str(), "An owner cannot be removed from the whitelist."),
+        (identity(&bob).did(), "That key was not on the whitelist."),
+    ] {
+        let res = host
+            .post(format!("{base}{room_path}/deny"))
+            .form(&[("csrf", token.as_str()), ("identity", what)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(res.text().await.unwrap().contains(expected), "{what}");
+    }
+
     // Settings, and the audit log shows the removal.
     let res = host
         .post(format!("{base}{room_path}/settings"))

@@ -364,35 +364,20 @@ pub async fn deny(
     Form(form): Form<DenyForm>,
 ) -> Result<Response, PageError> {
     let (id, record) = owner_form(&state, &session, &room, &form.csrf).await?;
-    let Ok(identity) = Identity::parse(&form.identity) else {
-        return render_room_at(
-            "whitelist",
-            &state,
-            &session,
-            &id,
-            record,
-            None,
-            vec!["That is not an identity on this list.".into()],
-        )
-        .await;
-    };
-    if record.owners.iter().any(|o| o == identity.did()) {
-        return render_room_at(
-            "whitelist",
-            &state,
-            &session,
-            &id,
-            record,
-            None,
-            vec!["An owner cannot be removed from the whitelist.".into()],
-        )
-        .await;
-    }
     let gw = &state.gateway;
-    if !gw.store.deny(&id, &identity).await.map_err(|e| internal("removing a key", e))? {
-        let errors = vec!["That key was not on the whitelist.".into()];
+    let identity = Identity::parse(&form.identity).ok();
+    let problem = match &identity {
+        None => Some("That is not an identity on this list."),
+        Some(i) if record.owners.iter().any(|o| o == i.did()) => Some("An owner cannot be removed from the whitelist."),
+        Some(i) => {
+            let removed = gw.store.deny(&id, i).await.map_err(|e| internal("removing a key", e))?;
+            (!removed).then_some("That key was not on the whitelist.")
+        }
+    };
+    let (Some(identity), None) = (identity, problem) else {
+        let errors = problem.map(str::to_owned).into_iter().collect();
         return render_room_at("whitelist", &state, &session, &id, record, None, errors).await;
-    }
+    };
     gw.rooms.revoke(&id, identity.did());
     audit(&state, &id, "whitelist-remove", identity.did(), &session).await;
     Ok(Redirect::to(&format!("/rooms/{id}")).into_response())
