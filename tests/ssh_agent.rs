@@ -43,6 +43,20 @@ impl Drop for Agent {
     }
 }
 
+/// The identity of a key file's `.pub` half.
+fn pub_identity(key: &Path) -> Identity {
+    Identity::parse(&std::fs::read_to_string(key.with_extension("pub")).unwrap()).unwrap()
+}
+
+/// Whitelists the public half of each key file in `room`.
+async fn allow_all(s: &TestServer, room: &keygate::ids::RoomId, keys: &[PathBuf]) {
+    let gw = s.server().gateway();
+    for k in keys {
+        gw.store.allow(room, &pub_identity(k), "agent key", "test").await.unwrap();
+    }
+    gw.rooms.invalidate(room);
+}
+
 fn keygen(dir: &Path, kind: &str, bits: &str) -> PathBuf {
     let path = dir.join(format!("{kind}{bits}"));
     let mut cmd = Command::new("ssh-keygen");
@@ -74,7 +88,6 @@ async fn keys_in_a_real_ssh_agent_sign_their_way_in() {
     let agent = Agent::start(s.dir.path());
     let owner = key();
     let room = s.room(&owner, &[]).await;
-    let gw = s.server().gateway();
     let keys = [
         keygen(s.dir.path(), "ed25519", ""),
         keygen(s.dir.path(), "ecdsa", "256"),
@@ -82,14 +95,12 @@ async fn keys_in_a_real_ssh_agent_sign_their_way_in() {
     ];
     for k in &keys {
         agent.add(k);
-        let id = Identity::parse(&std::fs::read_to_string(k.with_extension("pub")).unwrap()).unwrap();
-        gw.store.allow(&room, &id, "agent key", "test").await.unwrap();
     }
-    gw.rooms.invalidate(&room);
+    allow_all(&s, &room, &keys).await;
 
     for k in &keys {
         let comment = format!("{}@agent-test", k.file_name().unwrap().to_str().unwrap());
-        let id = Identity::parse(&std::fs::read_to_string(k.with_extension("pub")).unwrap()).unwrap();
+        let id = pub_identity(k);
         let mut c = s.connect().await;
         let challenge = c.request(join(&room)).await.unwrap();
         // The whole challenge frame, as a person might paste it.
@@ -143,7 +154,7 @@ async fn a_key_file_signs_too() {
     let owner = key();
     let room = s.room(&owner, &[]).await;
     let file = keygen(s.dir.path(), "ecdsa", "384");
-    let id = Identity::parse(&std::fs::read_to_string(file.with_extension("pub")).unwrap()).unwrap();
+    let id = pub_identity(&file);
     s.server().gateway().store.allow(&room, &id, "file key", "test").await.unwrap();
     s.server().gateway().rooms.invalidate(&room);
 
@@ -213,7 +224,7 @@ async fn keygate_join_gets_a_one_time_ticket_with_an_agent_key() {
 
     // Not yet whitelisted: the error says what to send to the host.
     agent.add(&keys[0]);
-    let id = Identity::parse(&std::fs::read_to_string(keys[0].with_extension("pub")).unwrap()).unwrap();
+    let id = pub_identity(&keys[0]);
     let out = keygate_cmd(&["join", &link, "--ssh", "--no-open"], &agent.socket);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -227,16 +238,11 @@ async fn keygate_join_gets_a_one_time_ticket_with_an_agent_key() {
     for k in &keys[1..] {
         agent.add(k);
     }
-    let gw = s.server().gateway();
-    for k in &keys {
-        let id = Identity::parse(&std::fs::read_to_string(k.with_extension("pub")).unwrap()).unwrap();
-        gw.store.allow(&room, &id, "agent key", "test").await.unwrap();
-    }
-    gw.rooms.invalidate(&room);
+    allow_all(&s, &room, &keys).await;
 
     for k in &keys {
         let comment = format!("{}@agent-test", k.file_name().unwrap().to_str().unwrap());
-        let id = Identity::parse(&std::fs::read_to_string(k.with_extension("pub")).unwrap()).unwrap();
+        let id = pub_identity(k);
         let out = keygate_cmd(&["join", &link, "--ssh", "--key", &comment, "--no-open"], &agent.socket);
         assert!(out.status.success(), "{comment}: {}", String::from_utf8_lossy(&out.stderr));
         let printed = String::from_utf8(out.stdout).unwrap();
