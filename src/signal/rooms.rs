@@ -353,6 +353,8 @@ impl Rooms {
             }
             match self.store.changes_since(seen).await {
                 Ok(changes) => {
+                    // Rooms whose own settings changed (one settings form writes several).
+                    let mut settings_changed = std::collections::HashSet::new();
                     for c in changes {
                         seen = c.seq;
                         let Ok(room) = RoomId::parse(&c.room) else {
@@ -362,12 +364,17 @@ impl Rooms {
                             self.revoke(&room, &c.identity);
                         } else {
                             self.invalidate(&room);
-                            // A room's own settings changed: a room in a call reloads now,
-                            // so its sessions follow (e.g. a confirmation schedule).
-                            if c.identity.is_empty() && self.lock().get(&room).is_some_and(|r| !r.peers.is_empty()) {
-                                if let Err(e) = self.load(&room).await {
-                                    tracing::warn!(error = %e, "reloading a room's settings failed");
-                                }
+                            if c.identity.is_empty() {
+                                settings_changed.insert(room);
+                            }
+                        }
+                    }
+                    // A room in a call reloads now, so its sessions follow (e.g. a
+                    // confirmation schedule); others reload when next used.
+                    for room in settings_changed {
+                        if self.lock().get(&room).is_some_and(|r| !r.peers.is_empty()) {
+                            if let Err(e) = self.load(&room).await {
+                                tracing::warn!(error = %e, "reloading a room's settings failed");
                             }
                         }
                     }
