@@ -170,6 +170,21 @@ impl Passkeys {
     }
 }
 
+/// A stored credential as the relying party uses it: its record with the stored
+/// counter, and its identity recomputed from the stored key. The identity column is
+/// only an index: a row whose key does not yield it is refused, so no write to the
+/// record (or a record from an older version) can lend one key another's identity.
+pub fn load_credential(stored: &crate::store::StoredCredential) -> Result<(Credential, Identity), PasskeyError> {
+    let mut credential: Credential = serde_json::from_str(&stored.credential)
+        .map_err(|e| PasskeyError::Rejected(format!("unreadable credential record: {e}")))?;
+    credential.counter = stored.counter;
+    let identity = identity_of(&credential)?;
+    if identity.did() != stored.identity {
+        return Err(PasskeyError::Rejected("the stored key does not match the credential's identity".into()));
+    }
+    Ok((credential, identity))
+}
+
 /// The identity of a credential: the DID of its public key.
 pub fn identity_of(credential: &Credential) -> Result<Identity, PasskeyError> {
     let unsupported = |m: &str| PasskeyError::UnsupportedKey(m.to_owned());

@@ -415,3 +415,45 @@ async fn sign_in_with_a_wallet() {
     assert_eq!(who["identity"], format!("did:pkh:eip155:1:{address}"));
     s.shutdown().await;
 }
+
+/// Security item 3: a co-owner removed on the host page loses its owner powers on
+/// the socket it already has open.
+#[tokio::test]
+async fn a_removed_co_owner_cannot_change_the_whitelist_from_an_open_socket() {
+    let s = TestServer::start().await;
+    let base = s.http();
+    let host = browser();
+    let (owner, co, stranger) = (key(), key(), key());
+    sign_in(&s, &host, &owner).await;
+    let room = s.room(&owner, &[]).await;
+    let path = format!("{base}/rooms/{room}");
+    let (_, html) = page(&host, &path).await;
+    let token = csrf(&html);
+    let res = host
+        .post(format!("{path}/owners"))
+        .form(&[("csrf", token.as_str()), ("identity", identity(&co).did())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let (mut co_socket, welcome) = admitted(&s, &room, &co).await;
+    assert_eq!(welcome["owner"], true);
+    let add = json!({"type": "whitelist", "add": [identity(&key()).did()]});
+    co_socket.send(&add).await.unwrap();
+    assert_eq!(until(&mut co_socket, "whitelist-updated").await["added"].as_array().unwrap().len(), 1);
+
+    let res = host
+        .post(format!("{path}/owners"))
+        .form(&[("csrf", token.as_str()), ("identity", identity(&co).did()), ("remove", "1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    co_socket.send(&json!({"type": "whitelist", "add": [identity(&stranger).did()]})).await.unwrap();
+    assert_eq!(until(&mut co_socket, "error").await["code"], "not-owner");
+    co_socket.send(&json!({"type": "whitelist", "remove": [identity(&owner).did()]})).await.unwrap();
+    assert_eq!(until(&mut co_socket, "error").await["code"], "not-owner");
+    let listed = s.server().gateway().store.whitelist(&room).await.unwrap();
+    assert!(!listed.iter().any(|e| e.identity == identity(&stranger).did()), "nothing added after removal");
+    s.shutdown().await;
+}

@@ -251,3 +251,97 @@ fn malformed_piv_proofs_are_refused_before_any_crypto() {
     let again = verifier.claim(&json!({"certificate": cert, "signature": sig})).unwrap();
     assert_eq!(again.check(b"hello!").unwrap_err(), VerifyError::BadSignature);
 }
+
+/// Security item 2: anyone with a YubiKey holds an attested slot key. A "slot
+/// attestation" for a software key signed with it, presented with that genuine
+/// slot attestation as the "device" certificate (and the real device certificate
+/// as the chain), must not pass for an attested key with made-up facts.
+#[tokio::test]
+async fn a_slot_attestation_cannot_act_as_the_device_certificate() {
+    let Some(_) = tool("openssl") else { return };
+    let work = tempfile::tempdir().unwrap();
+    let pki = TestPiv::new(work.path());
+    pki.slot("mine", "P-256", 0x01, 0x01);
+    pki.forged_slot("soft", "mine", 0x03, 0x02);
+    let roots = work.path().join("root.pem");
+    let s = TestServer::with(|c| c.piv_attestation_roots = vec![roots.clone()]).await;
+    let owner = key();
+    let room = s.room(&owner, &[]).await;
+    let gw = s.server().gateway();
+    gw.store.allow(&room, &pki.identity("soft"), "victim", "test").await.unwrap();
+    gw.store.set_piv_requirement(&room, &pki.identity("soft"), Some("pin:always,touch:always")).await.unwrap();
+    gw.rooms.invalidate(&room);
+
+    let forged = |challenge: &Value, chain: Vec<String>| {
+        let mut auth = pki.auth(challenge, "soft", None);
+        auth["attestation"] =
+            json!({"slot": pki.text("soft.att.pem"), "device": pki.text("mine.att.pem"), "chain": chain});
+        auth
+    };
+    for chain in [vec![pki.text("device.pem")], Vec::new(), vec![pki.text("device.pem"), pki.text("mine.att.pem")]] {
+        let mut c = s.connect().await;
+        let challenge = c.request(join(&room)).await.unwrap();
+        c.send(&forged(&challenge, chain)).await.unwrap();
+        assert_eq!(c.recv().await.unwrap()["code"], "not-admitted");
+    }
+    s.audit_has(&room, |e| e.reason.as_deref().is_some_and(|r| r.contains("cannot issue attestations"))).await;
+    assert!(
+        !s.audit(&room)
+            .await
+            .iter()
+            .any(|e| e.event == "admitted" && e.reason.as_deref().is_some_and(|r| r.contains("attested YubiKey"))),
+        "no made-up attestation reached the audit log"
+    );
+    s.shutdown().await;
+}
+
+/// Security item 2: chains are built as Yubico builds them. Intermediates (from the
+/// configuration or the client) must be CA certificates whose path length allows
+/// what is below them; a client-supplied non-CA certificate is refused.
+#[test]
+fn attestation_chains_need_ca_intermediates_with_room_for_the_path() {
+    use common::piv_pki::{genkey, openssl};
+    let Some(_) = tool("openssl") else { return };
+    let work = tempfile::tempdir().unwrap();
+    let d = work.path();
+    // root (CA) ─▶ intermediate ─▶ device ─▶ slot, with the intermediate made three
+    // ways: a CA with path length 0, a CA with path length 0 above a device that
+    // says CA (so one CA below it is one too many), and no CA at all.
+    genkey(d, "root", "P-256");
+    openssl(d, &["req", "-x509", "-new", "-key", "root.key", "-subj", "/CN=Root", "-days", "30", "-out", "root.pem"]);
+    let issue = |name: &str, by: &str, ext: &str| {
+        genkey(d, name, "P-256");
+        std::fs::write(d.join(format!("{name}.ext")), format!("[x]\n{ext}\n")).unwrap();
+        let csr = format!("{name}.csr");
+        openssl(d, &["req", "-new", "-key", &format!("{name}.key"), "-subj", &format!("/CN={name}"), "-out", &csr]);
+        let (ca, ca_key) = (format!("{by}.pem"), format!("{by}.key"));
+        let (ext_file, out) = (format!("{name}.ext"), format!("{name}.pem"));
+        let args = ["x509", "-req", "-in", &csr, "-CA", &ca, "-CAkey", &ca_key, "-CAcreateserial", "-days", "30"];
+        let mut args: Vec<&str> = args.to_vec();
+        args.extend(["-extfile", &ext_file, "-extensions", "x", "-out", &out]);
+        openssl(d, &args);
+        read(&d.join(out))
+    };
+    let policy = "1.3.6.1.4.1.41482.3.8 = DER:0302";
+    let ca0 = issue("ca0", "root", "basicConstraints = critical,CA:true,pathlen:0");
+    let device = issue("device", "ca0", "subjectKeyIdentifier = hash");
+    let slot = issue("slot", "device", policy);
+    let ca_device = issue("cadevice", "ca0", "basicConstraints = critical,CA:true");
+    let slot2 = issue("slot2", "cadevice", policy);
+    let not_ca = issue("notca", "root", "subjectKeyIdentifier = hash");
+    let device3 = issue("device3", "notca", "subjectKeyIdentifier = hash");
+    let slot3 = issue("slot3", "device3", policy);
+    let root = read(&d.join("root.pem"));
+
+    // The intermediate from the client, or from the configuration: both fine.
+    verify_attestation(&slot, &device, std::slice::from_ref(&ca0), std::slice::from_ref(&root)).unwrap();
+    verify_attestation(&slot, &device, &[], &[root.clone(), ca0.clone()]).unwrap();
+    // pathlen:0 leaves no room for a device that claims to be a CA.
+    let err = verify_attestation(&slot2, &ca_device, std::slice::from_ref(&ca0), std::slice::from_ref(&root));
+    assert!(err.unwrap_err().to_string().contains("does not chain"));
+    // A non-CA certificate cannot stand in the chain, from the client or the configuration.
+    let err = verify_attestation(&slot3, &device3, std::slice::from_ref(&not_ca), std::slice::from_ref(&root));
+    assert!(err.unwrap_err().to_string().contains("not a CA certificate"));
+    let err = verify_attestation(&slot3, &device3, &[], &[root.clone(), not_ca.clone()]);
+    assert!(err.unwrap_err().to_string().contains("does not chain"));
+}

@@ -231,15 +231,26 @@ fn ssh_string(out: &mut Vec<u8>, s: &[u8]) {
 }
 
 /// A software stand-in for a FIDO security key holding an sk-ecdsa key: it signs the
-/// way OpenSSH's security-key middleware does, with the flags the test chooses.
+/// way OpenSSH's security-key middleware does, with the flags the test chooses and a
+/// counter that moves on with each signature.
 struct SoftSecurityKey {
     pair: EcdsaKeyPair,
+    application: Vec<u8>,
+    counter: std::sync::atomic::AtomicU32,
 }
 
 impl SoftSecurityKey {
     fn new() -> Self {
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new()).unwrap();
-        SoftSecurityKey { pair: EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap() }
+        Self::from_pkcs8(pkcs8.as_ref(), b"ssh:")
+    }
+
+    fn from_pkcs8(pkcs8: &[u8], application: &[u8]) -> Self {
+        SoftSecurityKey {
+            pair: EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8).unwrap(),
+            application: application.to_vec(),
+            counter: std::sync::atomic::AtomicU32::new(0),
+        }
     }
 
     fn public_blob(&self) -> Vec<u8> {
@@ -247,7 +258,7 @@ impl SoftSecurityKey {
         ssh_string(&mut b, b"sk-ecdsa-sha2-nistp256@openssh.com");
         ssh_string(&mut b, b"nistp256");
         ssh_string(&mut b, self.pair.public_key().as_ref());
-        ssh_string(&mut b, b"ssh:");
+        ssh_string(&mut b, &self.application);
         b
     }
 
@@ -257,9 +268,10 @@ impl SoftSecurityKey {
 
     fn sign(&self, message: &[u8], flags: u8) -> String {
         let data = signed_data("keygate", HashAlg::Sha512, message);
-        let mut to_sign = Sha256::digest(b"ssh:").to_vec();
+        let counter = self.counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let mut to_sign = Sha256::digest(&self.application).to_vec();
         to_sign.push(flags);
-        to_sign.extend_from_slice(&7u32.to_be_bytes());
+        to_sign.extend_from_slice(&counter.to_be_bytes());
         to_sign.extend_from_slice(&Sha256::digest(&data));
         let rs = self.pair.sign(&SystemRandom::new(), &to_sign).unwrap();
         let (r, s) = rs.as_ref().split_at(32);
@@ -273,7 +285,7 @@ impl SoftSecurityKey {
         ssh_string(&mut sig, b"sk-ecdsa-sha2-nistp256@openssh.com");
         ssh_string(&mut sig, &inner);
         sig.push(flags);
-        sig.extend_from_slice(&7u32.to_be_bytes());
+        sig.extend_from_slice(&counter.to_be_bytes());
         let mut blob = b"SSHSIG".to_vec();
         blob.extend_from_slice(&1u32.to_be_bytes());
         ssh_string(&mut blob, &self.public_blob());
@@ -317,5 +329,78 @@ async fn security_keys_need_presence_and_rooms_can_require_verification() {
     s.audit_has(&room, |e| e.reason.as_deref().is_some_and(|r| r.contains("requires user verification"))).await;
     // Touch and PIN: admitted.
     assert_eq!(attempt(0x05).await.unwrap()["identity"], id.did());
+    s.shutdown().await;
+}
+
+/// Security item 4: a passkey's key can also answer as an OpenSSH security key (the
+/// same P-256 key is the same identity). Its sign counter is one counter for the key,
+/// so a clone cannot skip the check by answering over ssh instead of webauthn, nor
+/// the other way round.
+#[tokio::test]
+async fn one_sign_counter_per_key_whichever_method_carries_it() {
+    use keygate::client::soft_webauthn::SoftAuthenticator;
+    let port = free_port();
+    let origin = format!("http://localhost:{port}");
+    let s = TestServer::with(|c| c.listen = format!("127.0.0.1:{port}").parse().unwrap()).await;
+    let owner = key();
+    let room = s.room(&owner, &[]).await;
+    let gw = s.server().gateway();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new()).unwrap();
+    let passkey = SoftAuthenticator::from_pkcs8("localhost", &origin, pkcs8.as_ref()).unwrap();
+    let token = SoftSecurityKey::from_pkcs8(pkcs8.as_ref(), b"localhost");
+    let (status, started) = post_json(&s, "/webauthn/register/start", &json!({})).await;
+    assert_eq!(status, 200);
+    let body = json!({"registrationId": started["registrationId"], "credential": passkey.register(&started["options"]).unwrap()});
+    let (status, registered) = post_json(&s, "/webauthn/register/finish", &body).await;
+    assert_eq!(status, 200, "{registered}");
+    let id = Identity::parse(&token.public_line()).unwrap();
+    assert_eq!(registered["identity"], id.did(), "one key, one identity");
+    gw.store.allow(&room, &id, "token", "test").await.unwrap();
+    gw.rooms.invalidate(&room);
+
+    let url = s.url();
+    let over_webauthn = || {
+        let (url, room, passkey) = (url.clone(), room.clone(), &passkey);
+        async move {
+            let mut c = Client::connect(&url).await.unwrap();
+            let challenge =
+                c.request(json!({"type": "request", "roomId": room.as_str(), "webauthn": true})).await.unwrap();
+            let credential = passkey.assert(&challenge["webauthn"]).unwrap();
+            c.send(&json!({"type": "auth", "method": "webauthn", "payload": challenge["payload"], "credential": credential}))
+                .await
+                .unwrap();
+            c.expect("welcome").await
+        }
+    };
+    let over_ssh = || {
+        let (url, room, token) = (url.clone(), room.clone(), &token);
+        async move {
+            let mut c = Client::connect(&url).await.unwrap();
+            let challenge = c.request(join(&room)).await.unwrap();
+            let sig = token.sign(challenge["payload"].to_string().as_bytes(), 0x01);
+            c.send(&ssh_auth(&challenge, &sig)).await.unwrap();
+            c.expect("welcome").await
+        }
+    };
+    // The passkey counts to 10; the same key over ssh at 1 is behind it.
+    passkey.set_counter(9);
+    assert_eq!(over_webauthn().await.unwrap()["identity"], id.did());
+    assert_eq!(code_of(over_ssh().await), "not-admitted");
+    s.audit_has(&room, |e| {
+        e.method.as_deref() == Some("ssh") && e.reason.as_deref().is_some_and(|r| r.contains("counter went backwards"))
+    })
+    .await;
+    // Over ssh past it, then the passkey (at 11) is behind.
+    token.counter.store(20, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(over_ssh().await.unwrap()["identity"], id.did());
+    assert_eq!(code_of(over_webauthn().await), "not-admitted");
+    s.audit_has(&room, |e| {
+        e.method.as_deref() == Some("webauthn")
+            && e.reason.as_deref().is_some_and(|r| r.contains("counter went backwards"))
+    })
+    .await;
+    // And a security key cannot replay its own counter over ssh.
+    token.counter.store(20, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(code_of(over_ssh().await), "not-admitted");
     s.shutdown().await;
 }

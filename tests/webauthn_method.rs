@@ -187,3 +187,101 @@ async fn a_passkey_signs_in_to_the_host_pages() {
     assert_eq!(status, 403);
     s.shutdown().await;
 }
+
+/// Security item 1: the room's challenge lists credential ids to anyone, so a
+/// registration that reuses one must be refused (409, nothing stored); otherwise a
+/// stranger's key would take over the victim's identity.
+#[tokio::test]
+async fn a_known_credential_id_cannot_be_registered_again() {
+    use keygate::client::soft_webauthn::SoftAuthenticator;
+    let port = free_port();
+    let origin = Url::parse(&format!("http://localhost:{port}")).unwrap();
+    let s = TestServer::with(|c| c.listen = format!("127.0.0.1:{port}").parse().unwrap()).await;
+    let owner = key();
+    let room = s.room(&owner, &[]).await;
+    let gw = s.server().gateway();
+    let mut victim = SoftPasskey::new(false);
+    let (did, credential_id) = register(&s, &origin, &mut victim).await;
+    gw.store.allow(&room, &keygate::identity::Identity::parse(&did).unwrap(), "victim", "test").await.unwrap();
+    gw.rooms.invalidate(&room);
+
+    // The stranger reads the victim's credential id from a challenge.
+    let mut c = s.connect().await;
+    let challenge = c.request(json!({"type": "request", "roomId": room.as_str(), "webauthn": true})).await.unwrap();
+    let listed = challenge["webauthn"]["publicKey"]["allowCredentials"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(listed, credential_id);
+    let raw_id = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &listed).unwrap();
+    let origin_text = origin.as_str().trim_end_matches('/');
+    let attacker = SoftAuthenticator::new("localhost", origin_text).unwrap().with_credential_id(&raw_id);
+    let (status, started) = post_json(&s, "/webauthn/register/start", &json!({"label": "mallory"})).await;
+    assert_eq!(status, 200);
+    let credential = attacker.register(&started["options"]).unwrap();
+    let body = json!({"registrationId": started["registrationId"], "credential": credential, "label": "mallory"});
+    let (status, answer) = post_json(&s, "/webauthn/register/finish", &body).await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("already registered"), "{answer}");
+
+    // Nothing changed: the attacker's assertion is refused, the victim still joins.
+    let stored = gw.store.credential(&credential_id).await.unwrap().unwrap();
+    assert_eq!(stored.identity, did);
+    assert_eq!(keygate::passkeys::load_credential(&stored).unwrap().1.did(), did);
+    let mut c = s.connect().await;
+    let challenge = c.request(json!({"type": "request", "roomId": room.as_str(), "webauthn": true})).await.unwrap();
+    let forged = attacker.assert(&challenge["webauthn"]).unwrap();
+    c.send(&json!({"type": "auth", "method": "webauthn", "payload": challenge["payload"], "credential": forged}))
+        .await
+        .unwrap();
+    assert_eq!(c.recv().await.unwrap()["code"], "not-admitted");
+    let mut c = s.connect().await;
+    let (challenge, assertion) = assert_for(&mut c, &room, &origin, &mut victim, None, None, None).await;
+    c.send(&auth(&challenge, &assertion)).await.unwrap();
+    assert_eq!(c.expect("welcome").await.unwrap()["identity"], did);
+    s.shutdown().await;
+}
+
+/// Security item 1, second half: wherever a stored credential yields an identity,
+/// the identity is recomputed from the stored key; a row whose key does not match
+/// its identity column admits no one.
+#[tokio::test]
+async fn a_credential_row_whose_key_is_not_its_identity_admits_no_one() {
+    use keygate::client::soft_webauthn::SoftAuthenticator;
+    let port = free_port();
+    let origin = Url::parse(&format!("http://localhost:{port}")).unwrap();
+    let s = TestServer::with(|c| c.listen = format!("127.0.0.1:{port}").parse().unwrap()).await;
+    let owner = key();
+    let victim = key();
+    let room = s.room(&owner, &[&victim]).await;
+    let gw = s.server().gateway();
+    // A row pointing the attacker's credential at the victim's identity (as the
+    // overwrite used to leave behind).
+    let origin_text = origin.as_str().trim_end_matches('/');
+    let attacker = SoftAuthenticator::new("localhost", origin_text).unwrap();
+    let (status, started) = post_json(&s, "/webauthn/register/start", &json!({})).await;
+    assert_eq!(status, 200);
+    let credential = attacker.register(&started["options"]).unwrap();
+    let body = json!({"registrationId": started["registrationId"], "credential": credential});
+    let (status, registered) = post_json(&s, "/webauthn/register/finish", &body).await;
+    assert_eq!(status, 200, "{registered}");
+    sqlx::query("UPDATE webauthn_credentials SET identity = ? WHERE id = ?")
+        .bind(identity(&victim).did())
+        .bind(registered["credentialId"].as_str().unwrap())
+        .execute(&sqlx::SqlitePool::connect(&format!("sqlite://{}", gw.settings.db.display())).await.unwrap())
+        .await
+        .unwrap();
+    let mut c = s.connect().await;
+    let challenge = c.request(json!({"type": "request", "roomId": room.as_str(), "webauthn": true})).await.unwrap();
+    assert_eq!(challenge["webauthn"]["publicKey"]["allowCredentials"], json!([]), "the row is not offered");
+    let forged = attacker.assert(&challenge["webauthn"]).unwrap();
+    c.send(&json!({"type": "auth", "method": "webauthn", "payload": challenge["payload"], "credential": forged}))
+        .await
+        .unwrap();
+    assert_eq!(c.recv().await.unwrap()["code"], "not-admitted");
+    // Nor does it sign in to the host pages as the victim.
+    let (_, ch) = post_json(&s, "/signin/challenge", &json!({})).await;
+    let forged = attacker.assert(&ch["webauthn"]).unwrap();
+    let answer =
+        json!({"challengeId": ch["challengeId"], "method": "webauthn", "payload": ch["payload"], "credential": forged});
+    let (status, who) = post_json(&s, "/signin/verify", &answer).await;
+    assert_eq!(status, 403, "{who}");
+    s.shutdown().await;
+}

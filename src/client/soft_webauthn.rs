@@ -18,7 +18,7 @@ pub struct SoftError(String);
 
 pub struct SoftAuthenticator {
     pair: EcdsaKeyPair,
-    credential_id: [u8; 16],
+    credential_id: Vec<u8>,
     rp_id: String,
     origin: String,
     counter: AtomicU32,
@@ -32,14 +32,32 @@ impl SoftAuthenticator {
     pub fn new(rp_id: &str, origin: &str) -> Result<Self, SoftError> {
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).map_err(err)?;
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref()).map_err(err)?;
+        Self::from_pkcs8(rp_id, origin, pkcs8.as_ref())
+    }
+
+    /// An authenticator holding the P-256 key in `pkcs8` (the same key may also
+    /// answer elsewhere, e.g. as an OpenSSH security key).
+    pub fn from_pkcs8(rp_id: &str, origin: &str, pkcs8: &[u8]) -> Result<Self, SoftError> {
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8).map_err(err)?;
         Ok(SoftAuthenticator {
             pair,
-            credential_id: crate::ids::random_bytes::<16>(),
+            credential_id: crate::ids::random_bytes::<16>().to_vec(),
             rp_id: rp_id.to_owned(),
             origin: origin.to_owned(),
             counter: AtomicU32::new(0),
         })
+    }
+
+    /// The same authenticator under a credential id of the caller's choosing (a
+    /// test plays an attacker who reuses someone else's id).
+    pub fn with_credential_id(mut self, id: &[u8]) -> Self {
+        self.credential_id = id.to_vec();
+        self
+    }
+
+    /// Sets the sign counter the next assertion counts on from.
+    pub fn set_counter(&self, counter: u32) {
+        self.counter.store(counter, Ordering::Relaxed);
     }
 
     fn client_data(&self, kind: &str, challenge: &str) -> Vec<u8> {
@@ -81,7 +99,7 @@ impl SoftAuthenticator {
         ]);
         let mut attestation_object = Vec::new();
         ciborium::into_writer(&attestation, &mut attestation_object).map_err(err)?;
-        let id = URL_SAFE_NO_PAD.encode(self.credential_id);
+        let id = URL_SAFE_NO_PAD.encode(&self.credential_id);
         Ok(json!({
             "id": id, "rawId": id, "type": "public-key", "extensions": {},
             "response": {
@@ -101,7 +119,7 @@ impl SoftAuthenticator {
         let mut signed = auth_data.clone();
         signed.extend_from_slice(&Sha256::digest(&client_data));
         let signature = self.pair.sign(&SystemRandom::new(), &signed).map_err(err)?;
-        let id = URL_SAFE_NO_PAD.encode(self.credential_id);
+        let id = URL_SAFE_NO_PAD.encode(&self.credential_id);
         Ok(json!({
             "id": id, "rawId": id, "type": "public-key", "extensions": {},
             "response": {

@@ -66,7 +66,6 @@ struct Admitted {
     room: RoomId,
     peer_id: PeerId,
     identity: Identity,
-    owner: bool,
     method: Method,
     /// The DTLS fingerprint signed at admission, signed again on re-verification.
     fingerprint: Option<String>,

@@ -16,6 +16,10 @@ pub struct StoredCredential {
 }
 
 impl Store {
+    /// Stores a newly registered credential. A credential id is never reused: a
+    /// registration naming a known id is refused with [`StoreError::CredentialExists`]
+    /// and nothing is written, or anyone could replace a whitelisted person's key
+    /// under their identity (the ids are public: challenges list them).
     pub async fn add_credential(
         &self,
         id: &str,
@@ -23,9 +27,9 @@ impl Store {
         credential: &str,
         label: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO webauthn_credentials (id, identity, credential, label, created_at) VALUES (?, ?, ?, ?, ?) \
-             ON CONFLICT (id) DO UPDATE SET credential = excluded.credential, label = excluded.label",
+             ON CONFLICT (id) DO NOTHING",
         )
         .bind(id)
         .bind(identity)
@@ -33,7 +37,11 @@ impl Store {
         .bind(label)
         .bind(now_text())
         .execute(self.pool())
-        .await?;
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(StoreError::CredentialExists);
+        }
         Ok(())
     }
 
@@ -71,21 +79,50 @@ impl Store {
             .collect())
     }
 
-    /// Moves a credential's sign counter to `counter`. Returns false, changing
-    /// nothing, when `counter` is not above the stored one (a counter of 0 means the
-    /// authenticator does not count and is always accepted).
-    pub async fn advance_counter(&self, id: &str, counter: u32) -> Result<bool, StoreError> {
-        let changed = sqlx::query(
-            "UPDATE webauthn_credentials SET counter = max(counter, ?1), last_used_at = ?2 \
-             WHERE id = ?3 AND (?1 = 0 OR ?1 > counter)",
+    /// Moves an authenticator's sign counters forward: the key's, kept per identity
+    /// whatever method carried the signature, and the WebAuthn credential's when one
+    /// signed. Returns false, changing nothing, when `counter` does not move past
+    /// either (a counter that stays at 0 means the authenticator does not count, and
+    /// is accepted while it has never counted).
+    pub async fn advance_counters(
+        &self,
+        identity: &str,
+        counter: u32,
+        credential_id: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let now = now_text();
+        let mut tx = self.pool().begin().await?;
+        let key = sqlx::query(
+            "INSERT INTO key_counters (identity, counter, updated_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (identity) DO UPDATE SET counter = excluded.counter, updated_at = excluded.updated_at \
+             WHERE excluded.counter > key_counters.counter OR (excluded.counter = 0 AND key_counters.counter = 0)",
         )
+        .bind(identity)
         .bind(i64::from(counter))
-        .bind(now_text())
-        .bind(id)
-        .execute(self.pool())
+        .bind(&now)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
-        Ok(changed > 0)
+        if key == 0 {
+            return Ok(false);
+        }
+        if let Some(id) = credential_id {
+            let credential = sqlx::query(
+                "UPDATE webauthn_credentials SET counter = ?1, last_used_at = ?2 \
+                 WHERE id = ?3 AND (?1 > counter OR (?1 = 0 AND counter = 0))",
+            )
+            .bind(i64::from(counter))
+            .bind(&now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if credential == 0 {
+                return Ok(false);
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Sets a credential's stored counter (tests and repairs).

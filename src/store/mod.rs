@@ -31,6 +31,8 @@ pub enum StoreError {
     NoRoom(String),
     #[error("room {0} already exists")]
     RoomExists(String),
+    #[error("this credential is already registered")]
+    CredentialExists,
 }
 
 /// A handle to the database; cheap to clone.

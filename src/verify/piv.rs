@@ -17,7 +17,8 @@
 //! Attestation roots are configured by the operator (Yubico publishes them: the PIV
 //! Root CA Serial 263751 for older keys, "Yubico Attestation Root 1" with its
 //! intermediates for firmware 5.7.4 and later). A chain is accepted when it reaches
-//! any configured certificate; the device (f9) certificate's own CA flags are not
+//! a configured certificate through CA certificates only (see
+//! [`verify_attestation`]); the device (f9) certificate's own CA flags are not
 //! required, since YubiKeys made in 2017–2018 carry none.
 
 use super::x509::{extension, read_certificate, read_certificates, signed_by, subject, subject_key, KeyKind};
@@ -239,36 +240,91 @@ pub fn attestation_facts(slot_attestation: &Certificate) -> Attestation {
     }
 }
 
-/// Verifies a YubiKey attestation: `slot` (the slot's attestation certificate) is
-/// signed by `device` (the f9 certificate), which chains through `intermediates` to
-/// one of `anchors`. Returns the attested facts.
+/// Whether a certificate is a slot attestation: only those carry the PIN and touch
+/// policy. Device (f9) certificates carry the firmware version too, so the policy
+/// is what tells them apart.
+fn is_slot_attestation(cert: &Certificate) -> bool {
+    extension(cert, OID_POLICY).is_some()
+}
+
+/// The certificate's basicConstraints: (CA, path length limit); (false, None) when
+/// absent or unreadable.
+fn basic_constraints(cert: &Certificate) -> (bool, Option<u8>) {
+    use spki::der::Decode;
+    use x509_cert::ext::pkix::BasicConstraints;
+    extension(cert, "2.5.29.19")
+        .and_then(|v| BasicConstraints::from_der(v).ok())
+        .map_or((false, None), |bc| (bc.ca, bc.path_len_constraint))
+}
+
+/// Most certificates above the device certificate in a chain (Yubico's longest,
+/// for firmware 5.7.4+, has three: PIV Attestation B, Intermediate B, Root 1).
+const MAX_CHAIN: usize = 4;
+
+/// Verifies a YubiKey attestation the way Yubico defines the chain:
+///
+/// ```text
+///   configured root ─▶ [configured or supplied CA intermediates] ─▶ device (f9) ─▶ slot
+/// ```
+///
+/// `slot` (the slot's attestation certificate) must be signed by `device` (the f9
+/// certificate); `device` must be issued by a configured certificate or by a CA
+/// certificate that leads to one. Every certificate that issues another above the
+/// device must say CA=true with a path length that allows the CA certificates
+/// below it, and no slot attestation (a certificate with a PIN/touch policy) may
+/// issue anything: otherwise anyone with a YubiKey could sign made-up "slot
+/// attestations" with their own attested slot key. The f9 certificate itself need
+/// not say CA (those of 2017–2018 carry no basicConstraints); it is known by its
+/// place: issued by the trusted chain, and not a slot attestation.
 pub fn verify_attestation(
     slot: &Certificate,
     device: &Certificate,
     intermediates: &[Certificate],
     anchors: &[Certificate],
 ) -> Result<Attestation, VerifyError> {
+    let refuse = |why: &str| Err(VerifyError::Policy(why.to_owned()));
     if anchors.is_empty() {
-        return Err(VerifyError::Policy("no PIV attestation roots are configured on this server".into()));
+        return refuse("no PIV attestation roots are configured on this server");
     }
-    signed_by(slot, device)
-        .map_err(|_| VerifyError::Policy("the slot attestation is not signed by the device certificate".into()))?;
+    if is_slot_attestation(device) {
+        return refuse("the device certificate is a slot attestation: it cannot issue attestations");
+    }
     let issued_by = |cert: &Certificate, by: &Certificate| {
         cert.tbs_certificate.issuer == by.tbs_certificate.subject && signed_by(cert, by).is_ok()
     };
-    let mut current = device.clone();
-    for _ in 0..5 {
-        if anchors.iter().any(|a| issued_by(&current, a)) {
+    if !issued_by(slot, device) {
+        return refuse("the slot attestation is not signed by the device certificate");
+    }
+    if let Some(bad) = intermediates.iter().find(|c| !basic_constraints(c).0 || is_slot_attestation(c)) {
+        return Err(VerifyError::Policy(format!(
+            "a supplied chain certificate is not a CA certificate ({})",
+            subject(bad)
+        )));
+    }
+    // May `issuer` issue a certificate with `cas_below` CA certificates under it?
+    let may_issue = |issuer: &Certificate, cas_below: usize| {
+        let (ca, path_len) = basic_constraints(issuer);
+        ca && !is_slot_attestation(issuer) && path_len.is_none_or(|n| cas_below <= usize::from(n))
+    };
+    let mut current = device;
+    let mut cas_below = usize::from(basic_constraints(device).0);
+    for _ in 0..MAX_CHAIN {
+        if anchors.iter().any(|a| issued_by(current, a) && may_issue(a, cas_below)) {
             return Ok(attestation_facts(slot));
         }
-        match intermediates.iter().find(|i| issued_by(&current, i)) {
-            Some(next) => current = next.clone(),
+        // The operator's own intermediates come first, then the client's.
+        let next = anchors.iter().chain(intermediates).find(|i| issued_by(current, i) && may_issue(i, cas_below));
+        match next {
+            Some(next) => {
+                current = next;
+                cas_below += 1;
+            }
             None => break,
         }
     }
     Err(VerifyError::Policy(format!(
         "the attestation does not chain to a configured root (stopped at {})",
-        subject(&current)
+        subject(current)
     )))
 }
 

@@ -188,10 +188,10 @@ pub async fn verify_over_http(
     let identity = claim.identity.clone();
     let signed = verifier.signed_text(&issued).map_err(|e| explain(&e))?;
     let evidence = claim.check(signed).map_err(|e| explain(&e))?;
-    if let (Some(cred), Some(counter)) = (&evidence.credential_id, evidence.counter) {
-        let id = crate::passkeys::credential_id_text(cred);
-        if !gw.store.advance_counter(&id, counter).await.unwrap_or(false) {
-            return Err(refuse("the passkey's sign counter went backwards".into()));
+    if let Some(counter) = evidence.counter {
+        let credential = evidence.credential_id.as_deref().map(crate::passkeys::credential_id_text);
+        if !gw.store.advance_counters(identity.did(), counter, credential.as_deref()).await.unwrap_or(false) {
+            return Err(refuse("the key's sign counter went backwards".into()));
         }
     }
     Ok((identity, method))
@@ -211,10 +211,10 @@ async fn discoverable_ceremony(
         .await
         .map_err(|_| ProofError(StatusCode::INTERNAL_SERVER_ERROR, "credential lookup failed".into()))?
         .ok_or_else(|| refuse("this passkey is not registered here; create one on the passkey page"))?;
-    let mut credential: webauthn_rs_core::proto::Credential =
-        serde_json::from_str(&stored.credential).map_err(|_| refuse("unreadable credential record"))?;
-    credential.counter = stored.counter;
-    let identity = Identity::parse(&stored.identity).map_err(|_| refuse("unreadable credential identity"))?;
+    let (credential, identity) = crate::passkeys::load_credential(&stored).map_err(|e| {
+        tracing::warn!(credential = %stored.id, error = %e, "a stored credential was refused");
+        refuse("this passkey's record is not usable; register it again")
+    })?;
     gw.passkeys.challenge(&issued.signed_bytes, vec![(credential, identity)], false).map_err(|e| refuse(&e.to_string()))
 }
 

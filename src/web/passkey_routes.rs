@@ -59,9 +59,15 @@ pub async fn finish(
     let record =
         serde_json::to_string(&credential).map_err(|e| WebError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let label: String = body.label.chars().take(64).collect();
-    gw.store.add_credential(&id, identity.did(), &record, &label).await.map_err(|e| {
-        tracing::error!(error = %e, "storing a credential failed");
-        WebError(StatusCode::INTERNAL_SERVER_ERROR, "the credential could not be stored; try again".into())
+    gw.store.add_credential(&id, identity.did(), &record, &label).await.map_err(|e| match e {
+        crate::store::StoreError::CredentialExists => WebError(
+            StatusCode::CONFLICT,
+            "this credential id is already registered; create a new passkey instead".into(),
+        ),
+        e => {
+            tracing::error!(error = %e, "storing a credential failed");
+            WebError(StatusCode::INTERNAL_SERVER_ERROR, "the credential could not be stored; try again".into())
+        }
     })?;
     Ok(Json(json!({
         "identity": identity.did(),

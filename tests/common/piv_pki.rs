@@ -75,6 +75,17 @@ impl TestPiv {
     /// A slot key of `kind`, its self-signed slot certificate, and an attestation
     /// of it signed by the device key with the given policy bytes.
     pub fn slot(&self, name: &str, kind: &str, pin: u8, touch: u8) {
+        self.slot_attested_by(name, kind, pin, touch, "device.pem", "device.key");
+    }
+
+    /// What an attacker with a YubiKey of its own can make: a software key `name`
+    /// with a "slot attestation" signed by the genuinely attested slot key `by`,
+    /// claiming whatever policy it likes.
+    pub fn forged_slot(&self, name: &str, by: &str, pin: u8, touch: u8) {
+        self.slot_attested_by(name, "P-256", pin, touch, &format!("{by}.att.pem"), &format!("{by}.key"));
+    }
+
+    fn slot_attested_by(&self, name: &str, kind: &str, pin: u8, touch: u8, ca: &str, ca_key: &str) {
         let d = &self.dir;
         genkey(d, name, kind);
         openssl(
@@ -118,9 +129,9 @@ impl TestPiv {
                 "-in",
                 &format!("{name}.csr"),
                 "-CA",
-                "device.pem",
+                ca,
                 "-CAkey",
-                "device.key",
+                ca_key,
                 "-CAcreateserial",
                 "-days",
                 "30",

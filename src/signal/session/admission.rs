@@ -210,8 +210,9 @@ impl Session {
         if let Some(why) = piv_requirement.and_then(|r| r.unmet(evidence.attestation.as_ref())) {
             return self.refuse(socket, &room, Some(did), method, why).await;
         }
-        if let (Some(id), Some(counter)) = (&evidence.credential_id, evidence.counter) {
-            match self.gw.store.advance_counter(&crate::passkeys::credential_id_text(id), counter).await {
+        if let Some(counter) = evidence.counter {
+            let credential = evidence.credential_id.as_deref().map(crate::passkeys::credential_id_text);
+            match self.gw.store.advance_counters(&did, counter, credential.as_deref()).await {
                 Ok(true) => {}
                 Ok(false) => {
                     let reason = "the sign counter went backwards: the authenticator may be cloned";
@@ -317,7 +318,6 @@ impl Session {
             room,
             peer_id,
             identity,
-            owner,
             method,
             fingerprint,
             rx,
@@ -359,10 +359,12 @@ impl Session {
         })?;
         let credentials = stored
             .into_iter()
-            .filter_map(|c| {
-                let mut credential: webauthn_rs_core::proto::Credential = serde_json::from_str(&c.credential).ok()?;
-                credential.counter = c.counter;
-                Some((credential, Identity::parse(&c.identity).ok()?))
+            .filter_map(|c| match crate::passkeys::load_credential(&c) {
+                Ok(loaded) => Some(loaded),
+                Err(e) => {
+                    tracing::warn!(credential = %c.id, error = %e, "a stored credential was skipped");
+                    None
+                }
             })
             .collect();
         let require_uv = self.gw.rooms.requires_user_verification(room);

@@ -97,8 +97,26 @@ impl Session {
                 return Err("another key answered".to_owned());
             }
             let signed = verifier.signed_text(&issued).map_err(|e| e.to_string())?;
-            claim.check(signed).map(|_| ()).map_err(|e| e.to_string())
+            claim.check(signed).map_err(|e| e.to_string())
         })();
+        // A confirmation is a signature like any other: its counter must move on.
+        let outcome = match outcome {
+            Ok(evidence) => match evidence.counter {
+                None => Ok(()),
+                Some(counter) => {
+                    let credential = evidence.credential_id.as_deref().map(crate::passkeys::credential_id_text);
+                    match self.gw.store.advance_counters(closed.identity.did(), counter, credential.as_deref()).await {
+                        Ok(true) => Ok(()),
+                        Ok(false) => Err("the sign counter went backwards: the authenticator may be cloned".to_owned()),
+                        Err(e) => {
+                            tracing::error!(error = %e, "counter update failed");
+                            Err("the server could not record the sign counter".to_owned())
+                        }
+                    }
+                }
+            },
+            Err(e) => Err(e),
+        };
         let peer_id = &closed.peer_id;
         let (frame, event, reason): (Arc<str>, _, _) = match outcome {
             Ok(()) => {

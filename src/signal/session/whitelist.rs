@@ -15,10 +15,20 @@ impl Session {
             return send_error(socket, code::UNAUTHENTICATED, "whitelist is for admitted owners; authenticate first")
                 .await;
         };
-        if !a.owner {
+        let (room, by) = (a.room.clone(), a.identity.did().to_owned());
+        // Who owns the room now, not at admission: a co-owner removed mid-call must
+        // lose its powers at once.
+        let owners = match self.gw.store.room(&room).await {
+            Ok(record) => record.map(|r| r.owners).unwrap_or_default(),
+            Err(e) => {
+                tracing::error!(error = %e, "owner lookup failed");
+                return send_error(socket, code::INTERNAL, "the server could not check the room's owners; try again")
+                    .await;
+            }
+        };
+        if !owners.contains(&by) {
             return send_error(socket, code::NOT_OWNER, "only the room's owners can change its whitelist").await;
         }
-        let (room, by) = (a.room.clone(), a.identity.did().to_owned());
         let (mut added, mut removed, mut errors) = (Vec::new(), Vec::new(), Vec::new());
         for (entry, item) in add.into_iter().enumerate() {
             let (text, label) = match item {
@@ -58,7 +68,6 @@ impl Session {
                 }
             }
         }
-        let owners = self.gw.store.room(&room).await.ok().flatten().map(|r| r.owners).unwrap_or_default();
         for (entry, text) in remove.into_iter().enumerate() {
             let identity = match Identity::parse(&text) {
                 Ok(i) => i,
