@@ -117,8 +117,18 @@ mod tempfile_dir {
 async fn spawn_server(max_connections: usize) -> Result<(SpawnedServer, String), BenchError> {
     let dir = tempfile_dir::TempDir::new().map_err(|e| BenchError::Spawn(e.to_string()))?;
     let exe = std::env::current_exe().map_err(|e| BenchError::Spawn(e.to_string()))?;
+    // Every load client connects from 127.0.0.1: lift the per-address caps meant for
+    // strangers on the internet.
+    let config = dir.path().join("bench.toml");
+    std::fs::write(
+        &config,
+        "max_unadmitted = 100000\nmax_unadmitted_per_address = 100000\nhttp_requests_per_minute = 100000000\n",
+    )
+    .map_err(|e| BenchError::Spawn(e.to_string()))?;
     let mut child = Command::new(exe)
         .arg("serve")
+        .arg("--config")
+        .arg(&config)
         .args(["--listen", "127.0.0.1:0", "--auth-timeout", "300"])
         .arg("--max-connections")
         .arg(max_connections.to_string())
@@ -180,7 +190,9 @@ pub fn raw_rates(method: Method, seconds: f64) -> Result<RawRates, BenchError> {
     let passkeys =
         crate::passkeys::Passkeys::new("localhost", &["http://localhost:8080".to_owned()]).map_err(|e| setup(&e))?;
     if let ProofSigner::Webauthn(authenticator, _) = &signer {
-        let (id, options) = passkeys.start_registration("bench").map_err(|e| setup(&e))?;
+        let (id, options) = passkeys
+            .start_registration(crate::limits::ClientKey::of([127, 0, 0, 1].into()), "bench")
+            .map_err(|e| setup(&e))?;
         let credential =
             serde_json::from_value(authenticator.register(&options).map_err(|e| setup(&e))?).map_err(|e| setup(&e))?;
         let registered = passkeys.finish_registration(&id, &credential).map_err(|e| setup(&e))?;

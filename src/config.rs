@@ -37,8 +37,26 @@ pub struct Settings {
     pub auth_timeout: Duration,
     /// Mesh calls degrade quickly past a handful of peers.
     pub max_peers_per_room: usize,
-    /// Upper bound on open WebSocket connections, admitted or not.
+    /// Upper bound on open WebSocket connections, admitted or not. Lowered at start
+    /// to what the process's open-file limit allows.
     pub max_connections: usize,
+    /// Upper bound on sockets that have not been admitted yet: a cap of their own,
+    /// so strangers cannot take the places of people already in calls.
+    pub max_unadmitted: usize,
+    /// Sockets not yet admitted from one client address (an IPv6 /64).
+    pub max_unadmitted_per_address: usize,
+    /// Largest text frame before admission: a proof with a certificate chain fits
+    /// in a few kilobytes.
+    pub max_unadmitted_frame_bytes: usize,
+    /// Upper bound on HTTP connections (page loads, API calls, upgrades in
+    /// progress); WebSockets count under `max_connections` once upgraded.
+    pub max_http_connections: usize,
+    /// How long a client may take to send a request's headers.
+    #[serde(with = "secs")]
+    pub http_header_timeout: Duration,
+    /// Unauthenticated HTTP requests (challenges, proofs, registrations, key
+    /// lookups) per minute from one address; bursts of half as many more pass.
+    pub http_requests_per_minute: u32,
     /// Largest text frame a client may send, in bytes.
     pub max_frame_bytes: usize,
     /// Sustained messages per second per connection (a burst of twice this is allowed).
@@ -80,6 +98,12 @@ impl Default for Settings {
             auth_timeout: Duration::from_secs(30),
             max_peers_per_room: 8,
             max_connections: 16_384,
+            max_unadmitted: 1024,
+            max_unadmitted_per_address: 64,
+            max_unadmitted_frame_bytes: 32 * 1024,
+            max_http_connections: 4096,
+            http_header_timeout: Duration::from_secs(10),
+            http_requests_per_minute: 120,
             max_frame_bytes: 64 * 1024,
             messages_per_second: 50,
             webauthn_rp_id: None,

@@ -37,6 +37,7 @@ pub mod client;
 pub mod config;
 pub mod identity;
 pub mod ids;
+pub mod limits;
 pub mod passkeys;
 pub mod signal;
 pub mod store;

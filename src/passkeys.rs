@@ -22,11 +22,12 @@
 //! signed payload.
 
 use crate::identity::{rsa_from_parts, Identity, PublicKey};
+use crate::limits::{ClientKey, PendingMap};
 use base64::Engine;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 use webauthn_rs_core::proto::{
     AttestationConveyancePreference, AuthenticationState, COSEKeyType, Credential, ECDSACurve, EDDSACurve,
     RegisterPublicKeyCredential, RegistrationState, UserVerificationPolicy,
@@ -37,6 +38,9 @@ use webauthn_rs_core::WebauthnCore;
 const REGISTRATION_TTL: Duration = Duration::from_secs(300);
 /// Registrations in progress at once, server-wide.
 const MAX_PENDING: usize = 10_000;
+/// Registrations in progress at once from one client address: a client's newest
+/// pushes out its own oldest, never anyone else's.
+const MAX_PENDING_PER_CLIENT: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PasskeyError {
@@ -44,8 +48,6 @@ pub enum PasskeyError {
     Config(String),
     #[error("no such registration in progress (it may have expired); start again")]
     UnknownRegistration,
-    #[error("too many registrations in progress; try again shortly")]
-    Busy,
     #[error("the credential was not accepted: {0}")]
     Rejected(String),
     #[error("unsupported credential key: {0}")]
@@ -66,7 +68,7 @@ pub struct WebauthnChallenge {
 /// The relying party, shared by the pages and the sessions.
 pub struct Passkeys {
     core: Arc<WebauthnCore>,
-    pending: Mutex<HashMap<String, (RegistrationState, Instant)>>,
+    pending: PendingMap<RegistrationState>,
 }
 
 impl Passkeys {
@@ -82,25 +84,24 @@ impl Passkeys {
         }
         let core =
             WebauthnCore::new_unsafe_experts_only("keygate", rp_id, origins, Duration::from_secs(120), None, None);
-        Ok(Passkeys { core: Arc::new(core), pending: Mutex::new(HashMap::new()) })
+        Ok(Passkeys {
+            core: Arc::new(core),
+            pending: PendingMap::new(REGISTRATION_TTL, MAX_PENDING_PER_CLIENT, MAX_PENDING),
+        })
     }
 
     pub fn core(&self) -> Arc<WebauthnCore> {
         self.core.clone()
     }
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, (RegistrationState, Instant)>> {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    /// Forgets registrations nobody finished.
+    pub fn prune(&self) {
+        self.pending.prune();
     }
 
     /// Starts registering a new credential; returns its registration id and the
     /// options for `navigator.credentials.create`.
-    pub fn start_registration(&self, label: &str) -> Result<(String, Value), PasskeyError> {
-        let mut pending = self.pending();
-        pending.retain(|_, (_, at)| at.elapsed() < REGISTRATION_TTL);
-        if pending.len() >= MAX_PENDING {
-            return Err(PasskeyError::Busy);
-        }
+    pub fn start_registration(&self, client: ClientKey, label: &str) -> Result<(String, Value), PasskeyError> {
         // No accounts: every credential gets a fresh random user handle.
         let user_id = crate::ids::random_bytes::<16>();
         let name = if label.trim().is_empty() { "keygate key" } else { label.trim() };
@@ -112,8 +113,7 @@ impl Passkeys {
             .user_verification_policy(UserVerificationPolicy::Preferred);
         let (options, state) =
             self.core.generate_challenge_register(builder).map_err(|e| PasskeyError::Rejected(e.to_string()))?;
-        let id = crate::ids::hex(&crate::ids::random_bytes::<16>());
-        pending.insert(id.clone(), (state, Instant::now()));
+        let id = self.pending.put(client, state);
         let options = serde_json::to_value(&options).map_err(|e| PasskeyError::Rejected(e.to_string()))?;
         Ok((id, options))
     }
@@ -124,10 +124,7 @@ impl Passkeys {
         registration_id: &str,
         credential: &RegisterPublicKeyCredential,
     ) -> Result<(Credential, Identity), PasskeyError> {
-        let (state, at) = self.pending().remove(registration_id).ok_or(PasskeyError::UnknownRegistration)?;
-        if at.elapsed() >= REGISTRATION_TTL {
-            return Err(PasskeyError::UnknownRegistration);
-        }
+        let state = self.pending.take(registration_id).ok_or(PasskeyError::UnknownRegistration)?;
         let credential = self
             .core
             .register_credential(credential, &state, None)

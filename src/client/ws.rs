@@ -42,6 +42,28 @@ impl Client {
         Ok(Client { ws, timeout: Duration::from_secs(10) })
     }
 
+    /// Connects from the local address `from` (e.g. another loopback address, so a
+    /// test or the load tool can act as several clients).
+    pub async fn connect_from(url: &str, from: std::net::IpAddr) -> Result<Self, ClientError> {
+        let connect = |e: &dyn std::fmt::Display| ClientError::Connect(e.to_string());
+        let parsed = url::Url::parse(url).map_err(|e| connect(&e))?;
+        let addr = parsed
+            .socket_addrs(|| None)
+            .map_err(|e| connect(&e))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| connect(&"no address"))?;
+        let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }
+            .map_err(|e| connect(&e))?;
+        socket.bind(std::net::SocketAddr::new(from, 0)).map_err(|e| connect(&e))?;
+        let stream = socket.connect(addr).await.map_err(|e| connect(&e))?;
+        let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
+        let (ws, _) = tokio_tungstenite::client_async_with_config(url, MaybeTlsStream::Plain(stream), Some(config))
+            .await
+            .map_err(|e| connect(&e))?;
+        Ok(Client { ws, timeout: Duration::from_secs(10) })
+    }
+
     pub async fn send(&mut self, frame: &Value) -> Result<(), ClientError> {
         self.send_text(frame.to_string()).await
     }

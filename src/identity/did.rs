@@ -39,6 +39,9 @@ fn read_varint(bytes: &[u8]) -> Option<(u64, &[u8])> {
     None
 }
 
+/// The longest base58 text of a did:key read.
+const MAX_DID_KEY_CHARS: usize = 1600;
+
 pub(crate) fn encode_key(codec: u64, key: &[u8]) -> String {
     let mut bytes = varint(codec);
     bytes.extend_from_slice(key);
@@ -53,6 +56,11 @@ pub(crate) fn parse(text: &str) -> Result<Identity, ParseError> {
         let encoded = rest
             .strip_prefix('z')
             .ok_or_else(|| ParseError::InvalidKey("did:key must use base58btc multibase ('z…')".into()))?;
+        // base58 decoding costs the square of the length: bound it first. The
+        // longest real did:key, an RSA-8192 key's, has about 1,420 characters.
+        if encoded.len() > MAX_DID_KEY_CHARS {
+            return Err(ParseError::TooLong(encoded.len(), MAX_DID_KEY_CHARS));
+        }
         let bytes = bs58::decode(encoded)
             .into_vec()
             .map_err(|_| ParseError::InvalidKey("did:key is not valid base58btc".into()))?;

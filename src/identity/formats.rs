@@ -34,6 +34,20 @@ pub enum ParseError {
     PrivateKey,
     #[error("{0} keys given where one was expected (line {1} is the second)")]
     Several(usize, usize),
+    #[error("too long for a key: {0} bytes where keygate reads at most {1}")]
+    TooLong(usize, usize),
+}
+
+/// The longest text read as one key (a line, a PEM block or a JWK), checked before
+/// anything is decoded: an RSA-8192 certificate in PEM is about 3 KB, so 16 KiB
+/// leaves room for any real key and bounds what a hostile one costs.
+pub const MAX_KEY_TEXT: usize = 16 * 1024;
+
+fn bounded(text: &str) -> Result<&str, ParseError> {
+    if text.len() > MAX_KEY_TEXT {
+        return Err(ParseError::TooLong(text.len(), MAX_KEY_TEXT));
+    }
+    Ok(text)
 }
 
 /// One key read from a line or block of text, with what the text said about it.
@@ -57,7 +71,7 @@ impl KeyLine {
 
 /// Parses exactly one key.
 pub(crate) fn parse_one(text: &str) -> Result<KeyLine, ParseError> {
-    let mut keys = parse_key_list(text).into_iter();
+    let mut keys = parse_key_list(bounded(text)?).into_iter();
     match (keys.next(), keys.next()) {
         (None, _) => Err(ParseError::Empty),
         (Some((_, first)), None) => first,
@@ -77,16 +91,16 @@ pub fn parse_key_list(text: &str) -> Vec<(usize, Result<KeyLine, ParseError>)> {
     }
     let first_line = text.lines().position(|l| !l.trim().is_empty()).unwrap_or(0) + 1;
     if trimmed.starts_with('{') {
-        return vec![(first_line, parse_jwk_text(trimmed))];
+        return vec![(first_line, bounded(trimmed).and_then(parse_jwk_text))];
     }
     if trimmed.contains("-----BEGIN ") {
-        return vec![(first_line, parse_pem(trimmed))];
+        return vec![(first_line, bounded(trimmed).and_then(parse_pem))];
     }
     text.lines()
         .enumerate()
         .filter_map(|(i, line)| {
             let line = line.trim();
-            (!line.is_empty() && !line.starts_with('#')).then(|| (i + 1, parse_line(line)))
+            (!line.is_empty() && !line.starts_with('#')).then(|| (i + 1, bounded(line).and_then(parse_line)))
         })
         .collect()
 }

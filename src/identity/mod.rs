@@ -15,7 +15,7 @@ mod formats;
 pub(crate) mod ssh_wire;
 
 pub use eth::EthAddress;
-pub use formats::{key_from_spki, parse_jwk, parse_key_list, KeyLine, ParseError, ACCEPTED_FORMATS};
+pub use formats::{key_from_spki, parse_jwk, parse_key_list, KeyLine, ParseError, ACCEPTED_FORMATS, MAX_KEY_TEXT};
 
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -102,6 +102,10 @@ impl PublicKey {
     }
 }
 
+/// The largest RSA modulus accepted (OpenSSH's own limit is 16384; no YubiKey or
+/// browser makes keys past 4096).
+pub const MAX_RSA_BITS: usize = 8192;
+
 /// Builds a canonical RSA key from big-endian modulus and exponent bytes.
 pub fn rsa_from_parts(n: &[u8], e: &[u8]) -> Result<PublicKey, ParseError> {
     use pkcs1::der::Encode;
@@ -110,6 +114,13 @@ pub fn rsa_from_parts(n: &[u8], e: &[u8]) -> Result<PublicKey, ParseError> {
     let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
     if bits < 2048 {
         return Err(ParseError::InvalidKey(format!("RSA modulus has {bits} bits; keygate accepts 2048 bits or more")));
+    }
+    // Checked from the length alone, before anything costs more than the bytes: a
+    // huge modulus would make every later step (DER, base58, the signature) slow.
+    if bits > MAX_RSA_BITS {
+        return Err(ParseError::InvalidKey(format!(
+            "RSA modulus has {bits} bits; keygate accepts at most {MAX_RSA_BITS}"
+        )));
     }
     if e.is_empty() || e.len() > 8 || e.last().is_some_and(|b| b & 1 == 0) {
         return Err(ParseError::InvalidKey("RSA public exponent is not a small odd number".into()));

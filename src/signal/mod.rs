@@ -14,7 +14,7 @@ use crate::config::Settings;
 use crate::store::{AuditLog, Store};
 use crate::verify::Verifiers;
 use rooms::Rooms;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -36,21 +36,17 @@ pub struct Gateway {
     pub stats: Stats,
 }
 
-/// Counters exported on `/metrics`.
+/// Counters exported on `/metrics`, and the gauges behind the connection limits.
 #[derive(Default)]
 pub struct Stats {
-    pub connections: AtomicUsize,
+    /// Open WebSocket connections, admitted or not (`max_connections`).
+    pub connections: Arc<crate::limits::Gauge>,
+    /// Sockets not yet admitted, in all and per address (`max_unadmitted…`).
+    pub unadmitted: Arc<crate::limits::Unadmitted>,
+    /// HTTP connections open now (`max_http_connections`), upgrades excluded.
+    pub http_connections: Arc<crate::limits::Gauge>,
     pub admissions: AtomicU64,
     pub refusals: AtomicU64,
-}
-
-impl Stats {
-    /// Reserves a connection slot if fewer than `max` are open.
-    pub fn try_connect(&self, max: usize) -> bool {
-        self.connections.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).is_ok()
-    }
-
-    pub fn disconnect(&self) {
-        self.connections.fetch_sub(1, Ordering::AcqRel);
-    }
+    /// Connections and requests turned away by a limit.
+    pub limited: Arc<AtomicU64>,
 }

@@ -126,9 +126,13 @@ enum Flow {
 
 struct Session {
     gw: Arc<Gateway>,
-    /// When an unadmitted socket is closed. A `request` pushes it out to the longest
-    /// challenge lifetime, so a person signing by hand is not cut off.
+    /// When an unadmitted socket is closed: `auth_timeout` after connecting, or,
+    /// once it has asked for a challenge, the longest challenge lifetime after
+    /// connecting (a person signing by hand needs minutes). Nothing pushes it later.
     deadline: tokio::time::Instant,
+    connected_at: tokio::time::Instant,
+    /// This socket's place among the unadmitted; given back at admission (or close).
+    unadmitted: Option<crate::limits::UnadmittedSlot>,
     remote: Option<String>,
     slot: ChallengeSlot,
     requested: Option<Requested>,
@@ -137,13 +141,20 @@ struct Session {
 }
 
 /// Runs one connection until it closes.
-pub async fn run<S, E>(mut socket: S, gw: Arc<Gateway>, remote: Option<String>)
-where
+pub async fn run<S, E>(
+    mut socket: S,
+    gw: Arc<Gateway>,
+    remote: Option<String>,
+    unadmitted: crate::limits::UnadmittedSlot,
+) where
     S: Stream<Item = Result<Message, E>> + Sink<Message> + Unpin,
 {
     let mut shutdown = gw.shutdown.clone();
+    let connected_at = tokio::time::Instant::now();
     let mut s = Session {
-        deadline: tokio::time::Instant::now() + gw.settings.auth_timeout,
+        deadline: connected_at + gw.settings.auth_timeout,
+        connected_at,
+        unadmitted: Some(unadmitted),
         rate: RateLimit::new(gw.settings.messages_per_second),
         gw,
         remote,
@@ -269,7 +280,11 @@ impl Session {
             // Pings are answered by the WebSocket layer; a close ends the stream next.
             _ => return Flow::Continue,
         };
-        let max = self.gw.settings.max_frame_bytes;
+        let max = if self.admitted.is_some() {
+            self.gw.settings.max_frame_bytes
+        } else {
+            self.gw.settings.max_unadmitted_frame_bytes.min(self.gw.settings.max_frame_bytes)
+        };
         if text.len() > max {
             let message = format!("frames are limited to {max} bytes; this one had {}", text.len());
             send_error(socket, code::FRAME_TOO_LARGE, &message).await;

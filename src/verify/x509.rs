@@ -16,6 +16,13 @@ fn malformed(what: impl Into<String>) -> VerifyError {
 
 /// Reads one certificate from PEM, or from base64 (standard or URL-safe) of DER.
 pub fn read_certificate(text: &str) -> Result<Certificate, VerifyError> {
+    if text.len() > crate::identity::MAX_KEY_TEXT {
+        return Err(malformed(format!(
+            "a certificate of {} bytes; keygate reads at most {}",
+            text.len(),
+            crate::identity::MAX_KEY_TEXT
+        )));
+    }
     let text = text.trim().trim_start_matches('\u{feff}');
     let der = if text.contains("-----BEGIN CERTIFICATE-----") {
         let body: String = text

@@ -17,10 +17,11 @@
 use super::AppState;
 use crate::challenge::{Freshness, IssuedChallenge};
 use crate::identity::Identity;
+use crate::limits::{ClientKey, PendingMap};
 use crate::signal::Gateway;
 use crate::store::WebSession;
 use crate::verify::{Method, VerifyError};
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -29,41 +30,36 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 pub const COOKIE: &str = "keygate_session";
 /// How long a sign-in lasts.
 const SESSION_DAYS: i64 = 7;
 /// Proofs in progress at once (sign-ins and invites), server-wide.
 const MAX_PENDING: usize = 10_000;
+/// Proofs in progress at once from one client address: a sign-in takes one; a
+/// person who reloads a few times, or a small office behind one address, stays
+/// far below it.
+const MAX_PENDING_PER_CLIENT: usize = 32;
 
 /// Challenges issued over HTTP and not yet answered.
-#[derive(Default)]
-pub struct PendingProofs {
-    pending: Mutex<HashMap<String, (IssuedChallenge, Instant)>>,
-}
+pub struct PendingProofs(PendingMap<IssuedChallenge>);
 
 impl PendingProofs {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (IssuedChallenge, Instant)>> {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn put(&self, challenge: IssuedChallenge, ttl: Duration) -> Option<String> {
-        let mut pending = self.lock();
-        pending.retain(|_, (_, at)| at.elapsed() < ttl);
-        if pending.len() >= MAX_PENDING {
-            return None;
-        }
-        let id = crate::ids::hex(&crate::ids::random_bytes::<16>());
-        pending.insert(id.clone(), (challenge, Instant::now()));
-        Some(id)
+    /// Kept as long as the longest challenge lifetime.
+    pub fn new(settings: &crate::config::Settings) -> Self {
+        let ttl = settings.manual_freshness.max(settings.freshness_past);
+        PendingProofs(PendingMap::new(ttl, MAX_PENDING_PER_CLIENT, MAX_PENDING))
     }
 
     /// Single use: the challenge is gone whatever the outcome.
     fn take(&self, id: &str) -> Option<IssuedChallenge> {
-        self.lock().remove(id).map(|(c, _)| c)
+        self.0.take(id)
+    }
+
+    pub fn prune(&self) {
+        self.0.prune();
     }
 }
 
@@ -130,6 +126,7 @@ pub struct ChallengeRequest {
 pub fn issue_over_http(
     gw: &Gateway,
     pending: &PendingProofs,
+    client: ClientKey,
     mut challenge: IssuedChallenge,
     address: Option<&str>,
 ) -> Result<Value, ProofError> {
@@ -144,10 +141,7 @@ pub fn issue_over_http(
     let payload: Value = challenge.payload_json();
     let ssh = crate::signal::protocol::SshHint::for_text(&challenge.signed_bytes);
     let siwe = challenge.siwe.clone();
-    let ttl = gw.settings.manual_freshness.max(gw.settings.freshness_past);
-    let id = pending.put(challenge, ttl).ok_or_else(|| {
-        ProofError(StatusCode::SERVICE_UNAVAILABLE, "too many sign-ins in progress; try again".into())
-    })?;
+    let id = pending.0.put(client, challenge);
     Ok(json!({
         "challengeId": id,
         "payload": payload,
@@ -231,11 +225,13 @@ fn explain(e: &VerifyError) -> ProofError {
 
 pub async fn sign_in_challenge(
     State(state): State<AppState>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
     body: Option<Json<ChallengeRequest>>,
 ) -> Result<Json<Value>, ProofError> {
     let body = body.map(|Json(b)| b).unwrap_or_default();
     let challenge = IssuedChallenge::issue_sign_in(&state.gateway.origin, Utc::now());
-    issue_over_http(&state.gateway, &state.pending, challenge, body.address.as_deref()).map(Json)
+    let client = ClientKey::of(remote.ip());
+    issue_over_http(&state.gateway, &state.pending, client, challenge, body.address.as_deref()).map(Json)
 }
 
 pub async fn sign_in_verify(State(state): State<AppState>, Json(answer): Json<Value>) -> Result<Response, ProofError> {

@@ -84,6 +84,7 @@ pub async fn invite_page(State(state): State<AppState>, Path(invite): Path<Strin
 
 pub async fn invite_challenge(
     State(state): State<AppState>,
+    axum::extract::ConnectInfo(remote): axum::extract::ConnectInfo<std::net::SocketAddr>,
     Path(invite): Path<String>,
     body: Option<Json<Value>>,
 ) -> Result<Json<Value>, ProofError> {
@@ -93,7 +94,8 @@ pub async fn invite_challenge(
     let room = RoomId::parse(&invite.room).map_err(|_| ProofError::new(StatusCode::NOT_FOUND, "no such room"))?;
     let address = body.as_ref().and_then(|Json(b)| b["address"].as_str().map(str::to_owned));
     let challenge = IssuedChallenge::issue(room, &state.gateway.origin, None, Utc::now());
-    issue_over_http(&state.gateway, &state.pending, challenge, address.as_deref()).map(Json)
+    let client = crate::limits::ClientKey::of(remote.ip());
+    issue_over_http(&state.gateway, &state.pending, client, challenge, address.as_deref()).map(Json)
 }
 
 /// Whoever proves a key through an invite is whitelisted under the invite's label.

@@ -10,9 +10,11 @@ mod host;
 mod invites;
 mod pages;
 mod passkey_routes;
+mod serve;
 
 use crate::config::Settings;
 use crate::identity::Identity;
+use crate::limits::ClientKey;
 use crate::signal::rooms::Rooms;
 use crate::signal::{session, Gateway, Stats};
 use crate::store::{AuditLog, Store, StoreError};
@@ -21,9 +23,10 @@ use axum::extract::ws::{CloseFrame, Message, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,11 +51,31 @@ pub enum ServeError {
     Config(String),
 }
 
-/// What the handlers share: the gateway, and proofs in progress over HTTP.
+/// What the handlers share: the gateway, proofs in progress over HTTP, and the
+/// per-address budget of the endpoints anyone may call.
 #[derive(Clone)]
 pub struct AppState {
     pub gateway: Arc<Gateway>,
     pub pending: Arc<auth::PendingProofs>,
+    pub limiter: Arc<governor::DefaultKeyedRateLimiter<ClientKey>>,
+}
+
+impl AppState {
+    pub fn new(gateway: Arc<Gateway>) -> Self {
+        let per_minute = NonZeroU32::new(gateway.settings.http_requests_per_minute).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(per_minute.get() / 2).unwrap_or(NonZeroU32::MIN);
+        let limiter = governor::RateLimiter::keyed(governor::Quota::per_minute(per_minute).allow_burst(burst));
+        AppState { pending: Arc::new(auth::PendingProofs::new(&gateway.settings)), gateway, limiter: Arc::new(limiter) }
+    }
+
+    /// Forgets what expired: unanswered challenges and registrations, and the rate
+    /// limiter's memory of addresses that have gone quiet.
+    pub fn prune(&self) {
+        self.pending.prune();
+        self.gateway.passkeys.prune();
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+    }
 }
 
 impl axum::extract::FromRef<AppState> for Arc<Gateway> {
@@ -63,38 +86,67 @@ impl axum::extract::FromRef<AppState> for Arc<Gateway> {
 
 /// Builds the router. Everything it needs comes in `gateway`.
 pub fn app(gateway: Arc<Gateway>) -> Router {
-    let state = AppState { gateway, pending: Arc::new(auth::PendingProofs::default()) };
+    router(AppState::new(gateway))
+}
+
+fn router(state: AppState) -> Router {
+    // What anyone may call without a session, each call costing the server a
+    // challenge, a pending entry or a key parse: a budget per client address.
+    let open = Router::new()
+        .route("/identity", post(pages::identity))
+        .route("/webauthn/register/start", post(passkey_routes::start))
+        .route("/webauthn/register/finish", post(passkey_routes::finish))
+        .route("/signin/challenge", post(auth::sign_in_challenge))
+        .route("/signin/verify", post(auth::sign_in_verify))
+        .route("/i/{invite}/challenge", post(invites::invite_challenge))
+        .route("/i/{invite}/verify", post(invites::invite_verify))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), per_client_budget));
     Router::new()
         .route("/", get(pages::index))
         .route("/ws", get(websocket))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .route("/passkey", get(pages::passkey))
-        .route("/webauthn/register/start", axum::routing::post(passkey_routes::start))
-        .route("/webauthn/register/finish", axum::routing::post(passkey_routes::finish))
         .route("/static/{name}", get(pages::static_file))
         .route("/r/{room}", get(call::call_page))
         .route("/signin", get(host::sign_in_page))
         .route("/keys", get(pages::keys))
-        .route("/identity", axum::routing::post(pages::identity))
-        .route("/signin/challenge", axum::routing::post(auth::sign_in_challenge))
-        .route("/signin/verify", axum::routing::post(auth::sign_in_verify))
-        .route("/signout", axum::routing::post(auth::sign_out))
+        .route("/signout", post(auth::sign_out))
         .route("/rooms", get(host::my_rooms).post(host::create_room))
         .route("/rooms/{room}", get(host::room_page))
-        .route("/rooms/{room}/allow", axum::routing::post(host::allow))
-        .route("/rooms/{room}/deny", axum::routing::post(host::deny))
-        .route("/rooms/{room}/settings", axum::routing::post(host::settings))
-        .route("/rooms/{room}/owners", axum::routing::post(host::owners))
+        .route("/rooms/{room}/allow", post(host::allow))
+        .route("/rooms/{room}/deny", post(host::deny))
+        .route("/rooms/{room}/settings", post(host::settings))
+        .route("/rooms/{room}/owners", post(host::owners))
         .route("/rooms/{room}/audit", get(host::audit_page))
         .route("/rooms/{room}/live", get(host::live_page))
-        .route("/rooms/{room}/kick", axum::routing::post(host::kick))
-        .route("/rooms/{room}/reverify", axum::routing::post(host::reverify))
-        .route("/rooms/{room}/invites", axum::routing::post(invites::create_invite))
+        .route("/rooms/{room}/kick", post(host::kick))
+        .route("/rooms/{room}/reverify", post(host::reverify))
+        .route("/rooms/{room}/invites", post(invites::create_invite))
         .route("/i/{invite}", get(invites::invite_page))
-        .route("/i/{invite}/challenge", axum::routing::post(invites::invite_challenge))
-        .route("/i/{invite}/verify", axum::routing::post(invites::invite_verify))
+        .merge(open)
         .with_state(state)
+}
+
+/// Refuses (429, with Retry-After) a client address past its budget.
+async fn per_client_budget(
+    State(state): State<AppState>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match state.limiter.check_key(&ClientKey::of(remote.ip())) {
+        Ok(()) => next.run(request).await,
+        Err(not_until) => {
+            state.gateway.stats.limited.fetch_add(1, Ordering::Relaxed);
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+            let secs = wait.as_secs().max(1);
+            let body = axum::Json(serde_json::json!({
+                "error": format!("too many requests from your address; try again in {secs} s")
+            }));
+            (axum::http::StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, secs.to_string())], body).into_response()
+        }
+    }
 }
 
 async fn websocket(
@@ -102,29 +154,51 @@ async fn websocket(
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let has_slot = gw.stats.try_connect(gw.settings.max_connections);
+    use crate::limits::{ClientKey, ConnectionSlot, UnadmittedRefusal, UnadmittedSlot};
+    let settings = &gw.settings;
+    // Both places are held by guards that move into the upgrade: whether the
+    // upgrade completes, fails or is reset, dropping them gives the places back.
+    let slots = ConnectionSlot::take(&gw.stats.connections, settings.max_connections)
+        .ok_or(UnadmittedRefusal::Server)
+        .and_then(|connection| {
+            let client = ClientKey::of(remote.ip());
+            let unadmitted = UnadmittedSlot::take(
+                &gw.stats.unadmitted,
+                client,
+                settings.max_unadmitted,
+                settings.max_unadmitted_per_address,
+            )?;
+            Ok((connection, unadmitted))
+        });
     // Small buffers: an idle admitted socket should cost kilobytes, not the
-    // library's default 128 KiB. Frames above our own limit are still read (up to a
-    // hard cap) so that the client gets a clear error instead of a dropped socket.
-    let hard_cap = gw.settings.max_frame_bytes.saturating_mul(4).max(1 << 16);
+    // library's default 128 KiB. Frames a little above our own limit are still read
+    // so that the client gets a clear error instead of a dropped socket; past twice
+    // the limit the socket closes (1009).
+    let hard_cap = settings.max_frame_bytes.saturating_mul(2).max(16 * 1024);
     upgrade.read_buffer_size(4096).write_buffer_size(0).max_message_size(hard_cap).max_frame_size(hard_cap).on_upgrade(
         move |mut socket| async move {
-            if !has_slot {
-                let message = format!(
-                    "the server is at its limit of {} connections; try again shortly",
-                    gw.settings.max_connections
-                );
-                let error = crate::signal::protocol::ServerMessage::Error {
-                    code: crate::signal::protocol::code::SERVER_FULL,
-                    message: &message,
-                };
-                let _ = socket.send(Message::Text(error.to_text().into())).await;
-                let _ =
-                    socket.send(Message::Close(Some(CloseFrame { code: 1013, reason: "server full".into() }))).await;
-                return;
-            }
-            session::run(socket, gw.clone(), Some(remote.to_string())).await;
-            gw.stats.disconnect();
+            let (connection, unadmitted) = match slots {
+                Ok(slots) => slots,
+                Err(refusal) => {
+                    gw.stats.limited.fetch_add(1, Ordering::Relaxed);
+                    let message = match refusal {
+                        UnadmittedRefusal::Server => "the server is at its connection limit; try again shortly",
+                        UnadmittedRefusal::Address => {
+                            "too many connections from your address are waiting to be admitted; finish or close one"
+                        }
+                    };
+                    let error = crate::signal::protocol::ServerMessage::Error {
+                        code: crate::signal::protocol::code::SERVER_FULL,
+                        message,
+                    };
+                    let _ = socket.send(Message::Text(error.to_text().into())).await;
+                    let close = CloseFrame { code: 1013, reason: "server full".into() };
+                    let _ = socket.send(Message::Close(Some(close))).await;
+                    return;
+                }
+            };
+            session::run(socket, gw, Some(remote.to_string()), unadmitted).await;
+            drop(connection);
         },
     )
 }
@@ -137,13 +211,19 @@ async fn metrics(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
          # TYPE keygate_admissions_total counter\nkeygate_admissions_total {}\n\
          # TYPE keygate_refusals_total counter\nkeygate_refusals_total {}\n\
          # TYPE keygate_signature_checks_total counter\nkeygate_signature_checks_total {}\n\
+         # TYPE keygate_unadmitted_connections gauge\nkeygate_unadmitted_connections {}\n\
+         # TYPE keygate_http_connections gauge\nkeygate_http_connections {}\n\
+         # TYPE keygate_limited_total counter\nkeygate_limited_total {}\n\
          # TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}\n\
          # TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {}\n",
-        s.connections.load(Ordering::Relaxed),
+        s.connections.get(),
         gw.rooms.peer_count(),
         s.admissions.load(Ordering::Relaxed),
         s.refusals.load(Ordering::Relaxed),
         verify::signature_checks(),
+        s.unadmitted.count(),
+        s.http_connections.get(),
+        s.limited.load(Ordering::Relaxed),
         resident_memory_bytes().unwrap_or(0),
         cpu_seconds().unwrap_or(0.0),
     );
@@ -169,13 +249,63 @@ pub fn cpu_seconds() -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
+/// How often expired state is forgotten.
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
+
+/// Forgets expired state every minute until shutdown.
+async fn maintain(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => state.prune(),
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// Files the process keeps open besides connections: the database and its WAL,
+/// logs, the listener, the runtime's own descriptors, headroom for the CLI's
+/// helpers. Connections may use the rest.
+const RESERVED_FILES: u64 = 64;
+
+/// The process's open-file limit (soft), after raising it to the hard limit.
+pub fn open_file_limit() -> u64 {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(u64::MAX, |(soft, _)| soft)
+}
+
+/// Lowers the connection limits so that, together, they fit in `files` open
+/// files: past the file limit the server could no longer accept at all, and no
+/// clean "server full" would ever be sent. Says so when it lowers anything.
+pub fn fit_to_file_limit(settings: &mut Settings, files: u64) {
+    let budget = usize::try_from(files.saturating_sub(RESERVED_FILES)).unwrap_or(usize::MAX).max(2);
+    let (ws, http) = (settings.max_connections, settings.max_http_connections);
+    if ws.saturating_add(http) <= budget {
+        return;
+    }
+    // A quarter for HTTP (page loads are short), the rest for WebSockets.
+    let http_share = http.min((budget / 4).max(1));
+    settings.max_http_connections = http_share;
+    settings.max_connections = ws.min(budget - http_share);
+    settings.max_unadmitted = settings.max_unadmitted.min(settings.max_connections);
+    tracing::warn!(
+        open_files = files,
+        max_connections = settings.max_connections,
+        max_http_connections = settings.max_http_connections,
+        "connection limits lowered to fit the open-file limit (was {ws} WebSocket and {http} HTTP connections); \
+         raise the limit (ulimit -n, LimitNOFILE=) to allow more"
+    );
+}
+
 /// A running server.
 pub struct Server {
     addr: SocketAddr,
     gateway: Arc<Gateway>,
     shutdown: watch::Sender<bool>,
-    http: JoinHandle<Result<(), std::io::Error>>,
+    http: JoinHandle<()>,
     follower: JoinHandle<()>,
+    maintenance: JoinHandle<()>,
 }
 
 impl Server {
@@ -186,6 +316,7 @@ impl Server {
         let addr = listener.local_addr()?;
         let mut settings = settings;
         settings.listen = addr;
+        fit_to_file_limit(&mut settings, open_file_limit());
         // Operators may name room creators in any key format; compare DIDs.
         settings.room_creators = settings
             .room_creators
@@ -221,16 +352,16 @@ impl Server {
             stats: Stats::default(),
         });
         let follower = tokio::spawn(rooms.follow_changes(CHANGE_POLL, shutdown_rx.clone()));
-        let router = app(gateway.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        let mut stop = shutdown_rx;
-        let http = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await
-        });
-        Ok(Server { addr, gateway, shutdown, http, follower })
+        let limits = serve::HttpLimits {
+            max_connections: gateway.settings.max_http_connections,
+            header_timeout: gateway.settings.http_header_timeout,
+            connections: gateway.stats.http_connections.clone(),
+            limited: gateway.stats.limited.clone(),
+        };
+        let state = AppState::new(gateway.clone());
+        let maintenance = tokio::spawn(maintain(state.clone(), shutdown_rx.clone()));
+        let http = tokio::spawn(serve::serve(listener, router(state), limits, shutdown_rx));
+        Ok(Server { addr, gateway, shutdown, http, follower, maintenance })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -246,11 +377,12 @@ impl Server {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let deadline = tokio::time::Instant::now() + DRAIN;
-        while self.gateway.stats.connections.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
+        while self.gateway.stats.connections.get() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let _ = tokio::time::timeout(DRAIN, self.http).await;
         let _ = self.follower.await;
+        let _ = self.maintenance.await;
         self.gateway.audit.flush().await;
         self.gateway.store.close().await;
     }

@@ -28,11 +28,15 @@ pub struct StartRegistration {
 
 pub async fn start(
     State(gw): State<Arc<Gateway>>,
+    axum::extract::ConnectInfo(remote): axum::extract::ConnectInfo<std::net::SocketAddr>,
     Json(body): Json<StartRegistration>,
 ) -> Result<Json<Value>, WebError> {
     let label: String = body.label.chars().take(64).collect();
-    let (id, options) =
-        gw.passkeys.start_registration(&label).map_err(|e| WebError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let client = crate::limits::ClientKey::of(remote.ip());
+    let (id, options) = gw
+        .passkeys
+        .start_registration(client, &label)
+        .map_err(|e| WebError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     Ok(Json(json!({ "registrationId": id, "options": options })))
 }
 

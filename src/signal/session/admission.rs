@@ -107,7 +107,7 @@ impl Session {
         } else {
             settings.auth_timeout
         };
-        self.deadline = self.deadline.max(tokio::time::Instant::now() + lifetime);
+        self.deadline = self.connected_at + lifetime;
         self.slot.put(challenge);
         self.requested = Some(requested);
     }
@@ -311,6 +311,7 @@ impl Session {
             ),
         };
         send(socket, &welcome).await;
+        self.unadmitted = None;
         self.gw.stats.admissions.fetch_add(1, Ordering::Relaxed);
         self.audit(&room, "admitted", Some(identity.did().to_owned()), Some(method), detail).await;
         let fingerprint = issued.fingerprint.clone();

@@ -1,0 +1,338 @@
+//! What a stranger can cost: per-client budgets and resources that release
+//! themselves.
+//!
+//! Everything a client that has proved nothing can hold is bounded twice, once
+//! server-wide and once per client address ([`ClientKey`]), and is held through a
+//! guard that gives it back when dropped, so no exit path (an aborted upgrade, a
+//! reset socket, a panic in a handler) can leak it:
+//!
+//! - [`ConnectionSlot`]: one of `max_connections` WebSocket connections;
+//! - [`UnadmittedSlot`]: one of `max_unadmitted` sockets not yet admitted, and one
+//!   of `max_unadmitted_per_address` for its address;
+//! - [`PendingMap`]: proofs and registrations in progress over HTTP, capped per
+//!   address (a client's newest push out its own oldest, never anyone else's) and
+//!   server-wide.
+//!
+//! Never: block, await, or hold a lock across an await.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Who a budget belongs to: a client's IP address, with IPv6 taken as its /64 (one
+/// subscriber's network; a single host can use any address inside it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ClientKey(IpAddr);
+
+impl ClientKey {
+    pub fn of(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(_) => ClientKey(ip),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => ClientKey(IpAddr::V4(v4)),
+                None => {
+                    let s = v6.segments();
+                    ClientKey(IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0)))
+                }
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for ClientKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            IpAddr::V6(v6) => write!(f, "{v6}/64"),
+            v4 => write!(f, "{v4}"),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A counter with a ceiling, shared by the guards it hands out.
+#[derive(Default)]
+pub struct Gauge {
+    now: AtomicUsize,
+}
+
+impl Gauge {
+    fn try_take(&self, max: usize) -> bool {
+        self.now.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).is_ok()
+    }
+
+    fn give_back(&self) {
+        self.now.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    pub fn get(&self) -> usize {
+        self.now.load(Ordering::Acquire)
+    }
+}
+
+/// One open WebSocket connection's place under `max_connections`.
+pub struct ConnectionSlot {
+    gauge: Arc<Gauge>,
+}
+
+impl ConnectionSlot {
+    /// A slot if fewer than `max` are taken.
+    pub fn take(gauge: &Arc<Gauge>, max: usize) -> Option<Self> {
+        gauge.try_take(max).then(|| ConnectionSlot { gauge: gauge.clone() })
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.gauge.give_back();
+    }
+}
+
+/// Sockets not yet admitted: how many in all, and per client address.
+#[derive(Default)]
+pub struct Unadmitted {
+    total: Gauge,
+    by_client: Mutex<HashMap<ClientKey, usize>>,
+}
+
+impl Unadmitted {
+    pub fn count(&self) -> usize {
+        self.total.get()
+    }
+
+    /// Addresses that hold at least one unadmitted socket (what the map costs).
+    pub fn addresses(&self) -> usize {
+        lock(&self.by_client).len()
+    }
+}
+
+/// Why a socket could not be given an unadmitted slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnadmittedRefusal {
+    Server,
+    Address,
+}
+
+/// One socket's place among the unadmitted, server-wide and for its address.
+pub struct UnadmittedSlot {
+    owner: Arc<Unadmitted>,
+    client: ClientKey,
+}
+
+impl UnadmittedSlot {
+    pub fn take(
+        owner: &Arc<Unadmitted>,
+        client: ClientKey,
+        max: usize,
+        per_client: usize,
+    ) -> Result<Self, UnadmittedRefusal> {
+        if !owner.total.try_take(max) {
+            return Err(UnadmittedRefusal::Server);
+        }
+        let mut by_client = lock(&owner.by_client);
+        let held = by_client.entry(client).or_insert(0);
+        if *held >= per_client {
+            if *held == 0 {
+                by_client.remove(&client);
+            }
+            drop(by_client);
+            owner.total.give_back();
+            return Err(UnadmittedRefusal::Address);
+        }
+        *held += 1;
+        Ok(UnadmittedSlot { owner: owner.clone(), client })
+    }
+}
+
+impl Drop for UnadmittedSlot {
+    fn drop(&mut self) {
+        let mut by_client = lock(&self.owner.by_client);
+        if let Some(held) = by_client.get_mut(&self.client) {
+            *held -= 1;
+            if *held == 0 {
+                by_client.remove(&self.client);
+            }
+        }
+        drop(by_client);
+        self.owner.total.give_back();
+    }
+}
+
+/// Things in progress that a client started and may finish (an HTTP challenge, a
+/// passkey registration), each under a random id, kept for `ttl`.
+///
+/// Bounded per client: a client's newest entry pushes out its own oldest, so one
+/// address can never crowd out everyone else. Bounded in all: past `total`, the
+/// oldest entry of anyone goes (only many addresses together can cause that, each
+/// within its rate limit). Expired entries are dropped as new ones arrive, at a cost
+/// that does not grow with the map.
+pub struct PendingMap<T> {
+    inner: Mutex<PendingInner<T>>,
+    ttl: Duration,
+    per_client: usize,
+    total: usize,
+}
+
+struct PendingEntry<T> {
+    value: T,
+    at: Instant,
+    client: ClientKey,
+}
+
+struct PendingInner<T> {
+    entries: HashMap<String, PendingEntry<T>>,
+    /// Ids in the order they were made; an id already taken is skipped when reached.
+    order: VecDeque<String>,
+    by_client: HashMap<ClientKey, VecDeque<String>>,
+}
+
+impl<T> PendingInner<T> {
+    fn remove(&mut self, id: &str) -> Option<PendingEntry<T>> {
+        let entry = self.entries.remove(id)?;
+        if let Some(ids) = self.by_client.get_mut(&entry.client) {
+            ids.retain(|i| i != id);
+            if ids.is_empty() {
+                self.by_client.remove(&entry.client);
+            }
+        }
+        Some(entry)
+    }
+}
+
+impl<T> PendingMap<T> {
+    pub fn new(ttl: Duration, per_client: usize, total: usize) -> Self {
+        PendingMap {
+            inner: Mutex::new(PendingInner {
+                entries: HashMap::new(),
+                order: VecDeque::new(),
+                by_client: HashMap::new(),
+            }),
+            ttl,
+            per_client: per_client.max(1),
+            total: total.max(1),
+        }
+    }
+
+    /// Keeps `value` for `client`; returns the id to finish it with.
+    pub fn put(&self, client: ClientKey, value: T) -> String {
+        let id = crate::ids::hex(&crate::ids::random_bytes::<16>());
+        let mut inner = lock(&self.inner);
+        self.drop_expired(&mut inner);
+        let own = inner.by_client.get(&client).map_or(0, VecDeque::len);
+        if own >= self.per_client {
+            if let Some(oldest) = inner.by_client.get(&client).and_then(|ids| ids.front().cloned()) {
+                inner.remove(&oldest);
+            }
+        }
+        while inner.entries.len() >= self.total {
+            match inner.order.pop_front() {
+                Some(oldest) => {
+                    inner.remove(&oldest);
+                }
+                None => break,
+            }
+        }
+        inner.entries.insert(id.clone(), PendingEntry { value, at: Instant::now(), client });
+        inner.order.push_back(id.clone());
+        inner.by_client.entry(client).or_default().push_back(id.clone());
+        id
+    }
+
+    /// Takes an entry out (single use), if it exists and has not expired.
+    pub fn take(&self, id: &str) -> Option<T> {
+        let entry = lock(&self.inner).remove(id)?;
+        (entry.at.elapsed() < self.ttl).then_some(entry.value)
+    }
+
+    /// Entries held now.
+    pub fn len(&self) -> usize {
+        lock(&self.inner).entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops every expired entry (the pruning task calls this, so an idle map does
+    /// not keep what nobody will finish).
+    pub fn prune(&self) {
+        let mut inner = lock(&self.inner);
+        self.drop_expired(&mut inner);
+        inner.order.shrink_to_fit();
+        inner.entries.shrink_to_fit();
+        inner.by_client.shrink_to_fit();
+    }
+
+    /// Drops expired (and already taken) entries from the oldest end.
+    fn drop_expired(&self, inner: &mut PendingInner<T>) {
+        while let Some(oldest) = inner.order.front() {
+            if inner.entries.get(oldest).is_some_and(|e| e.at.elapsed() < self.ttl) {
+                break;
+            }
+            if let Some(oldest) = inner.order.pop_front() {
+                inner.remove(&oldest);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn client(n: u8) -> ClientKey {
+        ClientKey::of(IpAddr::from([10, 0, 0, n]))
+    }
+
+    #[test]
+    fn one_client_cannot_push_out_another() {
+        let map = PendingMap::new(Duration::from_secs(60), 4, 100);
+        let mine = map.put(client(1), "alice");
+        let flood: Vec<String> =
+            (0..1000).map(|i| map.put(client(2), if i < 999 { "flood" } else { "last" })).collect();
+        assert!(map.len() <= 5, "{}", map.len());
+        assert_eq!(map.take(&mine), Some("alice"));
+        assert_eq!(map.take(&flood[999]), Some("last"));
+        assert_eq!(map.take(&flood[0]), None, "the flood pushed out its own oldest");
+        assert_eq!(map.take(&mine), None, "single use");
+    }
+
+    #[test]
+    fn the_total_holds_and_expired_entries_go() {
+        let map = PendingMap::new(Duration::from_millis(0), 4, 3);
+        for n in 0..10 {
+            map.put(client(n), n);
+        }
+        assert!(map.len() <= 3);
+        map.prune();
+        assert!(map.is_empty());
+    }
+
+    #[test]
+    fn ipv6_clients_are_their_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::7".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(ClientKey::of(a), ClientKey::of(b));
+        assert_ne!(ClientKey::of(a), ClientKey::of(c));
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        assert_eq!(ClientKey::of(mapped), ClientKey::of("192.0.2.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn unadmitted_slots_release_on_drop_and_cap_per_address() {
+        let owner = Arc::new(Unadmitted::default());
+        let a: Vec<_> = (0..2).map(|_| UnadmittedSlot::take(&owner, client(1), 10, 2).unwrap()).collect();
+        assert_eq!(UnadmittedSlot::take(&owner, client(1), 10, 2).err(), Some(UnadmittedRefusal::Address));
+        let b = UnadmittedSlot::take(&owner, client(2), 3, 2).unwrap();
+        assert_eq!(UnadmittedSlot::take(&owner, client(3), 3, 2).err(), Some(UnadmittedRefusal::Server));
+        drop(a);
+        drop(b);
+        assert_eq!((owner.count(), owner.addresses()), (0, 0));
+    }
+}
