@@ -8,8 +8,9 @@ use crate::bench::{self, BenchOptions};
 use crate::config::Settings;
 use crate::identity::{parse_key_list, Identity, KeyLine};
 use crate::ids::RoomId;
-use crate::store::Store;
+use crate::store::{NewEntry, Store};
 use crate::web::Server;
+use crate::whitelist::{clip_label, Actor, ChangeError, Whitelist};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -186,15 +187,36 @@ struct BenchArgs {
     per_room: usize,
 }
 
+/// Libraries whose debug and trace output carries what must never be logged,
+/// held at a level where they don't, whatever `KEYGATE_LOG` asks for:
+/// - yubikey traces every APDU, the PIN's included, and logs expected conditions
+///   (an empty reader) as errors: silent;
+/// - tungstenite traces whole frames (tickets, TURN credentials, a private JWK sent
+///   by mistake); hyper, h2, reqwest and rustls trace headers and bodies (session
+///   cookies, proofs): their warnings only.
+const QUIET_LIBRARIES: &[&str] = &[
+    "yubikey=off",
+    "tungstenite=warn",
+    "tokio_tungstenite=warn",
+    "hyper=warn",
+    "hyper_util=warn",
+    "h2=warn",
+    "reqwest=warn",
+    "rustls=warn",
+    "axum=warn",
+    "tower=warn",
+    "tower_http=warn",
+];
+
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut filter = tracing_subscriber::EnvFilter::try_from_env("KEYGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // The yubikey crate traces every APDU, the PIN's included, and logs expected
-    // conditions (an empty reader) as errors: it stays silent whatever is asked.
-    if let Ok(silent) = "yubikey=off".parse() {
-        filter = filter.add_directive(silent);
+    for directive in QUIET_LIBRARIES {
+        if let Ok(d) = directive.parse() {
+            filter = filter.add_directive(d);
+        }
     }
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -404,7 +426,8 @@ async fn room(db: &std::path::Path, command: RoomCommand) -> CliResult {
         RoomCommand::Create { owner, name } => {
             let owner = one_identity(&owner)?;
             let id = RoomId::generate();
-            store.create_room(&id, &name, &owner).await?;
+            let name: String = name.trim().chars().take(100).collect();
+            Whitelist::new(&store, None).create_room(&id, &name, &owner, Actor::operator(), None).await?;
             say!("{id}");
             ExitCode::SUCCESS
         }
@@ -416,18 +439,20 @@ async fn room(db: &std::path::Path, command: RoomCommand) -> CliResult {
                 .transpose()?
                 .map(|r| r.to_string());
             let (keys, bad) = read_keys(&key)?;
-            for k in keys {
-                let label = if label.is_empty() { k.comment.clone().unwrap_or_default() } else { label.clone() };
-                let new = store.allow_key(&room, &k.identity, &label, "cli", k.namespaces.as_deref()).await?;
-                if requirement.is_some() {
-                    store.set_piv_requirement(&room, &k.identity, requirement.as_deref()).await?;
-                }
-                say!(
-                    "{} {}{}",
-                    if new { "added" } else { "kept " },
-                    k.identity,
-                    if label.is_empty() { String::new() } else { format!("  {label}") }
-                );
+            let entries: Vec<NewEntry> = keys
+                .into_iter()
+                .map(|k| NewEntry {
+                    identity: k.identity.did().to_owned(),
+                    label: clip_label(if label.is_empty() { k.comment.as_deref().unwrap_or("") } else { &label }),
+                    ssh_namespaces: k.namespaces,
+                    piv_requirement: requirement.clone(),
+                })
+                .collect();
+            // One transaction: every key with its requirement and its audit row.
+            let new = Whitelist::new(&store, None).add(&room, Actor::operator(), &entries).await?;
+            for (e, new) in entries.iter().zip(new) {
+                let label = if e.label.is_empty() { String::new() } else { format!("  {}", e.label) };
+                say!("{} {}{label}", if new { "added" } else { "kept " }, e.identity);
             }
             if bad > 0 {
                 eprintln!("{bad} line(s) could not be read; the others were added");
@@ -439,15 +464,16 @@ async fn room(db: &std::path::Path, command: RoomCommand) -> CliResult {
         RoomCommand::Deny { room, key } => {
             let room = parse_room(&room)?;
             let identity = one_identity(&key)?;
-            if store.room(&room).await?.is_some_and(|r| r.owners.iter().any(|o| o == identity.did())) {
-                return Err("an owner cannot be removed from the whitelist".into());
-            }
-            if store.deny(&room, &identity).await? {
-                say!("removed {identity}");
-                ExitCode::SUCCESS
-            } else {
-                eprintln!("{identity} is not on the whitelist of {room}");
-                ExitCode::FAILURE
+            match Whitelist::new(&store, None).remove(&room, Actor::operator(), &identity).await {
+                Ok(()) => {
+                    say!("removed {identity}");
+                    ExitCode::SUCCESS
+                }
+                Err(ChangeError::NotListed) => {
+                    eprintln!("{identity} is not on the whitelist of {room}");
+                    ExitCode::FAILURE
+                }
+                Err(e) => return Err(e.into()),
             }
         }
         RoomCommand::Set { room, require_user_verification, reverify_every } => {
@@ -455,15 +481,21 @@ async fn room(db: &std::path::Path, command: RoomCommand) -> CliResult {
             if require_user_verification.is_none() && reverify_every.is_none() {
                 return Err("nothing to set; e.g. --require-user-verification on or --reverify-every 600".into());
             }
-            if store.room(&room).await?.is_none() {
-                return Err(format!("no room {room}").into());
-            }
+            let service = Whitelist::new(&store, None);
+            service
+                .settings(&room, Actor::operator(), |s| {
+                    if let Some(on) = require_user_verification {
+                        s.require_user_verification = on;
+                    }
+                    if let Some(secs) = reverify_every {
+                        s.reverify_every_secs = (secs > 0).then_some(i64::from(secs));
+                    }
+                })
+                .await?;
             if let Some(on) = require_user_verification {
-                store.set_require_user_verification(&room, on).await?;
                 say!("{room}: user verification {}", if on { "required" } else { "not required" });
             }
             if let Some(secs) = reverify_every {
-                store.set_reverify_every(&room, (secs > 0).then_some(i64::from(secs))).await?;
                 match secs {
                     0 => say!("{room}: no periodic confirmation of identity"),
                     s => say!("{room}: every peer confirms its identity every {s} s"),

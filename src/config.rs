@@ -54,6 +54,9 @@ pub struct Settings {
     /// How long a client may take to send a request's headers.
     #[serde(with = "secs")]
     pub http_header_timeout: Duration,
+    /// Rooms one key may create in an hour (from a page or the socket; the CLI is
+    /// not limited).
+    pub max_rooms_per_identity_per_hour: usize,
     /// Unauthenticated HTTP requests (challenges, proofs, registrations, key
     /// lookups) per minute from one address; bursts of half as many more pass.
     pub http_requests_per_minute: u32,
@@ -104,6 +107,7 @@ impl Default for Settings {
             max_http_connections: 4096,
             http_header_timeout: Duration::from_secs(10),
             http_requests_per_minute: 120,
+            max_rooms_per_identity_per_hour: 20,
             max_frame_bytes: 64 * 1024,
             messages_per_second: 50,
             webauthn_rp_id: None,

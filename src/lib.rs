@@ -43,3 +43,4 @@ pub mod signal;
 pub mod store;
 pub mod verify;
 pub mod web;
+pub mod whitelist;

@@ -67,7 +67,7 @@ async fn ice_servers_come_only_with_welcome() {
     assert_eq!(servers[0], json!({"urls": ["stun:stun.example.net:3478"]}));
     assert_eq!(servers[1]["urls"], json!(["turn:turn.example.net:3478"]));
     let username = servers[1]["username"].as_str().unwrap();
-    assert!(username.ends_with(&format!(":{}", identity(&owner).did())), "{username}");
+    assert!(username.ends_with(&format!(":{}", identity(&owner).fingerprint())), "{username}");
     s.shutdown().await;
 }
 

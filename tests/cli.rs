@@ -107,10 +107,58 @@ fn rooms_are_scripted_without_a_browser() {
     assert!(!owner_out.status.success() && stderr(&owner_out).contains("owner"));
 
     let show = stdout(&keygate(&["room", "show", &room], &db));
-    assert!(show.contains("alice") && show.contains(identity(&a).did()), "{show}");
-    assert!(!show.contains(identity(&b).did()), "{show}");
+    let listed = show.split("recent audit events").next().unwrap();
+    assert!(listed.contains("alice") && listed.contains(identity(&a).did()), "{show}");
+    assert!(!listed.contains(identity(&b).did()), "{show}");
+    assert!(show.contains("whitelist-remove"), "the removal is in the audit log: {show}");
     assert!(show.contains("owner@host") || show.contains("owner"), "{show}");
 
     let missing = keygate(&["room", "show", "nosuchroom"], &db);
     assert!(!missing.status.success() && stderr(&missing).contains("no room"));
+}
+
+/// Security items 12 and 13: the CLI's changes are audited in their own
+/// transaction, and a key arrives with its PIV requirement in one write (the
+/// change log records one change for it, not a key and then its requirement).
+#[test]
+fn cli_changes_are_audited_and_a_key_lands_with_its_requirement() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("k.db");
+    let owner = key();
+    let created = keygate(&["room", "create", "--owner", &owner.public_jwk().to_string()], &db);
+    assert!(created.status.success(), "{}", stderr(&created));
+    let room = stdout(&created).trim().to_owned();
+    let card = key();
+    let did = identity(&card).did().to_owned();
+    let allowed = keygate(&["room", "allow", &room, &did, "--piv-require", "pin:always"], &db);
+    assert!(allowed.status.success(), "{}", stderr(&allowed));
+    let set = keygate(&["room", "set", &room, "--require-user-verification", "on"], &db);
+    assert!(set.status.success(), "{}", stderr(&set));
+    let denied = keygate(&["room", "deny", &room, &did], &db);
+    assert!(denied.status.success(), "{}", stderr(&denied));
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+        let rows: Vec<(String, Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT event, identity, reason FROM audit WHERE room_id = ? ORDER BY id")
+                .bind(&room)
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        let events: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+        assert_eq!(events, ["room-created", "whitelist-add", "settings", "whitelist-remove"], "{rows:#?}");
+        assert!(rows.iter().all(|r| r.2.as_deref().is_some_and(|w| w.starts_with("by cli (cli)"))), "{rows:#?}");
+        assert!(rows[1].2.as_deref().unwrap().contains("PIV requirement attested,pin:always"), "{rows:#?}");
+        let changes: Vec<(String,)> =
+            sqlx::query_as("SELECT op FROM whitelist_changes WHERE room_id = ? AND identity = ? ORDER BY seq")
+                .bind(&room)
+                .bind(&did)
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        let ops: Vec<&str> = changes.iter().map(|c| c.0.as_str()).collect();
+        assert_eq!(ops, ["add", "remove"], "the key and its requirement are one write");
+        pool.close().await;
+    });
 }

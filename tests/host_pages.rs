@@ -457,3 +457,193 @@ async fn a_removed_co_owner_cannot_change_the_whitelist_from_an_open_socket() {
     assert!(!listed.iter().any(|e| e.identity == identity(&stranger).did()), "nothing added after removal");
     s.shutdown().await;
 }
+
+/// event, identity, reason, remote.
+type AuditRow = (String, String, String, String);
+
+/// The audit rows in the database file itself, read over a connection of the
+/// test's own: what a crash right after the answer would leave.
+async fn audit_rows_on_disk(s: &TestServer, room: &keygate::ids::RoomId) -> Vec<AuditRow> {
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", s.db.display())).await.unwrap();
+    #[allow(clippy::type_complexity)]
+    let rows: Vec<(String, Option<String>, Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT event, identity, reason, remote FROM audit WHERE room_id = ? ORDER BY id")
+            .bind(room.as_str())
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    pool.close().await;
+    rows.into_iter()
+        .map(|(e, i, r, a)| (e, i.unwrap_or_default(), r.unwrap_or_default(), a.unwrap_or_default()))
+        .collect()
+}
+
+/// Security item 12: every change to who may enter, from the host page, is in the
+/// audit log (who, how, from where) the moment it is acknowledged: written in the
+/// change's own transaction, not batched after it.
+#[tokio::test]
+async fn every_host_page_change_is_audited_in_its_own_transaction() {
+    let s = TestServer::start().await;
+    let base = s.http();
+    let host = browser();
+    let owner = key();
+    let me = identity(&owner).did().to_owned();
+    sign_in(&s, &host, &owner).await;
+    let (_, html) = page(&host, &format!("{base}/rooms")).await;
+    let token = csrf(&html);
+    let res =
+        host.post(format!("{base}/rooms")).form(&[("csrf", token.as_str()), ("name", "Audited")]).send().await.unwrap();
+    let path = format!("{base}{}", res.headers()["location"].to_str().unwrap());
+    let room = keygate::ids::RoomId::parse(path.rsplit('/').next().unwrap()).unwrap();
+    let (guest, co) = (key(), key());
+    let form = reqwest::multipart::Form::new()
+        .text("csrf", token.clone())
+        .text("keys", identity(&guest).did().to_owned())
+        .text("label", "guest")
+        .text("piv_require", "");
+    assert_eq!(host.post(format!("{path}/allow")).multipart(form).send().await.unwrap().status(), StatusCode::OK);
+    let post = |action: &'static str, fields: Vec<(&'static str, String)>| {
+        let (host, path, token) = (host.clone(), path.clone(), token.clone());
+        async move {
+            let mut form = vec![("csrf", token)];
+            form.extend(fields);
+            host.post(format!("{path}/{action}")).form(&form).send().await.unwrap().status()
+        }
+    };
+    assert_eq!(post("owners", vec![("identity", identity(&co).did().to_owned())]).await, StatusCode::SEE_OTHER);
+    assert_eq!(
+        post("owners", vec![("identity", identity(&co).did().to_owned()), ("remove", "1".into())]).await,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(post("settings", vec![("max_peers", "4".into())]).await, StatusCode::SEE_OTHER);
+    assert_eq!(
+        post("invites", vec![("uses", "2".into()), ("hours", "1".into()), ("label", "team".into())]).await,
+        StatusCode::OK
+    );
+    let (mut guest_socket, welcome) = admitted(&s, &room, &guest).await;
+    let peer = welcome["peerId"].as_str().unwrap().to_owned();
+    assert_eq!(post("kick", vec![("peer", peer)]).await, StatusCode::SEE_OTHER);
+    assert_eq!(until(&mut guest_socket, "error").await["code"], "revoked");
+    assert_eq!(post("deny", vec![("identity", identity(&guest).did().to_owned())]).await, StatusCode::SEE_OTHER);
+
+    let rows = audit_rows_on_disk(&s, &room).await;
+    let by_me = format!("by {me} (host page)");
+    for (event, who) in [
+        ("room-created", me.as_str()),
+        ("whitelist-add", identity(&guest).did()),
+        ("owner-add", identity(&co).did()),
+        ("owner-remove", identity(&co).did()),
+        ("settings", ""),
+        ("invite-created", ""),
+        ("kicked", identity(&guest).did()),
+        ("whitelist-remove", identity(&guest).did()),
+    ] {
+        let row = rows.iter().find(|r| r.0 == event).unwrap_or_else(|| panic!("no {event} row in {rows:#?}"));
+        assert_eq!(row.1, who, "{row:?}");
+        assert!(row.2.starts_with(&by_me), "{row:?}");
+        assert!(row.3.starts_with("127.0.0.1:"), "the row says from where: {row:?}");
+    }
+    s.shutdown().await;
+}
+
+/// Security item 11: room creation per identity per hour is capped (a small
+/// team's day never reaches the default of 20).
+#[tokio::test]
+async fn room_creation_is_capped_per_identity_per_hour() {
+    let s = TestServer::with(|c| c.max_rooms_per_identity_per_hour = 3).await;
+    let base = s.http();
+    let host = browser();
+    sign_in(&s, &host, &key()).await;
+    let (_, html) = page(&host, &format!("{base}/rooms")).await;
+    let token = csrf(&html);
+    for _ in 0..3 {
+        let res = host.post(format!("{base}/rooms")).form(&[("csrf", token.as_str())]).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    }
+    let res = host.post(format!("{base}/rooms")).form(&[("csrf", token.as_str())]).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(res.text().await.unwrap().contains("many rooms in the last hour"));
+    // Over the socket too.
+    let mut c = s.connect().await;
+    let creator = key();
+    for _ in 0..3 {
+        let (_c, welcome) = {
+            let mut c = s.connect().await;
+            let ch = c.request(serde_json::json!({"type": "request", "create": true})).await.unwrap();
+            c.send(&keygate::client::ws::Client::webcrypto_auth(&ch, &creator).unwrap()).await.unwrap();
+            let w = c.expect("welcome").await.unwrap();
+            (c, w)
+        };
+        assert_eq!(welcome["created"], true);
+    }
+    let ch = c.request(serde_json::json!({"type": "request", "create": true})).await.unwrap();
+    c.send(&keygate::client::ws::Client::webcrypto_auth(&ch, &creator).unwrap()).await.unwrap();
+    assert_eq!(server_code(c.expect("welcome").await.unwrap_err()), "rate-limited");
+    s.shutdown().await;
+}
+
+/// Security item 16: every page carries a Content-Security-Policy with no inline
+/// script (the pages have none left), is never framed, sends no referrer and no
+/// sniffing; HSTS once the origin is https; a POST without its CSRF field gets the
+/// product's refusal page.
+#[tokio::test]
+async fn pages_are_hardened_and_forms_without_csrf_are_refused_clearly() {
+    let s = TestServer::start().await;
+    let base = s.http();
+    let host = browser();
+    let owner = key();
+    sign_in(&s, &host, &owner).await;
+    let room = s.room(&owner, &[]).await;
+    let invite = {
+        let (_, html) = page(&host, &format!("{base}/rooms/{room}")).await;
+        let token = csrf(&html);
+        let res = host
+            .post(format!("{base}/rooms/{room}/invites"))
+            .form(&[("csrf", token.as_str()), ("uses", "1"), ("hours", "1"), ("label", "x")])
+            .send()
+            .await
+            .unwrap();
+        let html = res.text().await.unwrap();
+        let at = html.find("/i/").unwrap() + 3;
+        html[at..].split(|c: char| !c.is_ascii_alphanumeric()).next().unwrap().to_owned()
+    };
+    for path in [
+        "/",
+        "/signin",
+        "/keys",
+        "/passkey",
+        "/rooms",
+        &format!("/rooms/{room}"),
+        &format!("/i/{invite}"),
+        &format!("/r/{room}"),
+    ] {
+        let res = host.get(format!("{base}{path}")).send().await.unwrap();
+        let headers = res.headers().clone();
+        let policy = headers["content-security-policy"].to_str().unwrap().to_owned();
+        assert!(policy.contains("script-src 'self'") && !policy.contains("unsafe-inline"), "{path}: {policy}");
+        assert!(policy.contains("frame-ancestors 'none'"), "{path}: {policy}");
+        assert_eq!(headers["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert!(!headers.contains_key("strict-transport-security"), "{path}: no HSTS over http");
+        let html = res.text().await.unwrap();
+        for script in html.split("<script").skip(1) {
+            let tag = script.split('>').next().unwrap();
+            assert!(tag.contains("src=\"/static/"), "{path}: an inline script: <script{tag}>");
+        }
+    }
+    // A POST with no csrf field: the refusal page, not a plain-text 422.
+    let res = host.post(format!("{base}/rooms/{room}/deny")).form(&[("identity", "x")]).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(res.text().await.unwrap().contains("The form expired"));
+    let res = host.post(format!("{base}/rooms/{room}/deny")).form(&[("csrf", "x")]).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert!(res.text().await.unwrap().contains("The form was incomplete"));
+    s.shutdown().await;
+
+    let s = TestServer::with(|c| c.origin = Some("https://meet.example.com".into())).await;
+    let res = reqwest::get(format!("{}/", s.http())).await.unwrap();
+    assert_eq!(res.headers()["strict-transport-security"], "max-age=31536000");
+    assert!(res.headers()["content-security-policy"].to_str().unwrap().contains("wss://meet.example.com"));
+    s.shutdown().await;
+}

@@ -1,7 +1,8 @@
-//! "Never log secrets, tickets or session cookies": the real binary, at debug log
-//! level, serves a sign-in (session cookie), an admission (signature) and a
-//! ticket, and hands out TURN credentials, and none of them (nor the TURN secret)
-//! appears in what it logged.
+//! "Never log secrets, tickets or session cookies": the real binary, at trace log
+//! level (every library's included), serves a sign-in (session cookie), an
+//! admission (signature) and a ticket, hands out TURN credentials, and refuses a
+//! private JWK sent by mistake, and none of them (nor the TURN secret) appears in
+//! what it logged.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -28,7 +29,7 @@ async fn the_server_logs_no_cookie_ticket_or_signature() {
     let mut server = Command::new(keygate_bin())
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--db"])
         .arg(&db)
-        .env("KEYGATE_LOG", "debug")
+        .env("KEYGATE_LOG", "trace")
         .env("KEYGATE_TURN_URLS", "turn:127.0.0.1:3478")
         .env("KEYGATE_TURN_SECRET", "turn-shared-secret-for-the-log-test")
         .stdout(Stdio::null())
@@ -67,11 +68,23 @@ async fn the_server_logs_no_cookie_ticket_or_signature() {
     let welcome = b.expect("welcome").await.unwrap();
     let turn_credential = welcome["iceServers"][0]["credential"].as_str().unwrap().to_owned();
 
+    // A private key sent by mistake: refused, and its "d" logged nowhere.
+    let private = keygate::client::p256_key::P256Key::generate().unwrap();
+    let mut jwk = private.public_jwk();
+    let d = "private-scalar-d-that-must-never-be-logged";
+    jwk["d"] = json!(d);
+    let mut m = keygate::client::ws::Client::connect(&url).await.unwrap();
+    let ch = m.request(json!({"type": "request", "roomId": room})).await.unwrap();
+    let mut auth = keygate::client::ws::Client::webcrypto_auth(&ch, &private).unwrap();
+    auth["publicKey"] = jwk;
+    m.send(&auth).await.unwrap();
+    assert!(m.expect("welcome").await.is_err());
+
     server.kill().unwrap();
     let mut logged = String::new();
     server.stderr.take().unwrap().read_to_string(&mut logged).unwrap();
     server.wait().unwrap();
-    assert!(logged.lines().count() > 3, "debug logging produced nothing to check:\n{logged}");
+    assert!(logged.lines().count() > 3, "trace logging produced nothing to check:\n{logged}");
     for (what, secret) in [
         ("session cookie", &cookie),
         ("ticket", &ticket),
@@ -79,6 +92,7 @@ async fn the_server_logs_no_cookie_ticket_or_signature() {
         ("signature", &admission_signature),
         ("TURN secret", &"turn-shared-secret-for-the-log-test".to_owned()),
         ("TURN credential", &turn_credential),
+        ("private JWK", &d.to_owned()),
     ] {
         assert!(!logged.contains(secret.as_str()), "the log contains a {what}:\n{logged}");
     }

@@ -66,6 +66,48 @@ async fn turn_server_entry(s: &TestServer) -> (String, String, serde_json::Value
     (turn["username"].as_str().unwrap().to_owned(), turn["credential"].as_str().unwrap().to_owned(), turn)
 }
 
+/// Admits an RSA-3072 key made by ssh-keygen (signing with `ssh-keygen -Y sign`)
+/// and returns its TURN username and credential.
+async fn rsa_3072_turn_entry(s: &TestServer) -> (String, String) {
+    let Some(_) = tool("ssh-keygen") else { panic!("ssh-keygen is needed") };
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("id_rsa");
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-N", "", "-t", "rsa", "-b", "3072", "-f"])
+        .arg(&key_file)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let public = std::fs::read_to_string(dir.path().join("id_rsa.pub")).unwrap();
+    let identity = keygate::identity::Identity::parse(&public).unwrap();
+    assert!(identity.did().len() > 500, "{}", identity.did().len());
+    let owner = key();
+    let room = s.room(&owner, &[]).await;
+    s.server().gateway().store.allow(&room, &identity, "rsa", "test").await.unwrap();
+    s.server().gateway().rooms.invalidate(&room);
+    let mut c = s.connect().await;
+    let challenge = c.request(join(&room)).await.unwrap();
+    let message = dir.path().join("challenge");
+    std::fs::write(&message, challenge["payload"].to_string()).unwrap();
+    let signed = std::process::Command::new("ssh-keygen")
+        .args(["-Y", "sign", "-n", "keygate", "-f"])
+        .arg(&key_file)
+        .arg(&message)
+        .output()
+        .unwrap();
+    assert!(signed.status.success(), "{}", String::from_utf8_lossy(&signed.stderr));
+    let signature = std::fs::read_to_string(dir.path().join("challenge.sig")).unwrap();
+    c.send(
+        &serde_json::json!({"type": "auth", "method": "ssh", "payload": challenge["payload"], "signature": signature}),
+    )
+    .await
+    .unwrap();
+    let welcome = c.expect("welcome").await.unwrap();
+    let turn =
+        welcome["iceServers"].as_array().unwrap().iter().find(|s| s.get("credential").is_some()).unwrap().clone();
+    (turn["username"].as_str().unwrap().to_owned(), turn["credential"].as_str().unwrap().to_owned())
+}
+
 #[tokio::test]
 async fn issued_credentials_allocate_and_expired_ones_do_not() {
     let Some((_turn, port, _dir)) = coturn().await else { return };
@@ -80,11 +122,18 @@ async fn issued_credentials_allocate_and_expired_ones_do_not() {
     let (username, credential, entry) = turn_server_entry(&s).await;
     assert_eq!(entry["urls"][0], url.as_str());
     let (expiry, identity) = username.split_once(':').unwrap();
-    assert!(identity.starts_with("did:key:"), "the username names the admitted identity: {username}");
+    assert!(identity.starts_with("SHA256:"), "the username names the admitted key's fingerprint: {username}");
     let left = expiry.parse::<u64>().unwrap() as i64 - chrono::Utc::now().timestamp();
     assert!((3500..=3600).contains(&left), "default TTL is an hour: {left} s left");
     let (ok, log) = allocate(port, &username, &credential).await;
     assert!(ok, "an issued credential allocates a relay:\n{log}");
+
+    // An RSA-3072 key (ssh-keygen's default): its DID is over 500 bytes, but its
+    // credentials are as short as any and allocate too.
+    let (username, credential) = rsa_3072_turn_entry(&s).await;
+    assert!(username.len() < 80, "{username}");
+    let (ok, log) = allocate(port, &username, &credential).await;
+    assert!(ok, "an RSA-3072 identity's credential allocates a relay:\n{log}");
 
     // The same username with a credential made from another secret is refused.
     let (forged, log) = allocate(port, &username, "bm90IHRoZSBzZWNyZXQ=").await;

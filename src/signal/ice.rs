@@ -2,9 +2,13 @@
 //! credentials in coturn's REST scheme ("TURN REST API", `use-auth-secret`):
 //!
 //! ```text
-//! username   = "<unix expiry>:<identity>"
+//! username   = "<unix expiry>:<key fingerprint>"     e.g. 1700000000:SHA256:2bd8…
 //! credential = base64(HMAC-SHA1(static-auth-secret, username))
 //! ```
+//!
+//! The username names the admitted key by its fingerprint (as pages show it), not
+//! its DID: a DID of an RSA-3072 key (ssh-keygen's default) is over 500 bytes, and
+//! coturn refuses usernames that long. The fingerprint is 50 bytes for every key.
 //!
 //! coturn recomputes the credential from its copy of the secret and refuses it once
 //! the expiry has passed, so keygate never stores TURN passwords. Credentials are made
@@ -16,7 +20,8 @@ use base64::Engine;
 use serde_json::{json, Value};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// The `iceServers` for a peer admitted as `identity`, valid until `now + ttl`.
+/// The `iceServers` for a peer admitted as `identity` (its key fingerprint, see
+/// [`crate::identity::Identity::fingerprint`]), valid until `now + ttl`.
 pub fn ice_servers(settings: &Settings, identity: &str, now: SystemTime) -> Vec<Value> {
     let mut servers = Vec::new();
     if !settings.stun_urls.is_empty() {
@@ -53,11 +58,11 @@ mod tests {
     #[test]
     fn username_is_expiry_then_identity() {
         let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let (user, pass) = turn_credential("s3cret", "did:key:zDnae", at);
-        assert_eq!(user, "1700000000:did:key:zDnae");
+        let (user, pass) = turn_credential("s3cret", "SHA256:abc", at);
+        assert_eq!(user, "1700000000:SHA256:abc");
         // base64 of a 20-byte tag.
         assert_eq!(pass.len(), 28);
-        assert_ne!(turn_credential("other", "did:key:zDnae", at).1, pass);
+        assert_ne!(turn_credential("other", "SHA256:abc", at).1, pass);
     }
 
     #[test]

@@ -36,6 +36,14 @@ pub struct Gateway {
     pub stats: Stats,
 }
 
+impl Gateway {
+    /// The whitelist service over this server's store and live rooms: every change
+    /// to who may enter goes through it.
+    pub fn whitelist(&self) -> crate::whitelist::Whitelist<'_> {
+        crate::whitelist::Whitelist::new(&self.store, Some(&self.rooms))
+    }
+}
+
 /// Counters exported on `/metrics`, and the gauges behind the connection limits.
 #[derive(Default)]
 pub struct Stats {

@@ -91,7 +91,7 @@ impl Store {
         credential_id: Option<&str>,
     ) -> Result<bool, StoreError> {
         let now = now_text();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
         let key = sqlx::query(
             "INSERT INTO key_counters (identity, counter, updated_at) VALUES (?1, ?2, ?3) \
              ON CONFLICT (identity) DO UPDATE SET counter = excluded.counter, updated_at = excluded.updated_at \

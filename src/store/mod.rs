@@ -6,10 +6,12 @@
 //! durable before it is acknowledged.
 
 mod audit;
+mod changes;
 mod credentials;
 mod web;
 
 pub use audit::{AuditEvent, AuditLog, AuditRecord};
+pub use changes::{Change, ChangeAudit, NewEntry, RoomSettings};
 pub use credentials::StoredCredential;
 pub use web::{Invite, WebSession};
 
@@ -101,37 +103,12 @@ impl Store {
         Ok(Store { pool })
     }
 
-    /// Creates a room owned by `owner`, who is also its first whitelist entry.
+    /// Creates a room owned by `owner` (seeding for tests and repairs: no audit
+    /// row; the server's edges go through [`crate::whitelist`]).
     pub async fn create_room(&self, id: &RoomId, name: &str, owner: &Identity) -> Result<(), StoreError> {
-        let now = now_text();
-        let mut tx = self.pool.begin().await?;
-        let inserted =
-            sqlx::query("INSERT OR IGNORE INTO rooms (id, name, created_at, created_by) VALUES (?, ?, ?, ?)")
-                .bind(id.as_str())
-                .bind(name)
-                .bind(&now)
-                .bind(owner.did())
-                .execute(&mut *tx)
-                .await?;
-        if inserted.rows_affected() == 0 {
-            return Err(StoreError::RoomExists(id.to_string()));
-        }
-        sqlx::query("INSERT INTO room_owners (room_id, identity) VALUES (?, ?)")
-            .bind(id.as_str())
-            .bind(owner.did())
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO whitelist (room_id, identity, label, added_by, added_at) VALUES (?, ?, 'owner', ?, ?)",
-        )
-        .bind(id.as_str())
-        .bind(owner.did())
-        .bind(owner.did())
-        .bind(&now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        let mut change = self.change().await?;
+        change.create_room(id, name, owner.did()).await?;
+        change.commit().await
     }
 
     pub async fn room(&self, id: &RoomId) -> Result<Option<RoomRecord>, StoreError> {
@@ -219,8 +196,8 @@ impl Store {
             .collect())
     }
 
-    /// Adds `identity` to the room's whitelist, or updates its label if present.
-    /// Returns whether it was new.
+    /// Whitelists `identity` (seeding for tests and repairs: no audit row; the
+    /// server's edges go through [`crate::whitelist`]). Returns whether it was new.
     pub async fn allow(
         &self,
         room: &RoomId,
@@ -231,8 +208,7 @@ impl Store {
         self.allow_key(room, identity, label, added_by, None).await
     }
 
-    /// [`Store::allow`] with the allowed_signers `namespaces=` restriction the key
-    /// came with (replacing any earlier one).
+    /// [`Store::allow`] with the allowed_signers `namespaces=` restriction.
     pub async fn allow_key(
         &self,
         room: &RoomId,
@@ -241,52 +217,22 @@ impl Store {
         added_by: &str,
         ssh_namespaces: Option<&[String]>,
     ) -> Result<bool, StoreError> {
-        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM rooms WHERE id = ?")
-            .bind(room.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        if exists.is_none() {
+        let entry = NewEntry {
+            identity: identity.did().to_owned(),
+            label: label.to_owned(),
+            ssh_namespaces: ssh_namespaces.map(<[String]>::to_vec),
+            piv_requirement: None,
+        };
+        let mut change = self.change().await?;
+        if !change.room_exists(room).await? {
             return Err(StoreError::NoRoom(room.to_string()));
         }
-        let inserted = sqlx::query(
-            "INSERT OR IGNORE INTO whitelist (room_id, identity, label, added_by, added_at, ssh_namespaces) \
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(room.as_str())
-        .bind(identity.did())
-        .bind(label)
-        .bind(added_by)
-        .bind(now_text())
-        .bind(ssh_namespaces.map(|n| n.join(",")))
-        .execute(&self.pool)
-        .await?
-        .rows_affected()
-            == 1;
-        if !inserted && !label.is_empty() {
-            sqlx::query("UPDATE whitelist SET label = ? WHERE room_id = ? AND identity = ? AND label <> ?")
-                .bind(label)
-                .bind(room.as_str())
-                .bind(identity.did())
-                .bind(label)
-                .execute(&self.pool)
-                .await?;
-        }
-        if !inserted {
-            let namespaces = ssh_namespaces.map(|n| n.join(","));
-            sqlx::query(
-                "UPDATE whitelist SET ssh_namespaces = ? WHERE room_id = ? AND identity = ? AND ssh_namespaces IS NOT ?",
-            )
-            .bind(&namespaces)
-            .bind(room.as_str())
-            .bind(identity.did())
-            .bind(&namespaces)
-            .execute(&self.pool)
-            .await?;
-        }
-        Ok(inserted)
+        let new = change.put_entry(room, &entry, added_by).await?;
+        change.commit().await?;
+        Ok(new)
     }
 
-    /// Sets what a PIV key must prove beyond its signature (`None`: nothing).
+    /// Sets what a PIV key must prove beyond its signature (seeding for tests).
     pub async fn set_piv_requirement(
         &self,
         room: &RoomId,
@@ -303,80 +249,23 @@ impl Store {
         Ok(changed > 0)
     }
 
-    /// Requires every peer to confirm its identity again every `secs` (`None`: never).
+    /// Edits a room's settings (seeding for tests: no audit row).
+    pub async fn edit_settings(&self, room: &RoomId, edit: impl FnOnce(&mut RoomSettings)) -> Result<(), StoreError> {
+        let mut change = self.change().await?;
+        let mut settings = change.settings(room).await?;
+        edit(&mut settings);
+        change.set_settings(room, &settings).await?;
+        change.commit().await
+    }
+
+    /// Requires every peer to confirm its identity again every `secs` (seeding for tests).
     pub async fn set_reverify_every(&self, room: &RoomId, secs: Option<i64>) -> Result<(), StoreError> {
-        sqlx::query("UPDATE rooms SET reverify_every_secs = ? WHERE id = ?")
-            .bind(secs)
-            .bind(room.as_str())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.edit_settings(room, |s| s.reverify_every_secs = secs).await
     }
 
-    /// Sets the room's peer limit and challenge lifetime (`None`: server default).
-    pub async fn set_room_limits(
-        &self,
-        room: &RoomId,
-        max_peers: Option<i64>,
-        freshness_secs: Option<i64>,
-    ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE rooms SET max_peers = ?, freshness_secs = ? WHERE id = ?")
-            .bind(max_peers)
-            .bind(freshness_secs)
-            .bind(room.as_str())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// Makes `identity` a co-owner (and whitelists it).
-    pub async fn add_owner(&self, room: &RoomId, identity: &Identity, added_by: &str) -> Result<(), StoreError> {
-        sqlx::query("INSERT OR IGNORE INTO room_owners (room_id, identity) VALUES (?, ?)")
-            .bind(room.as_str())
-            .bind(identity.did())
-            .execute(&self.pool)
-            .await?;
-        self.allow(room, identity, "owner", added_by).await?;
-        Ok(())
-    }
-
-    /// Removes a co-owner; the last owner stays. Returns whether it was removed.
-    pub async fn remove_owner(&self, room: &RoomId, identity: &Identity) -> Result<bool, StoreError> {
-        let removed = sqlx::query(
-            "DELETE FROM room_owners WHERE room_id = ?1 AND identity = ?2 \
-             AND (SELECT count(*) FROM room_owners WHERE room_id = ?1) > 1",
-        )
-        .bind(room.as_str())
-        .bind(identity.did())
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(removed > 0)
-    }
-
-    /// Sets whether the room refuses proofs made without user verification.
+    /// Sets whether the room refuses proofs made without user verification (seeding for tests).
     pub async fn set_require_user_verification(&self, room: &RoomId, on: bool) -> Result<(), StoreError> {
-        let changed = sqlx::query("UPDATE rooms SET require_user_verification = ? WHERE id = ?")
-            .bind(on)
-            .bind(room.as_str())
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        if changed == 0 {
-            return Err(StoreError::NoRoom(room.to_string()));
-        }
-        Ok(())
-    }
-
-    /// Removes `identity` from the room's whitelist. Returns whether it was there.
-    pub async fn deny(&self, room: &RoomId, identity: &Identity) -> Result<bool, StoreError> {
-        let removed = sqlx::query("DELETE FROM whitelist WHERE room_id = ? AND identity = ?")
-            .bind(room.as_str())
-            .bind(identity.did())
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        Ok(removed > 0)
+        self.edit_settings(room, |s| s.require_user_verification = on).await
     }
 
     /// Whitelist changes after `seq`, oldest first.

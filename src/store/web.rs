@@ -85,30 +85,6 @@ impl Store {
             .collect())
     }
 
-    pub async fn create_invite(
-        &self,
-        id: &str,
-        room: &RoomId,
-        label: &str,
-        uses: i64,
-        expires: DateTime<Utc>,
-        created_by: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO invites (id, room_id, label, uses_left, expires_at, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(id)
-        .bind(room.as_str())
-        .bind(label)
-        .bind(uses)
-        .bind(text(expires))
-        .bind(created_by)
-        .bind(now_text())
-        .execute(self.pool())
-        .await?;
-        Ok(())
-    }
-
     /// A usable invite (uses left, not expired).
     pub async fn invite(&self, id: &str) -> Result<Option<Invite>, StoreError> {
         let row = sqlx::query(
@@ -125,19 +101,6 @@ impl Store {
             uses_left: r.get("uses_left"),
             expires_at: r.get("expires_at"),
         }))
-    }
-
-    /// Takes one use of an invite; false if none was left (or it expired).
-    pub async fn use_invite(&self, id: &str) -> Result<bool, StoreError> {
-        let changed = sqlx::query(
-            "UPDATE invites SET uses_left = uses_left - 1 WHERE id = ? AND uses_left > 0 AND expires_at > ?",
-        )
-        .bind(id)
-        .bind(now_text())
-        .execute(self.pool())
-        .await?
-        .rows_affected();
-        Ok(changed > 0)
     }
 
     pub async fn room_invites(&self, room: &RoomId) -> Result<Vec<Invite>, StoreError> {

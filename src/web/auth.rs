@@ -255,6 +255,7 @@ pub async fn sign_in_verify(State(state): State<AppState>, Json(answer): Json<Va
 
 #[derive(Deserialize)]
 pub struct CsrfForm {
+    #[serde(default)]
     csrf: String,
 }
 
@@ -267,7 +268,7 @@ pub fn csrf_ok(session: &WebSession, submitted: &str) -> bool {
 pub async fn sign_out(
     State(state): State<AppState>,
     SignedIn(session): SignedIn,
-    axum::Form(form): axum::Form<CsrfForm>,
+    super::host::Form(form): super::host::Form<CsrfForm>,
 ) -> Response {
     if let Some((session, hash)) = session {
         if !csrf_ok(&session, &form.csrf) {

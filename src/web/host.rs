@@ -8,14 +8,15 @@ use super::AppState;
 use crate::identity::{parse_key_list, Identity};
 use crate::ids::{PeerId, RoomId};
 use crate::signal::protocol::PeerInfo;
-use crate::store::{AuditEvent, AuditRecord, Invite, RoomRecord, WebSession, WhitelistEntry};
+use crate::store::{AuditRecord, Invite, NewEntry, RoomRecord, RoomSettings, WebSession, WhitelistEntry};
+use crate::whitelist::{clip_label, Actor, ChangeError};
 use askama::Template;
-use axum::extract::{Multipart, Path, Query, State};
+use axum::extract::{ConnectInfo, Multipart, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use serde::Deserialize;
 use serde_json::Value;
+use std::net::SocketAddr;
 
 /// A page's answer when it cannot show what was asked: a status and a sentence
 /// for the person, never an internal cause.
@@ -26,6 +27,27 @@ impl IntoResponse for PageError {
         let mut page = render(&ProblemPage { message: self.1 });
         *page.status_mut() = self.0;
         page
+    }
+}
+
+/// A form body. One that cannot be read (a field missing, a forged POST) gets the
+/// product's refusal page, not a plain-text 422.
+pub struct Form<T>(pub T);
+
+impl<S, T> axum::extract::FromRequest<S> for Form<T>
+where
+    S: Send + Sync,
+    axum::Form<T>: axum::extract::FromRequest<S>,
+{
+    type Rejection = PageError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Form::<T>::from_request(request, state).await {
+            Ok(axum::Form(form)) => Ok(Form(form)),
+            Err(_) => {
+                Err(PageError(StatusCode::BAD_REQUEST, "The form was incomplete; reload the page and try again."))
+            }
+        }
     }
 }
 
@@ -129,6 +151,7 @@ pub async fn my_rooms(State(state): State<AppState>, Host(session): Host) -> Res
 
 #[derive(Deserialize)]
 pub struct CreateRoomForm {
+    #[serde(default)]
     csrf: String,
     #[serde(default)]
     name: String,
@@ -137,6 +160,7 @@ pub struct CreateRoomForm {
 pub async fn create_room(
     State(state): State<AppState>,
     Host(session): Host,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
     Form(form): Form<CreateRoomForm>,
 ) -> Result<Response, PageError> {
     check_csrf(&session, &form.csrf)?;
@@ -150,8 +174,17 @@ pub async fn create_room(
     };
     let name: String = form.name.trim().chars().take(100).collect();
     let id = RoomId::generate();
-    gw.store.create_room(&id, &name, &owner).await.map_err(|e| internal("creating a room", e))?;
-    Ok(Redirect::to(&format!("/rooms/{id}")).into_response())
+    let remote = remote.to_string();
+    let actor = Actor::owner(&session.identity, "host page", Some(&remote));
+    let per_hour = Some(gw.settings.max_rooms_per_identity_per_hour);
+    match gw.whitelist().create_room(&id, &name, &owner, actor, per_hour).await {
+        Ok(()) => Ok(Redirect::to(&format!("/rooms/{id}")).into_response()),
+        Err(ChangeError::TooManyRooms(_)) => Err(PageError(
+            StatusCode::TOO_MANY_REQUESTS,
+            "You created many rooms in the last hour; reuse one, or try again later.",
+        )),
+        Err(e) => Err(internal("creating a room", e)),
+    }
 }
 
 /// A whitelist row as the room page shows it.
@@ -271,6 +304,7 @@ pub async fn room_page(
 pub async fn allow(
     State(state): State<AppState>,
     Host(session): Host,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
     Path(room): Path<String>,
     mut form: Multipart,
 ) -> Result<Response, PageError> {
@@ -290,7 +324,7 @@ pub async fn allow(
                     "csrf" => csrf = text,
                     "keys" => keys = text,
                     "file" => file = text,
-                    "label" => label = text.trim().chars().take(64).collect(),
+                    "label" => label = clip_label(&text),
                     "piv_require" => piv_require = text.trim().to_owned(),
                     _ => {}
                 }
@@ -299,60 +333,59 @@ pub async fn allow(
             Err(_) => return Err(PageError(StatusCode::BAD_REQUEST, "The form could not be read; try again.")),
         }
     }
-    if !csrf_ok(&session, &csrf) {
-        return Err(PageError(StatusCode::FORBIDDEN, "The form expired; reload the page and try again."));
-    }
-    let (id, record) = owned_room(&state, &session, &room).await?;
-    let gw = &state.gateway;
+    let (id, record) = owner_form(&state, &session, &room, &csrf).await?;
     let requirement = match piv_require.as_str() {
         "" => None,
         text => match crate::verify::piv::PivRequirement::parse(text) {
             Ok(r) => Some(r.to_string()),
             Err(e) => {
-                return render_room_at(
-                    "keys",
-                    &state,
-                    &session,
-                    &id,
-                    record,
-                    None,
-                    vec![format!("PIV requirement: {e}")],
-                )
-                .await
+                let errors = vec![format!("PIV requirement: {e}")];
+                return render_room_at("keys", &state, &session, &id, record, None, errors).await;
             }
         },
     };
-    let (mut added, mut errors) = (0, Vec::new());
+    let (mut entries, mut errors) = (Vec::new(), Vec::new());
     for (source, text) in [("pasted", &keys), ("file", &file)] {
         for (line, parsed) in parse_key_list(text) {
             match parsed {
-                Ok(k) => {
-                    let label = if label.is_empty() { k.comment.clone().unwrap_or_default() } else { label.clone() };
-                    let stored =
-                        gw.store.allow_key(&id, &k.identity, &label, &session.identity, k.namespaces.as_deref()).await;
-                    let stored = match (stored, &requirement) {
-                        (Ok(_), Some(r)) => gw.store.set_piv_requirement(&id, &k.identity, Some(r)).await.map(|_| true),
-                        (other, _) => other,
-                    };
-                    match stored {
-                        Ok(_) => added += 1,
-                        Err(e) => errors.push(format!("{source} line {line}: {e}")),
-                    }
-                }
+                Ok(k) => entries.push(NewEntry {
+                    identity: k.identity.did().to_owned(),
+                    label: if label.is_empty() { k.comment.unwrap_or_default() } else { label.clone() },
+                    ssh_namespaces: k.namespaces,
+                    piv_requirement: requirement.clone(),
+                }),
                 Err(e) => errors.push(format!("{source} line {line}: {e}")),
             }
         }
     }
-    if added == 0 && errors.is_empty() {
+    if entries.is_empty() && errors.is_empty() {
         errors.push("No key given: paste one or more keys, or upload a file.".into());
     }
-    gw.rooms.invalidate(&id);
-    let notice = (added > 0).then(|| format!("Added {added} key{}.", if added == 1 { "" } else { "s" }));
+    let mut notice = None;
+    if !entries.is_empty() {
+        let remote = remote.to_string();
+        let actor = Actor::owner(&session.identity, "host page", Some(&remote));
+        state.gateway.whitelist().add(&id, actor, &entries).await.map_err(refused_change)?;
+        let n = entries.len();
+        notice = Some(format!("Added {n} key{}.", if n == 1 { "" } else { "s" }));
+    }
     render_room_at("keys", &state, &session, &id, record, notice, errors).await
+}
+
+/// The page for a change the service refused: not the owner (any more), or the
+/// room is gone; anything else is the server's problem.
+fn refused_change(e: ChangeError) -> PageError {
+    match e {
+        ChangeError::NotOwner | ChangeError::NoRoom => {
+            PageError(StatusCode::FORBIDDEN, "This room does not exist or you are not one of its owners.")
+        }
+        e => internal("changing the whitelist", e),
+    }
 }
 
 #[derive(Deserialize)]
 pub struct DenyForm {
+    #[serde(default)]
     csrf: String,
     identity: String,
 }
@@ -360,46 +393,28 @@ pub struct DenyForm {
 pub async fn deny(
     State(state): State<AppState>,
     Host(session): Host,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
     Path(room): Path<String>,
     Form(form): Form<DenyForm>,
 ) -> Result<Response, PageError> {
     let (id, record) = owner_form(&state, &session, &room, &form.csrf).await?;
-    let gw = &state.gateway;
-    let identity = Identity::parse(&form.identity).ok();
-    let problem = match &identity {
-        None => Some("That is not an identity on this list."),
-        Some(i) if record.owners.iter().any(|o| o == i.did()) => Some("An owner cannot be removed from the whitelist."),
-        Some(i) => {
-            let removed = gw.store.deny(&id, i).await.map_err(|e| internal("removing a key", e))?;
-            (!removed).then_some("That key was not on the whitelist.")
-        }
+    let remote = remote.to_string();
+    let actor = Actor::owner(&session.identity, "host page", Some(&remote));
+    let problem = match Identity::parse(&form.identity) {
+        Err(_) => "That is not an identity on this list.",
+        Ok(identity) => match state.gateway.whitelist().remove(&id, actor, &identity).await {
+            Ok(()) => return Ok(Redirect::to(&format!("/rooms/{id}")).into_response()),
+            Err(ChangeError::OwnerEntry) => "An owner cannot be removed from the whitelist.",
+            Err(ChangeError::NotListed) => "That key was not on the whitelist.",
+            Err(e) => return Err(refused_change(e)),
+        },
     };
-    let (Some(identity), None) = (identity, problem) else {
-        let errors = problem.map(str::to_owned).into_iter().collect();
-        return render_room_at("whitelist", &state, &session, &id, record, None, errors).await;
-    };
-    gw.rooms.revoke(&id, identity.did());
-    audit(&state, &id, "whitelist-remove", identity.did(), &session).await;
-    Ok(Redirect::to(&format!("/rooms/{id}")).into_response())
-}
-
-async fn audit(state: &AppState, room: &RoomId, event: &'static str, identity: &str, session: &WebSession) {
-    state
-        .gateway
-        .audit
-        .record(AuditEvent {
-            room: room.clone(),
-            event,
-            identity: Some(identity.to_owned()),
-            method: None,
-            reason: Some(format!("by {} (host page)", session.identity)),
-            remote: None,
-        })
-        .await;
+    render_room_at("whitelist", &state, &session, &id, record, None, vec![problem.to_owned()]).await
 }
 
 #[derive(Deserialize)]
 pub struct SettingsForm {
+    #[serde(default)]
     csrf: String,
     #[serde(default)]
     require_uv: Option<String>,
@@ -432,6 +447,7 @@ fn optional_number(text: &str, range: std::ops::RangeInclusive<i64>, what: &str)
 pub async fn settings(
     State(state): State<AppState>,
     Host(session): Host,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
     Path(room): Path<String>,
     Form(form): Form<SettingsForm>,
 ) -> Result<Response, PageError> {
@@ -445,19 +461,28 @@ pub async fn settings(
         Ok(l) => l,
         Err(e) => return render_room_at("settings", &state, &session, &id, record, None, vec![e]).await,
     };
-    let store = &state.gateway.store;
-    store
-        .set_require_user_verification(&id, form.require_uv.is_some())
+    let remote = remote.to_string();
+    let actor = Actor::owner(&session.identity, "host page", Some(&remote));
+    let require_user_verification = form.require_uv.is_some();
+    state
+        .gateway
+        .whitelist()
+        .settings(&id, actor, |s| {
+            *s = RoomSettings {
+                require_user_verification,
+                max_peers,
+                freshness_secs: freshness,
+                reverify_every_secs: reverify_every.map(|m| m * 60),
+            }
+        })
         .await
-        .map_err(|e| internal("saving settings", e))?;
-    store.set_room_limits(&id, max_peers, freshness).await.map_err(|e| internal("saving settings", e))?;
-    store.set_reverify_every(&id, reverify_every.map(|m| m * 60)).await.map_err(|e| internal("saving settings", e))?;
-    state.gateway.rooms.invalidate(&id);
+        .map_err(refused_change)?;
     Ok(Redirect::to(&format!("/rooms/{id}")).into_response())
 }
 
 #[derive(Deserialize)]
 pub struct OwnerForm {
+    #[serde(default)]
     csrf: String,
     identity: String,
     #[serde(default)]
@@ -468,6 +493,7 @@ pub struct OwnerForm {
 pub async fn owners(
     State(state): State<AppState>,
     Host(session): Host,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
     Path(room): Path<String>,
     Form(form): Form<OwnerForm>,
 ) -> Result<Response, PageError> {
@@ -478,17 +504,26 @@ pub async fn owners(
             return render_room_at("owners", &state, &session, &id, record, None, vec![format!("Co-owner: {e}")]).await
         }
     };
-    let store = &state.gateway.store;
-    if form.remove.is_some() {
-        if !store.remove_owner(&id, &identity).await.map_err(|e| internal("removing an owner", e))? {
-            let errors = vec!["A room keeps at least one owner.".to_owned()];
-            return render_room_at("owners", &state, &session, &id, record, None, errors).await;
-        }
+    let remote = remote.to_string();
+    let actor = Actor::owner(&session.identity, "host page", Some(&remote));
+    let service = state.gateway.whitelist();
+    let changed = if form.remove.is_some() {
+        service.remove_owner(&id, actor, &identity).await
     } else {
-        store.add_owner(&id, &identity, &session.identity).await.map_err(|e| internal("adding an owner", e))?;
+        service.add_owner(&id, actor, &identity).await
+    };
+    match changed {
+        Ok(()) => Ok(Redirect::to(&format!("/rooms/{id}")).into_response()),
+        Err(ChangeError::LastOwner) => {
+            let errors = vec!["A room keeps at least one owner.".to_owned()];
+            render_room_at("owners", &state, &session, &id, record, None, errors).await
+        }
+        Err(ChangeError::NotListed) => {
+            let errors = vec!["That identity is not an owner of this room.".to_owned()];
+            render_room_at("owners", &state, &session, &id, record, None, errors).await
+        }
+        Err(e) => Err(refused_change(e)),
     }
-    state.gateway.rooms.invalidate(&id);
-    Ok(Redirect::to(&format!("/rooms/{id}")).into_response())
 }
 
 #[derive(Template)]
@@ -544,6 +579,7 @@ pub async fn live_page(
 
 #[derive(Deserialize)]
 pub struct KickForm {
+    #[serde(default)]
     csrf: String,
     peer: String,
 }
@@ -551,18 +587,19 @@ pub struct KickForm {
 pub async fn kick(
     State(state): State<AppState>,
     Host(session): Host,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
     Path(room): Path<String>,
     Form(form): Form<KickForm>,
 ) -> Result<Response, PageError> {
     let (id, _) = owner_form(&state, &session, &room, &form.csrf).await?;
     let peer = form_peer(form.peer)?;
-    state.gateway.rooms.kick_peer(
-        &id,
-        &peer,
-        crate::signal::protocol::code::REVOKED,
-        "a host removed you from the call",
-    );
-    Ok(Redirect::to(&format!("/rooms/{id}/live")).into_response())
+    let remote = remote.to_string();
+    let actor = Actor::owner(&session.identity, "host page", Some(&remote));
+    match state.gateway.whitelist().kick(&id, actor, &peer).await {
+        Ok(()) => Ok(Redirect::to(&format!("/rooms/{id}/live")).into_response()),
+        Err(ChangeError::NoSuchPeer) => Err(PageError(StatusCode::NOT_FOUND, "That participant has left the room.")),
+        Err(e) => Err(refused_change(e)),
+    }
 }
 
 /// Asks a live peer to prove its key again; the answer shows on the live page.

@@ -3,23 +3,24 @@
 //! made and nothing but the proof leaves the invitee's device.
 
 use super::auth::{issue_over_http, verify_over_http, ProofError};
-use super::host::{internal, owner_form, render_room_at, Host, PageError};
+use super::host::{internal, owner_form, render_room_at, Form, Host, PageError};
 use super::pages::render;
 use super::AppState;
 use crate::challenge::IssuedChallenge;
 use crate::ids::RoomId;
-use crate::store::{AuditEvent, Invite};
+use crate::store::Invite;
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::{Form, Json};
+use axum::Json;
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::Value;
 
 #[derive(Deserialize)]
 pub struct InviteForm {
+    #[serde(default)]
     csrf: String,
     #[serde(default)]
     label: String,
@@ -38,6 +39,7 @@ fn day() -> i64 {
 pub async fn create_invite(
     State(state): State<AppState>,
     Host(session): Host,
+    axum::extract::ConnectInfo(remote): axum::extract::ConnectInfo<std::net::SocketAddr>,
     Path(room): Path<String>,
     Form(form): Form<InviteForm>,
 ) -> Result<Response, PageError> {
@@ -46,12 +48,13 @@ pub async fn create_invite(
         let errors = vec!["An invite has 1 to 1000 uses and lasts 1 hour to 90 days.".to_owned()];
         return render_room_at("invites", &state, &session, &id, record, None, errors).await;
     }
-    let invite = bs58::encode(crate::ids::random_bytes::<16>()).into_string();
-    let label: String = form.label.trim().chars().take(64).collect();
     let expires = Utc::now() + chrono::Duration::hours(form.hours);
-    let store = &state.gateway.store;
-    store
-        .create_invite(&invite, &id, &label, form.uses, expires, &session.identity)
+    let remote = remote.to_string();
+    let actor = crate::whitelist::Actor::owner(&session.identity, "host page", Some(&remote));
+    let invite = state
+        .gateway
+        .whitelist()
+        .create_invite(&id, actor, &form.label, form.uses, expires)
         .await
         .map_err(|e| internal("creating an invite", e))?;
     let notice = Some(format!("Invite created: {}/i/{invite}", state.gateway.origin));
@@ -101,6 +104,7 @@ pub async fn invite_challenge(
 /// Whoever proves a key through an invite is whitelisted under the invite's label.
 pub async fn invite_verify(
     State(state): State<AppState>,
+    axum::extract::ConnectInfo(remote): axum::extract::ConnectInfo<std::net::SocketAddr>,
     Path(invite): Path<String>,
     Json(answer): Json<Value>,
 ) -> Result<Json<Value>, ProofError> {
@@ -113,24 +117,17 @@ pub async fn invite_verify(
         return Err(ProofError::new(StatusCode::FORBIDDEN, "this proof is for another room"));
     }
     let (identity, _) = verify_over_http(gw, &state.pending, &answer).await?;
-    if !gw.store.use_invite(&invite.id).await.unwrap_or(false) {
-        return Err(ProofError::new(StatusCode::GONE, "this invite was used up a moment ago"));
+    let remote = remote.to_string();
+    match gw.whitelist().redeem_invite(&room, &invite.id, &invite.label, &identity, Some(&remote)).await {
+        Ok(()) => {}
+        Err(crate::whitelist::ChangeError::InviteUsed) => {
+            return Err(ProofError::new(StatusCode::GONE, "this invite was used up a moment ago"))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "redeeming an invite failed");
+            return Err(ProofError::new(StatusCode::INTERNAL_SERVER_ERROR, "the key could not be added; try again"));
+        }
     }
-    gw.store
-        .allow(&room, &identity, &invite.label, &format!("invite {}", invite.id))
-        .await
-        .map_err(|_| ProofError::new(StatusCode::INTERNAL_SERVER_ERROR, "the key could not be added; try again"))?;
-    gw.rooms.invalidate(&room);
-    gw.audit
-        .record(AuditEvent {
-            room: room.clone(),
-            event: "whitelist-add",
-            identity: Some(identity.did().to_owned()),
-            method: None,
-            reason: Some(format!("invite {} ({})", invite.id, invite.label)),
-            remote: None,
-        })
-        .await;
     Ok(Json(
         serde_json::json!({"identity": identity.did(), "keyFingerprint": identity.fingerprint(), "room": room.as_str()}),
     ))

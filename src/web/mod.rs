@@ -58,6 +58,42 @@ pub struct AppState {
     pub gateway: Arc<Gateway>,
     pub pending: Arc<auth::PendingProofs>,
     pub limiter: Arc<governor::DefaultKeyedRateLimiter<ClientKey>>,
+    /// The browser-side hardening every answer carries, computed once.
+    headers: Arc<Vec<(header::HeaderName, header::HeaderValue)>>,
+}
+
+/// What every answer tells the browser (see docs/security.md): scripts, styles and
+/// connections only from this origin, no inline script, never framed, no referrer
+/// (call links name rooms), no type sniffing, and HSTS once the origin is https.
+fn hardening_headers(origin: &str) -> Vec<(header::HeaderName, header::HeaderValue)> {
+    let socket_origin = origin.replacen("http", "ws", 1);
+    let policy = format!(
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+         media-src 'self' blob: mediastream:; connect-src 'self' {socket_origin}; object-src 'none'; \
+         base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    );
+    let mut headers = vec![
+        (header::CONTENT_SECURITY_POLICY, policy),
+        (header::X_FRAME_OPTIONS, "DENY".to_owned()),
+        (header::REFERRER_POLICY, "no-referrer".to_owned()),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+    ];
+    if origin.starts_with("https://") {
+        headers.push((header::STRICT_TRANSPORT_SECURITY, "max-age=31536000".to_owned()));
+    }
+    headers.into_iter().filter_map(|(name, value)| Some((name, header::HeaderValue::from_str(&value).ok()?))).collect()
+}
+
+async fn harden(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    for (name, value) in state.headers.iter() {
+        response.headers_mut().insert(name.clone(), value.clone());
+    }
+    response
 }
 
 impl AppState {
@@ -65,7 +101,12 @@ impl AppState {
         let per_minute = NonZeroU32::new(gateway.settings.http_requests_per_minute).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(per_minute.get() / 2).unwrap_or(NonZeroU32::MIN);
         let limiter = governor::RateLimiter::keyed(governor::Quota::per_minute(per_minute).allow_burst(burst));
-        AppState { pending: Arc::new(auth::PendingProofs::new(&gateway.settings)), gateway, limiter: Arc::new(limiter) }
+        AppState {
+            pending: Arc::new(auth::PendingProofs::new(&gateway.settings)),
+            headers: Arc::new(hardening_headers(&gateway.origin)),
+            gateway,
+            limiter: Arc::new(limiter),
+        }
     }
 
     /// Forgets what expired: unanswered challenges and registrations, and the rate
@@ -125,6 +166,7 @@ fn router(state: AppState) -> Router {
         .route("/rooms/{room}/invites", post(invites::create_invite))
         .route("/i/{invite}", get(invites::invite_page))
         .merge(open)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), harden))
         .with_state(state)
 }
 

@@ -230,9 +230,17 @@ impl Session {
         }
         let (create, name) = (requested.create, requested.name.clone());
         if create {
-            if let Err(e) = self.gw.store.create_room(&room, &name, &identity).await {
-                tracing::error!(error = %e, "room creation failed");
-                return send_error(socket, code::INTERNAL, "the room could not be created; try again").await;
+            let actor = crate::whitelist::Actor::owner(identity.did(), "socket", self.remote.as_deref());
+            let per_hour = Some(self.gw.settings.max_rooms_per_identity_per_hour);
+            match self.gw.whitelist().create_room(&room, &name, &identity, actor, per_hour).await {
+                Ok(()) => {}
+                Err(e @ crate::whitelist::ChangeError::TooManyRooms(_)) => {
+                    return send_error(socket, code::RATE_LIMITED, &e.to_string()).await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "room creation failed");
+                    return send_error(socket, code::INTERNAL, "the room could not be created; try again").await;
+                }
             }
         }
         let forwarded = forwarded_proof(method, verifier.forwarded_fields(), &issued, &proof);
@@ -296,6 +304,8 @@ impl Session {
                 return send_error(socket, code::ROOM_FULL, &e.to_string()).await;
             }
         };
+        let ice_servers =
+            crate::signal::ice::ice_servers(&self.gw.settings, &key_fingerprint, std::time::SystemTime::now());
         let welcome = ServerMessage::Welcome {
             peer_id: &peer_id,
             room_id: &room,
@@ -304,11 +314,7 @@ impl Session {
             owner,
             created,
             peers: joined.others,
-            ice_servers: crate::signal::ice::ice_servers(
-                &self.gw.settings,
-                identity.did(),
-                std::time::SystemTime::now(),
-            ),
+            ice_servers,
         };
         send(socket, &welcome).await;
         self.unadmitted = None;

@@ -3,6 +3,8 @@
 //! a removal ejects the identity's live sessions at once.
 
 use super::*;
+use crate::store::NewEntry;
+use crate::whitelist::{clip_label, Actor, ChangeError};
 
 impl Session {
     pub(super) async fn on_whitelist<S: Sink<Message> + Unpin>(
@@ -16,56 +18,49 @@ impl Session {
                 .await;
         };
         let (room, by) = (a.room.clone(), a.identity.did().to_owned());
-        // Who owns the room now, not at admission: a co-owner removed mid-call must
-        // lose its powers at once.
-        let owners = match self.gw.store.room(&room).await {
-            Ok(record) => record.map(|r| r.owners).unwrap_or_default(),
-            Err(e) => {
-                tracing::error!(error = %e, "owner lookup failed");
-                return send_error(socket, code::INTERNAL, "the server could not check the room's owners; try again")
-                    .await;
-            }
-        };
-        if !owners.contains(&by) {
-            return send_error(socket, code::NOT_OWNER, "only the room's owners can change its whitelist").await;
-        }
+        // Ownership is checked by the service against the owners *now*, inside each
+        // change: a co-owner removed mid-call loses its powers at once.
+        let actor = Actor::owner(&by, "socket", self.remote.as_deref());
+        let service = self.gw.whitelist();
         let (mut added, mut removed, mut errors) = (Vec::new(), Vec::new(), Vec::new());
+        let mut entries = Vec::new();
         for (entry, item) in add.into_iter().enumerate() {
             let (text, label) = match item {
                 WhitelistAdd::Key(k) => (k, String::new()),
                 WhitelistAdd::Labelled { key, label } => (key, label),
             };
+            let label = clip_label(&label);
             let keys = parse_key_list(&text);
             if keys.is_empty() {
                 errors.push(EntryError { entry, line: 1, error: "no key found".into() });
             }
             for (line, parsed) in keys {
-                let key = match parsed {
-                    Ok(k) => k,
-                    Err(e) => {
-                        errors.push(EntryError { entry, line, error: e.to_string() });
-                        continue;
-                    }
-                };
-                let label = if label.is_empty() { key.comment.clone().unwrap_or_default() } else { label.clone() };
-                match self.gw.store.allow_key(&room, &key.identity, &label, &by, key.namespaces.as_deref()).await {
-                    Ok(_) => {
-                        self.audit(
-                            &room,
-                            "whitelist-add",
-                            Some(key.identity.did().to_owned()),
-                            None,
-                            Some(format!("by {by}")),
-                        )
-                        .await;
+                match parsed {
+                    Ok(key) => {
+                        let label = if label.is_empty() {
+                            clip_label(key.comment.as_deref().unwrap_or(""))
+                        } else {
+                            label.clone()
+                        };
                         added.push(AddedEntry {
                             identity: key.identity.did().to_owned(),
                             key_fingerprint: key.identity.fingerprint(),
+                            label: label.clone(),
+                        });
+                        entries.push(NewEntry {
+                            identity: key.identity.did().to_owned(),
                             label,
+                            ssh_namespaces: key.namespaces,
+                            piv_requirement: None,
                         });
                     }
                     Err(e) => errors.push(EntryError { entry, line, error: e.to_string() }),
                 }
+            }
+        }
+        if !entries.is_empty() {
+            if let Err(e) = service.add(&room, actor, &entries).await {
+                return self.refuse_change(socket, e).await;
             }
         }
         for (entry, text) in remove.into_iter().enumerate() {
@@ -76,34 +71,29 @@ impl Session {
                     continue;
                 }
             };
-            if owners.iter().any(|o| o == identity.did()) {
-                errors.push(EntryError {
-                    entry,
-                    line: 1,
-                    error: "an owner cannot be removed from the whitelist".into(),
-                });
-                continue;
-            }
-            match self.gw.store.deny(&room, &identity).await {
-                Ok(true) => {
-                    self.gw.rooms.revoke(&room, identity.did());
-                    self.audit(
-                        &room,
-                        "whitelist-remove",
-                        Some(identity.did().to_owned()),
-                        None,
-                        Some(format!("by {by}")),
-                    )
-                    .await;
-                    removed.push(identity.did().to_owned());
+            match service.remove(&room, actor, &identity).await {
+                Ok(()) => removed.push(identity.did().to_owned()),
+                Err(e @ (ChangeError::OwnerEntry | ChangeError::NotListed)) => {
+                    errors.push(EntryError { entry, line: 1, error: e.to_string() })
                 }
-                Ok(false) => errors.push(EntryError { entry, line: 1, error: "not on the whitelist".into() }),
-                Err(e) => errors.push(EntryError { entry, line: 1, error: e.to_string() }),
+                Err(e) => return self.refuse_change(socket, e).await,
             }
-        }
-        if !added.is_empty() {
-            self.gw.rooms.invalidate(&room);
         }
         send(socket, &ServerMessage::WhitelistUpdated { added, removed, errors }).await;
+    }
+
+    /// Answers a change the service refused as a whole.
+    async fn refuse_change<S: Sink<Message> + Unpin>(&self, socket: &mut S, error: ChangeError) {
+        match error {
+            ChangeError::NotOwner => {
+                send_error(socket, code::NOT_OWNER, "only the room's owners can change its whitelist").await
+            }
+            ChangeError::NoRoom => send_error(socket, code::ROOM_NOT_FOUND, "the room no longer exists").await,
+            ChangeError::Store(e) => {
+                tracing::error!(error = %e, "whitelist change failed");
+                send_error(socket, code::INTERNAL, "the server could not change the whitelist; try again").await
+            }
+            other => send_error(socket, code::BAD_MESSAGE, &other.to_string()).await,
+        }
     }
 }

@@ -1,0 +1,267 @@
+//! One change to who may enter a room, as one transaction: the checks that
+//! authorise it, the rows it writes, and its audit row commit together or not at
+//! all (a crash can lose neither the audit row of an acknowledged change nor leave
+//! a key without the requirement it was added with). Only
+//! [`crate::whitelist::Whitelist`] opens one.
+
+use super::{now_text, Store, StoreError};
+use crate::ids::RoomId;
+use sqlx::{Sqlite, Transaction};
+
+/// A whitelist entry to write: the key, and what it must prove.
+#[derive(Clone, Debug, Default)]
+pub struct NewEntry {
+    /// The key's DID.
+    pub identity: String,
+    /// Empty keeps an existing label.
+    pub label: String,
+    /// allowed_signers `namespaces=`, replacing any earlier restriction.
+    pub ssh_namespaces: Option<Vec<String>>,
+    /// What a PIV key must prove; `None` keeps an existing requirement.
+    pub piv_requirement: Option<String>,
+}
+
+/// A room's settings as a host sets them (`None`: the server's default).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RoomSettings {
+    pub require_user_verification: bool,
+    pub max_peers: Option<i64>,
+    pub freshness_secs: Option<i64>,
+    pub reverify_every_secs: Option<i64>,
+}
+
+/// An audit row written inside a change.
+pub struct ChangeAudit<'a> {
+    pub event: &'static str,
+    pub identity: Option<&'a str>,
+    pub reason: Option<&'a str>,
+    pub remote: Option<&'a str>,
+}
+
+/// An open change; dropped without [`Change::commit`], it writes nothing.
+pub struct Change {
+    tx: Transaction<'static, Sqlite>,
+}
+
+impl Store {
+    pub(crate) async fn change(&self) -> Result<Change, StoreError> {
+        // IMMEDIATE: a change reads (who owns the room) before it writes, and a read
+        // transaction that must then become a write one fails at once (SQLITE_BUSY,
+        // no waiting) if anyone wrote in between. Taking the write lock first makes
+        // concurrent changes wait their turn under the busy timeout instead.
+        Ok(Change { tx: self.pool().begin_with("BEGIN IMMEDIATE").await? })
+    }
+}
+
+impl Change {
+    pub async fn commit(self) -> Result<(), StoreError> {
+        Ok(self.tx.commit().await?)
+    }
+
+    pub async fn room_exists(&mut self, room: &RoomId) -> Result<bool, StoreError> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM rooms WHERE id = ?")
+            .bind(room.as_str())
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        Ok(found.is_some())
+    }
+
+    /// Whether `identity` owns `room` now.
+    pub async fn owns(&mut self, room: &RoomId, identity: &str) -> Result<bool, StoreError> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM room_owners WHERE room_id = ? AND identity = ?")
+            .bind(room.as_str())
+            .bind(identity)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        Ok(found.is_some())
+    }
+
+    /// Rooms `identity` created since `since` (RFC 3339).
+    pub async fn rooms_created_since(&mut self, identity: &str, since: &str) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM rooms WHERE created_by = ? AND created_at > ?")
+            .bind(identity)
+            .bind(since)
+            .fetch_one(&mut *self.tx)
+            .await?)
+    }
+
+    /// Creates a room owned by `owner`, who is also its first whitelist entry.
+    pub async fn create_room(&mut self, id: &RoomId, name: &str, owner: &str) -> Result<(), StoreError> {
+        let now = now_text();
+        let inserted =
+            sqlx::query("INSERT OR IGNORE INTO rooms (id, name, created_at, created_by) VALUES (?, ?, ?, ?)")
+                .bind(id.as_str())
+                .bind(name)
+                .bind(&now)
+                .bind(owner)
+                .execute(&mut *self.tx)
+                .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::RoomExists(id.to_string()));
+        }
+        sqlx::query("INSERT INTO room_owners (room_id, identity) VALUES (?, ?)")
+            .bind(id.as_str())
+            .bind(owner)
+            .execute(&mut *self.tx)
+            .await?;
+        let entry = NewEntry { identity: owner.to_owned(), label: "owner".into(), ..NewEntry::default() };
+        self.put_entry(id, &entry, owner).await?;
+        Ok(())
+    }
+
+    /// Adds or updates a whitelist entry with its requirements, in one statement.
+    /// Returns whether the identity was new to the list.
+    pub async fn put_entry(&mut self, room: &RoomId, entry: &NewEntry, added_by: &str) -> Result<bool, StoreError> {
+        let existed: Option<i64> = sqlx::query_scalar("SELECT 1 FROM whitelist WHERE room_id = ? AND identity = ?")
+            .bind(room.as_str())
+            .bind(&entry.identity)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO whitelist (room_id, identity, label, added_by, added_at, ssh_namespaces, piv_requirement) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+             ON CONFLICT (room_id, identity) DO UPDATE SET \
+               label = CASE WHEN excluded.label <> '' THEN excluded.label ELSE whitelist.label END, \
+               ssh_namespaces = excluded.ssh_namespaces, \
+               piv_requirement = coalesce(excluded.piv_requirement, whitelist.piv_requirement) \
+             WHERE whitelist.label IS NOT (CASE WHEN excluded.label <> '' THEN excluded.label ELSE whitelist.label END) \
+                OR whitelist.ssh_namespaces IS NOT excluded.ssh_namespaces \
+                OR whitelist.piv_requirement IS NOT coalesce(excluded.piv_requirement, whitelist.piv_requirement)",
+        )
+        .bind(room.as_str())
+        .bind(&entry.identity)
+        .bind(&entry.label)
+        .bind(added_by)
+        .bind(now_text())
+        .bind(entry.ssh_namespaces.as_ref().map(|n| n.join(",")))
+        .bind(&entry.piv_requirement)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(existed.is_none())
+    }
+
+    /// Removes an entry; returns whether it was there.
+    pub async fn delete_entry(&mut self, room: &RoomId, identity: &str) -> Result<bool, StoreError> {
+        let removed = sqlx::query("DELETE FROM whitelist WHERE room_id = ? AND identity = ?")
+            .bind(room.as_str())
+            .bind(identity)
+            .execute(&mut *self.tx)
+            .await?
+            .rows_affected();
+        Ok(removed > 0)
+    }
+
+    /// Makes `identity` an owner; returns whether it was new.
+    pub async fn add_owner(&mut self, room: &RoomId, identity: &str) -> Result<bool, StoreError> {
+        let added = sqlx::query("INSERT OR IGNORE INTO room_owners (room_id, identity) VALUES (?, ?)")
+            .bind(room.as_str())
+            .bind(identity)
+            .execute(&mut *self.tx)
+            .await?
+            .rows_affected();
+        Ok(added > 0)
+    }
+
+    /// Removes an owner unless it is the last; returns whether it was removed.
+    pub async fn remove_owner(&mut self, room: &RoomId, identity: &str) -> Result<bool, StoreError> {
+        let removed = sqlx::query(
+            "DELETE FROM room_owners WHERE room_id = ?1 AND identity = ?2 \
+             AND (SELECT count(*) FROM room_owners WHERE room_id = ?1) > 1",
+        )
+        .bind(room.as_str())
+        .bind(identity)
+        .execute(&mut *self.tx)
+        .await?
+        .rows_affected();
+        Ok(removed > 0)
+    }
+
+    pub async fn set_settings(&mut self, room: &RoomId, s: &RoomSettings) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE rooms SET require_user_verification = ?, max_peers = ?, freshness_secs = ?, \
+             reverify_every_secs = ? WHERE id = ?",
+        )
+        .bind(s.require_user_verification)
+        .bind(s.max_peers)
+        .bind(s.freshness_secs)
+        .bind(s.reverify_every_secs)
+        .bind(room.as_str())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// The room's settings now.
+    pub async fn settings(&mut self, room: &RoomId) -> Result<RoomSettings, StoreError> {
+        use sqlx::Row;
+        let row = sqlx::query(
+            "SELECT require_user_verification, max_peers, freshness_secs, reverify_every_secs FROM rooms WHERE id = ?",
+        )
+        .bind(room.as_str())
+        .fetch_optional(&mut *self.tx)
+        .await?
+        .ok_or_else(|| StoreError::NoRoom(room.to_string()))?;
+        Ok(RoomSettings {
+            require_user_verification: row.get("require_user_verification"),
+            max_peers: row.get("max_peers"),
+            freshness_secs: row.get("freshness_secs"),
+            reverify_every_secs: row.get("reverify_every_secs"),
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_invite(
+        &mut self,
+        id: &str,
+        room: &RoomId,
+        label: &str,
+        uses: i64,
+        expires_at: &str,
+        created_by: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO invites (id, room_id, label, uses_left, expires_at, created_by, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(id)
+        .bind(room.as_str())
+        .bind(label)
+        .bind(uses)
+        .bind(expires_at)
+        .bind(created_by)
+        .bind(now_text())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Takes one use of an invite for `room`; false if none was left (or it expired).
+    pub async fn use_invite(&mut self, id: &str, room: &RoomId) -> Result<bool, StoreError> {
+        let changed = sqlx::query(
+            "UPDATE invites SET uses_left = uses_left - 1 \
+             WHERE id = ? AND room_id = ? AND uses_left > 0 AND expires_at > ?",
+        )
+        .bind(id)
+        .bind(room.as_str())
+        .bind(now_text())
+        .execute(&mut *self.tx)
+        .await?
+        .rows_affected();
+        Ok(changed > 0)
+    }
+
+    pub async fn audit(&mut self, room: &RoomId, row: ChangeAudit<'_>) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit (room_id, at, event, identity, method, reason, remote) VALUES (?, ?, ?, ?, NULL, ?, ?)",
+        )
+        .bind(room.as_str())
+        .bind(now_text())
+        .bind(row.event)
+        .bind(row.identity)
+        .bind(row.reason)
+        .bind(row.remote)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,344 @@
+//! THE service for every change to who may enter a room: whitelist entries,
+//! owners, settings, invites, new rooms, and ejecting a live peer. Every edge (the
+//! socket, the host pages, an invite, the CLI) calls it and only translates.
+//!
+//! ```text
+//!  socket `whitelist` ─┐
+//!  host page forms ────┤   Whitelist::{add, remove, add_owner, remove_owner, settings,
+//!  invite redemption ──┼─▶   create_room, create_invite, redeem_invite, kick}
+//!  CLI `room …` ───────┘     one transaction: who may do it (the owners *now*),
+//!                            the change, and its audit row (who, how, from where)
+//!                                    │ commit
+//!                                    ▼
+//!               live rooms: a removal ejects at once; the change log (polled by
+//!               every server on the database) carries the rest, once
+//! ```
+//!
+//! Never: write a change without its audit row, check ownership against anything
+//! but the store inside the change's own transaction, or hold a lock across an
+//! await.
+
+use crate::identity::Identity;
+use crate::ids::{PeerId, RoomId};
+use crate::signal::rooms::Rooms;
+use crate::store::{ChangeAudit, NewEntry, RoomSettings, Store, StoreError};
+use chrono::{SecondsFormat, Utc};
+
+/// The longest label kept, in characters: a name for a key, shown to every peer.
+pub const MAX_LABEL_CHARS: usize = 64;
+
+/// A label as stored: trimmed, without control characters, at most
+/// [`MAX_LABEL_CHARS`].
+pub fn clip_label(text: &str) -> String {
+    text.trim().chars().filter(|c| !c.is_control()).take(MAX_LABEL_CHARS).collect()
+}
+
+/// On whose authority a change is made.
+#[derive(Clone, Copy, Debug)]
+pub enum Authority<'a> {
+    /// An identity that must own the room at the moment of the change.
+    Owner(&'a str),
+    /// Whoever runs the CLI against the database: the server's operator.
+    Operator,
+}
+
+/// Who asks for a change, by which road, from which address: what the audit row says.
+#[derive(Clone, Copy, Debug)]
+pub struct Actor<'a> {
+    pub authority: Authority<'a>,
+    /// "socket", "host page", "invite", "cli".
+    pub via: &'static str,
+    pub remote: Option<&'a str>,
+}
+
+impl<'a> Actor<'a> {
+    pub fn owner(identity: &'a str, via: &'static str, remote: Option<&'a str>) -> Self {
+        Actor { authority: Authority::Owner(identity), via, remote }
+    }
+
+    pub fn operator() -> Self {
+        Actor { authority: Authority::Operator, via: "cli", remote: None }
+    }
+
+    /// The `added_by` of an entry this actor adds.
+    fn name(&self) -> &'a str {
+        match self.authority {
+            Authority::Owner(identity) => identity,
+            Authority::Operator => "cli",
+        }
+    }
+
+    fn reason(&self) -> String {
+        format!("by {} ({})", self.name(), self.via)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    #[error("no such room")]
+    NoRoom,
+    #[error("only the room's owners can do that")]
+    NotOwner,
+    #[error("an owner cannot be removed from the whitelist")]
+    OwnerEntry,
+    #[error("not on the whitelist")]
+    NotListed,
+    #[error("a room keeps at least one owner")]
+    LastOwner,
+    #[error("this invite is used up or expired")]
+    InviteUsed,
+    #[error("no such participant in this room")]
+    NoSuchPeer,
+    #[error("{0} rooms were created with this key in the last hour; try again later")]
+    TooManyRooms(usize),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The service; cheap to make, for a store and (in a server) its live rooms.
+pub struct Whitelist<'a> {
+    store: &'a Store,
+    /// `None` in the CLI: a running server learns of its changes from the change log.
+    rooms: Option<&'a Rooms>,
+}
+
+fn now_minus_hour() -> String {
+    (Utc::now() - chrono::Duration::hours(1)).to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+impl<'a> Whitelist<'a> {
+    pub fn new(store: &'a Store, rooms: Option<&'a Rooms>) -> Self {
+        Whitelist { store, rooms }
+    }
+
+    /// Opens the change and checks the actor's authority over `room` inside it.
+    async fn authorised(&self, room: &RoomId, actor: &Actor<'_>) -> Result<crate::store::Change, ChangeError> {
+        let mut change = self.store.change().await?;
+        if !change.room_exists(room).await? {
+            return Err(ChangeError::NoRoom);
+        }
+        if let Authority::Owner(identity) = actor.authority {
+            if !change.owns(room, identity).await? {
+                return Err(ChangeError::NotOwner);
+            }
+        }
+        Ok(change)
+    }
+
+    fn touched(&self, room: &RoomId) {
+        if let Some(rooms) = self.rooms {
+            rooms.invalidate(room);
+        }
+    }
+
+    /// Adds (or updates) entries, each with its requirements and its audit row, in
+    /// one transaction. Returns, per entry, whether its identity was new to the list.
+    pub async fn add(&self, room: &RoomId, actor: Actor<'_>, entries: &[NewEntry]) -> Result<Vec<bool>, ChangeError> {
+        let mut change = self.authorised(room, &actor).await?;
+        let reason = actor.reason();
+        let mut new = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let entry = &NewEntry { label: clip_label(&entry.label), ..entry.clone() };
+            new.push(change.put_entry(room, entry, actor.name()).await?);
+            let detail = match &entry.piv_requirement {
+                Some(r) => format!("{reason}, PIV requirement {r}"),
+                None => reason.clone(),
+            };
+            let row = ChangeAudit {
+                event: "whitelist-add",
+                identity: Some(&entry.identity),
+                reason: Some(&detail),
+                remote: actor.remote,
+            };
+            change.audit(room, row).await?;
+        }
+        change.commit().await?;
+        self.touched(room);
+        Ok(new)
+    }
+
+    /// Removes an identity (never an owner's entry); its live sessions are ejected
+    /// at once.
+    pub async fn remove(&self, room: &RoomId, actor: Actor<'_>, identity: &Identity) -> Result<(), ChangeError> {
+        let mut change = self.authorised(room, &actor).await?;
+        if change.owns(room, identity.did()).await? {
+            return Err(ChangeError::OwnerEntry);
+        }
+        if !change.delete_entry(room, identity.did()).await? {
+            return Err(ChangeError::NotListed);
+        }
+        let reason = actor.reason();
+        let row = ChangeAudit {
+            event: "whitelist-remove",
+            identity: Some(identity.did()),
+            reason: Some(&reason),
+            remote: actor.remote,
+        };
+        change.audit(room, row).await?;
+        change.commit().await?;
+        if let Some(rooms) = self.rooms {
+            rooms.revoke(room, identity.did());
+        }
+        Ok(())
+    }
+
+    /// Makes `identity` a co-owner (and whitelists it).
+    pub async fn add_owner(&self, room: &RoomId, actor: Actor<'_>, identity: &Identity) -> Result<(), ChangeError> {
+        let mut change = self.authorised(room, &actor).await?;
+        change.add_owner(room, identity.did()).await?;
+        let entry = NewEntry { identity: identity.did().to_owned(), label: "owner".into(), ..NewEntry::default() };
+        change.put_entry(room, &entry, actor.name()).await?;
+        let reason = actor.reason();
+        let row = ChangeAudit {
+            event: "owner-add",
+            identity: Some(identity.did()),
+            reason: Some(&reason),
+            remote: actor.remote,
+        };
+        change.audit(room, row).await?;
+        change.commit().await?;
+        self.touched(room);
+        Ok(())
+    }
+
+    /// Removes a co-owner (the last owner stays); its whitelist entry stays.
+    pub async fn remove_owner(&self, room: &RoomId, actor: Actor<'_>, identity: &Identity) -> Result<(), ChangeError> {
+        let mut change = self.authorised(room, &actor).await?;
+        if !change.remove_owner(room, identity.did()).await? {
+            return Err(if change.owns(room, identity.did()).await? {
+                ChangeError::LastOwner
+            } else {
+                ChangeError::NotListed
+            });
+        }
+        let reason = actor.reason();
+        let row = ChangeAudit {
+            event: "owner-remove",
+            identity: Some(identity.did()),
+            reason: Some(&reason),
+            remote: actor.remote,
+        };
+        change.audit(room, row).await?;
+        change.commit().await?;
+        self.touched(room);
+        Ok(())
+    }
+
+    /// Sets the room's settings; `edit` changes the current ones.
+    pub async fn settings(
+        &self,
+        room: &RoomId,
+        actor: Actor<'_>,
+        edit: impl FnOnce(&mut RoomSettings),
+    ) -> Result<RoomSettings, ChangeError> {
+        let mut change = self.authorised(room, &actor).await?;
+        let mut settings = change.settings(room).await?;
+        edit(&mut settings);
+        change.set_settings(room, &settings).await?;
+        let detail = format!(
+            "{}: user verification {}, max peers {}, challenge lifetime {}, confirmation every {}",
+            actor.reason(),
+            if settings.require_user_verification { "required" } else { "not required" },
+            settings.max_peers.map_or("default".into(), |n| n.to_string()),
+            settings.freshness_secs.map_or("default".into(), |n| format!("{n} s")),
+            settings.reverify_every_secs.map_or("never".into(), |n| format!("{n} s")),
+        );
+        let row = ChangeAudit { event: "settings", identity: None, reason: Some(&detail), remote: actor.remote };
+        change.audit(room, row).await?;
+        change.commit().await?;
+        self.touched(room);
+        Ok(settings)
+    }
+
+    /// Creates a room owned by `owner`. An owner acting for itself may create at
+    /// most `per_hour` rooms an hour (`None`: no limit, for the operator).
+    pub async fn create_room(
+        &self,
+        id: &RoomId,
+        name: &str,
+        owner: &Identity,
+        actor: Actor<'_>,
+        per_hour: Option<usize>,
+    ) -> Result<(), ChangeError> {
+        let mut change = self.store.change().await?;
+        if let Some(limit) = per_hour {
+            let made = change.rooms_created_since(owner.did(), &now_minus_hour()).await?;
+            if usize::try_from(made).unwrap_or(usize::MAX) >= limit {
+                return Err(ChangeError::TooManyRooms(limit));
+            }
+        }
+        change.create_room(id, name, owner.did()).await?;
+        let reason = actor.reason();
+        let row = ChangeAudit {
+            event: "room-created",
+            identity: Some(owner.did()),
+            reason: Some(&reason),
+            remote: actor.remote,
+        };
+        change.audit(id, row).await?;
+        change.commit().await?;
+        Ok(())
+    }
+
+    /// Creates an invite: whoever proves a key through it is whitelisted.
+    pub async fn create_invite(
+        &self,
+        room: &RoomId,
+        actor: Actor<'_>,
+        label: &str,
+        uses: i64,
+        expires: chrono::DateTime<Utc>,
+    ) -> Result<String, ChangeError> {
+        let label = clip_label(label);
+        let mut change = self.authorised(room, &actor).await?;
+        let id = bs58::encode(crate::ids::random_bytes::<16>()).into_string();
+        let expires_at = expires.to_rfc3339_opts(SecondsFormat::Millis, true);
+        change.create_invite(&id, room, &label, uses, &expires_at, actor.name()).await?;
+        let detail = format!("{}: {uses} use(s) until {expires_at}, label '{label}'", actor.reason());
+        let row = ChangeAudit { event: "invite-created", identity: None, reason: Some(&detail), remote: actor.remote };
+        change.audit(room, row).await?;
+        change.commit().await?;
+        Ok(id)
+    }
+
+    /// Whitelists `identity`, which proved its key through invite `invite`: one use
+    /// of the invite, the entry and its audit row are one transaction.
+    pub async fn redeem_invite(
+        &self,
+        room: &RoomId,
+        invite: &str,
+        label: &str,
+        identity: &Identity,
+        remote: Option<&str>,
+    ) -> Result<(), ChangeError> {
+        let mut change = self.store.change().await?;
+        if !change.use_invite(invite, room).await? {
+            return Err(ChangeError::InviteUsed);
+        }
+        let entry = NewEntry { identity: identity.did().to_owned(), label: clip_label(label), ..NewEntry::default() };
+        let added_by = format!("invite {invite}");
+        change.put_entry(room, &entry, &added_by).await?;
+        let reason = format!("invite {invite} ({label})");
+        let row = ChangeAudit { event: "whitelist-add", identity: Some(identity.did()), reason: Some(&reason), remote };
+        change.audit(room, row).await?;
+        change.commit().await?;
+        self.touched(room);
+        Ok(())
+    }
+
+    /// Ejects a live peer (it may come back while its key is listed); the audit row
+    /// is written before the peer is told.
+    pub async fn kick(&self, room: &RoomId, actor: Actor<'_>, peer: &PeerId) -> Result<(), ChangeError> {
+        let rooms = self.rooms.ok_or(ChangeError::NoSuchPeer)?;
+        let identity = rooms.peers(room).into_iter().find(|p| p.peer_id == *peer).map(|p| p.identity);
+        let Some(identity) = identity else { return Err(ChangeError::NoSuchPeer) };
+        let mut change = self.authorised(room, &actor).await?;
+        let reason = actor.reason();
+        let row =
+            ChangeAudit { event: "kicked", identity: Some(&identity), reason: Some(&reason), remote: actor.remote };
+        change.audit(room, row).await?;
+        change.commit().await?;
+        rooms.kick_peer(room, peer, crate::signal::protocol::code::REVOKED, "a host removed you from the call");
+        Ok(())
+    }
+}
