@@ -57,6 +57,12 @@ pub struct Settings {
     /// Rooms one key may create in an hour (from a page or the socket; the CLI is
     /// not limited).
     pub max_rooms_per_identity_per_hour: usize,
+    /// Refusal rows one client address may write to one room's audit log per
+    /// minute; the rest are counted in one row.
+    pub refusal_rows_per_minute: u32,
+    /// How long audit rows are kept, in days (0: forever). Expired sign-in sessions
+    /// and used-up or expired invites are deleted as they lapse.
+    pub audit_retention_days: u32,
     /// Unauthenticated HTTP requests (challenges, proofs, registrations, key
     /// lookups) per minute from one address; bursts of half as many more pass.
     pub http_requests_per_minute: u32,
@@ -108,6 +114,8 @@ impl Default for Settings {
             http_header_timeout: Duration::from_secs(10),
             http_requests_per_minute: 120,
             max_rooms_per_identity_per_hour: 20,
+            refusal_rows_per_minute: 10,
+            audit_retention_days: 90,
             max_frame_bytes: 64 * 1024,
             messages_per_second: 50,
             webauthn_rp_id: None,

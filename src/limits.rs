@@ -280,6 +280,45 @@ impl<T> PendingMap<T> {
     }
 }
 
+/// How many refusal rows one client address may write to one room's audit log per
+/// minute. The rest are counted, and the count goes into the next row written for
+/// that address and room, or into a summary row (see [`RowBudget::drain`]), so the
+/// log says how many there were without a row for each.
+pub struct RowBudget {
+    limiter: governor::DefaultKeyedRateLimiter<(crate::ids::RoomId, ClientKey)>,
+    held_back: Mutex<HashMap<(crate::ids::RoomId, ClientKey), u64>>,
+}
+
+impl RowBudget {
+    pub fn new(per_minute: u32) -> Self {
+        let per_minute = std::num::NonZeroU32::new(per_minute).unwrap_or(std::num::NonZeroU32::MIN);
+        RowBudget {
+            limiter: governor::RateLimiter::keyed(governor::Quota::per_minute(per_minute)),
+            held_back: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether a row may be written now for `client` in `room`; if so, how many
+    /// were held back before it.
+    pub fn take(&self, room: &crate::ids::RoomId, client: ClientKey) -> Option<u64> {
+        let key = (room.clone(), client);
+        if self.limiter.check_key(&key).is_ok() {
+            Some(lock(&self.held_back).remove(&key).unwrap_or(0))
+        } else {
+            *lock(&self.held_back).entry(key).or_insert(0) += 1;
+            None
+        }
+    }
+
+    /// Every count held back and not yet reported, emptied: for summary rows.
+    pub fn drain(&self) -> Vec<(crate::ids::RoomId, ClientKey, u64)> {
+        let held = std::mem::take(&mut *lock(&self.held_back));
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+        held.into_iter().map(|((room, client), n)| (room, client, n)).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -311,6 +350,17 @@ mod tests {
         assert!(map.len() <= 3);
         map.prune();
         assert!(map.is_empty());
+    }
+
+    #[test]
+    fn refusal_rows_are_budgeted_per_room_and_address() {
+        let budget = RowBudget::new(3);
+        let room = crate::ids::RoomId::generate();
+        let written = (0..10).filter(|_| budget.take(&room, client(1)).is_some()).count();
+        assert_eq!(written, 3);
+        assert_eq!(budget.take(&room, client(2)), Some(0), "another address has its own budget");
+        assert_eq!(budget.drain(), vec![(room, client(1), 7)]);
+        assert!(budget.drain().is_empty());
     }
 
     #[test]

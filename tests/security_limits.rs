@@ -384,3 +384,112 @@ async fn connection_limits_fit_the_open_file_limit() {
     assert!(log.contains("connection limits lowered"), "{log}");
     assert!(!log.contains("accept failed"), "{log}");
 }
+
+/// Item 11: strangers' refusals cannot fill a room's audit log: past a budget of
+/// rows per room and address, refusals are counted into one row.
+#[tokio::test]
+async fn refusals_from_one_address_are_counted_not_logged_one_by_one() {
+    let s = TestServer::with(|c| c.refusal_rows_per_minute = 5).await;
+    let owner = key();
+    let room = s.room(&owner, &[]).await;
+    let stranger = key();
+    let mut c = s.connect().await;
+    for _ in 0..40 {
+        let challenge = c.request(join(&room)).await.unwrap();
+        c.send(&Client::webcrypto_auth(&challenge, &stranger).unwrap()).await.unwrap();
+        assert_eq!(c.recv().await.unwrap()["code"], "not-admitted");
+    }
+    s.server().gateway().audit.flush().await;
+    let refused = |events: &[keygate::store::AuditRecord]| events.iter().filter(|e| e.event == "refused").count();
+    assert_eq!(refused(&s.audit(&room).await), 5, "the budget holds");
+    assert_eq!(metric(&s, "keygate_refusals_total").await, 40.0, "every refusal is still counted");
+    // Upkeep writes one row with the count of the rest.
+    s.server().maintain_now().await;
+    s.server().gateway().audit.flush().await;
+    let events = s.audit(&room).await;
+    assert_eq!(refused(&events), 6);
+    assert!(events[0].reason.as_deref().unwrap().starts_with("35 more refusals from 127.0.0.1"), "{:?}", events[0]);
+    // Another address has a budget of its own.
+    let mut other = Client::connect_from(&s.url(), OTHER_ADDRESS.into()).await.unwrap();
+    let challenge = other.request(join(&room)).await.unwrap();
+    other.send(&Client::webcrypto_auth(&challenge, &stranger).unwrap()).await.unwrap();
+    other.recv().await.unwrap();
+    s.server().gateway().audit.flush().await;
+    assert_eq!(refused(&s.audit(&room).await), 7);
+    s.shutdown().await;
+}
+
+/// Item 11: audit rows past the retention, expired sign-in sessions and used-up or
+/// expired invites are deleted by the upkeep; nothing younger is.
+#[tokio::test]
+async fn upkeep_deletes_what_has_lapsed_and_nothing_else() {
+    let s = TestServer::with(|c| c.audit_retention_days = 30).await;
+    let owner = key();
+    let room = s.room(&owner, &[]).await;
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", s.db.display())).await.unwrap();
+    for at in ["2020-01-01T00:00:00.000Z", "2020-06-01T00:00:00.000Z"] {
+        sqlx::query("INSERT INTO audit (room_id, at, event, reason) VALUES (?, ?, 'refused', 'old')")
+            .bind(room.as_str())
+            .bind(at)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let yesterday = (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339();
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
+    for (hash, expires) in [("lapsed", &yesterday), ("live", &tomorrow)] {
+        sqlx::query(
+            "INSERT INTO web_sessions (token_hash, identity, method, csrf, created_at, expires_at) VALUES (?, 'did:key:z', 'webcrypto', 'c', ?, ?)",
+        )
+        .bind(hash)
+        .bind(&yesterday)
+        .bind(expires)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    for (id, uses, expires) in [("spent", 0, &tomorrow), ("old", 3, &yesterday), ("open", 3, &tomorrow)] {
+        sqlx::query(
+            "INSERT INTO invites (id, room_id, label, uses_left, expires_at, created_by, created_at) VALUES (?, ?, '', ?, ?, 'x', ?)",
+        )
+        .bind(id)
+        .bind(room.as_str())
+        .bind(uses)
+        .bind(expires)
+        .bind(&yesterday)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    let (_c, _) = admitted(&s, &room, &owner).await;
+    s.server().maintain_now().await;
+    s.server().gateway().audit.flush().await;
+    let events = s.audit(&room).await;
+    assert!(events.iter().all(|e| e.reason.as_deref() != Some("old")), "{events:?}");
+    assert!(events.iter().any(|e| e.event == "admitted"), "recent rows stay: {events:?}");
+    let sessions: Vec<(String,)> =
+        sqlx::query_as("SELECT token_hash FROM web_sessions").fetch_all(&pool).await.unwrap();
+    assert_eq!(sessions, [("live".to_owned(),)]);
+    let invites: Vec<(String,)> = sqlx::query_as("SELECT id FROM invites").fetch_all(&pool).await.unwrap();
+    assert_eq!(invites, [("open".to_owned(),)]);
+    pool.close().await;
+    s.shutdown().await;
+}
+
+/// Item 11: labels are capped on every road (here the socket, whose 5,500-character
+/// label used to be echoed to every peer).
+#[tokio::test]
+async fn labels_are_capped_on_the_socket_too() {
+    let s = TestServer::start().await;
+    let (owner, guest) = (key(), key());
+    let room = s.room(&owner, &[]).await;
+    let (mut host, _) = admitted(&s, &room, &owner).await;
+    let long = "x".repeat(5_500);
+    host.send(&json!({"type": "whitelist", "add": [{"key": identity(&guest).did(), "label": long}]})).await.unwrap();
+    let updated = until(&mut host, "whitelist-updated").await;
+    assert_eq!(updated["added"][0]["label"].as_str().unwrap().chars().count(), keygate::whitelist::MAX_LABEL_CHARS);
+    let (_g, _) = admitted(&s, &room, &guest).await;
+    let joined = until(&mut host, "peer-joined").await;
+    assert_eq!(joined["label"].as_str().unwrap().chars().count(), keygate::whitelist::MAX_LABEL_CHARS, "{joined}");
+    s.shutdown().await;
+}

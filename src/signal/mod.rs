@@ -31,6 +31,8 @@ pub struct Gateway {
     /// One-time tickets issued to native clients (method `ticket`).
     pub tickets: Arc<crate::verify::ticket::Tickets>,
     pub audit: AuditLog,
+    /// Refusal rows per room and client address (strangers cannot fill the log).
+    pub refusal_rows: crate::limits::RowBudget,
     /// Flips to `true` when the server starts shutting down.
     pub shutdown: watch::Receiver<bool>,
     pub stats: Stats,

@@ -131,6 +131,8 @@ struct Session {
     /// connecting (a person signing by hand needs minutes). Nothing pushes it later.
     deadline: tokio::time::Instant,
     connected_at: tokio::time::Instant,
+    /// Whose budgets this socket spends (its address; `None` off the network).
+    client: Option<crate::limits::ClientKey>,
     /// This socket's place among the unadmitted; given back at admission (or close).
     unadmitted: Option<crate::limits::UnadmittedSlot>,
     remote: Option<String>,
@@ -154,6 +156,10 @@ pub async fn run<S, E>(
     let mut s = Session {
         deadline: connected_at + gw.settings.auth_timeout,
         connected_at,
+        client: remote
+            .as_deref()
+            .and_then(|r| r.parse::<std::net::SocketAddr>().ok())
+            .map(|a| crate::limits::ClientKey::of(a.ip())),
         unadmitted: Some(unadmitted),
         rate: RateLimit::new(gw.settings.messages_per_second),
         gw,

@@ -84,6 +84,20 @@ pub struct WhitelistChange {
     pub removed: bool,
 }
 
+/// What one round of [`Store::prune_expired`] deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub audit_rows: u64,
+    pub sessions: u64,
+    pub invites: u64,
+}
+
+impl Pruned {
+    pub fn any(&self) -> bool {
+        *self != Pruned::default()
+    }
+}
+
 pub fn now_text() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
@@ -342,6 +356,48 @@ impl Store {
                 remote: row.get("remote"),
             })
             .collect())
+    }
+
+    /// Deletes what has lapsed by `now`: audit rows older than `retention` (`None`:
+    /// keep them), expired sign-in sessions, and invites used up or expired. Audit
+    /// rows go in bounded batches so that no writer waits long behind the upkeep.
+    pub async fn prune_expired(
+        &self,
+        now: chrono::DateTime<Utc>,
+        retention: Option<chrono::Duration>,
+    ) -> Result<Pruned, StoreError> {
+        const BATCH: i64 = 5_000;
+        let text = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
+        let mut pruned = Pruned::default();
+        if let Some(retention) = retention {
+            let cutoff = text(now - retention);
+            loop {
+                let deleted = sqlx::query(
+                    "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < ? ORDER BY at LIMIT ?)",
+                )
+                .bind(&cutoff)
+                .bind(BATCH)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                pruned.audit_rows += deleted;
+                if deleted < BATCH as u64 {
+                    break;
+                }
+            }
+        }
+        let now = text(now);
+        pruned.sessions = sqlx::query("DELETE FROM web_sessions WHERE expires_at < ?")
+            .bind(&now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        pruned.invites = sqlx::query("DELETE FROM invites WHERE expires_at < ? OR uses_left <= 0")
+            .bind(&now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(pruned)
     }
 
     pub(crate) fn pool(&self) -> &SqlitePool {

@@ -300,9 +300,37 @@ async fn maintain(state: AppState, mut shutdown: watch::Receiver<bool>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = tick.tick() => state.prune(),
-            _ = shutdown.wait_for(|s| *s) => return,
+            _ = tick.tick() => maintain_once(&state).await,
+            _ = serve::stopped(&mut shutdown) => return,
         }
+    }
+}
+
+/// One round of upkeep: expired challenges, registrations and limiter memory; a
+/// summary row for refusals that were counted rather than logged; and the database
+/// rows past their time (audit rows past the retention, lapsed sessions and invites).
+async fn maintain_once(state: &AppState) {
+    state.prune();
+    let gw = &state.gateway;
+    for (room, client, held_back) in gw.refusal_rows.drain() {
+        let event = crate::store::AuditEvent {
+            room,
+            event: "refused",
+            identity: None,
+            method: None,
+            reason: Some(format!("{held_back} more refusals from {client}, counted but not logged one by one")),
+            remote: Some(client.to_string()),
+        };
+        gw.audit.record(event).await;
+    }
+    let retention = match gw.settings.audit_retention_days {
+        0 => None,
+        days => Some(chrono::Duration::days(i64::from(days))),
+    };
+    match gw.store.prune_expired(chrono::Utc::now(), retention).await {
+        Ok(pruned) if pruned.any() => tracing::info!(?pruned, "pruned expired rows"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "pruning expired rows failed"),
     }
 }
 
@@ -344,6 +372,8 @@ pub fn fit_to_file_limit(settings: &mut Settings, files: u64) {
 pub struct Server {
     addr: SocketAddr,
     gateway: Arc<Gateway>,
+    /// What the handlers share (pending proofs, limiters), for upkeep.
+    state: AppState,
     shutdown: watch::Sender<bool>,
     http: JoinHandle<()>,
     follower: JoinHandle<()>,
@@ -381,6 +411,7 @@ impl Server {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (audit, _writer) = AuditLog::start(store.clone());
         let rooms = Arc::new(Rooms::new(store.clone()));
+        let refusal_rows = crate::limits::RowBudget::new(settings.refusal_rows_per_minute);
         let gateway = Arc::new(Gateway {
             origin,
             passkeys,
@@ -389,6 +420,7 @@ impl Server {
             store,
             rooms: rooms.clone(),
             verifiers,
+            refusal_rows,
             audit,
             shutdown: shutdown_rx.clone(),
             stats: Stats::default(),
@@ -402,8 +434,8 @@ impl Server {
         };
         let state = AppState::new(gateway.clone());
         let maintenance = tokio::spawn(maintain(state.clone(), shutdown_rx.clone()));
-        let http = tokio::spawn(serve::serve(listener, router(state), limits, shutdown_rx));
-        Ok(Server { addr, gateway, shutdown, http, follower, maintenance })
+        let http = tokio::spawn(serve::serve(listener, router(state.clone()), limits, shutdown_rx));
+        Ok(Server { addr, gateway, state, shutdown, http, follower, maintenance })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -412,6 +444,11 @@ impl Server {
 
     pub fn gateway(&self) -> &Arc<Gateway> {
         &self.gateway
+    }
+
+    /// Runs one round of upkeep now (it runs every minute by itself).
+    pub async fn maintain_now(&self) {
+        maintain_once(&self.state).await;
     }
 
     /// Stops accepting, closes every socket with a close frame, flushes the audit

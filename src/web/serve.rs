@@ -86,6 +86,6 @@ pub(super) async fn serve(listener: TcpListener, router: Router, limits: HttpLim
 }
 
 /// Resolves once the server is stopping (holding no borrow of the flag).
-async fn stopped(flag: &mut watch::Receiver<bool>) {
+pub(super) async fn stopped(flag: &mut watch::Receiver<bool>) {
     let _ = flag.wait_for(|s| *s).await;
 }

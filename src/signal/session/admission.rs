@@ -348,8 +348,22 @@ impl Session {
         send_error(socket, code::NOT_ADMITTED, "not admitted").await;
     }
 
+    /// Counts a refusal and logs it, within the room's budget of rows for this
+    /// client address: past it, refusals are counted into the next row (or the
+    /// upkeep's summary row) instead of one row each.
     pub(super) async fn refuse_quietly(&self, room: &RoomId, identity: Option<String>, method: Method, reason: String) {
         self.gw.stats.refusals.fetch_add(1, Ordering::Relaxed);
+        let held_back = match self.client {
+            Some(client) => match self.gw.refusal_rows.take(room, client) {
+                Some(n) => n,
+                None => return,
+            },
+            None => 0,
+        };
+        let reason = match held_back {
+            0 => reason,
+            n => format!("{reason} (and {n} earlier refusals from this address, counted but not logged one by one)"),
+        };
         self.audit(room, "refused", identity, Some(method), Some(reason)).await;
     }
 
