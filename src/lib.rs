@@ -4,7 +4,7 @@
 //! # Layout
 //!
 //! ```text
-//! main.rs ─▶ cli ─▶ web::Server ─▶ web::app (axum Router)
+//! main.rs ─▶ cli ─▶ web::Server ─▶ web::serve (accept loop: caps, header timeout) ─▶ web::app (axum Router)
 //!                                   ├─ GET /, /rooms…, /i/…  host pages and invites (askama)
 //!                                   ├─ GET /r/{room}  the call page (static/call.js, rtc.js, identity.js)
 //!                                   ├─ GET /ws    signal::session::run ─┬─ admission: challenge (nonce, freshness)
@@ -15,6 +15,8 @@
 //!                                   │                                   └─ store      (SQLite: rooms, whitelist, audit)
 //!                                   └─ GET /metrics
 //! cli::native: keygate join | sign | identity --ssh/--piv/--key-file (a browser cannot reach those keys)
+//! whitelist: THE service for every change to who may enter (owners now, change + audit row in one transaction)
+//! limits:   per-client budgets (rate, pending entries, unadmitted sockets) and slots that release on drop
 //! identity: every key format → one normalized Identity (did:key / did:pkh)
 //! client:   protocol clients and signers (ssh-agent, key files, PIV cards), shared by the CLI, the load tool and tests
 //! bench:    the load tool (`keygate bench`)
