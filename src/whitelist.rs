@@ -131,6 +131,27 @@ impl<'a> Whitelist<'a> {
         }
     }
 
+    /// Writes the change's audit row (who and how, then `detail`), commits, and
+    /// tells the live room.
+    async fn finish(
+        &self,
+        mut change: crate::store::Change,
+        room: &RoomId,
+        actor: &Actor<'_>,
+        event: &'static str,
+        identity: Option<&str>,
+        detail: Option<String>,
+    ) -> Result<(), ChangeError> {
+        let reason = match detail {
+            Some(detail) => format!("{}: {detail}", actor.reason()),
+            None => actor.reason(),
+        };
+        change.audit(room, ChangeAudit { event, identity, reason: Some(&reason), remote: actor.remote }).await?;
+        change.commit().await?;
+        self.touched(room);
+        Ok(())
+    }
+
     /// Adds (or updates) entries, each with its requirements and its audit row, in
     /// one transaction. Returns, per entry, whether its identity was new to the list.
     pub async fn add(&self, room: &RoomId, actor: Actor<'_>, entries: &[NewEntry]) -> Result<Vec<bool>, ChangeError> {
@@ -167,15 +188,8 @@ impl<'a> Whitelist<'a> {
         if !change.delete_entry(room, identity.did()).await? {
             return Err(ChangeError::NotListed);
         }
-        let reason = actor.reason();
-        let row = ChangeAudit {
-            event: "whitelist-remove",
-            identity: Some(identity.did()),
-            reason: Some(&reason),
-            remote: actor.remote,
-        };
-        change.audit(room, row).await?;
-        change.commit().await?;
+        self.finish(change, room, &actor, "whitelist-remove", Some(identity.did()), None).await?;
+        // A removal ejects at once, not at the next poll of the change log.
         if let Some(rooms) = self.rooms {
             rooms.revoke(room, identity.did());
         }
@@ -188,17 +202,7 @@ impl<'a> Whitelist<'a> {
         change.add_owner(room, identity.did()).await?;
         let entry = NewEntry { identity: identity.did().to_owned(), label: "owner".into(), ..NewEntry::default() };
         change.put_entry(room, &entry, actor.name()).await?;
-        let reason = actor.reason();
-        let row = ChangeAudit {
-            event: "owner-add",
-            identity: Some(identity.did()),
-            reason: Some(&reason),
-            remote: actor.remote,
-        };
-        change.audit(room, row).await?;
-        change.commit().await?;
-        self.touched(room);
-        Ok(())
+        self.finish(change, room, &actor, "owner-add", Some(identity.did()), None).await
     }
 
     /// Removes a co-owner (the last owner stays); its whitelist entry stays.
@@ -211,17 +215,7 @@ impl<'a> Whitelist<'a> {
                 ChangeError::NotListed
             });
         }
-        let reason = actor.reason();
-        let row = ChangeAudit {
-            event: "owner-remove",
-            identity: Some(identity.did()),
-            reason: Some(&reason),
-            remote: actor.remote,
-        };
-        change.audit(room, row).await?;
-        change.commit().await?;
-        self.touched(room);
-        Ok(())
+        self.finish(change, room, &actor, "owner-remove", Some(identity.did()), None).await
     }
 
     /// Sets the room's settings; `edit` changes the current ones.
@@ -236,17 +230,13 @@ impl<'a> Whitelist<'a> {
         edit(&mut settings);
         change.set_settings(room, &settings).await?;
         let detail = format!(
-            "{}: user verification {}, max peers {}, challenge lifetime {}, confirmation every {}",
-            actor.reason(),
+            "user verification {}, max peers {}, challenge lifetime {}, confirmation every {}",
             if settings.require_user_verification { "required" } else { "not required" },
             settings.max_peers.map_or("default".into(), |n| n.to_string()),
             settings.freshness_secs.map_or("default".into(), |n| format!("{n} s")),
             settings.reverify_every_secs.map_or("never".into(), |n| format!("{n} s")),
         );
-        let row = ChangeAudit { event: "settings", identity: None, reason: Some(&detail), remote: actor.remote };
-        change.audit(room, row).await?;
-        change.commit().await?;
-        self.touched(room);
+        self.finish(change, room, &actor, "settings", None, Some(detail)).await?;
         Ok(settings)
     }
 
@@ -268,16 +258,7 @@ impl<'a> Whitelist<'a> {
             }
         }
         change.create_room(id, name, owner.did()).await?;
-        let reason = actor.reason();
-        let row = ChangeAudit {
-            event: "room-created",
-            identity: Some(owner.did()),
-            reason: Some(&reason),
-            remote: actor.remote,
-        };
-        change.audit(id, row).await?;
-        change.commit().await?;
-        Ok(())
+        self.finish(change, id, &actor, "room-created", Some(owner.did()), None).await
     }
 
     /// Creates an invite: whoever proves a key through it is whitelisted.
@@ -294,10 +275,8 @@ impl<'a> Whitelist<'a> {
         let id = bs58::encode(crate::ids::random_bytes::<16>()).into_string();
         let expires_at = expires.to_rfc3339_opts(SecondsFormat::Millis, true);
         change.create_invite(&id, room, &label, uses, &expires_at, actor.name()).await?;
-        let detail = format!("{}: {uses} use(s) until {expires_at}, label '{label}'", actor.reason());
-        let row = ChangeAudit { event: "invite-created", identity: None, reason: Some(&detail), remote: actor.remote };
-        change.audit(room, row).await?;
-        change.commit().await?;
+        let detail = format!("{uses} use(s) until {expires_at}, label '{label}'");
+        self.finish(change, room, &actor, "invite-created", None, Some(detail)).await?;
         Ok(id)
     }
 
@@ -332,12 +311,8 @@ impl<'a> Whitelist<'a> {
         let rooms = self.rooms.ok_or(ChangeError::NoSuchPeer)?;
         let identity = rooms.peers(room).into_iter().find(|p| p.peer_id == *peer).map(|p| p.identity);
         let Some(identity) = identity else { return Err(ChangeError::NoSuchPeer) };
-        let mut change = self.authorised(room, &actor).await?;
-        let reason = actor.reason();
-        let row =
-            ChangeAudit { event: "kicked", identity: Some(&identity), reason: Some(&reason), remote: actor.remote };
-        change.audit(room, row).await?;
-        change.commit().await?;
+        let change = self.authorised(room, &actor).await?;
+        self.finish(change, room, &actor, "kicked", Some(&identity), None).await?;
         rooms.kick_peer(room, peer, crate::signal::protocol::code::REVOKED, "a host removed you from the call");
         Ok(())
     }
