@@ -85,6 +85,8 @@ pub enum ChangeError {
     NotListed,
     #[error("a room keeps at least one owner")]
     LastOwner,
+    #[error("not an owner of this room")]
+    NoSuchOwner,
     #[error("this invite is used up or expired")]
     InviteUsed,
     #[error("no such participant in this room")]
@@ -93,6 +95,17 @@ pub enum ChangeError {
     TooManyRooms(usize),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// What a live room must do once a change is committed (other servers on the
+/// database learn it from the change log).
+enum Then<'a> {
+    /// Reload the room's whitelist, owners and settings.
+    Reload,
+    /// Reload, and eject this identity's live sessions at once.
+    Eject(&'a str),
+    /// Nothing a live room caches changed.
+    Nothing,
 }
 
 /// The service; cheap to make, for a store and (in a server) its live rooms.
@@ -125,14 +138,9 @@ impl<'a> Whitelist<'a> {
         Ok(change)
     }
 
-    fn touched(&self, room: &RoomId) {
-        if let Some(rooms) = self.rooms {
-            rooms.invalidate(room);
-        }
-    }
-
-    /// Writes the change's audit row (who and how, then `detail`), commits, and
-    /// tells the live room.
+    /// Writes the change's audit row (who and how, then `detail`), commits, and then
+    /// tells the live room what it must do.
+    #[allow(clippy::too_many_arguments)]
     async fn finish(
         &self,
         mut change: crate::store::Change,
@@ -141,6 +149,7 @@ impl<'a> Whitelist<'a> {
         event: &'static str,
         identity: Option<&str>,
         detail: Option<String>,
+        then: Then<'_>,
     ) -> Result<(), ChangeError> {
         let reason = match detail {
             Some(detail) => format!("{}: {detail}", actor.reason()),
@@ -148,8 +157,18 @@ impl<'a> Whitelist<'a> {
         };
         change.audit(room, ChangeAudit { event, identity, reason: Some(&reason), remote: actor.remote }).await?;
         change.commit().await?;
-        self.touched(room);
+        self.tell(room, then);
         Ok(())
+    }
+
+    fn tell(&self, room: &RoomId, then: Then<'_>) {
+        if let Some(rooms) = self.rooms {
+            match then {
+                Then::Reload => rooms.invalidate(room),
+                Then::Eject(did) => rooms.revoke(room, did),
+                Then::Nothing => {}
+            }
+        }
     }
 
     /// Adds (or updates) entries, each with its requirements and its audit row, in
@@ -174,7 +193,7 @@ impl<'a> Whitelist<'a> {
             change.audit(room, row).await?;
         }
         change.commit().await?;
-        self.touched(room);
+        self.tell(room, Then::Reload);
         Ok(new)
     }
 
@@ -188,12 +207,9 @@ impl<'a> Whitelist<'a> {
         if !change.delete_entry(room, identity.did()).await? {
             return Err(ChangeError::NotListed);
         }
-        self.finish(change, room, &actor, "whitelist-remove", Some(identity.did()), None).await?;
         // A removal ejects at once, not at the next poll of the change log.
-        if let Some(rooms) = self.rooms {
-            rooms.revoke(room, identity.did());
-        }
-        Ok(())
+        let then = Then::Eject(identity.did());
+        self.finish(change, room, &actor, "whitelist-remove", Some(identity.did()), None, then).await
     }
 
     /// Makes `identity` a co-owner (and whitelists it).
@@ -202,7 +218,7 @@ impl<'a> Whitelist<'a> {
         change.add_owner(room, identity.did()).await?;
         let entry = NewEntry { identity: identity.did().to_owned(), label: "owner".into(), ..NewEntry::default() };
         change.put_entry(room, &entry, actor.name()).await?;
-        self.finish(change, room, &actor, "owner-add", Some(identity.did()), None).await
+        self.finish(change, room, &actor, "owner-add", Some(identity.did()), None, Then::Reload).await
     }
 
     /// Removes a co-owner (the last owner stays); its whitelist entry stays.
@@ -212,10 +228,10 @@ impl<'a> Whitelist<'a> {
             return Err(if change.owns(room, identity.did()).await? {
                 ChangeError::LastOwner
             } else {
-                ChangeError::NotListed
+                ChangeError::NoSuchOwner
             });
         }
-        self.finish(change, room, &actor, "owner-remove", Some(identity.did()), None).await
+        self.finish(change, room, &actor, "owner-remove", Some(identity.did()), None, Then::Reload).await
     }
 
     /// Sets the room's settings; `edit` changes the current ones.
@@ -236,7 +252,7 @@ impl<'a> Whitelist<'a> {
             settings.freshness_secs.map_or("default".into(), |n| format!("{n} s")),
             settings.reverify_every_secs.map_or("never".into(), |n| format!("{n} s")),
         );
-        self.finish(change, room, &actor, "settings", None, Some(detail)).await?;
+        self.finish(change, room, &actor, "settings", None, Some(detail), Then::Reload).await?;
         Ok(settings)
     }
 
@@ -258,7 +274,7 @@ impl<'a> Whitelist<'a> {
             }
         }
         change.create_room(id, name, owner.did()).await?;
-        self.finish(change, id, &actor, "room-created", Some(owner.did()), None).await
+        self.finish(change, id, &actor, "room-created", Some(owner.did()), None, Then::Nothing).await
     }
 
     /// Creates an invite: whoever proves a key through it is whitelisted.
@@ -276,7 +292,7 @@ impl<'a> Whitelist<'a> {
         let expires_at = expires.to_rfc3339_opts(SecondsFormat::Millis, true);
         change.create_invite(&id, room, &label, uses, &expires_at, actor.name()).await?;
         let detail = format!("{uses} use(s) until {expires_at}, label '{label}'");
-        self.finish(change, room, &actor, "invite-created", None, Some(detail)).await?;
+        self.finish(change, room, &actor, "invite-created", None, Some(detail), Then::Nothing).await?;
         Ok(id)
     }
 
@@ -301,18 +317,17 @@ impl<'a> Whitelist<'a> {
         let row = ChangeAudit { event: "whitelist-add", identity: Some(identity.did()), reason: Some(&reason), remote };
         change.audit(room, row).await?;
         change.commit().await?;
-        self.touched(room);
+        self.tell(room, Then::Reload);
         Ok(())
     }
 
     /// Ejects a live peer (it may come back while its key is listed); the audit row
     /// is written before the peer is told.
     pub async fn kick(&self, room: &RoomId, actor: Actor<'_>, peer: &PeerId) -> Result<(), ChangeError> {
-        let rooms = self.rooms.ok_or(ChangeError::NoSuchPeer)?;
-        let identity = rooms.peers(room).into_iter().find(|p| p.peer_id == *peer).map(|p| p.identity);
-        let Some(identity) = identity else { return Err(ChangeError::NoSuchPeer) };
         let change = self.authorised(room, &actor).await?;
-        self.finish(change, room, &actor, "kicked", Some(&identity), None).await?;
+        let rooms = self.rooms.ok_or(ChangeError::NoSuchPeer)?;
+        let identity = rooms.peer_identity(room, peer).ok_or(ChangeError::NoSuchPeer)?;
+        self.finish(change, room, &actor, "kicked", Some(&identity), None, Then::Nothing).await?;
         rooms.kick_peer(room, peer, crate::signal::protocol::code::REVOKED, "a host removed you from the call");
         Ok(())
     }

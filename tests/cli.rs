@@ -139,7 +139,7 @@ fn cli_changes_are_audited_and_a_key_lands_with_its_requirement() {
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+        let pool = db_pool(&db).await;
         let rows: Vec<(String, Option<String>, Option<String>)> =
             sqlx::query_as("SELECT event, identity, reason FROM audit WHERE room_id = ? ORDER BY id")
                 .bind(&room)

@@ -464,7 +464,7 @@ type AuditRow = (String, String, String, String);
 /// The audit rows in the database file itself, read over a connection of the
 /// test's own: what a crash right after the answer would leave.
 async fn audit_rows_on_disk(s: &TestServer, room: &keygate::ids::RoomId) -> Vec<AuditRow> {
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", s.db.display())).await.unwrap();
+    let pool = db_pool(&s.db).await;
     #[allow(clippy::type_complexity)]
     let rows: Vec<(String, Option<String>, Option<String>, Option<String>)> =
         sqlx::query_as("SELECT event, identity, reason, remote FROM audit WHERE room_id = ? ORDER BY id")
@@ -564,21 +564,17 @@ async fn room_creation_is_capped_per_identity_per_hour() {
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(res.text().await.unwrap().contains("many rooms in the last hour"));
     // Over the socket too.
-    let mut c = s.connect().await;
     let creator = key();
+    let create = || async {
+        let mut c = s.connect().await;
+        let ch = c.request(serde_json::json!({"type": "request", "create": true})).await.unwrap();
+        c.send(&keygate::client::ws::Client::webcrypto_auth(&ch, &creator).unwrap()).await.unwrap();
+        c.expect("welcome").await
+    };
     for _ in 0..3 {
-        let (_c, welcome) = {
-            let mut c = s.connect().await;
-            let ch = c.request(serde_json::json!({"type": "request", "create": true})).await.unwrap();
-            c.send(&keygate::client::ws::Client::webcrypto_auth(&ch, &creator).unwrap()).await.unwrap();
-            let w = c.expect("welcome").await.unwrap();
-            (c, w)
-        };
-        assert_eq!(welcome["created"], true);
+        assert_eq!(create().await.unwrap()["created"], true);
     }
-    let ch = c.request(serde_json::json!({"type": "request", "create": true})).await.unwrap();
-    c.send(&keygate::client::ws::Client::webcrypto_auth(&ch, &creator).unwrap()).await.unwrap();
-    assert_eq!(server_code(c.expect("welcome").await.unwrap_err()), "rate-limited");
+    assert_eq!(server_code(create().await.unwrap_err()), "rate-limited");
     s.shutdown().await;
 }
 

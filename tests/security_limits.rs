@@ -84,8 +84,12 @@ async fn aborted_upgrades_release_their_slots() {
 #[tokio::test]
 async fn huge_keys_are_refused_before_decoding() {
     let s = TestServer::start().await;
-    // A 64 KiB modulus: the text alone is over the limit.
+    // A 64 KiB modulus: the request body is over its limit, unread.
     let line = format!("ssh-rsa {} big", STANDARD.encode(rsa_blob(64 * 1024)));
+    let (status, _) = post_json(&s, "/identity", &json!({"key": line})).await;
+    assert_eq!(status, 413);
+    // 13 KiB of modulus: the key text is over its limit, refused before decoding.
+    let line = format!("ssh-rsa {} big", STANDARD.encode(rsa_blob(13 * 1024)));
     let (status, body) = post_json(&s, "/identity", &json!({"key": line})).await;
     assert_eq!(status, 400, "{body}");
     assert!(body["error"].as_str().unwrap().contains("too long for a key"), "{body}");
@@ -96,8 +100,8 @@ async fn huge_keys_are_refused_before_decoding() {
     assert!(body["error"].as_str().unwrap().contains("accepts at most 8192"), "{body}");
     // A DID whose base58 would take seconds to decode.
     let did = format!("did:key:z{}", "2".repeat(100_000));
-    let (status, body) = post_json(&s, "/identity", &json!({"key": did})).await;
-    assert_eq!(status, 400, "{body}");
+    let (status, _) = post_json(&s, "/identity", &json!({"key": did})).await;
+    assert_eq!(status, 413, "the body limit stops it first");
     let did = format!("did:key:z{}", "2".repeat(10_000));
     let (status, body) = post_json(&s, "/identity", &json!({"key": did})).await;
     assert_eq!(status, 400, "{body}");
@@ -426,7 +430,7 @@ async fn upkeep_deletes_what_has_lapsed_and_nothing_else() {
     let s = TestServer::with(|c| c.audit_retention_days = 30).await;
     let owner = key();
     let room = s.room(&owner, &[]).await;
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", s.db.display())).await.unwrap();
+    let pool = db_pool(&s.db).await;
     for at in ["2020-01-01T00:00:00.000Z", "2020-06-01T00:00:00.000Z"] {
         sqlx::query("INSERT INTO audit (room_id, at, event, reason) VALUES (?, ?, 'refused', 'old')")
             .bind(room.as_str())
@@ -491,5 +495,35 @@ async fn labels_are_capped_on_the_socket_too() {
     let (_g, _) = admitted(&s, &room, &guest).await;
     let joined = until(&mut host, "peer-joined").await;
     assert_eq!(joined["label"].as_str().unwrap().chars().count(), keygate::whitelist::MAX_LABEL_CHARS, "{joined}");
+    s.shutdown().await;
+}
+
+/// An upgraded WebSocket leaves the HTTP connection count (it is counted under
+/// `max_connections`): sockets in calls never use up the places page loads need.
+#[tokio::test]
+async fn upgraded_sockets_leave_the_http_count() {
+    let s = TestServer::with(|c| c.max_http_connections = 3).await;
+    let owner = key();
+    let room = s.room(&owner, &[]).await;
+    let mut held = Vec::new();
+    for _ in 0..6 {
+        held.push(admitted(&s, &room, &owner).await.0);
+    }
+    assert_eq!(metric_until(&s, "keygate_http_connections", |v| v <= 1.0).await, 1.0, "only this request");
+    let res = reqwest::get(format!("{}/healthz", s.http())).await.unwrap();
+    assert_eq!(res.status(), 200);
+    s.shutdown().await;
+}
+
+/// Bodies of the endpoints anyone may call are bounded before they are decoded.
+#[tokio::test]
+async fn open_endpoints_read_small_bodies_only() {
+    let s = TestServer::start().await;
+    let client = reqwest::Client::new();
+    let big = json!({"challengeId": "x", "method": "webcrypto", "pad": "x".repeat(100 * 1024)});
+    for path in ["/signin/verify", "/webauthn/register/finish", "/identity"] {
+        let res = client.post(format!("{}{path}", s.http())).json(&big).send().await.unwrap();
+        assert_eq!(res.status(), 413, "{path}");
+    }
     s.shutdown().await;
 }

@@ -265,7 +265,7 @@ async fn a_credential_row_whose_key_is_not_its_identity_admits_no_one() {
     sqlx::query("UPDATE webauthn_credentials SET identity = ? WHERE id = ?")
         .bind(identity(&victim).did())
         .bind(registered["credentialId"].as_str().unwrap())
-        .execute(&sqlx::SqlitePool::connect(&format!("sqlite://{}", gw.settings.db.display())).await.unwrap())
+        .execute(&db_pool(&gw.settings.db).await)
         .await
         .unwrap();
     let mut c = s.connect().await;

@@ -146,7 +146,7 @@ struct Session {
 pub async fn run<S, E>(
     mut socket: S,
     gw: Arc<Gateway>,
-    remote: Option<String>,
+    remote: Option<std::net::SocketAddr>,
     unadmitted: crate::limits::UnadmittedSlot,
 ) where
     S: Stream<Item = Result<Message, E>> + Sink<Message> + Unpin,
@@ -156,14 +156,11 @@ pub async fn run<S, E>(
     let mut s = Session {
         deadline: connected_at + gw.settings.auth_timeout,
         connected_at,
-        client: remote
-            .as_deref()
-            .and_then(|r| r.parse::<std::net::SocketAddr>().ok())
-            .map(|a| crate::limits::ClientKey::of(a.ip())),
+        client: remote.map(|a| crate::limits::ClientKey::of(a.ip())),
         unadmitted: Some(unadmitted),
         rate: RateLimit::new(gw.settings.messages_per_second),
         gw,
-        remote,
+        remote: remote.map(|a| a.to_string()),
         slot: ChallengeSlot::default(),
         requested: None,
         admitted: None,

@@ -518,7 +518,7 @@ pub async fn owners(
             let errors = vec!["A room keeps at least one owner.".to_owned()];
             render_room_at("owners", &state, &session, &id, record, None, errors).await
         }
-        Err(ChangeError::NotListed) => {
+        Err(ChangeError::NoSuchOwner) => {
             let errors = vec!["That identity is not an owner of this room.".to_owned()];
             render_room_at("owners", &state, &session, &id, record, None, errors).await
         }

@@ -130,6 +130,10 @@ pub fn app(gateway: Arc<Gateway>) -> Router {
     router(AppState::new(gateway))
 }
 
+/// The largest body an endpoint anyone may call reads: a proof with a PIV chain or
+/// a WebAuthn attestation is a few KiB (axum's default would be 2 MiB).
+const OPEN_BODY_LIMIT: usize = 64 * 1024;
+
 fn router(state: AppState) -> Router {
     // What anyone may call without a session, each call costing the server a
     // challenge, a pending entry or a key parse: a budget per client address.
@@ -141,7 +145,8 @@ fn router(state: AppState) -> Router {
         .route("/signin/verify", post(auth::sign_in_verify))
         .route("/i/{invite}/challenge", post(invites::invite_challenge))
         .route("/i/{invite}/verify", post(invites::invite_verify))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), per_client_budget));
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), per_client_budget))
+        .layer(axum::extract::DefaultBodyLimit::max(OPEN_BODY_LIMIT));
     Router::new()
         .route("/", get(pages::index))
         .route("/ws", get(websocket))
@@ -239,7 +244,7 @@ async fn websocket(
                     return;
                 }
             };
-            session::run(socket, gw, Some(remote.to_string()), unadmitted).await;
+            session::run(socket, gw, Some(remote), unadmitted).await;
             drop(connection);
         },
     )

@@ -208,6 +208,12 @@ pub async fn post_json(server: &TestServer, path: &str, body: &Value) -> (u16, V
     (status, json)
 }
 
+/// A connection pool of the test's own to a server's SQLite file: what is on disk,
+/// whatever the server has in memory.
+pub async fn db_pool(db: &Path) -> sqlx::SqlitePool {
+    sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap()
+}
+
 /// A free loopback port, for servers whose settings must name their own origin.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
