@@ -181,36 +181,55 @@ impl RawRates {
 pub fn raw_rates(method: Method, seconds: f64) -> Result<RawRates, BenchError> {
     let setup = |e: &dyn std::fmt::Display| BenchError::Setup(e.to_string());
     let signer = ProofSigner::generate(method).map_err(|e| setup(&e))?;
-    let mut issued = IssuedChallenge::issue(RoomId::generate(), "http://127.0.0.1:8080", None, chrono::Utc::now());
-    if let ProofSigner::Eth(_, address) = &signer {
-        issued = issued.with_siwe("http://127.0.0.1:8080", *address, 1, std::time::Duration::from_secs(120));
-    }
+    let issued = IssuedChallenge::issue(RoomId::generate(), "http://127.0.0.1:8080", None, chrono::Utc::now());
+    let siwe = match &signer {
+        ProofSigner::Eth(_, address) => {
+            let facts = crate::verify::siwe::ForChallenge {
+                origin: "http://127.0.0.1:8080",
+                statement: format!("Join keygate room {}.", issued.room),
+                request_id: issued.room.as_str(),
+                nonce: &issued.nonce,
+                issued_at: issued.issued_at,
+                lifetime: std::time::Duration::from_secs(120),
+                fingerprint: None,
+                chain_id: 1,
+            };
+            Some(crate::verify::siwe::SiweMessage::for_challenge(*address, facts).to_string())
+        }
+        _ => None,
+    };
     // A passkey is registered with an in-process relying party, whose ceremony state
     // the check then runs against, as the server's does.
-    let passkeys =
-        crate::passkeys::Passkeys::new("localhost", &["http://localhost:8080".to_owned()]).map_err(|e| setup(&e))?;
-    if let ProofSigner::Webauthn(authenticator, _) = &signer {
-        let (id, options) = passkeys
-            .start_registration(crate::limits::ClientKey::of([127, 0, 0, 1].into()), "bench")
-            .map_err(|e| setup(&e))?;
-        let credential =
-            serde_json::from_value(authenticator.register(&options).map_err(|e| setup(&e))?).map_err(|e| setup(&e))?;
-        let registered = passkeys.finish_registration(&id, &credential).map_err(|e| setup(&e))?;
-        let ceremony = passkeys.challenge(&issued.signed_bytes, vec![registered], false).map_err(|e| setup(&e))?;
-        issued.webauthn = Some(std::sync::Arc::new(ceremony));
-    }
+    let passkeys = crate::verify::webauthn::Passkeys::new("localhost", &["http://localhost:8080".to_owned()])
+        .map_err(|e| setup(&e))?;
+    let ceremony = match &signer {
+        ProofSigner::Webauthn(authenticator, _) => {
+            let (id, options) = passkeys
+                .start_registration(crate::limits::ClientKey::of([127, 0, 0, 1].into()), "bench")
+                .map_err(|e| setup(&e))?;
+            let credential = serde_json::from_value(authenticator.register(&options).map_err(|e| setup(&e))?)
+                .map_err(|e| setup(&e))?;
+            let registered = passkeys.finish_registration(&id, &credential).map_err(|e| setup(&e))?;
+            Some(passkeys.challenge(&issued.signed_bytes, vec![registered], false).map_err(|e| setup(&e))?)
+        }
+        _ => None,
+    };
     let challenge = json!({
         "payload": issued.payload_json(),
-        "siwe": issued.siwe,
-        "webauthn": issued.webauthn.as_ref().map(|w| w.options.clone()),
+        "siwe": siwe,
+        "webauthn": ceremony.as_ref().map(|w| w.options.clone()),
     });
     let auth = signer.auth(&challenge).map_err(|e| setup(&e))?;
     let verifiers = Verifiers::new(Vec::new(), Some(passkeys.core()));
     let verifier = verifiers.get(method).ok_or_else(|| setup(&"method not registered"))?;
-    let signed = verifier.signed_text(&issued).map_err(|e| setup(&e))?;
+    let issued_with = crate::verify::Challenge {
+        payload: issued.signed_bytes.as_bytes(),
+        siwe: siwe.as_deref(),
+        webauthn: ceremony.as_ref(),
+    };
     let verify = rate(seconds, || {
-        let claim = verifier.claim_for(&auth, &issued).map_err(|e| setup(&e))?;
-        claim.check(signed).map(|_| ()).map_err(|e| setup(&e))
+        let claim = verifier.claim(&auth, &issued_with).map_err(|e| setup(&e))?;
+        claim.check().map(|_| ()).map_err(|e| setup(&e))
     })?;
     let sign = rate(seconds, || signer.auth(&challenge).map(|_| ()).map_err(|e| setup(&e)))?;
     Ok(RawRates { verify, sign })

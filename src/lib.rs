@@ -32,17 +32,20 @@
 //! identity costs a signature check. Then the peer joins the room, the others hear
 //! `peer-joined`, and every outcome goes to the audit log.
 
+pub mod admission;
 pub mod bench;
 pub mod challenge;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod gateway;
 pub mod identity;
 pub mod ids;
 pub mod limits;
-pub mod passkeys;
+pub mod server;
 pub mod signal;
 pub mod store;
+pub mod tickets;
 pub mod verify;
 pub mod web;
 pub mod whitelist;

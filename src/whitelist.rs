@@ -10,8 +10,8 @@
 //!                            the change, and its audit row (who, how, from where)
 //!                                    │ commit
 //!                                    ▼
-//!               live rooms: a removal ejects at once; the change log (polled by
-//!               every server on the database) carries the rest, once
+//!               the change log: the only road to live rooms. The writer applies it
+//!               at once (a removal ejects); every server on the database polls it
 //! ```
 //!
 //! Never: write a change without its audit row, check ownership against anything
@@ -97,17 +97,6 @@ pub enum ChangeError {
     Store(#[from] StoreError),
 }
 
-/// What a live room must do once a change is committed (other servers on the
-/// database learn it from the change log).
-enum Then<'a> {
-    /// Reload the room's whitelist, owners and settings.
-    Reload,
-    /// Reload, and eject this identity's live sessions at once.
-    Eject(&'a str),
-    /// Nothing a live room caches changed.
-    Nothing,
-}
-
 /// The service; cheap to make, for a store and (in a server) its live rooms.
 pub struct Whitelist<'a> {
     store: &'a Store,
@@ -139,7 +128,7 @@ impl<'a> Whitelist<'a> {
     }
 
     /// Writes the change's audit row (who and how, then `detail`), commits, and then
-    /// tells the live room what it must do.
+    /// has live rooms apply the change log.
     #[allow(clippy::too_many_arguments)]
     async fn finish(
         &self,
@@ -149,7 +138,6 @@ impl<'a> Whitelist<'a> {
         event: &'static str,
         identity: Option<&str>,
         detail: Option<String>,
-        then: Then<'_>,
     ) -> Result<(), ChangeError> {
         let reason = match detail {
             Some(detail) => format!("{}: {detail}", actor.reason()),
@@ -157,16 +145,17 @@ impl<'a> Whitelist<'a> {
         };
         change.audit(room, ChangeAudit { event, identity, reason: Some(&reason), remote: actor.remote }).await?;
         change.commit().await?;
-        self.tell(room, then);
+        self.reach_live_rooms().await;
         Ok(())
     }
 
-    fn tell(&self, room: &RoomId, then: Then<'_>) {
+    /// After a commit: live rooms learn the change from the change log, at once, by
+    /// the same road as changes from other processes.
+    async fn reach_live_rooms(&self) {
         if let Some(rooms) = self.rooms {
-            match then {
-                Then::Reload => rooms.invalidate(room),
-                Then::Eject(did) => rooms.revoke(room, did),
-                Then::Nothing => {}
+            if let Err(e) = rooms.catch_up().await {
+                // The follower applies it on its next tick.
+                tracing::warn!(error = %e, "applying the change log failed");
             }
         }
     }
@@ -193,7 +182,7 @@ impl<'a> Whitelist<'a> {
             change.audit(room, row).await?;
         }
         change.commit().await?;
-        self.tell(room, Then::Reload);
+        self.reach_live_rooms().await;
         Ok(new)
     }
 
@@ -207,9 +196,7 @@ impl<'a> Whitelist<'a> {
         if !change.delete_entry(room, identity.did()).await? {
             return Err(ChangeError::NotListed);
         }
-        // A removal ejects at once, not at the next poll of the change log.
-        let then = Then::Eject(identity.did());
-        self.finish(change, room, &actor, "whitelist-remove", Some(identity.did()), None, then).await
+        self.finish(change, room, &actor, "whitelist-remove", Some(identity.did()), None).await
     }
 
     /// Makes `identity` a co-owner (and whitelists it).
@@ -218,7 +205,7 @@ impl<'a> Whitelist<'a> {
         change.add_owner(room, identity.did()).await?;
         let entry = NewEntry { identity: identity.did().to_owned(), label: "owner".into(), ..NewEntry::default() };
         change.put_entry(room, &entry, actor.name()).await?;
-        self.finish(change, room, &actor, "owner-add", Some(identity.did()), None, Then::Reload).await
+        self.finish(change, room, &actor, "owner-add", Some(identity.did()), None).await
     }
 
     /// Removes a co-owner (the last owner stays); its whitelist entry stays.
@@ -231,7 +218,7 @@ impl<'a> Whitelist<'a> {
                 ChangeError::NoSuchOwner
             });
         }
-        self.finish(change, room, &actor, "owner-remove", Some(identity.did()), None, Then::Reload).await
+        self.finish(change, room, &actor, "owner-remove", Some(identity.did()), None).await
     }
 
     /// Sets the room's settings; `edit` changes the current ones.
@@ -252,7 +239,7 @@ impl<'a> Whitelist<'a> {
             settings.freshness_secs.map_or("default".into(), |n| format!("{n} s")),
             settings.reverify_every_secs.map_or("never".into(), |n| format!("{n} s")),
         );
-        self.finish(change, room, &actor, "settings", None, Some(detail), Then::Reload).await?;
+        self.finish(change, room, &actor, "settings", None, Some(detail)).await?;
         Ok(settings)
     }
 
@@ -274,7 +261,7 @@ impl<'a> Whitelist<'a> {
             }
         }
         change.create_room(id, name, owner.did()).await?;
-        self.finish(change, id, &actor, "room-created", Some(owner.did()), None, Then::Nothing).await
+        self.finish(change, id, &actor, "room-created", Some(owner.did()), None).await
     }
 
     /// Creates an invite: whoever proves a key through it is whitelisted.
@@ -292,7 +279,7 @@ impl<'a> Whitelist<'a> {
         let expires_at = expires.to_rfc3339_opts(SecondsFormat::Millis, true);
         change.create_invite(&id, room, &label, uses, &expires_at, actor.name()).await?;
         let detail = format!("{uses} use(s) until {expires_at}, label '{label}'");
-        self.finish(change, room, &actor, "invite-created", None, Some(detail), Then::Nothing).await?;
+        self.finish(change, room, &actor, "invite-created", None, Some(detail)).await?;
         Ok(id)
     }
 
@@ -317,7 +304,7 @@ impl<'a> Whitelist<'a> {
         let row = ChangeAudit { event: "whitelist-add", identity: Some(identity.did()), reason: Some(&reason), remote };
         change.audit(room, row).await?;
         change.commit().await?;
-        self.tell(room, Then::Reload);
+        self.reach_live_rooms().await;
         Ok(())
     }
 
@@ -327,7 +314,7 @@ impl<'a> Whitelist<'a> {
         let change = self.authorised(room, &actor).await?;
         let rooms = self.rooms.ok_or(ChangeError::NoSuchPeer)?;
         let identity = rooms.peer_identity(room, peer).ok_or(ChangeError::NoSuchPeer)?;
-        self.finish(change, room, &actor, "kicked", Some(&identity), None, Then::Nothing).await?;
+        self.finish(change, room, &actor, "kicked", Some(&identity), None).await?;
         rooms.kick_peer(room, peer, crate::signal::protocol::code::REVOKED, "a host removed you from the call");
         Ok(())
     }

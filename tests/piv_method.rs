@@ -10,6 +10,7 @@ use common::piv_pki::TestPiv;
 use common::*;
 use keygate::verify::piv::{verify_attestation, PinPolicy, TouchPolicy};
 use keygate::verify::x509::{read_certificate, read_certificates, subject_key};
+use keygate::verify::Challenge;
 use serde_json::{json, Value};
 use spki::der::{Decode, Encode};
 use std::path::Path;
@@ -234,7 +235,7 @@ fn malformed_piv_proofs_are_refused_before_any_crypto() {
     let verifier = keygate::verify::piv::PivVerifier::new(Vec::new());
     let cert = pki.text("p256.pem");
     let sig = pki.sign("p256", "hello");
-    let claim = |auth: Value| verifier.claim(&auth).map(|c| c.identity.did().to_owned());
+    let claim = |auth: Value| verifier.claim(&auth, &Challenge::payload(b"")).map(|c| c.identity.did().to_owned());
     // The algorithm must match the certificate's key.
     let wrong = claim(json!({"certificate": cert, "signature": sig, "algorithm": "RSA-PKCS1-SHA256"}));
     assert!(matches!(wrong, Err(VerifyError::Malformed(m)) if m.contains("does not match")));
@@ -245,11 +246,17 @@ fn malformed_piv_proofs_are_refused_before_any_crypto() {
     assert!(matches!(claim(json!({"certificate": cert})), Err(VerifyError::Malformed(m)) if m.contains("signature")));
     assert!(matches!(claim(json!({"signature": sig})), Err(VerifyError::Malformed(m)) if m.contains("certificate")));
     // A well-formed proof names the slot key, and checks over exactly the text signed.
-    let ok = verifier.claim(&json!({"certificate": cert, "signature": sig, "algorithm": "ECDSA-P256-SHA256"})).unwrap();
+    let ok = verifier
+        .claim(
+            &json!({"certificate": cert, "signature": sig, "algorithm": "ECDSA-P256-SHA256"}),
+            &Challenge::payload(b"hello"),
+        )
+        .unwrap();
     assert_eq!(ok.identity, pki.identity("p256"));
-    assert!(ok.check(b"hello").is_ok());
-    let again = verifier.claim(&json!({"certificate": cert, "signature": sig})).unwrap();
-    assert_eq!(again.check(b"hello!").unwrap_err(), VerifyError::BadSignature);
+    assert!(ok.check().is_ok());
+    let again =
+        verifier.claim(&json!({"certificate": cert, "signature": sig}), &Challenge::payload(b"hello!")).unwrap();
+    assert_eq!(again.check().unwrap_err(), VerifyError::BadSignature);
 }
 
 /// Security item 2: anyone with a YubiKey holds an attested slot key. A "slot

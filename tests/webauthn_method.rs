@@ -224,7 +224,7 @@ async fn a_known_credential_id_cannot_be_registered_again() {
     // Nothing changed: the attacker's assertion is refused, the victim still joins.
     let stored = gw.store.credential(&credential_id).await.unwrap().unwrap();
     assert_eq!(stored.identity, did);
-    assert_eq!(keygate::passkeys::load_credential(&stored).unwrap().1.did(), did);
+    assert_eq!(keygate::verify::webauthn::load_credential(&stored).unwrap().1.did(), did);
     let mut c = s.connect().await;
     let challenge = c.request(json!({"type": "request", "roomId": room.as_str(), "webauthn": true})).await.unwrap();
     let forged = attacker.assert(&challenge["webauthn"]).unwrap();

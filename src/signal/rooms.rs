@@ -2,9 +2,12 @@
 //!
 //! The whitelist cache is what lets the session refuse an unknown key before any
 //! crypto, at memory speed. It is filled from the store on first use and kept right
-//! by [`Rooms::follow_changes`], which polls the store's change log so that edits
-//! made by another process (the CLI) take effect — and eject removed identities —
-//! within a fraction of a second. A lock here is never held across an `.await`.
+//! by the store's change log, the one road by which edits reach live rooms:
+//! [`Rooms::catch_up`] applies what the log holds past what was applied (dropping
+//! cached whitelists, ejecting removed identities). This process's writers (the
+//! whitelist service) call it as soon as they commit; [`Rooms::follow_changes`]
+//! calls it on every tick, for edits made by another process (the CLI). The room
+//! map's lock is never held across an `.await`.
 
 use super::protocol::{code, PeerInfo, ServerMessage};
 use crate::ids::{PeerId, RoomId};
@@ -109,6 +112,9 @@ pub struct Rooms {
     /// Bumped by every invalidation, so a load that raced with a change is discarded
     /// instead of caching what the change replaced.
     epoch: AtomicU64,
+    /// The last change-log entry applied (`None` until following starts). Held
+    /// while applying, so changes are applied once and in order.
+    applied: tokio::sync::Mutex<Option<i64>>,
 }
 
 /// What an admitted peer gets from joining.
@@ -127,7 +133,12 @@ pub enum JoinError {
 
 impl Rooms {
     pub fn new(store: Store) -> Self {
-        Rooms { store, live: Mutex::new(HashMap::new()), epoch: AtomicU64::new(0) }
+        Rooms {
+            store,
+            live: Mutex::new(HashMap::new()),
+            epoch: AtomicU64::new(0),
+            applied: tokio::sync::Mutex::new(None),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<RoomId, LiveRoom>> {
@@ -335,51 +346,71 @@ impl Rooms {
         self.lock().values().map(|r| r.peers.len()).sum()
     }
 
-    /// Applies whitelist changes from the store's change log, forever (until
-    /// `shutdown`): including those written by other processes.
+    /// Starts following the change log from its current end: what is already in the
+    /// store is what rooms will load.
+    pub async fn start_following(&self) -> Result<(), StoreError> {
+        *self.applied.lock().await = Some(self.store.last_change().await?);
+        Ok(())
+    }
+
+    /// Applies every change the log holds past the last one applied: a removal
+    /// ejects the identity's live sessions, any other change drops the room's cached
+    /// whitelist, and a room in a call whose own settings changed reloads now so its
+    /// sessions follow (e.g. a confirmation schedule). Does nothing before
+    /// [`Rooms::start_following`].
+    pub async fn catch_up(&self) -> Result<(), StoreError> {
+        let mut applied = self.applied.lock().await;
+        let Some(mut seen) = *applied else { return Ok(()) };
+        loop {
+            let changes = self.store.changes_since(seen).await?;
+            let full_page = changes.len() >= crate::store::CHANGES_PAGE;
+            // Rooms whose own settings changed (one settings form writes several).
+            let mut settings_changed = std::collections::HashSet::new();
+            for c in changes {
+                seen = c.seq;
+                *applied = Some(seen);
+                let Ok(room) = RoomId::parse(&c.room) else {
+                    continue;
+                };
+                if c.removed {
+                    self.revoke(&room, &c.identity);
+                } else {
+                    self.invalidate(&room);
+                    if c.identity.is_empty() {
+                        settings_changed.insert(room);
+                    }
+                }
+            }
+            for room in settings_changed {
+                if self.lock().get(&room).is_some_and(|r| !r.peers.is_empty()) {
+                    if let Err(e) = self.load(&room).await {
+                        tracing::warn!(error = %e, "reloading a room's settings failed");
+                    }
+                }
+            }
+            if !full_page {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Applies the change log every `interval`, until `shutdown`: edits made by other
+    /// processes reach live rooms this way.
     pub async fn follow_changes(self: Arc<Self>, interval: Duration, mut shutdown: watch::Receiver<bool>) {
-        let mut seen = match self.store.last_change().await {
-            Ok(seq) => seq,
-            Err(e) => {
+        if self.applied.lock().await.is_none() {
+            if let Err(e) = self.start_following().await {
                 tracing::error!(error = %e, "cannot read the whitelist change log; CLI changes will not eject sessions");
                 return;
             }
-        };
+        }
         let mut ticks = 0u64;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
                 _ = shutdown.changed() => return,
             }
-            match self.store.changes_since(seen).await {
-                Ok(changes) => {
-                    // Rooms whose own settings changed (one settings form writes several).
-                    let mut settings_changed = std::collections::HashSet::new();
-                    for c in changes {
-                        seen = c.seq;
-                        let Ok(room) = RoomId::parse(&c.room) else {
-                            continue;
-                        };
-                        if c.removed {
-                            self.revoke(&room, &c.identity);
-                        } else {
-                            self.invalidate(&room);
-                            if c.identity.is_empty() {
-                                settings_changed.insert(room);
-                            }
-                        }
-                    }
-                    // A room in a call reloads now, so its sessions follow (e.g. a
-                    // confirmation schedule); others reload when next used.
-                    for room in settings_changed {
-                        if self.lock().get(&room).is_some_and(|r| !r.peers.is_empty()) {
-                            if let Err(e) = self.load(&room).await {
-                                tracing::warn!(error = %e, "reloading a room's settings failed");
-                            }
-                        }
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "polling whitelist changes failed"),
+            if let Err(e) = self.catch_up().await {
+                tracing::warn!(error = %e, "polling whitelist changes failed");
             }
             ticks += 1;
             if ticks % 600 == 0 {

@@ -20,20 +20,19 @@ mod reverify;
 mod whitelist;
 
 use super::protocol::{
-    code, AddedEntry, ClientMessage, EntryError, PeerInfo, PeerProblem, Request, ServerMessage, SshHint, WhitelistAdd,
+    code, AddedEntry, ClientMessage, EntryError, PeerInfo, PeerProblem, Request, ServerMessage, WhitelistAdd,
     CLIENT_TYPES,
 };
 use super::rooms::{Kick, Outbound, PeerHandle};
 use super::Gateway;
-use crate::challenge::{valid_fingerprint, ChallengeSlot, Freshness, IssuedChallenge};
+use crate::admission::{Admitted, Answer, Asks, Caller, Purpose, Slot, Tell};
+use crate::challenge::valid_fingerprint;
 use crate::identity::{parse_key_list, EthAddress, Identity};
 use crate::ids::{PeerId, RoomId};
 use crate::store::AuditEvent;
-use crate::verify::{Method, VerifyError, SSH_NAMESPACE};
+use crate::verify::Method;
 use axum::extract::ws::{CloseFrame, Message};
-use chrono::Utc;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -52,17 +51,15 @@ const OUTBOUND_QUEUE: usize = 256;
 /// Consecutive rate-limited frames after which the connection is closed.
 const RATE_STRIKES: u32 = 100;
 
-/// The room a `request` asked for.
+/// The room a `request` asked for (refusals are logged there), and the name of a
+/// room to be created.
 struct Requested {
     room: RoomId,
-    create: bool,
     name: String,
-    /// A ticket is wanted instead of a seat (the native client).
-    ticket: bool,
 }
 
-/// State of an admitted peer.
-struct Admitted {
+/// State of an admitted peer: its seat in a room.
+struct Seat {
     room: RoomId,
     peer_id: PeerId,
     identity: Identity,
@@ -136,9 +133,9 @@ struct Session {
     /// This socket's place among the unadmitted; given back at admission (or close).
     unadmitted: Option<crate::limits::UnadmittedSlot>,
     remote: Option<String>,
-    slot: ChallengeSlot,
+    slot: Slot,
     requested: Option<Requested>,
-    admitted: Option<Admitted>,
+    admitted: Option<Seat>,
     rate: RateLimit,
 }
 
@@ -161,7 +158,7 @@ pub async fn run<S, E>(
         rate: RateLimit::new(gw.settings.messages_per_second),
         gw,
         remote: remote.map(|a| a.to_string()),
-        slot: ChallengeSlot::default(),
+        slot: Slot::default(),
         requested: None,
         admitted: None,
     };
@@ -241,7 +238,7 @@ enum PeerEvent {
 }
 
 /// Waits for the next frame or kick for this peer; never resolves before admission.
-async fn peer_event(admitted: &mut Option<Admitted>) -> PeerEvent {
+async fn peer_event(admitted: &mut Option<Seat>) -> PeerEvent {
     let Some(a) = admitted else {
         return std::future::pending().await;
     };

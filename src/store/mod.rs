@@ -37,6 +37,9 @@ pub enum StoreError {
     CredentialExists,
 }
 
+/// How many change-log entries one read returns at most.
+pub const CHANGES_PAGE: usize = 10_000;
+
 /// A handle to the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -283,13 +286,14 @@ impl Store {
     }
 
     /// Whitelist changes after `seq`, oldest first.
+    /// Changes since `seq`, at most [`CHANGES_PAGE`] of them, oldest first.
     pub async fn changes_since(&self, seq: i64) -> Result<Vec<WhitelistChange>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, room_id, identity, op FROM whitelist_changes WHERE seq > ? ORDER BY seq LIMIT 10000",
-        )
-        .bind(seq)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            sqlx::query("SELECT seq, room_id, identity, op FROM whitelist_changes WHERE seq > ? ORDER BY seq LIMIT ?")
+                .bind(seq)
+                .bind(CHANGES_PAGE as i64)
+                .fetch_all(&self.pool)
+                .await?;
         Ok(rows
             .into_iter()
             .map(|row| WhitelistChange {

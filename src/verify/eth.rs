@@ -17,7 +17,7 @@
 //! faster than the pure-Rust `k256`; Keccak-256 from `sha3`.
 
 use super::siwe::SiweMessage;
-use super::{Claim, Evidence, Method, Verifier, VerifyError};
+use super::{Challenge, Claim, Evidence, Method, Verifier, VerifyError};
 use crate::identity::{EthAddress, Identity};
 use secp256k1::ecdsa::{RecoverableSignature, RecoveryId};
 use sha3::{Digest, Keccak256};
@@ -68,7 +68,12 @@ impl Verifier for EthVerifier {
         Method::Eth
     }
 
-    fn claim(&self, auth: &serde_json::Value) -> Result<Claim, VerifyError> {
+    fn claim(&self, auth: &serde_json::Value, challenge: &Challenge<'_>) -> Result<Claim, VerifyError> {
+        let issued = challenge.siwe.ok_or_else(|| {
+            VerifyError::Unusable(
+                "to sign in with a wallet, send your address in the request (\"address\": \"0x…\")".into(),
+            )
+        })?;
         let text = auth
             .get("message")
             .and_then(|m| m.as_str())
@@ -81,7 +86,7 @@ impl Verifier for EthVerifier {
                 .ok_or_else(|| VerifyError::Malformed("missing signature (0x…)".into()))?,
         )?;
         let address = message.address;
-        Ok(Claim::new(Identity::from_eth(address), move |issued| {
+        Ok(Claim::new(Identity::from_eth(address), issued.as_bytes(), move |issued| {
             // What was signed must be the message issued, to the byte.
             if text.as_bytes() != issued {
                 let why = match std::str::from_utf8(issued).ok().and_then(|t| SiweMessage::parse(t).ok()) {
@@ -98,13 +103,5 @@ impl Verifier for EthVerifier {
             }
             Ok(Evidence::default())
         }))
-    }
-
-    fn signed_text<'a>(&self, issued: &'a crate::challenge::IssuedChallenge) -> Result<&'a [u8], VerifyError> {
-        issued.siwe.as_deref().map(str::as_bytes).ok_or_else(|| {
-            VerifyError::Unusable(
-                "to sign in with a wallet, send your address in the request (\"address\": \"0x…\")".into(),
-            )
-        })
     }
 }

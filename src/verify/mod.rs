@@ -3,31 +3,33 @@
 //! A verifier works in two steps so that the whitelist can be consulted in between:
 //!
 //! ```text
-//!   auth frame ──claim()──▶ Claim { identity, check }   (parsing only: no crypto)
-//!                               │
-//!               whitelist ◀─────┘  unknown identity: refused here, no signature checked
-//!                               │
-//!              check(signed bytes) ──▶ Ok / VerifyError   (the one expensive step)
+//!   proof + Challenge ──claim()──▶ Claim { identity, signed bytes, check }   (parsing only)
+//!                                      │
+//!                      whitelist ◀─────┘  unknown identity: refused here, no signature checked
+//!                                      │
+//!                          check() ──▶ Evidence / VerifyError   (the one expensive step)
 //! ```
 //!
-//! This module knows nothing of sockets, rooms or SQL. Every signature check goes
-//! through [`Claim::check`], which counts it, so tests can prove that an unknown key
-//! costs no crypto.
+//! This module knows nothing of sockets, rooms, clocks or SQL: what was issued
+//! reaches it as a [`Challenge`] (the bytes, and what a method built with them).
+//! Every signature check goes through [`Claim::check`], which counts it, so tests
+//! can prove that an unknown key costs no crypto.
+//!
+//! Adding a method: its file here (a [`Verifier`]), its [`Method`] variant, and one
+//! line in [`Verifiers::new`].
 
 mod eth;
-mod passkey;
 pub mod piv;
 pub mod siwe;
 mod ssh;
 pub mod sshsig;
-pub mod ticket;
 pub mod webauthn;
 mod webcrypto;
 pub mod x509;
 
 pub use eth::{decode_signature as eth_signature, personal_message_hash, recover_signer, EthVerifier};
-pub use passkey::WebauthnVerifier;
 pub use ssh::{SshVerifier, SSH_NAMESPACE};
+pub use webauthn::WebauthnVerifier;
 pub use webcrypto::WebCryptoVerifier;
 
 use crate::identity::Identity;
@@ -119,10 +121,30 @@ pub struct Evidence {
 /// Deferred signature check of a parsed proof.
 type Check = Box<dyn FnOnce(&[u8]) -> Result<Evidence, VerifyError> + Send>;
 
-/// A parsed proof: who claims to have signed, and the check that would confirm it.
+/// A parsed proof: who claims to have signed, the exact bytes the signature must
+/// cover, and the check that would confirm it.
 pub struct Claim {
     pub identity: Identity,
+    signed: Vec<u8>,
     check: Check,
+}
+
+/// What was issued with a challenge, as a verifier sees it.
+#[derive(Clone, Copy)]
+pub struct Challenge<'a> {
+    /// The payload text (`JSON.stringify` of the challenge's payload).
+    pub payload: &'a [u8],
+    /// The Sign-In with Ethereum message built for this challenge, if one was.
+    pub siwe: Option<&'a str>,
+    /// The WebAuthn ceremony started for this challenge, if one was.
+    pub webauthn: Option<&'a webauthn::Ceremony>,
+}
+
+impl<'a> Challenge<'a> {
+    /// A challenge with nothing built beside its payload.
+    pub fn payload(payload: &'a [u8]) -> Self {
+        Challenge { payload, siwe: None, webauthn: None }
+    }
 }
 
 static SIGNATURE_CHECKS: AtomicU64 = AtomicU64::new(0);
@@ -133,35 +155,34 @@ pub fn signature_checks() -> u64 {
 }
 
 impl Claim {
+    /// `signed`: the bytes the server issued that this proof must sign.
     pub fn new(
         identity: Identity,
+        signed: &[u8],
         check: impl FnOnce(&[u8]) -> Result<Evidence, VerifyError> + Send + 'static,
     ) -> Self {
-        Claim { identity, check: Box::new(check) }
+        Claim { identity, signed: signed.to_vec(), check: Box::new(check) }
     }
 
-    /// Runs the signature check over exactly `signed`, the bytes the server issued.
-    pub fn check(self, signed: &[u8]) -> Result<Evidence, VerifyError> {
+    /// The exact bytes the signature must cover.
+    pub fn signed(&self) -> &[u8] {
+        &self.signed
+    }
+
+    /// Runs the signature check over exactly the bytes the server issued.
+    pub fn check(self) -> Result<Evidence, VerifyError> {
         SIGNATURE_CHECKS.fetch_add(1, Ordering::Relaxed);
-        (self.check)(signed)
+        (self.check)(&self.signed)
     }
 }
 
 /// One proof method. Implementations are pure: no I/O, no clock, no shared state.
 pub trait Verifier: Send + Sync {
     fn method(&self) -> Method;
-    /// Parses the method's fields of an `auth` frame (the whole frame as JSON) and
-    /// names the claimed identity, without checking any signature.
-    fn claim(&self, auth: &serde_json::Value) -> Result<Claim, VerifyError>;
-    /// [`Verifier::claim`] for a proof that also needs what was issued with the
-    /// challenge (WebAuthn ceremony state). Most methods need only the proof.
-    fn claim_for(
-        &self,
-        auth: &serde_json::Value,
-        _issued: &crate::challenge::IssuedChallenge,
-    ) -> Result<Claim, VerifyError> {
-        self.claim(auth)
-    }
+    /// Parses the method's fields of an `auth` frame (the whole frame as JSON)
+    /// answering `challenge`, and names the claimed identity and the bytes it must
+    /// have signed, without checking any signature.
+    fn claim(&self, auth: &serde_json::Value, challenge: &Challenge<'_>) -> Result<Claim, VerifyError>;
     /// The proof fields other peers need to check an admission themselves, which the
     /// server then forwards to them; empty when a peer could not check it anyway.
     fn forwarded_fields(&self) -> &'static [&'static str] {
@@ -171,11 +192,6 @@ pub trait Verifier: Send + Sync {
     /// result), so its challenge must stay valid for minutes.
     fn by_hand(&self) -> bool {
         false
-    }
-    /// The exact bytes this method signs for a challenge: the payload text, unless
-    /// the method signs something built from it (a SIWE message).
-    fn signed_text<'a>(&self, issued: &'a crate::challenge::IssuedChallenge) -> Result<&'a [u8], VerifyError> {
-        Ok(issued.signed_bytes.as_bytes())
     }
 }
 
@@ -192,20 +208,12 @@ impl Verifiers {
         Self::new(Vec::new(), None)
     }
 
-    /// Every method; PIV attestations must chain to one of `piv_anchors`, and
-    /// WebAuthn is accepted when a relying party is given.
+    /// Every pure method; PIV attestations must chain to one of `piv_anchors`, and
+    /// WebAuthn is accepted when a relying party is given. (Tickets are state, not
+    /// proofs: the admission pipeline redeems them.)
     pub fn new(
         piv_anchors: Vec<x509_cert::Certificate>,
         webauthn: Option<std::sync::Arc<webauthn_rs_core::WebauthnCore>>,
-    ) -> Self {
-        Self::with_tickets(piv_anchors, webauthn, None)
-    }
-
-    /// [`Verifiers::new`], also redeeming the tickets of `tickets`.
-    pub fn with_tickets(
-        piv_anchors: Vec<x509_cert::Certificate>,
-        webauthn: Option<std::sync::Arc<webauthn_rs_core::WebauthnCore>>,
-        tickets: Option<std::sync::Arc<ticket::Tickets>>,
     ) -> Self {
         let mut list: Vec<Box<dyn Verifier>> = vec![
             Box::new(WebCryptoVerifier),
@@ -213,12 +221,7 @@ impl Verifiers {
             Box::new(EthVerifier),
             Box::new(piv::PivVerifier::new(piv_anchors)),
         ];
-        if let Some(core) = webauthn {
-            list.push(Box::new(WebauthnVerifier::new(core)));
-        }
-        if let Some(tickets) = tickets {
-            list.push(Box::new(ticket::TicketVerifier::new(tickets)));
-        }
+        list.extend(webauthn.map(|core| Box::new(WebauthnVerifier::new(core)) as Box<dyn Verifier>));
         Verifiers { by_method: Arc::new(list.into_iter().map(|v| (v.method(), v)).collect()) }
     }
 

@@ -22,7 +22,7 @@
 //! required, since YubiKeys made in 2017–2018 carry none.
 
 use super::x509::{extension, read_certificate, read_certificates, signed_by, subject, subject_key, KeyKind};
-use super::{Claim, Evidence, Method, Verifier, VerifyError};
+use super::{Challenge, Claim, Evidence, Method, Verifier, VerifyError};
 use crate::identity::Identity;
 use aws_lc_rs::signature::{self as sig, UnparsedPublicKey};
 use serde::Serialize;
@@ -359,7 +359,7 @@ impl Verifier for PivVerifier {
         Method::Piv
     }
 
-    fn claim(&self, auth: &serde_json::Value) -> Result<Claim, VerifyError> {
+    fn claim(&self, auth: &serde_json::Value, challenge: &Challenge<'_>) -> Result<Claim, VerifyError> {
         let attestation = match auth.get("attestation") {
             None | Some(serde_json::Value::Null) => None,
             Some(a) => {
@@ -398,7 +398,7 @@ impl Verifier for PivVerifier {
             super::x509::decode_b64(field(auth, "signature").ok_or_else(|| malformed("missing signature"))?)?;
         let anchors = self.anchors.clone();
         let identity = Identity::from_key(key.clone());
-        Ok(Claim::new(identity, move |signed| {
+        Ok(Claim::new(identity, challenge.payload, move |signed| {
             let alg: &'static dyn sig::VerificationAlgorithm = match kind {
                 KeyKind::P256 => &sig::ECDSA_P256_SHA256_ASN1,
                 KeyKind::P384 => &sig::ECDSA_P384_SHA256_ASN1,

@@ -181,7 +181,49 @@ fn parse_time(s: &str) -> Option<DateTime<FixedOffset>> {
     DateTime::parse_from_rfc3339(s).ok()
 }
 
+/// What a SIWE message for a keygate challenge is built from.
+pub struct ForChallenge<'a> {
+    /// The server's origin: the message's URI, and its domain without the scheme.
+    pub origin: &'a str,
+    pub statement: String,
+    /// The room (or the purpose's pseudo-room), as Request ID.
+    pub request_id: &'a str,
+    pub nonce: &'a str,
+    pub issued_at: DateTime<Utc>,
+    /// The expiration is this long after `issued_at`.
+    pub lifetime: std::time::Duration,
+    /// The DTLS fingerprint the challenge vouches for, as a resource.
+    pub fingerprint: Option<&'a str>,
+    pub chain_id: u64,
+}
+
 impl SiweMessage {
+    /// The message a wallet at `address` signs for a challenge: the same nonce and
+    /// issue time, an expiration at the end of the freshness window.
+    pub fn for_challenge(address: EthAddress, c: ForChallenge<'_>) -> SiweMessage {
+        use chrono::SecondsFormat::Millis;
+        let expires = c.issued_at + chrono::Duration::from_std(c.lifetime).unwrap_or(chrono::Duration::zero());
+        SiweMessage {
+            scheme: None,
+            domain: c.origin.split_once("://").map_or(c.origin, |(_, rest)| rest).trim_end_matches('/').to_owned(),
+            address,
+            statement: Some(c.statement),
+            uri: c.origin.to_owned(),
+            version: "1".into(),
+            chain_id: c.chain_id,
+            nonce: c.nonce.to_owned(),
+            issued_at: c.issued_at.to_rfc3339_opts(Millis, true),
+            expiration_time: Some(expires.to_rfc3339_opts(Millis, true)),
+            not_before: None,
+            request_id: Some(c.request_id.to_owned()),
+            resources: c
+                .fingerprint
+                .iter()
+                .map(|f| format!("urn:keygate:dtls-fingerprint:{}", f.replace(' ', ":")))
+                .collect(),
+        }
+    }
+
     /// Checks every field against the specification (used after parsing, and for
     /// messages built from fields).
     pub fn validate(&self) -> Result<(), SiweError> {

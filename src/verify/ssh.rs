@@ -15,7 +15,7 @@
 //! ```
 
 use super::sshsig::SshSig;
-use super::{Claim, Method, Verifier, VerifyError};
+use super::{Challenge, Claim, Method, Verifier, VerifyError};
 
 /// The SSHSIG namespace keygate signatures are made in, so that a signature made
 /// for git or for file signing can never be replayed as a keygate login.
@@ -28,7 +28,7 @@ impl Verifier for SshVerifier {
         Method::Ssh
     }
 
-    fn claim(&self, auth: &serde_json::Value) -> Result<Claim, VerifyError> {
+    fn claim(&self, auth: &serde_json::Value, challenge: &Challenge<'_>) -> Result<Claim, VerifyError> {
         let text = auth.get("signature").and_then(|s| s.as_str()).ok_or_else(|| {
             VerifyError::Malformed("missing signature (the -----BEGIN SSH SIGNATURE----- block)".into())
         })?;
@@ -39,7 +39,7 @@ impl Verifier for SshVerifier {
                 sig.namespace
             )));
         }
-        Ok(Claim::new(sig.identity(), move |signed| sig.verify(signed, SSH_NAMESPACE)))
+        Ok(Claim::new(sig.identity(), challenge.payload, move |signed| sig.verify(signed, SSH_NAMESPACE)))
     }
 
     fn by_hand(&self) -> bool {

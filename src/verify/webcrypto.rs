@@ -14,7 +14,7 @@
 //! The signature is checked with aws-lc-rs, measured ~6× faster than RustCrypto's
 //! p256 on the same machine (see README, "Speed").
 
-use super::{Claim, Evidence, Method, Verifier, VerifyError};
+use super::{Challenge, Claim, Evidence, Method, Verifier, VerifyError};
 use crate::identity::{parse_jwk, Identity, ParseError, PublicKey};
 use aws_lc_rs::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
 use base64::Engine;
@@ -27,7 +27,7 @@ impl Verifier for WebCryptoVerifier {
         Method::Webcrypto
     }
 
-    fn claim(&self, auth: &serde_json::Value) -> Result<Claim, VerifyError> {
+    fn claim(&self, auth: &serde_json::Value, challenge: &Challenge<'_>) -> Result<Claim, VerifyError> {
         let jwk =
             auth.get("publicKey").ok_or_else(|| VerifyError::Malformed("missing publicKey (a public JWK)".into()))?;
         let (key, point) = parse_jwk(jwk).map_err(|e| match e {
@@ -38,7 +38,7 @@ impl Verifier for WebCryptoVerifier {
             return Err(VerifyError::Key("webcrypto keys are ECDSA P-256".into()));
         }
         let signature = decode_signature(auth.get("signature"))?;
-        Ok(Claim::new(Identity::from_key(key), move |signed| {
+        Ok(Claim::new(Identity::from_key(key), challenge.payload, move |signed| {
             verify_p1363_p256(&point, signed, &signature).map(|()| Evidence::default())
         }))
     }

@@ -11,21 +11,22 @@
 //!   ◀──── Set-Cookie: keygate_session (HttpOnly, SameSite=Strict[, Secure])
 //! ```
 //!
-//! Each form POST of a signed-in page carries the session's CSRF token. Tokens and
-//! cookies are never logged.
+//! The proof itself goes through the one pipeline ([`crate::admission`]) with
+//! purpose `SignIn`. Each form POST of a signed-in page carries the session's CSRF
+//! token. Tokens and cookies are never logged.
 
-use super::AppState;
-use crate::challenge::{Freshness, IssuedChallenge};
-use crate::identity::Identity;
-use crate::limits::{ClientKey, PendingMap};
-use crate::signal::Gateway;
+use super::{AppState, Error};
+use crate::admission::{Answer, Asks, Caller, Purpose};
+use crate::gateway::Gateway;
+use crate::identity::EthAddress;
+use crate::limits::ClientKey;
 use crate::store::WebSession;
-use crate::verify::{Method, VerifyError};
 use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Json;
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -36,31 +37,14 @@ use std::sync::Arc;
 pub const COOKIE: &str = "keygate_session";
 /// How long a sign-in lasts.
 const SESSION_DAYS: i64 = 7;
-/// Proofs in progress at once (sign-ins and invites), server-wide.
-const MAX_PENDING: usize = 10_000;
-/// Proofs in progress at once from one client address: a sign-in takes one; a
-/// person who reloads a few times, or a small office behind one address, stays
-/// far below it.
-const MAX_PENDING_PER_CLIENT: usize = 32;
 
-/// Challenges issued over HTTP and not yet answered.
-pub struct PendingProofs(PendingMap<IssuedChallenge>);
+pub fn router() -> Router<AppState> {
+    Router::new().route("/signin", get(super::host::sign_in_page)).route("/signout", post(sign_out))
+}
 
-impl PendingProofs {
-    /// Kept as long as the longest challenge lifetime.
-    pub fn new(settings: &crate::config::Settings) -> Self {
-        let ttl = settings.manual_freshness.max(settings.freshness_past);
-        PendingProofs(PendingMap::new(ttl, MAX_PENDING_PER_CLIENT, MAX_PENDING))
-    }
-
-    /// Single use: the challenge is gone whatever the outcome.
-    fn take(&self, id: &str) -> Option<IssuedChallenge> {
-        self.0.take(id)
-    }
-
-    pub fn prune(&self) {
-        self.0.prune();
-    }
+/// What anyone may call: a challenge, and its answer.
+pub fn open() -> Router<AppState> {
+    Router::new().route("/signin/challenge", post(sign_in_challenge)).route("/signin/verify", post(sign_in_verify))
 }
 
 fn hash_token(token: &str) -> String {
@@ -100,152 +84,81 @@ where
     }
 }
 
-/// What a JSON proof endpoint answers on failure.
-pub struct ProofError(StatusCode, String);
-
-impl ProofError {
-    pub fn new(status: StatusCode, message: &str) -> Self {
-        ProofError(status, message.to_owned())
-    }
-}
-
-impl IntoResponse for ProofError {
-    fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
-    }
-}
-
 #[derive(Deserialize, Default)]
 pub struct ChallengeRequest {
     /// An Ethereum address, for a SIWE message to sign.
     address: Option<String>,
 }
 
-/// Issues a challenge over HTTP and returns it the way the socket's `challenge`
-/// frame carries it, plus the id to answer it with.
-pub fn issue_over_http(
-    gw: &Gateway,
-    pending: &PendingProofs,
-    client: ClientKey,
-    mut challenge: IssuedChallenge,
+/// Issues a challenge for `purpose` over HTTP: the offer the socket's `challenge`
+/// frame carries, plus the id to answer it with.
+pub async fn issue_over_http(
+    state: &AppState,
+    remote: SocketAddr,
+    purpose: Purpose,
     address: Option<&str>,
-) -> Result<Value, ProofError> {
-    if let Some(address) = address.filter(|a| !a.is_empty()) {
-        let address = crate::identity::EthAddress::parse(address)
-            .map_err(|e| ProofError(StatusCode::BAD_REQUEST, format!("address: {e}")))?;
-        challenge = challenge.with_siwe(&gw.origin, address, gw.settings.eth_chain_id, gw.settings.freshness_past);
-    }
-    // Passkeys answer with discoverable credentials: the options offer none, and
-    // the credential is looked up when the answer names it.
-    let webauthn = gw.passkeys.challenge(&challenge.signed_bytes, Vec::new(), false).ok().map(|w| w.options);
-    let payload: Value = challenge.payload_json();
-    let ssh = crate::signal::protocol::SshHint::for_text(&challenge.signed_bytes);
-    let siwe = challenge.siwe.clone();
-    let id = pending.0.put(client, challenge);
-    Ok(json!({
-        "challengeId": id,
-        "payload": payload,
-        "methods": gw.verifiers.methods().into_iter().map(Method::as_str).collect::<Vec<_>>(),
-        "ssh": ssh,
-        "siwe": siwe,
-        "webauthn": webauthn,
-    }))
-}
-
-/// Verifies an answer to a challenge issued over HTTP; returns who signed.
-pub async fn verify_over_http(
-    gw: &Gateway,
-    pending: &PendingProofs,
-    answer: &Value,
-) -> Result<(Identity, Method), ProofError> {
-    let refuse = |why: String| ProofError(StatusCode::FORBIDDEN, why);
-    let id = answer["challengeId"].as_str().unwrap_or_default();
-    let mut issued =
-        pending.take(id).ok_or_else(|| refuse("this challenge is unknown, used or expired; start again".into()))?;
-    let method = serde_json::from_value::<Method>(answer["method"].clone())
-        .ok()
-        .filter(|m| gw.verifiers.get(*m).is_some())
-        .ok_or_else(|| ProofError(StatusCode::BAD_REQUEST, "unknown method".into()))?;
-    let verifier = gw.verifiers.get(method).ok_or_else(|| refuse("method not accepted".into()))?;
-    let window = Freshness {
-        past: if verifier.by_hand() { gw.settings.manual_freshness } else { gw.settings.freshness_past },
-        future: gw.settings.freshness_future,
+) -> Result<Value, Error> {
+    let address = match address.filter(|a| !a.is_empty()).map(EthAddress::parse) {
+        None => None,
+        Some(Ok(a)) => Some(a),
+        Some(Err(e)) => return Err(Error::json(StatusCode::BAD_REQUEST, format!("address: {e}"))),
     };
-    let mut slot = crate::challenge::ChallengeSlot::default();
-    slot.put(issued.clone());
-    slot.redeem(&answer["payload"], Utc::now(), window).map_err(|r| refuse(r.reason().into()))?;
-    if method == Method::Webauthn {
-        issued.webauthn = Some(Arc::new(discoverable_ceremony(gw, &issued, answer).await?));
-    }
-    let proof = Value::Object(answer.as_object().cloned().unwrap_or_else(Map::new));
-    let claim = verifier.claim_for(&proof, &issued).map_err(|e| explain(&e))?;
-    let identity = claim.identity.clone();
-    let signed = verifier.signed_text(&issued).map_err(|e| explain(&e))?;
-    let evidence = claim.check(signed).map_err(|e| explain(&e))?;
-    if let Some(counter) = evidence.counter {
-        let credential = evidence.credential_id.as_deref().map(crate::passkeys::credential_id_text);
-        if !gw.store.advance_counters(identity.did(), counter, credential.as_deref()).await.unwrap_or(false) {
-            return Err(refuse("the key's sign counter went backwards".into()));
-        }
-    }
-    Ok((identity, method))
-}
-
-/// A passkey answer names its credential; the ceremony is built for that one.
-async fn discoverable_ceremony(
-    gw: &Gateway,
-    issued: &IssuedChallenge,
-    answer: &Value,
-) -> Result<crate::passkeys::WebauthnChallenge, ProofError> {
-    let refuse = |why: &str| ProofError(StatusCode::FORBIDDEN, why.to_owned());
-    let raw_id = answer["credential"]["rawId"].as_str().unwrap_or_default();
-    let stored = gw
-        .store
-        .credential(raw_id.trim_end_matches('='))
+    let asks = Asks { address, ..Asks::default() };
+    let issued = state
+        .gateway
+        .admission()
+        .issue(purpose, asks)
         .await
-        .map_err(|_| ProofError(StatusCode::INTERNAL_SERVER_ERROR, "credential lookup failed".into()))?
-        .ok_or_else(|| refuse("this passkey is not registered here; create one on the passkey page"))?;
-    let (credential, identity) = crate::passkeys::load_credential(&stored).map_err(|e| {
-        tracing::warn!(credential = %stored.id, error = %e, "a stored credential was refused");
-        refuse("this passkey's record is not usable; register it again")
-    })?;
-    gw.passkeys.challenge(&issued.signed_bytes, vec![(credential, identity)], false).map_err(|e| refuse(&e.to_string()))
+        .map_err(|e| Error::json(StatusCode::INTERNAL_SERVER_ERROR, e.0))?;
+    let mut offer = serde_json::to_value(issued.offer()).unwrap_or_default();
+    let id = state.pending.put(ClientKey::of(remote.ip()), issued);
+    offer["challengeId"] = id.into();
+    Ok(offer)
 }
 
-/// What a person may be told about a failed proof: its form, or only "not accepted".
-fn explain(e: &VerifyError) -> ProofError {
-    match e {
-        VerifyError::PrivateKey => ProofError(StatusCode::BAD_REQUEST, "send only the public key".into()),
-        other => match other.client_message() {
-            Some(m) => ProofError(StatusCode::BAD_REQUEST, m),
-            None => ProofError(StatusCode::FORBIDDEN, "the proof was not accepted".into()),
-        },
-    }
+/// Redeems an answer to a challenge issued over HTTP for a purpose `wanted` accepts.
+pub async fn redeem_over_http(
+    state: &AppState,
+    remote: SocketAddr,
+    answer: &Value,
+    wanted: fn(&Purpose) -> bool,
+) -> Result<crate::admission::Admitted, Error> {
+    let id = answer["challengeId"].as_str().unwrap_or_default();
+    let empty = Map::new();
+    let answer = Answer {
+        method: answer["method"].as_str().unwrap_or_default(),
+        payload: &answer["payload"],
+        proof: answer.as_object().unwrap_or(&empty),
+    };
+    let caller = Caller { client: Some(ClientKey::of(remote.ip())), remote: Some(remote.to_string()), room: None };
+    let mut source = state.pending.by_id(id, wanted);
+    Ok(state.gateway.admission().redeem(&mut source, answer, &caller).await?)
 }
 
 pub async fn sign_in_challenge(
     State(state): State<AppState>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     body: Option<Json<ChallengeRequest>>,
-) -> Result<Json<Value>, ProofError> {
+) -> Result<Json<Value>, Error> {
     let body = body.map(|Json(b)| b).unwrap_or_default();
-    let challenge = IssuedChallenge::issue_sign_in(&state.gateway.origin, Utc::now());
-    let client = ClientKey::of(remote.ip());
-    issue_over_http(&state.gateway, &state.pending, client, challenge, body.address.as_deref()).map(Json)
+    issue_over_http(&state, remote, Purpose::SignIn, body.address.as_deref()).await.map(Json)
 }
 
-pub async fn sign_in_verify(State(state): State<AppState>, Json(answer): Json<Value>) -> Result<Response, ProofError> {
+pub async fn sign_in_verify(
+    State(state): State<AppState>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    Json(answer): Json<Value>,
+) -> Result<Response, Error> {
     let gw = &state.gateway;
-    let (identity, method) = verify_over_http(gw, &state.pending, &answer).await?;
+    let admitted = redeem_over_http(&state, remote, &answer, |p| *p == Purpose::SignIn).await?;
+    let (identity, method) = (admitted.identity, admitted.method);
     let token = crate::ids::hex(&crate::ids::random_bytes::<32>());
     let csrf = crate::ids::hex(&crate::ids::random_bytes::<16>());
     let expires = Utc::now() + chrono::Duration::days(SESSION_DAYS);
-    gw.store.create_web_session(&hash_token(&token), identity.did(), method.as_str(), &csrf, expires).await.map_err(
-        |e| {
-            tracing::error!(error = %e, "creating a session failed");
-            ProofError(StatusCode::INTERNAL_SERVER_ERROR, "the session could not be created; try again".into())
-        },
-    )?;
+    gw.store
+        .create_web_session(&hash_token(&token), identity.did(), method.as_str(), &csrf, expires)
+        .await
+        .map_err(|e| Error::internal("creating a session", e).as_json())?;
     let secure = if gw.origin.starts_with("https://") { "; Secure" } else { "" };
     let cookie =
         format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}", SESSION_DAYS * 86_400);

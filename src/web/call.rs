@@ -3,15 +3,21 @@
 //! [`super::pages::static_file`]). Whoever has the link sees the page; only an
 //! admitted key gets into the call.
 
-use super::host::PageError;
 use super::pages::render;
+use super::{AppState, Error};
+use crate::gateway::Gateway;
 use crate::ids::RoomId;
-use crate::signal::Gateway;
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
 use std::sync::Arc;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/r/{room}", get(call_page))
+}
 
 #[derive(Template)]
 #[template(path = "call.html")]
@@ -20,16 +26,15 @@ struct CallPage<'a> {
     methods: Vec<&'static str>,
 }
 
-const NO_SUCH_ROOM: PageError =
-    PageError(StatusCode::NOT_FOUND, "There is no such room. Check the link you were sent.");
+const NO_SUCH_ROOM: Error = Error::page(StatusCode::NOT_FOUND, "There is no such room. Check the link you were sent.");
 
-pub async fn call_page(State(gw): State<Arc<Gateway>>, Path(room): Path<String>) -> Result<Response, PageError> {
+pub async fn call_page(State(gw): State<Arc<Gateway>>, Path(room): Path<String>) -> Result<Response, Error> {
     let room = RoomId::parse(&room).map_err(|_| NO_SUCH_ROOM)?;
     match gw.store.room(&room).await {
         Ok(Some(_)) => {}
         Ok(None) => return Err(NO_SUCH_ROOM),
-        Err(e) => return Err(super::host::internal("room lookup", e)),
+        Err(e) => return Err(Error::internal("room lookup", e)),
     }
-    let methods = gw.verifiers.methods().into_iter().map(|m| m.as_str()).collect();
+    let methods = gw.methods().into_iter().map(|m| m.as_str()).collect();
     Ok(render(&CallPage { room: room.as_str(), methods }))
 }

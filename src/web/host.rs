@@ -4,7 +4,7 @@
 
 use super::auth::{csrf_ok, SignedIn};
 use super::pages::render;
-use super::AppState;
+use super::{AppState, Error};
 use crate::identity::{parse_key_list, Identity};
 use crate::ids::{PeerId, RoomId};
 use crate::signal::protocol::PeerInfo;
@@ -14,20 +14,24 @@ use askama::Template;
 use axum::extract::{ConnectInfo, Multipart, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
 use serde::Deserialize;
 use serde_json::Value;
 use std::net::SocketAddr;
 
-/// A page's answer when it cannot show what was asked: a status and a sentence
-/// for the person, never an internal cause.
-pub struct PageError(pub(super) StatusCode, pub(super) &'static str);
-
-impl IntoResponse for PageError {
-    fn into_response(self) -> Response {
-        let mut page = render(&ProblemPage { message: self.1 });
-        *page.status_mut() = self.0;
-        page
-    }
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/rooms", get(my_rooms).post(create_room))
+        .route("/rooms/{room}", get(room_page))
+        .route("/rooms/{room}/allow", post(allow))
+        .route("/rooms/{room}/deny", post(deny))
+        .route("/rooms/{room}/settings", post(settings))
+        .route("/rooms/{room}/owners", post(owners))
+        .route("/rooms/{room}/audit", get(audit_page))
+        .route("/rooms/{room}/live", get(live_page))
+        .route("/rooms/{room}/kick", post(kick))
+        .route("/rooms/{room}/reverify", post(reverify))
 }
 
 /// A form body. One that cannot be read (a field missing, a forged POST) gets the
@@ -39,26 +43,26 @@ where
     S: Send + Sync,
     axum::Form<T>: axum::extract::FromRequest<S>,
 {
-    type Rejection = PageError;
+    type Rejection = Error;
 
     async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Form::<T>::from_request(request, state).await {
             Ok(axum::Form(form)) => Ok(Form(form)),
             Err(_) => {
-                Err(PageError(StatusCode::BAD_REQUEST, "The form was incomplete; reload the page and try again."))
+                Err(Error::page(StatusCode::BAD_REQUEST, "The form was incomplete; reload the page and try again."))
             }
         }
     }
 }
 
-const EXPIRED_FORM: PageError = PageError(StatusCode::FORBIDDEN, "The form expired; reload the page and try again.");
+const EXPIRED_FORM: Error = Error::page(StatusCode::FORBIDDEN, "The form expired; reload the page and try again.");
 
 /// The signed-in host of a request; anyone else is sent to the sign-in page.
 pub struct Host(pub(super) WebSession);
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Host
 where
-    std::sync::Arc<crate::signal::Gateway>: axum::extract::FromRef<S>,
+    std::sync::Arc<crate::gateway::Gateway>: axum::extract::FromRef<S>,
 {
     type Rejection = Redirect;
 
@@ -70,23 +74,12 @@ where
     }
 }
 
-fn check_csrf(session: &WebSession, submitted: &str) -> Result<(), PageError> {
+fn check_csrf(session: &WebSession, submitted: &str) -> Result<(), Error> {
     if csrf_ok(session, submitted) {
         Ok(())
     } else {
         Err(EXPIRED_FORM)
     }
-}
-
-pub(super) fn internal(what: &str, e: impl std::fmt::Display) -> PageError {
-    tracing::error!(error = %e, "{what} failed");
-    PageError(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong on the server; try again.")
-}
-
-#[derive(Template)]
-#[template(path = "problem.html")]
-struct ProblemPage<'a> {
-    message: &'a str,
 }
 
 #[derive(Template)]
@@ -101,11 +94,11 @@ pub async fn sign_in_page(SignedIn(session): SignedIn) -> Response {
 
 /// The room, if the signed-in identity owns it; a clear refusal otherwise. A room
 /// that does not exist and one owned by someone else look the same.
-async fn owned_room(state: &AppState, session: &WebSession, room: &str) -> Result<(RoomId, RoomRecord), PageError> {
-    const NOT_YOURS: PageError =
-        PageError(StatusCode::FORBIDDEN, "This room does not exist or you are not one of its owners.");
+async fn owned_room(state: &AppState, session: &WebSession, room: &str) -> Result<(RoomId, RoomRecord), Error> {
+    const NOT_YOURS: Error =
+        Error::page(StatusCode::FORBIDDEN, "This room does not exist or you are not one of its owners.");
     let id = RoomId::parse(room).map_err(|_| NOT_YOURS)?;
-    match state.gateway.store.room(&id).await.map_err(|e| internal("room lookup", e))? {
+    match state.gateway.store.room(&id).await.map_err(|e| Error::internal("room lookup", e))? {
         Some(record) if record.owners.contains(&session.identity) => Ok((id, record)),
         _ => Err(NOT_YOURS),
     }
@@ -118,14 +111,15 @@ pub(super) async fn owner_form(
     session: &WebSession,
     room: &str,
     csrf: &str,
-) -> Result<(RoomId, RoomRecord), PageError> {
+) -> Result<(RoomId, RoomRecord), Error> {
     check_csrf(session, csrf)?;
     owned_room(state, session, room).await
 }
 
 /// A peer id from a form field.
-fn form_peer(text: String) -> Result<PeerId, PageError> {
-    serde_json::from_value(Value::String(text)).map_err(|_| PageError(StatusCode::BAD_REQUEST, "No such participant."))
+fn form_peer(text: String) -> Result<PeerId, Error> {
+    serde_json::from_value(Value::String(text))
+        .map_err(|_| Error::page(StatusCode::BAD_REQUEST, "No such participant."))
 }
 
 #[derive(Template)]
@@ -136,9 +130,9 @@ struct RoomsPage {
     rooms: Vec<(String, String, i64, usize)>,
 }
 
-pub async fn my_rooms(State(state): State<AppState>, Host(session): Host) -> Result<Response, PageError> {
+pub async fn my_rooms(State(state): State<AppState>, Host(session): Host) -> Result<Response, Error> {
     let gw = &state.gateway;
-    let rooms = gw.store.rooms_owned_by(&session.identity).await.map_err(|e| internal("listing rooms", e))?;
+    let rooms = gw.store.rooms_owned_by(&session.identity).await.map_err(|e| Error::internal("listing rooms", e))?;
     let rooms = rooms
         .into_iter()
         .map(|(id, name, entries)| {
@@ -162,15 +156,15 @@ pub async fn create_room(
     Host(session): Host,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     Form(form): Form<CreateRoomForm>,
-) -> Result<Response, PageError> {
+) -> Result<Response, Error> {
     check_csrf(&session, &form.csrf)?;
     let gw = &state.gateway;
     let creators = &gw.settings.room_creators;
     if !creators.is_empty() && !creators.contains(&session.identity) {
-        return Err(PageError(StatusCode::FORBIDDEN, "Your key may not create rooms on this server."));
+        return Err(Error::page(StatusCode::FORBIDDEN, "Your key may not create rooms on this server."));
     }
     let Ok(owner) = Identity::parse(&session.identity) else {
-        return Err(PageError(StatusCode::INTERNAL_SERVER_ERROR, "Your session is unreadable; sign in again."));
+        return Err(Error::page(StatusCode::INTERNAL_SERVER_ERROR, "Your session is unreadable; sign in again."));
     };
     let name: String = form.name.trim().chars().take(100).collect();
     let id = RoomId::generate();
@@ -179,11 +173,11 @@ pub async fn create_room(
     let per_hour = Some(gw.settings.max_rooms_per_identity_per_hour);
     match gw.whitelist().create_room(&id, &name, &owner, actor, per_hour).await {
         Ok(()) => Ok(Redirect::to(&format!("/rooms/{id}")).into_response()),
-        Err(ChangeError::TooManyRooms(_)) => Err(PageError(
+        Err(ChangeError::TooManyRooms(_)) => Err(Error::page(
             StatusCode::TOO_MANY_REQUESTS,
             "You created many rooms in the last hour; reuse one, or try again later.",
         )),
-        Err(e) => Err(internal("creating a room", e)),
+        Err(e) => Err(Error::internal("creating a room", e)),
     }
 }
 
@@ -241,7 +235,7 @@ pub(super) async fn render_room_at(
     record: RoomRecord,
     notice: Option<String>,
     errors: Vec<String>,
-) -> Result<Response, PageError> {
+) -> Result<Response, Error> {
     let errors = errors.into_iter().map(|e| (section, e)).collect();
     render_room(state, session, id, record, notice, errors).await
 }
@@ -253,11 +247,12 @@ async fn render_room(
     record: RoomRecord,
     notice: Option<String>,
     errors: Vec<(&'static str, String)>,
-) -> Result<Response, PageError> {
+) -> Result<Response, Error> {
     let gw = &state.gateway;
-    let entries = gw.store.whitelist(id).await.map_err(|e| internal("loading the whitelist", e))?;
-    let attestations = gw.store.latest_attestations(id).await.map_err(|e| internal("loading attestations", e))?;
-    let invites = gw.store.room_invites(id).await.map_err(|e| internal("loading invites", e))?;
+    let entries = gw.store.whitelist(id).await.map_err(|e| Error::internal("loading the whitelist", e))?;
+    let attestations =
+        gw.store.latest_attestations(id).await.map_err(|e| Error::internal("loading attestations", e))?;
+    let invites = gw.store.room_invites(id).await.map_err(|e| Error::internal("loading invites", e))?;
     let rows = entries
         .into_iter()
         .map(|entry| {
@@ -294,7 +289,7 @@ pub async fn room_page(
     State(state): State<AppState>,
     Host(session): Host,
     Path(room): Path<String>,
-) -> Result<Response, PageError> {
+) -> Result<Response, Error> {
     let (id, record) = owned_room(&state, &session, &room).await?;
     render_room_at("keys", &state, &session, &id, record, None, Vec::new()).await
 }
@@ -307,7 +302,7 @@ pub async fn allow(
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     Path(room): Path<String>,
     mut form: Multipart,
-) -> Result<Response, PageError> {
+) -> Result<Response, Error> {
     let (mut csrf, mut keys, mut file, mut label) = (String::new(), String::new(), String::new(), String::new());
     let mut piv_require = String::new();
     loop {
@@ -315,7 +310,7 @@ pub async fn allow(
             Ok(Some(field)) => {
                 let name = field.name().unwrap_or_default().to_owned();
                 let Ok(text) = field.text().await else {
-                    return Err(PageError(
+                    return Err(Error::page(
                         StatusCode::BAD_REQUEST,
                         "The upload is not a text file; upload authorized_keys or allowed_signers text.",
                     ));
@@ -330,7 +325,7 @@ pub async fn allow(
                 }
             }
             Ok(None) => break,
-            Err(_) => return Err(PageError(StatusCode::BAD_REQUEST, "The form could not be read; try again.")),
+            Err(_) => return Err(Error::page(StatusCode::BAD_REQUEST, "The form could not be read; try again.")),
         }
     }
     let (id, record) = owner_form(&state, &session, &room, &csrf).await?;
@@ -374,12 +369,12 @@ pub async fn allow(
 
 /// The page for a change the service refused: not the owner (any more), or the
 /// room is gone; anything else is the server's problem.
-fn refused_change(e: ChangeError) -> PageError {
+fn refused_change(e: ChangeError) -> Error {
     match e {
         ChangeError::NotOwner | ChangeError::NoRoom => {
-            PageError(StatusCode::FORBIDDEN, "This room does not exist or you are not one of its owners.")
+            Error::page(StatusCode::FORBIDDEN, "This room does not exist or you are not one of its owners.")
         }
-        e => internal("changing the whitelist", e),
+        e => Error::internal("changing the whitelist", e),
     }
 }
 
@@ -396,7 +391,7 @@ pub async fn deny(
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     Path(room): Path<String>,
     Form(form): Form<DenyForm>,
-) -> Result<Response, PageError> {
+) -> Result<Response, Error> {
     let (id, record) = owner_form(&state, &session, &room, &form.csrf).await?;
     let remote = remote.to_string();
     let actor = Actor::owner(&session.identity, "host page", Some(&remote));
@@ -450,7 +445,7 @@ pub async fn settings(
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     Path(room): Path<String>,
     Form(form): Form<SettingsForm>,
-) -> Result<Response, PageError> {
+) -> Result<Response, Error> {
     let (id, record) = owner_form(&state, &session, &room, &form.csrf).await?;
     let limits = optional_number(&form.max_peers, 2..=32, "Max peers").and_then(|m| {
         let f = optional_number(&form.freshness, 10..=3600, "The challenge lifetime")?;
@@ -496,7 +491,7 @@ pub async fn owners(
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     Path(room): Path<String>,
     Form(form): Form<OwnerForm>,
-) -> Result<Response, PageError> {
+) -> Result<Response, Error> {
     let (id, record) = owner_form(&state, &session, &room, &form.csrf).await?;
     let identity = match Identity::parse(&form.identity) {
         Ok(i) => i,
@@ -546,7 +541,7 @@ pub async fn audit_page(
     Host(session): Host,
     Path(room): Path<String>,
     Query(page): Query<Page>,
-) -> Result<Response, PageError> {
+) -> Result<Response, Error> {
     let (id, _) = owned_room(&state, &session, &room).await?;
     state.gateway.audit.flush().await;
     let events = state
@@ -554,7 +549,7 @@ pub async fn audit_page(
         .store
         .audit(&id, AUDIT_PAGE, page.before)
         .await
-        .map_err(|e| internal("reading the audit log", e))?;
+        .map_err(|e| Error::internal("reading the audit log", e))?;
     let older = (events.len() as i64 == AUDIT_PAGE).then(|| events.last().map(|e| e.id)).flatten();
     Ok(render(&AuditPage { room: id.to_string(), events, older }))
 }
@@ -571,7 +566,7 @@ pub async fn live_page(
     State(state): State<AppState>,
     Host(session): Host,
     Path(room): Path<String>,
-) -> Result<Response, PageError> {
+) -> Result<Response, Error> {
     let (id, _) = owned_room(&state, &session, &room).await?;
     let peers = state.gateway.rooms.peers(&id);
     Ok(render(&LivePage { room: id.to_string(), csrf: session.csrf, peers }))
@@ -590,14 +585,14 @@ pub async fn kick(
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     Path(room): Path<String>,
     Form(form): Form<KickForm>,
-) -> Result<Response, PageError> {
+) -> Result<Response, Error> {
     let (id, _) = owner_form(&state, &session, &room, &form.csrf).await?;
     let peer = form_peer(form.peer)?;
     let remote = remote.to_string();
     let actor = Actor::owner(&session.identity, "host page", Some(&remote));
     match state.gateway.whitelist().kick(&id, actor, &peer).await {
         Ok(()) => Ok(Redirect::to(&format!("/rooms/{id}/live")).into_response()),
-        Err(ChangeError::NoSuchPeer) => Err(PageError(StatusCode::NOT_FOUND, "That participant has left the room.")),
+        Err(ChangeError::NoSuchPeer) => Err(Error::page(StatusCode::NOT_FOUND, "That participant has left the room.")),
         Err(e) => Err(refused_change(e)),
     }
 }
@@ -608,11 +603,11 @@ pub async fn reverify(
     Host(session): Host,
     Path(room): Path<String>,
     Form(form): Form<KickForm>,
-) -> Result<Response, PageError> {
+) -> Result<Response, Error> {
     let (id, _) = owner_form(&state, &session, &room, &form.csrf).await?;
     let peer = form_peer(form.peer)?;
     if !state.gateway.rooms.request_reverify(&id, &peer, None) {
-        return Err(PageError(StatusCode::NOT_FOUND, "That participant has left the room."));
+        return Err(Error::page(StatusCode::NOT_FOUND, "That participant has left the room."));
     }
     Ok(Redirect::to(&format!("/rooms/{id}/live")).into_response())
 }

@@ -2,21 +2,34 @@
 //! it proves a key by any method and is whitelisted under the label. No account is
 //! made and nothing but the proof leaves the invitee's device.
 
-use super::auth::{issue_over_http, verify_over_http, ProofError};
-use super::host::{internal, owner_form, render_room_at, Form, Host, PageError};
+use super::auth::{issue_over_http, redeem_over_http};
+use super::host::{owner_form, render_room_at, Form, Host};
 use super::pages::render;
-use super::AppState;
-use crate::challenge::IssuedChallenge;
+use super::{AppState, Error};
+use crate::admission::Purpose;
 use crate::ids::RoomId;
 use crate::store::Invite;
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::Json;
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::Value;
+use std::net::SocketAddr;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/rooms/{room}/invites", post(create_invite)).route("/i/{invite}", get(invite_page))
+}
+
+/// What anyone holding the link may call: a challenge, and its answer.
+pub fn open() -> Router<AppState> {
+    Router::new()
+        .route("/i/{invite}/challenge", post(invite_challenge))
+        .route("/i/{invite}/verify", post(invite_verify))
+}
 
 #[derive(Deserialize)]
 pub struct InviteForm {
@@ -42,7 +55,7 @@ pub async fn create_invite(
     axum::extract::ConnectInfo(remote): axum::extract::ConnectInfo<std::net::SocketAddr>,
     Path(room): Path<String>,
     Form(form): Form<InviteForm>,
-) -> Result<Response, PageError> {
+) -> Result<Response, Error> {
     let (id, record) = owner_form(&state, &session, &room, &form.csrf).await?;
     if !(1..=1000).contains(&form.uses) || !(1..=24 * 90).contains(&form.hours) {
         let errors = vec!["An invite has 1 to 1000 uses and lasts 1 hour to 90 days.".to_owned()];
@@ -56,7 +69,7 @@ pub async fn create_invite(
         .whitelist()
         .create_invite(&id, actor, &form.label, form.uses, expires)
         .await
-        .map_err(|e| internal("creating an invite", e))?;
+        .map_err(|e| Error::internal("creating an invite", e))?;
     let notice = Some(format!("Invite created: {}/i/{invite}", state.gateway.origin));
     render_room_at("invites", &state, &session, &id, record, notice, Vec::new()).await
 }
@@ -69,14 +82,14 @@ struct InvitePage {
     room_name: String,
 }
 
-async fn usable_invite(state: &AppState, invite: &str) -> Result<Invite, PageError> {
-    state.gateway.store.invite(invite).await.map_err(|e| internal("invite lookup", e))?.ok_or(PageError(
+async fn usable_invite(state: &AppState, invite: &str) -> Result<Invite, Error> {
+    state.gateway.store.invite(invite).await.map_err(|e| Error::internal("invite lookup", e))?.ok_or(Error::page(
         StatusCode::NOT_FOUND,
         "This invite link is used up, expired, or never existed. Ask the host for a new one.",
     ))
 }
 
-pub async fn invite_page(State(state): State<AppState>, Path(invite): Path<String>) -> Result<Response, PageError> {
+pub async fn invite_page(State(state): State<AppState>, Path(invite): Path<String>) -> Result<Response, Error> {
     let invite = usable_invite(&state, &invite).await?;
     let room_name = match RoomId::parse(&invite.room) {
         Ok(id) => state.gateway.store.room(&id).await.ok().flatten().map(|r| r.name).unwrap_or_default(),
@@ -85,48 +98,46 @@ pub async fn invite_page(State(state): State<AppState>, Path(invite): Path<Strin
     Ok(render(&InvitePage { invite: invite.id, label: invite.label, room_name }))
 }
 
+/// The invite's room, for the JSON endpoints.
+async fn invite_room(state: &AppState, invite: &str) -> Result<(Invite, RoomId), Error> {
+    let gone = || Error::json(StatusCode::NOT_FOUND, "this invite is used up or expired");
+    let invite = usable_invite(state, invite).await.map_err(|_| gone())?;
+    let room = RoomId::parse(&invite.room).map_err(|_| gone())?;
+    Ok((invite, room))
+}
+
 pub async fn invite_challenge(
     State(state): State<AppState>,
-    axum::extract::ConnectInfo(remote): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
     Path(invite): Path<String>,
     body: Option<Json<Value>>,
-) -> Result<Json<Value>, ProofError> {
-    let invite = usable_invite(&state, &invite)
-        .await
-        .map_err(|_| ProofError::new(StatusCode::NOT_FOUND, "this invite is used up or expired"))?;
-    let room = RoomId::parse(&invite.room).map_err(|_| ProofError::new(StatusCode::NOT_FOUND, "no such room"))?;
+) -> Result<Json<Value>, Error> {
+    let (_, room) = invite_room(&state, &invite).await?;
     let address = body.as_ref().and_then(|Json(b)| b["address"].as_str().map(str::to_owned));
-    let challenge = IssuedChallenge::issue(room, &state.gateway.origin, None, Utc::now());
-    let client = crate::limits::ClientKey::of(remote.ip());
-    issue_over_http(&state.gateway, &state.pending, client, challenge, address.as_deref()).map(Json)
+    issue_over_http(&state, remote, Purpose::Enrol { room }, address.as_deref()).await.map(Json)
 }
 
 /// Whoever proves a key through an invite is whitelisted under the invite's label.
 pub async fn invite_verify(
     State(state): State<AppState>,
-    axum::extract::ConnectInfo(remote): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
     Path(invite): Path<String>,
     Json(answer): Json<Value>,
-) -> Result<Json<Value>, ProofError> {
+) -> Result<Json<Value>, Error> {
     let gw = &state.gateway;
-    let invite = usable_invite(&state, &invite)
-        .await
-        .map_err(|_| ProofError::new(StatusCode::NOT_FOUND, "this invite is used up or expired"))?;
-    let room = RoomId::parse(&invite.room).map_err(|_| ProofError::new(StatusCode::NOT_FOUND, "no such room"))?;
-    if answer["payload"]["roomId"].as_str() != Some(room.as_str()) {
-        return Err(ProofError::new(StatusCode::FORBIDDEN, "this proof is for another room"));
+    let (invite, room) = invite_room(&state, &invite).await?;
+    let admitted = redeem_over_http(&state, remote, &answer, |p| matches!(p, Purpose::Enrol { .. })).await?;
+    if admitted.purpose != (Purpose::Enrol { room: room.clone() }) {
+        return Err(Error::json(StatusCode::FORBIDDEN, "this proof is for another room"));
     }
-    let (identity, _) = verify_over_http(gw, &state.pending, &answer).await?;
+    let identity = admitted.identity;
     let remote = remote.to_string();
     match gw.whitelist().redeem_invite(&room, &invite.id, &invite.label, &identity, Some(&remote)).await {
         Ok(()) => {}
         Err(crate::whitelist::ChangeError::InviteUsed) => {
-            return Err(ProofError::new(StatusCode::GONE, "this invite was used up a moment ago"))
+            return Err(Error::json(StatusCode::GONE, "this invite was used up a moment ago"))
         }
-        Err(e) => {
-            tracing::error!(error = %e, "redeeming an invite failed");
-            return Err(ProofError::new(StatusCode::INTERNAL_SERVER_ERROR, "the key could not be added; try again"));
-        }
+        Err(e) => return Err(Error::internal("redeeming an invite", e).as_json()),
     }
     Ok(Json(
         serde_json::json!({"identity": identity.did(), "keyFingerprint": identity.fingerprint(), "room": room.as_str()}),

@@ -1,11 +1,27 @@
 //! Server-rendered pages (askama templates in `templates/`).
 
-use crate::signal::Gateway;
+use super::AppState;
+use crate::gateway::Gateway;
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
 use std::sync::Arc;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(index))
+        .route("/passkey", get(passkey))
+        .route("/keys", get(keys))
+        .route("/static/{name}", get(static_file))
+}
+
+/// What anyone may call: naming the identity of a pasted key.
+pub fn open() -> Router<AppState> {
+    Router::new().route("/identity", post(identity))
+}
 
 #[derive(Template)]
 #[template(path = "index.html")]
@@ -15,8 +31,7 @@ struct IndexPage<'a> {
 }
 
 pub async fn index(State(gw): State<Arc<Gateway>>) -> Response {
-    let page =
-        IndexPage { origin: &gw.origin, methods: gw.verifiers.methods().into_iter().map(|m| m.as_str()).collect() };
+    let page = IndexPage { origin: &gw.origin, methods: gw.methods().into_iter().map(|m| m.as_str()).collect() };
     render(&page)
 }
 

@@ -2,22 +2,19 @@
 //! drives them. No account is created: the person gets an identity to send to a
 //! host.
 
-use crate::signal::Gateway;
+use super::{AppState, Error};
+use crate::gateway::Gateway;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::routing::post;
+use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-/// Errors of these endpoints, as JSON `{"error": …}` with a 4xx/5xx status.
-pub struct WebError(StatusCode, String);
-
-impl IntoResponse for WebError {
-    fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
-    }
+/// What anyone may call (registering needs no account).
+pub fn open() -> Router<AppState> {
+    Router::new().route("/webauthn/register/start", post(start)).route("/webauthn/register/finish", post(finish))
 }
 
 #[derive(Deserialize)]
@@ -30,13 +27,13 @@ pub async fn start(
     State(gw): State<Arc<Gateway>>,
     axum::extract::ConnectInfo(remote): axum::extract::ConnectInfo<std::net::SocketAddr>,
     Json(body): Json<StartRegistration>,
-) -> Result<Json<Value>, WebError> {
+) -> Result<Json<Value>, Error> {
     let label: String = body.label.chars().take(64).collect();
     let client = crate::limits::ClientKey::of(remote.ip());
     let (id, options) = gw
         .passkeys
         .start_registration(client, &label)
-        .map_err(|e| WebError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+        .map_err(|e| Error::json(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     Ok(Json(json!({ "registrationId": id, "options": options })))
 }
 
@@ -52,26 +49,22 @@ pub struct FinishRegistration {
 pub async fn finish(
     State(gw): State<Arc<Gateway>>,
     Json(body): Json<FinishRegistration>,
-) -> Result<Json<Value>, WebError> {
+) -> Result<Json<Value>, Error> {
     let credential = serde_json::from_value(body.credential)
-        .map_err(|e| WebError(StatusCode::BAD_REQUEST, format!("credential is not a PublicKeyCredential: {e}")))?;
+        .map_err(|e| Error::json(StatusCode::BAD_REQUEST, format!("credential is not a PublicKeyCredential: {e}")))?;
     let (credential, identity) = gw
         .passkeys
         .finish_registration(&body.registration_id, &credential)
-        .map_err(|e| WebError(StatusCode::BAD_REQUEST, e.to_string()))?;
-    let id = crate::passkeys::credential_id_text(&credential.cred_id);
-    let record =
-        serde_json::to_string(&credential).map_err(|e| WebError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        .map_err(|e| Error::json(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let id = crate::verify::webauthn::credential_id_text(&credential.cred_id);
+    let record = serde_json::to_string(&credential)
+        .map_err(|e| Error::json(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let label: String = body.label.chars().take(64).collect();
     gw.store.add_credential(&id, identity.did(), &record, &label).await.map_err(|e| match e {
-        crate::store::StoreError::CredentialExists => WebError(
-            StatusCode::CONFLICT,
-            "this credential id is already registered; create a new passkey instead".into(),
-        ),
-        e => {
-            tracing::error!(error = %e, "storing a credential failed");
-            WebError(StatusCode::INTERNAL_SERVER_ERROR, "the credential could not be stored; try again".into())
+        crate::store::StoreError::CredentialExists => {
+            Error::json(StatusCode::CONFLICT, "this credential id is already registered; create a new passkey instead")
         }
+        e => Error::internal("storing a credential", e).as_json(),
     })?;
     Ok(Json(json!({
         "identity": identity.did(),

@@ -1,14 +1,13 @@
-//! Admission: a `request` gets a challenge; its `auth` is checked in DESIGN's order
-//! (nonce and freshness, then the whitelist, and only then the signature), and the
-//! peer is admitted, refused ("not admitted", the reason to the audit log), or
-//! handed a one-time ticket.
+//! Admission over the socket: a `request` gets a challenge from the proof pipeline
+//! ([`crate::admission`]), its `auth` is redeemed there, and the outcome is acted
+//! on here: the peer joins (or creates) the room, is handed a one-time ticket, or
+//! is told what the pipeline lets it know.
 //!
 //! ```text
 //!  request {roomId | create, fingerprint?, address?, webauthn?, ticket?}
-//!    └─▶ challenge {payload, methods, ssh, siwe?, webauthn?}
+//!    └─▶ admission.issue ─▶ challenge {payload, methods, ssh, siwe?, webauthn?}
 //!  auth {method, payload, …proof}
-//!    └─▶ slot.redeem (nonce, room, freshness) ─▶ claim (parse) ─▶ whitelist ─▶ signature
-//!          └─▶ welcome + peer-joined │ ticket │ error not-admitted
+//!    └─▶ admission.redeem ─▶ welcome + peer-joined │ ticket │ error (not-admitted, bad-proof, …)
 //! ```
 
 use super::*;
@@ -45,7 +44,7 @@ impl Session {
                 return send_error(socket, code::BAD_MESSAGE, &message).await;
             }
         };
-        let requested = match (room_id, create) {
+        let (room, name) = match (room_id, create) {
             (Some(_), true) => {
                 return send_error(socket, code::BAD_MESSAGE, "send either roomId or create:true, not both").await
             }
@@ -62,7 +61,7 @@ impl Session {
                 if name.chars().count() > 100 {
                     return send_error(socket, code::BAD_MESSAGE, "a room name is at most 100 characters").await;
                 }
-                Requested { room: RoomId::generate(), create: true, name, ticket: false }
+                (RoomId::generate(), name)
             }
             (Some(room), false) => match self.gw.rooms.occupancy(&room).await {
                 Err(e) => {
@@ -78,161 +77,58 @@ impl Session {
                     let message = format!("the room is full ({n} peers)");
                     return send_error(socket, code::ROOM_FULL, &message).await;
                 }
-                Ok(Some(_)) => Requested { room, create: false, name: String::new(), ticket },
+                Ok(Some(_)) => (room, String::new()),
             },
         };
+        let purpose = Purpose::Join { room: room.clone(), create, ticket };
+        let asks = Asks { fingerprint, address, webauthn: webauthn && !create };
+        let issued = match self.gw.admission().issue(purpose, asks).await {
+            Ok(issued) => issued,
+            Err(e) => return send_error(socket, code::INTERNAL, e.0).await,
+        };
+        send(socket, &ServerMessage::Challenge(issued.offer())).await;
         let settings = &self.gw.settings;
-        let mut challenge = IssuedChallenge::issue(requested.room.clone(), &self.gw.origin, fingerprint, Utc::now());
-        if let Some(address) = address {
-            challenge = challenge.with_siwe(&self.gw.origin, address, settings.eth_chain_id, settings.freshness_past);
-        }
-        if webauthn && !requested.create && self.gw.verifiers.get(Method::Webauthn).is_some() {
-            match self.webauthn_ceremony(&requested.room, &challenge.signed_bytes).await {
-                Ok(ceremony) => challenge.webauthn = Some(Arc::new(ceremony)),
-                Err(message) => return send_error(socket, code::INTERNAL, &message).await,
-            }
-        }
-        let payload: Box<RawValue> = match RawValue::from_string(challenge.signed_bytes.clone()) {
-            Ok(p) => p,
-            Err(_) => return send_error(socket, code::INTERNAL, "could not build a challenge").await,
-        };
-        let verifiers = &self.gw.verifiers;
-        let methods = verifiers.methods().into_iter().map(Method::as_str).collect();
-        let ssh = verifiers.get(Method::Ssh).map(|_| SshHint::for_text(&challenge.signed_bytes));
-        let siwe = challenge.siwe.as_deref();
-        let webauthn = challenge.webauthn.as_ref().map(|w| &w.options);
-        send(socket, &ServerMessage::Challenge { payload: &payload, methods, ssh, siwe, webauthn }).await;
-        let lifetime = if verifiers.any_by_hand() {
-            settings.auth_timeout.max(settings.manual_freshness)
-        } else {
-            settings.auth_timeout
-        };
+        let lifetime =
+            if issued.by_hand() { settings.auth_timeout.max(settings.manual_freshness) } else { settings.auth_timeout };
         self.deadline = self.connected_at + lifetime;
-        self.slot.put(challenge);
-        self.requested = Some(requested);
+        self.slot.put(issued);
+        self.requested = Some(Requested { room, name });
     }
 
     pub(super) async fn on_auth<S: Sink<Message> + Unpin>(
         &mut self,
         socket: &mut S,
-        method_name: &str,
+        method: &str,
         payload: &Value,
         proof: Map<String, Value>,
     ) {
         if self.admitted.is_some() {
             if self.admitted.as_ref().is_some_and(|a| a.confirming.is_some()) {
-                return self.finish_reverify(socket, method_name, payload, proof).await;
+                return self.finish_reverify(socket, method, payload, proof).await;
             }
             return send_error(socket, code::ALREADY_ADMITTED, "this connection is already admitted").await;
         }
         let Some(requested) = &self.requested else {
             return send_error(socket, code::NO_CHALLENGE, "send a request first; auth answers its challenge").await;
         };
-        let room = requested.room.clone();
-        let verifier = serde_json::from_value::<Method>(Value::String(method_name.to_owned()))
-            .ok()
-            .and_then(|m| self.gw.verifiers.get(m));
-        let Some(verifier) = verifier else {
-            let accepted: Vec<&str> = self.gw.verifiers.methods().into_iter().map(Method::as_str).collect();
-            let message = format!("method '{method_name}' is not accepted here; use one of: {}", accepted.join(", "));
-            return send_error(socket, code::UNSUPPORTED_METHOD, &message).await;
+        let name = requested.name.clone();
+        let caller = self.caller(Some(requested.room.clone()));
+        let answer = Answer { method, payload, proof: &proof };
+        let admitted = match self.gw.admission().redeem(&mut self.slot, answer, &caller).await {
+            Ok(admitted) => admitted,
+            Err(refused) => return send_refusal(socket, &refused.tell).await,
         };
-        let method = verifier.method();
-        let settings = &self.gw.settings;
-        let window = Freshness {
-            past: if verifier.by_hand() {
-                settings.manual_freshness
-            } else {
-                self.gw.rooms.freshness(&room).unwrap_or(settings.freshness_past)
-            },
-            future: settings.freshness_future,
+        let Purpose::Join { room, create, ticket } = admitted.purpose.clone() else {
+            return send_error(socket, code::NOT_ADMITTED, "not admitted").await;
         };
-        let issued = match self.slot.redeem(payload, Utc::now(), window) {
-            Ok(c) => c,
-            Err(refusal) => return self.refuse(socket, &room, None, method, refusal.reason().to_owned()).await,
-        };
-        let proof = Value::Object(proof);
-        let claim = match verifier.claim_for(&proof, &issued) {
-            Ok(c) => c,
-            Err(VerifyError::PrivateKey) => {
-                self.refuse_quietly(&room, None, method, "client sent a private key".into()).await;
-                return send_error(
-                    socket,
-                    code::PRIVATE_KEY,
-                    "the publicKey JWK contains private key material (\"d\"); send only the public JWK — your private key must never leave your device",
-                )
-                .await;
-            }
-            Err(e) => return self.refuse_with(socket, &room, None, method, e).await,
-        };
-        let identity = claim.identity.clone();
-        let did = identity.did().to_owned();
-        let signed = match verifier.signed_text(&issued) {
-            Ok(signed) => signed,
-            Err(e) => return self.refuse_with(socket, &room, Some(did), method, e).await,
-        };
-        // The whitelist is consulted before the signature: an unknown key costs no crypto.
-        let (label, owner, require_uv, piv_requirement) = if requested.create {
-            let creators = &self.gw.settings.room_creators;
-            if !creators.is_empty() && !creators.contains(&did) {
-                return self.refuse(socket, &room, Some(did), method, "not allowed to create rooms".into()).await;
-            }
-            ("owner".to_owned(), true, false, None)
-        } else {
-            let access = match self.gw.rooms.access(&room, &did).await {
-                Ok(Some(access)) => access,
-                Ok(None) => return self.refuse(socket, &room, Some(did), method, "room no longer exists".into()).await,
-                Err(e) => {
-                    tracing::error!(error = %e, "whitelist lookup failed");
-                    return send_error(socket, code::INTERNAL, "the server could not check the whitelist; try again")
-                        .await;
-                }
-            };
-            let Some(allowed) = access.allowed else {
-                return self.refuse(socket, &room, Some(did), method, "unknown key".into()).await;
-            };
-            if method == Method::Ssh
-                && allowed.ssh_namespaces.as_ref().is_some_and(|n| !n.iter().any(|n| n == SSH_NAMESPACE))
-            {
-                let reason = format!("allowed_signers namespaces of this key exclude '{SSH_NAMESPACE}'");
-                return self.refuse(socket, &room, Some(did), method, reason).await;
-            }
-            (allowed.label, access.owner, access.require_user_verification, allowed.piv)
-        };
-        let evidence = match claim.check(signed) {
-            Ok(evidence) => evidence,
-            Err(e) => return self.refuse_with(socket, &room, Some(did), method, e).await,
-        };
-        if require_uv && evidence.user_verified == Some(false) {
-            let reason = "the room requires user verification (PIN or biometric); the key only proved presence";
-            return self.refuse(socket, &room, Some(did), method, reason.into()).await;
+        if ticket {
+            return self.issue_ticket(socket, &room, &admitted).await;
         }
-        if let Some(why) = piv_requirement.and_then(|r| r.unmet(evidence.attestation.as_ref())) {
-            return self.refuse(socket, &room, Some(did), method, why).await;
-        }
-        if let Some(counter) = evidence.counter {
-            let credential = evidence.credential_id.as_deref().map(crate::passkeys::credential_id_text);
-            match self.gw.store.advance_counters(&did, counter, credential.as_deref()).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    let reason = "the sign counter went backwards: the authenticator may be cloned";
-                    return self.refuse(socket, &room, Some(did), method, reason.into()).await;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "counter update failed");
-                    return send_error(socket, code::INTERNAL, "the server could not record the sign counter").await;
-                }
-            }
-        }
-        let detail = evidence.attestation.as_ref().map(ToString::to_string);
-        if requested.ticket {
-            return self.issue_ticket(socket, &room, &identity, method, detail).await;
-        }
-        let (create, name) = (requested.create, requested.name.clone());
         if create {
+            let identity = &admitted.identity;
             let actor = crate::whitelist::Actor::owner(identity.did(), "socket", self.remote.as_deref());
             let per_hour = Some(self.gw.settings.max_rooms_per_identity_per_hour);
-            match self.gw.whitelist().create_room(&room, &name, &identity, actor, per_hour).await {
+            match self.gw.whitelist().create_room(&room, &name, identity, actor, per_hour).await {
                 Ok(()) => {}
                 Err(e @ crate::whitelist::ChangeError::TooManyRooms(_)) => {
                     return send_error(socket, code::RATE_LIMITED, &e.to_string()).await;
@@ -243,43 +139,23 @@ impl Session {
                 }
             }
         }
-        let forwarded = forwarded_proof(method, verifier.forwarded_fields(), &issued, &proof);
-        self.admit(socket, room, identity, label, owner, create, method, issued, forwarded, detail).await;
+        self.admit(socket, room, create, admitted).await;
     }
 
-    /// Refuses with a verifier's error: a problem with the proof's form is explained
-    /// to the client (code `bad-proof`); anything else is only "not admitted".
-    pub(super) async fn refuse_with<S: Sink<Message> + Unpin>(
-        &self,
-        socket: &mut S,
-        room: &RoomId,
-        identity: Option<String>,
-        method: Method,
-        error: VerifyError,
-    ) {
-        match error.client_message() {
-            Some(message) => {
-                self.refuse_quietly(room, identity, method, error.to_string()).await;
-                send_error(socket, code::BAD_PROOF, &message).await;
-            }
-            None => self.refuse(socket, room, identity, method, error.to_string()).await,
-        }
+    /// Who this socket is, for the pipeline's budgets and audit rows.
+    pub(super) fn caller(&self, room: Option<RoomId>) -> Caller {
+        Caller { client: self.client, remote: self.remote.clone(), room }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(super) async fn admit<S: Sink<Message> + Unpin>(
+    /// Seats an admitted peer in its room, tells it who is there, and tells them.
+    async fn admit<S: Sink<Message> + Unpin>(
         &mut self,
         socket: &mut S,
         room: RoomId,
-        identity: Identity,
-        label: String,
-        owner: bool,
         created: bool,
-        method: Method,
-        issued: IssuedChallenge,
-        proof: Option<Box<RawValue>>,
-        detail: Option<String>,
+        admitted: Admitted,
     ) {
+        let Admitted { identity, method, label, owner, detail, forwarded, fingerprint, .. } = admitted;
         let peer_id = PeerId::generate();
         let key_fingerprint = identity.fingerprint();
         let info = PeerInfo {
@@ -290,8 +166,8 @@ impl Session {
             method: method.as_str(),
             admitted_at: crate::store::now_text(),
             last_verified: None,
-            fingerprint: issued.fingerprint.clone(),
-            proof,
+            fingerprint: fingerprint.clone(),
+            proof: forwarded,
         };
         let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
         let (kick_tx, kick) = watch::channel(None);
@@ -300,7 +176,9 @@ impl Session {
         let joined = match self.gw.rooms.join(&room, handle, max_peers) {
             Ok(joined) => joined,
             Err(e) => {
-                self.refuse_quietly(&room, Some(identity.did().to_owned()), method, e.to_string()).await;
+                let caller = self.caller(None);
+                let did = Some(identity.did().to_owned());
+                self.gw.admission().record_refusal(&room, did, method, &e.to_string(), &caller).await;
                 return send_error(socket, code::ROOM_FULL, &e.to_string()).await;
             }
         };
@@ -320,8 +198,7 @@ impl Session {
         self.unadmitted = None;
         self.gw.stats.admissions.fetch_add(1, Ordering::Relaxed);
         self.audit(&room, "admitted", Some(identity.did().to_owned()), Some(method), detail).await;
-        let fingerprint = issued.fingerprint.clone();
-        self.admitted = Some(Admitted {
+        self.admitted = Some(Seat {
             room,
             peer_id,
             identity,
@@ -335,77 +212,15 @@ impl Session {
         });
     }
 
-    /// Tells the client only "not admitted"; the reason goes to the audit log.
-    pub(super) async fn refuse<S: Sink<Message> + Unpin>(
-        &self,
-        socket: &mut S,
-        room: &RoomId,
-        identity: Option<String>,
-        method: Method,
-        reason: String,
-    ) {
-        self.refuse_quietly(room, identity, method, reason).await;
-        send_error(socket, code::NOT_ADMITTED, "not admitted").await;
-    }
-
-    /// Counts a refusal and logs it, within the room's budget of rows for this
-    /// client address: past it, refusals are counted into the next row (or the
-    /// upkeep's summary row) instead of one row each.
-    pub(super) async fn refuse_quietly(&self, room: &RoomId, identity: Option<String>, method: Method, reason: String) {
-        self.gw.stats.refusals.fetch_add(1, Ordering::Relaxed);
-        let held_back = match self.client {
-            Some(client) => match self.gw.refusal_rows.take(room, client) {
-                Some(n) => n,
-                None => return,
-            },
-            None => 0,
-        };
-        let reason = match held_back {
-            0 => reason,
-            n => format!("{reason} (and {n} earlier refusals from this address, counted but not logged one by one)"),
-        };
-        self.audit(room, "refused", identity, Some(method), Some(reason)).await;
-    }
-
-    /// The WebAuthn half of a challenge for `room`: the credentials registered by
-    /// its whitelisted identities, with their current counters.
-    pub(super) async fn webauthn_ceremony(
-        &self,
-        room: &RoomId,
-        signed: &str,
-    ) -> Result<crate::passkeys::WebauthnChallenge, String> {
-        let stored = self.gw.store.room_credentials(room).await.map_err(|e| {
-            tracing::error!(error = %e, "credential lookup failed");
-            "the server could not look up passkeys; try again".to_owned()
-        })?;
-        let credentials = stored
-            .into_iter()
-            .filter_map(|c| match crate::passkeys::load_credential(&c) {
-                Ok(loaded) => Some(loaded),
-                Err(e) => {
-                    tracing::warn!(credential = %c.id, error = %e, "a stored credential was skipped");
-                    None
-                }
-            })
-            .collect();
-        let require_uv = self.gw.rooms.requires_user_verification(room);
-        self.gw.passkeys.challenge(signed, credentials, require_uv).map_err(|e| e.to_string())
-    }
-
     /// Answers a proven `request {ticket: true}` with a one-time ticket.
-    pub(super) async fn issue_ticket<S: Sink<Message> + Unpin>(
-        &mut self,
-        socket: &mut S,
-        room: &RoomId,
-        identity: &Identity,
-        method: Method,
-        attestation: Option<String>,
-    ) {
+    async fn issue_ticket<S: Sink<Message> + Unpin>(&mut self, socket: &mut S, room: &RoomId, admitted: &Admitted) {
         let ttl = self.gw.settings.ticket_ttl;
+        let identity = &admitted.identity;
         let Some(ticket) = self.gw.tickets.issue(room, identity, ttl) else {
             return send_error(socket, code::SERVER_FULL, "too many tickets outstanding; try again shortly").await;
         };
-        self.audit(room, "ticket-issued", Some(identity.did().to_owned()), Some(method), attestation).await;
+        let (did, method) = (Some(identity.did().to_owned()), Some(admitted.method));
+        self.audit(room, "ticket-issued", did, method, admitted.detail.clone()).await;
         let frame = ServerMessage::Ticket {
             ticket: &ticket,
             room_id: room,
@@ -416,19 +231,18 @@ impl Session {
     }
 }
 
-/// The admission proof as other peers receive it, for methods they can check
-/// themselves: the exact signed text plus the method's proof fields.
-fn forwarded_proof(method: Method, fields: &[&str], issued: &IssuedChallenge, proof: &Value) -> Option<Box<RawValue>> {
-    if fields.is_empty() {
-        return None;
-    }
-    let mut out = Map::new();
-    out.insert("method".into(), method.as_str().into());
-    out.insert("signed".into(), issued.signed_bytes.clone().into());
-    for f in fields {
-        if let Some(v) = proof.get(*f) {
-            out.insert((*f).into(), v.clone());
+/// Tells a client what the pipeline lets it know of a refusal.
+pub(super) async fn send_refusal<S: Sink<Message> + Unpin>(socket: &mut S, tell: &Tell) {
+    match tell {
+        // The socket hides even that the challenge was spent: only "not admitted".
+        Tell::NotAdmitted | Tell::StartAgain => send_error(socket, code::NOT_ADMITTED, "not admitted").await,
+        Tell::BadProof(message) => send_error(socket, code::BAD_PROOF, message).await,
+        Tell::PrivateKey => {
+            let message = "the publicKey JWK contains private key material (\"d\"); send only the public JWK — \
+                           your private key must never leave your device";
+            send_error(socket, code::PRIVATE_KEY, message).await
         }
+        Tell::Unsupported(message) => send_error(socket, code::UNSUPPORTED_METHOD, message).await,
+        Tell::Internal(message) => send_error(socket, code::INTERNAL, message).await,
     }
-    serde_json::value::to_raw_value(&out).ok()
 }

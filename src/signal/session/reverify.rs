@@ -43,96 +43,58 @@ impl Session {
             open.required |= required;
             return;
         }
-        let (room, fingerprint, identity) = (a.room.clone(), a.fingerprint.clone(), a.identity.clone());
-        let answering = answering_methods(a.method);
-        let method = answering[0];
+        let (room, fingerprint, identity, admitted_with) =
+            (a.room.clone(), a.fingerprint.clone(), a.identity.clone(), a.method);
+        let purpose = Purpose::Reverify { room, identity: identity.clone(), admitted_with };
+        let asks =
+            Asks { fingerprint, address: identity.eth_address().copied(), webauthn: admitted_with == Method::Webauthn };
+        let issued = self.gw.admission().issue(purpose, asks).await;
         let settings = &self.gw.settings;
-        let by_hand = answering.iter().any(|m| self.gw.verifiers.get(*m).is_some_and(|v| v.by_hand()));
+        let by_hand = issued.as_ref().is_ok_and(|i| i.by_hand());
         let lifetime = if by_hand { settings.manual_freshness } else { settings.freshness_past };
         let deadline = tokio::time::Instant::now() + lifetime;
         a.confirming = Some(Confirming { askers: vec![requester], deadline, required });
-        let mut challenge = IssuedChallenge::issue_reverify(room.clone(), &self.gw.origin, fingerprint, Utc::now());
-        if let Some(address) = identity.eth_address() {
-            challenge = challenge.with_siwe(&self.gw.origin, *address, settings.eth_chain_id, settings.freshness_past);
-        }
-        if method == Method::Webauthn {
-            if let Ok(ceremony) = self.webauthn_ceremony(&room, &challenge.signed_bytes).await {
-                challenge.webauthn = Some(Arc::new(ceremony));
+        match issued {
+            Ok(issued) => {
+                send(socket, &ServerMessage::Challenge(issued.offer())).await;
+                self.slot.put(issued);
             }
+            // Whoever asked hears of the failure when the confirmation times out.
+            Err(e) => tracing::warn!(error = %e, "a confirmation challenge could not be issued"),
         }
-        let Ok(payload) = RawValue::from_string(challenge.signed_bytes.clone()) else { return };
-        let verifiers = &self.gw.verifiers;
-        let ssh = verifiers.get(Method::Ssh).map(|_| SshHint::for_text(&challenge.signed_bytes));
-        let siwe = challenge.siwe.as_deref();
-        let webauthn = challenge.webauthn.as_ref().map(|w| &w.options);
-        let methods = answering.iter().map(|m| m.as_str()).collect();
-        send(socket, &ServerMessage::Challenge { payload: &payload, methods, ssh, siwe, webauthn }).await;
-        self.slot.put(challenge);
     }
 
     /// Checks the answer to a re-verification challenge and tells whoever asked.
     pub(super) async fn finish_reverify<S: Sink<Message> + Unpin>(
         &mut self,
         socket: &mut S,
-        method_name: &str,
+        method: &str,
         payload: &Value,
         proof: Map<String, Value>,
     ) {
         let Some(mut closed) = self.close_reverify() else { return };
-        let admitted_with = closed.method;
-        let answering = answering_methods(admitted_with);
-        let method = answering.iter().copied().find(|m| m.as_str() == method_name).unwrap_or(answering[0]);
-        let window = Freshness {
-            past: self.gw.settings.freshness_past.max(self.gw.settings.manual_freshness),
-            future: self.gw.settings.freshness_future,
-        };
-        let outcome = (|| {
-            if method_name != method.as_str() {
-                return Err(format!("answered with {method_name}, admitted with {}", admitted_with.as_str()));
-            }
-            let issued = self.slot.redeem(payload, Utc::now(), window).map_err(|r| r.reason().to_owned())?;
-            let verifier = self.gw.verifiers.get(method).ok_or("method no longer accepted")?;
-            let claim = verifier.claim_for(&Value::Object(proof), &issued).map_err(|e| e.to_string())?;
-            if claim.identity != closed.identity {
-                return Err("another key answered".to_owned());
-            }
-            let signed = verifier.signed_text(&issued).map_err(|e| e.to_string())?;
-            claim.check(signed).map_err(|e| e.to_string())
-        })();
-        // A confirmation is a signature like any other: its counter must move on.
-        let outcome = match outcome {
-            Ok(evidence) => match evidence.counter {
-                None => Ok(()),
-                Some(counter) => {
-                    let credential = evidence.credential_id.as_deref().map(crate::passkeys::credential_id_text);
-                    match self.gw.store.advance_counters(closed.identity.did(), counter, credential.as_deref()).await {
-                        Ok(true) => Ok(()),
-                        Ok(false) => Err("the sign counter went backwards: the authenticator may be cloned".to_owned()),
-                        Err(e) => {
-                            tracing::error!(error = %e, "counter update failed");
-                            Err("the server could not record the sign counter".to_owned())
-                        }
-                    }
-                }
-            },
-            Err(e) => Err(e),
-        };
+        let answer = Answer { method, payload, proof: &proof };
+        let caller = self.caller(None);
+        let outcome = self.gw.admission().redeem(&mut self.slot, answer, &caller).await;
+        // An answer by a method this server does not take leaves nothing to answer.
+        self.slot.clear();
         let peer_id = &closed.peer_id;
         let (frame, event, reason): (Arc<str>, _, _) = match outcome {
-            Ok(()) => {
+            Ok(admitted) => {
                 if let Some(a) = self.admitted.as_mut() {
                     a.proved_at = tokio::time::Instant::now();
                 }
                 let at = crate::store::now_text();
                 self.gw.rooms.mark_verified(&closed.room, peer_id, &at);
                 let identity = closed.identity.did();
-                let frame = ServerMessage::PeerVerified { peer_id, identity, method: method.as_str(), at: &at };
+                let method = admitted.method.as_str();
+                let frame = ServerMessage::PeerVerified { peer_id, identity, method, at: &at };
                 closed.required = false;
                 (frame.to_text().into(), "reverified", None)
             }
-            Err(why) => {
+            Err(refused) => {
                 let frame = ServerMessage::PeerVerificationFailed { peer_id, reason: "failed" };
-                (frame.to_text().into(), "reverify-failed", Some(why))
+                (frame.to_text().into(), "reverify-failed", Some(refused.reason))
             }
         };
         self.tell_outcome(socket, closed, frame, event, reason).await;
@@ -179,7 +141,7 @@ impl Session {
     /// and the challenge is withdrawn.
     pub(super) async fn reverify_timed_out<S: Sink<Message> + Unpin>(&mut self, socket: &mut S) {
         let Some(closed) = self.close_reverify() else { return };
-        self.slot = ChallengeSlot::default();
+        self.slot.clear();
         let frame =
             ServerMessage::PeerVerificationFailed { peer_id: &closed.peer_id, reason: "timeout" }.to_text().into();
         let reason = Some("no answer within the challenge lifetime".to_owned());
@@ -216,18 +178,4 @@ struct Closed {
     peer_id: PeerId,
     identity: crate::identity::Identity,
     method: Method,
-}
-
-/// The methods a re-verification may be answered with: the admission's own. A
-/// ticket was obtained by `keygate join` with an SSH key or a PIV card, so its holder
-/// answers with either (pasting what `keygate sign` prints); the identity must match.
-fn answering_methods(admitted_with: Method) -> &'static [Method] {
-    match admitted_with {
-        Method::Ticket => &[Method::Ssh, Method::Piv],
-        Method::Webcrypto => &[Method::Webcrypto],
-        Method::Ssh => &[Method::Ssh],
-        Method::Eth => &[Method::Eth],
-        Method::Piv => &[Method::Piv],
-        Method::Webauthn => &[Method::Webauthn],
-    }
 }

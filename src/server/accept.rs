@@ -9,7 +9,7 @@
 //!   not wait for Nagle's algorithm and a delayed ACK.
 //! - Accept errors (the process is out of file descriptors) back off briefly
 //!   instead of spinning; the connection limits are sized so that they should not
-//!   happen (see [`super::file_budget`]).
+//!   happen (see [`super::fit_to_file_limit`]).
 //!
 //! A connection that upgrades to a WebSocket leaves the HTTP count: it is counted
 //! under `max_connections` from then on.

@@ -11,12 +11,14 @@
 //!   ── request {roomId} ; auth {method: "ticket", payload, ticket: T} ─▶ admitted
 //! ```
 
-use super::{Claim, Evidence, Method, Verifier, VerifyError};
-use crate::challenge::IssuedChallenge;
+//!
+//! Tickets are state (issued here, taken once), not a proof: the admission
+//! pipeline redeems them where the other methods' claims are parsed.
+
 use crate::identity::Identity;
 use crate::ids::RoomId;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Most tickets outstanding at once, server-wide.
@@ -52,47 +54,22 @@ impl Tickets {
         Some(ticket)
     }
 
-    /// Takes a ticket (single use): its identity if it is for `room` and unexpired.
-    fn redeem(&self, ticket: &str, room: &RoomId) -> Result<Identity, VerifyError> {
-        let t =
-            self.lock().remove(ticket).ok_or_else(|| VerifyError::Policy("unknown or already used ticket".into()))?;
+    /// Takes a ticket (single use, whatever follows): its identity if it is for
+    /// `room` and unexpired; otherwise why not, for the audit log.
+    pub fn redeem(&self, ticket: &str, room: &RoomId) -> Result<Identity, &'static str> {
+        let t = self.lock().remove(ticket).ok_or("unknown or already used ticket")?;
         if t.expires <= Instant::now() {
-            return Err(VerifyError::Policy("expired ticket".into()));
+            return Err("expired ticket");
         }
         if t.room != *room {
-            return Err(VerifyError::Policy("ticket for another room".into()));
+            return Err("ticket for another room");
         }
         Ok(t.identity)
     }
-}
 
-pub struct TicketVerifier {
-    tickets: Arc<Tickets>,
-}
-
-impl TicketVerifier {
-    pub fn new(tickets: Arc<Tickets>) -> Self {
-        TicketVerifier { tickets }
-    }
-}
-
-impl Verifier for TicketVerifier {
-    fn method(&self) -> Method {
-        Method::Ticket
-    }
-
-    fn claim(&self, _auth: &serde_json::Value) -> Result<Claim, VerifyError> {
-        Err(VerifyError::Unusable("a ticket answers a challenge for its room".into()))
-    }
-
-    fn claim_for(&self, auth: &serde_json::Value, issued: &IssuedChallenge) -> Result<Claim, VerifyError> {
-        let ticket = auth
-            .get("ticket")
-            .and_then(|t| t.as_str())
-            .ok_or_else(|| VerifyError::Malformed("missing ticket".into()))?;
-        // Redeemed here, before the whitelist check: a ticket is single use whatever
-        // follows. Its proof was the signature that obtained it.
-        let identity = self.tickets.redeem(ticket, &issued.room)?;
-        Ok(Claim::new(identity, |_| Ok(Evidence::default())))
+    /// Forgets expired tickets.
+    pub fn prune(&self) {
+        let now = Instant::now();
+        self.lock().retain(|_, t| t.expires > now);
     }
 }

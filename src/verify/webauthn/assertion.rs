@@ -12,8 +12,8 @@
 //! user verification when required, and the signature with the credential's COSE key
 //! (ES256, ES384, EdDSA/Ed25519, RS256) on aws-lc-rs.
 
-use super::VerifyError;
 use crate::identity::{cose, ParseError, PublicKey};
+use crate::verify::VerifyError;
 use aws_lc_rs::signature::{self as sig, UnparsedPublicKey};
 use base64::Engine;
 use ciborium::Value as Cbor;

@@ -57,7 +57,7 @@ pub enum PasskeyError {
 /// The WebAuthn half of a challenge: options for the browser, ceremony state for
 /// the server, and which identity each offered credential belongs to.
 #[derive(Debug)]
-pub struct WebauthnChallenge {
+pub struct Ceremony {
     /// `{"publicKey": PublicKeyCredentialRequestOptions}` as the browser takes it.
     pub options: Value,
     pub state: AuthenticationState,
@@ -140,7 +140,7 @@ impl Passkeys {
         signed: &str,
         credentials: Vec<(Credential, Identity)>,
         require_user_verification: bool,
-    ) -> Result<WebauthnChallenge, PasskeyError> {
+    ) -> Result<Ceremony, PasskeyError> {
         let policy = if require_user_verification {
             UserVerificationPolicy::Required
         } else {
@@ -163,7 +163,7 @@ impl Passkeys {
         state_json["challenge"] = challenge;
         let state: AuthenticationState =
             serde_json::from_value(state_json).map_err(|e| PasskeyError::Rejected(e.to_string()))?;
-        Ok(WebauthnChallenge { options, state, credentials: by_id })
+        Ok(Ceremony { options, state, credentials: by_id })
     }
 }
 

@@ -1,9 +1,22 @@
-//! Method `webauthn`: a passkey or security key answers the challenge, finished by
-//! webauthn-rs against the ceremony state issued to this connection for this room
-//! (see [`crate::passkeys`] for the ceremony).
+//! WebAuthn, in one place: passkeys and security keys.
+//!
+//! - [`relying_party`]: the relying party (registering credentials, and the
+//!   WebAuthn half of a challenge: options for the browser, ceremony state here);
+//! - this file: method `webauthn`, the [`Verifier`] that finishes an assertion with
+//!   webauthn-rs against the ceremony issued with the challenge;
+//! - [`assertion`]: the same checks written out without ceremony state, as a peer
+//!   holding only the forwarded proof makes them (checked on the W3C vectors).
+//!
+//! Keys in COSE form are a key format like any other ([`crate::identity::cose`]);
+//! the authenticator side lives with the other signers
+//! ([`crate::client::soft_webauthn`]).
 
-use super::{Claim, Evidence, Method, Verifier, VerifyError};
-use crate::challenge::IssuedChallenge;
+pub mod assertion;
+pub mod relying_party;
+
+pub use relying_party::{credential_id_text, identity_of, load_credential, Ceremony, PasskeyError, Passkeys};
+
+use super::{Challenge, Claim, Evidence, Method, Verifier, VerifyError};
 use std::sync::Arc;
 use webauthn_rs_core::error::WebauthnError;
 use webauthn_rs_core::proto::PublicKeyCredential;
@@ -47,13 +60,11 @@ impl Verifier for WebauthnVerifier {
         &["credential"]
     }
 
-    fn claim(&self, _auth: &serde_json::Value) -> Result<Claim, VerifyError> {
-        Err(VerifyError::Unusable("a WebAuthn proof answers a challenge requested with \"webauthn\": true".into()))
-    }
-
-    fn claim_for(&self, auth: &serde_json::Value, issued: &IssuedChallenge) -> Result<Claim, VerifyError> {
-        let Some(ceremony) = issued.webauthn.clone() else {
-            return self.claim(auth);
+    fn claim(&self, auth: &serde_json::Value, challenge: &Challenge<'_>) -> Result<Claim, VerifyError> {
+        let Some(ceremony) = challenge.webauthn else {
+            return Err(VerifyError::Unusable(
+                "a WebAuthn proof answers a challenge requested with \"webauthn\": true".into(),
+            ));
         };
         let credential: PublicKeyCredential = serde_json::from_value(
             auth.get("credential").cloned().ok_or_else(|| VerifyError::Malformed("missing credential".into()))?,
@@ -65,10 +76,11 @@ impl Verifier for WebauthnVerifier {
             .cloned()
             .ok_or_else(|| VerifyError::Policy("unknown key (a credential not registered for this room)".into()))?;
         let core = self.core.clone();
-        Ok(Claim::new(identity, move |_signed| {
+        let state = ceremony.state.clone();
+        Ok(Claim::new(identity, challenge.payload, move |_signed| {
             // The ceremony state's challenge is the payload itself, so webauthn-rs
             // checking the challenge checks the signed payload.
-            let result = core.authenticate_credential(&credential, &ceremony.state).map_err(refusal)?;
+            let result = core.authenticate_credential(&credential, &state).map_err(refusal)?;
             Ok(Evidence {
                 user_present: Some(true),
                 user_verified: Some(result.user_verified()),

@@ -1,0 +1,779 @@
+//! Admission: the one proof pipeline. The socket (joining, tickets, "confirm
+//! identity"), HTTP sign-in and invites all issue and redeem challenges here, so
+//! freshness, whitelist-before-crypto, the policies (user verification, PIV
+//! requirements, SSH namespaces, sign counters) and what a client may be told of a
+//! refusal are decided once.
+//!
+//! ```text
+//!  issue(purpose, asks) ──▶ Issued { challenge bytes, SIWE text?, WebAuthn ceremony?, methods }
+//!      │  offer(): what the client is sent (the socket's `challenge` frame, HTTP JSON)
+//!      ▼  kept by the caller: a socket's Slot, or a PendingMap by id over HTTP
+//!  redeem(source, answer, caller)
+//!      method accepted? ─▶ take (single use) ─▶ payload and freshness ─▶ claim (parse only)
+//!      ─▶ whitelist and purpose ─▶ signature ─▶ policies ─▶ sign counters
+//!      ──▶ Admitted { identity, method, label, owner, … }
+//!        | Refused { reason: audit log only, tell: what the client may know }
+//! ```
+//!
+//! What the caller does with an admission (join the room, hand out a ticket, start
+//! a session cookie, whitelist an invitee) stays with the caller.
+
+use crate::challenge::{Freshness, IssuedChallenge, Refusal, SIGN_IN_ROOM};
+use crate::gateway::Gateway;
+use crate::identity::{EthAddress, Identity};
+use crate::ids::RoomId;
+use crate::limits::{ClientKey, PendingMap};
+use crate::signal::protocol::{ChallengeOffer, SshHint};
+use crate::store::AuditEvent;
+use crate::verify::siwe::{ForChallenge, SiweMessage};
+use crate::verify::webauthn::Ceremony;
+use crate::verify::{Challenge, Claim, Evidence, Method, VerifyError, SSH_NAMESPACE};
+use chrono::Utc;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// What a proof is for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// Joining `room`, creating it (`create`), or obtaining a one-time ticket for it
+    /// (`ticket`, the native client).
+    Join { room: RoomId, create: bool, ticket: bool },
+    /// An admitted peer proves its key again mid-call.
+    Reverify { room: RoomId, identity: Identity, admitted_with: Method },
+    /// Signing in to the host pages.
+    SignIn,
+    /// Proving a key through an invite to `room`, to be whitelisted.
+    Enrol { room: RoomId },
+}
+
+impl Purpose {
+    /// The room the proof is for, if any.
+    pub fn room(&self) -> Option<&RoomId> {
+        match self {
+            Purpose::Join { room, .. } | Purpose::Reverify { room, .. } | Purpose::Enrol { room } => Some(room),
+            Purpose::SignIn => None,
+        }
+    }
+
+    /// The payload's `purpose` field: proofs for one purpose never pass for another.
+    fn payload_label(&self) -> Option<&'static str> {
+        match self {
+            Purpose::Join { .. } | Purpose::Enrol { .. } => None,
+            Purpose::Reverify { .. } => Some("reverify"),
+            Purpose::SignIn => Some("sign-in"),
+        }
+    }
+}
+
+/// What the client asked to have built with its challenge.
+#[derive(Clone, Debug, Default)]
+pub struct Asks {
+    /// The DTLS fingerprint to vouch for.
+    pub fingerprint: Option<String>,
+    /// A wallet address: a Sign-In with Ethereum message is built for it.
+    pub address: Option<EthAddress>,
+    /// WebAuthn options offering the room's registered credentials.
+    pub webauthn: bool,
+}
+
+/// The WebAuthn half of a challenge.
+#[derive(Debug)]
+enum Passkey {
+    Absent,
+    /// A ceremony offering the room's credentials.
+    Offered(Ceremony),
+    /// Options offering none: the browser picks a discoverable credential, and its
+    /// ceremony is built when the answer names it.
+    Discoverable(Value),
+}
+
+/// A challenge as issued, with what was built beside it. Kept by the caller until
+/// it is answered.
+#[derive(Debug)]
+pub struct Issued {
+    pub purpose: Purpose,
+    pub challenge: IssuedChallenge,
+    payload: Box<RawValue>,
+    siwe: Option<String>,
+    passkey: Passkey,
+    methods: Vec<Method>,
+    by_hand: bool,
+}
+
+impl Issued {
+    /// What the client is sent: the payload to sign and how to answer it.
+    pub fn offer(&self) -> ChallengeOffer<'_> {
+        let webauthn = match &self.passkey {
+            Passkey::Absent => None,
+            Passkey::Offered(c) => Some(&c.options),
+            Passkey::Discoverable(options) => Some(options),
+        };
+        ChallengeOffer {
+            payload: &self.payload,
+            methods: self.methods.iter().map(|m| m.as_str()).collect(),
+            ssh: self.methods.contains(&Method::Ssh).then(|| SshHint::for_text(&self.challenge.signed_bytes)),
+            siwe: self.siwe.as_deref(),
+            webauthn,
+        }
+    }
+
+    /// Whether a person may answer it by hand (copying a command, pasting the
+    /// result), so it must stay answerable for minutes.
+    pub fn by_hand(&self) -> bool {
+        self.by_hand
+    }
+
+    /// How long an answer is awaited: the challenge's lifetime.
+    pub fn lifetime(&self, settings: &crate::config::Settings) -> Duration {
+        if self.by_hand {
+            settings.manual_freshness.max(settings.freshness_past)
+        } else {
+            settings.freshness_past
+        }
+    }
+}
+
+/// An answer to a challenge: the method, the payload as the client returned it, and
+/// the method's proof fields.
+pub struct Answer<'a> {
+    pub method: &'a str,
+    pub payload: &'a Value,
+    pub proof: &'a Map<String, Value>,
+}
+
+/// Who is answering, for budgets and the audit log.
+#[derive(Clone, Debug, Default)]
+pub struct Caller {
+    pub client: Option<ClientKey>,
+    pub remote: Option<String>,
+    /// Where a refusal is logged when no issued challenge names a room (a socket's
+    /// requested room).
+    pub room: Option<RoomId>,
+}
+
+/// Where issued challenges wait for their answer. Taking one is single use,
+/// whatever follows.
+pub trait Source {
+    fn take(&mut self, payload: &Value) -> Result<Issued, Refusal>;
+}
+
+/// A socket's challenge: at most one live, the newest; spent nonces remembered so
+/// that a replay on the same connection is named as such.
+#[derive(Default)]
+pub struct Slot {
+    live: Option<Issued>,
+    spent: VecDeque<String>,
+}
+
+impl Slot {
+    /// Replaces any live challenge: only the newest one can be answered.
+    pub fn put(&mut self, issued: Issued) {
+        if let Some(old) = self.live.replace(issued) {
+            self.remember(old.challenge.nonce);
+        }
+    }
+
+    pub fn live(&self) -> Option<&Issued> {
+        self.live.as_ref()
+    }
+
+    /// Withdraws the live challenge.
+    pub fn clear(&mut self) {
+        if let Some(old) = self.live.take() {
+            self.remember(old.challenge.nonce);
+        }
+    }
+
+    fn remember(&mut self, nonce: String) {
+        if self.spent.len() == 4 {
+            self.spent.pop_front();
+        }
+        self.spent.push_back(nonce);
+    }
+}
+
+impl Source for Slot {
+    fn take(&mut self, payload: &Value) -> Result<Issued, Refusal> {
+        let nonce = payload.get("nonce").and_then(|n| n.as_str()).unwrap_or("");
+        if self.spent.iter().any(|s| s == nonce) {
+            return Err(Refusal::Replay);
+        }
+        let live = self.live.take().ok_or(Refusal::NoChallenge)?;
+        self.remember(live.challenge.nonce.clone());
+        Ok(live)
+    }
+}
+
+/// Challenges issued over HTTP, each under a random id.
+pub struct Pending(PendingMap<Issued>);
+
+/// Proofs in progress at once over HTTP (sign-ins and invites), server-wide.
+const MAX_PENDING: usize = 10_000;
+/// … and from one client address: a sign-in takes one; a person who reloads a few
+/// times, or a small office behind one address, stays far below it.
+const MAX_PENDING_PER_CLIENT: usize = 32;
+
+impl Pending {
+    /// Kept as long as the longest challenge lifetime.
+    pub fn new(settings: &crate::config::Settings) -> Self {
+        let ttl = settings.manual_freshness.max(settings.freshness_past);
+        Pending(PendingMap::new(ttl, MAX_PENDING_PER_CLIENT, MAX_PENDING))
+    }
+
+    /// Keeps `issued` for `client`; returns its id.
+    pub fn put(&self, client: ClientKey, issued: Issued) -> String {
+        self.0.put(client, issued)
+    }
+
+    /// The challenge `id`, if it was issued for a purpose `wanted` accepts.
+    pub fn by_id<'a>(&'a self, id: &'a str, wanted: fn(&Purpose) -> bool) -> ById<'a> {
+        ById { pending: self, id, wanted }
+    }
+
+    pub fn prune(&self) {
+        self.0.prune();
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// One HTTP challenge, looked up by the id its answer names.
+pub struct ById<'a> {
+    pending: &'a Pending,
+    id: &'a str,
+    wanted: fn(&Purpose) -> bool,
+}
+
+impl Source for ById<'_> {
+    fn take(&mut self, _payload: &Value) -> Result<Issued, Refusal> {
+        let issued = self.pending.0.take(self.id).ok_or(Refusal::NoChallenge)?;
+        if !(self.wanted)(&issued.purpose) {
+            return Err(Refusal::WrongRoom);
+        }
+        Ok(issued)
+    }
+}
+
+/// A proof that got in.
+#[derive(Debug)]
+pub struct Admitted {
+    pub purpose: Purpose,
+    pub identity: Identity,
+    pub method: Method,
+    /// The whitelist entry's label (joining), or "owner" (creating).
+    pub label: String,
+    /// Whether the identity owns the room (joining), or will (creating).
+    pub owner: bool,
+    /// What the proof showed beyond its signature (a YubiKey attestation), for the log.
+    pub detail: Option<String>,
+    /// The proof as other peers receive it, for methods they can check themselves.
+    pub forwarded: Option<Box<RawValue>>,
+    /// The DTLS fingerprint the proof signed.
+    pub fingerprint: Option<String>,
+}
+
+/// What a client may be told of a refusal. Everything else about it is in `reason`,
+/// for the audit log only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Tell {
+    /// Only that it was not admitted: whether a key is known, a signature valid or
+    /// a nonce spent is never said.
+    NotAdmitted,
+    /// The challenge is unknown, used or expired: ask for a new one.
+    StartAgain,
+    /// The proof's form is wrong, whoever made it; the message says how to fix it.
+    BadProof(String),
+    /// The proof carries a private key.
+    PrivateKey,
+    /// The method is not accepted here (the challenge stays answerable).
+    Unsupported(String),
+    /// The server failed; try again.
+    Internal(&'static str),
+}
+
+/// A proof that did not get in.
+#[derive(Debug)]
+pub struct Refused {
+    /// For the audit log, never for the client.
+    pub reason: String,
+    pub tell: Tell,
+    /// The identity the proof claimed, once it was parsed.
+    pub identity: Option<String>,
+}
+
+impl Refused {
+    fn new(reason: impl Into<String>, tell: Tell) -> Self {
+        Refused { reason: reason.into(), tell, identity: None }
+    }
+
+    fn internal(what: &'static str, error: impl std::fmt::Display) -> Self {
+        tracing::error!(%error, "{what} failed");
+        Refused::new(format!("{what} failed"), Tell::Internal("the server could not check the proof; try again"))
+    }
+
+    fn quiet(reason: impl Into<String>) -> Self {
+        Refused::new(reason, Tell::NotAdmitted)
+    }
+}
+
+impl From<VerifyError> for Refused {
+    fn from(e: VerifyError) -> Self {
+        let tell = match &e {
+            VerifyError::PrivateKey => Tell::PrivateKey,
+            other => other.client_message().map_or(Tell::NotAdmitted, Tell::BadProof),
+        };
+        let reason = match e {
+            VerifyError::PrivateKey => "client sent a private key".to_owned(),
+            other => other.to_string(),
+        };
+        Refused::new(reason, tell)
+    }
+}
+
+/// Why a challenge could not be issued (said to the client as it is).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct IssueError(pub &'static str);
+
+/// The pipeline over one server's state.
+pub struct Admission<'g> {
+    gw: &'g Gateway,
+}
+
+impl<'g> Admission<'g> {
+    pub fn new(gw: &'g Gateway) -> Self {
+        Admission { gw }
+    }
+
+    /// The methods that may answer a challenge for `purpose`.
+    fn methods(&self, purpose: &Purpose) -> Vec<Method> {
+        let proofs = self.gw.verifiers.methods();
+        match purpose {
+            Purpose::Join { create: false, ticket: false, .. } => {
+                let mut all = proofs;
+                all.push(Method::Ticket);
+                all.sort_by_key(|m| m.as_str());
+                all
+            }
+            Purpose::Join { .. } | Purpose::SignIn | Purpose::Enrol { .. } => proofs,
+            Purpose::Reverify { admitted_with, .. } => {
+                answering_methods(*admitted_with).iter().copied().filter(|m| proofs.contains(m)).collect()
+            }
+        }
+    }
+
+    /// Issues a challenge for `purpose`, with what `asks` wants built beside it.
+    pub async fn issue(&self, purpose: Purpose, asks: Asks) -> Result<Issued, IssueError> {
+        let gw = self.gw;
+        let sign_in = || RoomId::parse(SIGN_IN_ROOM).unwrap_or_else(|_| RoomId::generate());
+        let room = purpose.room().cloned().unwrap_or_else(sign_in);
+        let challenge =
+            IssuedChallenge::issue_for(room.clone(), &gw.origin, asks.fingerprint, purpose.payload_label(), Utc::now());
+        let payload = RawValue::from_string(challenge.signed_bytes.clone())
+            .map_err(|_| IssueError("could not build a challenge"))?;
+        let siwe = asks.address.map(|address| {
+            let statement = match purpose {
+                Purpose::SignIn => "Sign in to keygate.".to_owned(),
+                _ => format!("Join keygate room {room}."),
+            };
+            let c = &challenge;
+            let facts = ForChallenge {
+                origin: &gw.origin,
+                statement,
+                request_id: c.room.as_str(),
+                nonce: &c.nonce,
+                issued_at: c.issued_at,
+                lifetime: gw.settings.freshness_past,
+                fingerprint: c.fingerprint.as_deref(),
+                chain_id: gw.settings.eth_chain_id,
+            };
+            SiweMessage::for_challenge(address, facts).to_string()
+        });
+        let methods = self.methods(&purpose);
+        let passkey = if !methods.contains(&Method::Webauthn) {
+            Passkey::Absent
+        } else {
+            match &purpose {
+                Purpose::Join { room, create: false, .. } | Purpose::Reverify { room, .. } if asks.webauthn => {
+                    Passkey::Offered(self.room_ceremony(room, &challenge.signed_bytes).await?)
+                }
+                Purpose::SignIn | Purpose::Enrol { .. } => {
+                    match gw.passkeys.challenge(&challenge.signed_bytes, Vec::new(), false) {
+                        Ok(ceremony) => Passkey::Discoverable(ceremony.options),
+                        Err(_) => Passkey::Absent,
+                    }
+                }
+                _ => Passkey::Absent,
+            }
+        };
+        let by_hand = methods.iter().any(|m| gw.verifiers.get(*m).is_some_and(|v| v.by_hand()));
+        Ok(Issued { purpose, challenge, payload, siwe, passkey, methods, by_hand })
+    }
+
+    /// The WebAuthn half of a challenge for `room`: the credentials registered by
+    /// its whitelisted identities, with their current counters.
+    async fn room_ceremony(&self, room: &RoomId, signed: &str) -> Result<Ceremony, IssueError> {
+        let stored = self.gw.store.room_credentials(room).await.map_err(|e| {
+            tracing::error!(error = %e, "credential lookup failed");
+            IssueError("the server could not look up passkeys; try again")
+        })?;
+        let credentials = stored
+            .into_iter()
+            .filter_map(|c| match crate::verify::webauthn::load_credential(&c) {
+                Ok(loaded) => Some(loaded),
+                Err(e) => {
+                    tracing::warn!(credential = %c.id, error = %e, "a stored credential was skipped");
+                    None
+                }
+            })
+            .collect();
+        let require_uv = self.gw.rooms.requires_user_verification(room);
+        self.gw.passkeys.challenge(signed, credentials, require_uv).map_err(|e| {
+            tracing::error!(error = %e, "starting a WebAuthn ceremony failed");
+            IssueError("the server could not start a passkey challenge; try again")
+        })
+    }
+
+    /// A passkey answer to an offer of discoverable credentials names its
+    /// credential; the ceremony is built for that one.
+    async fn named_ceremony(&self, signed: &str, proof: &Map<String, Value>) -> Result<Ceremony, Refused> {
+        let raw_id = proof.get("credential").and_then(|c| c["rawId"].as_str()).unwrap_or_default();
+        let stored = self
+            .gw
+            .store
+            .credential(raw_id.trim_end_matches('='))
+            .await
+            .map_err(|e| Refused::internal("credential lookup", e))?
+            .ok_or_else(|| Refused::quiet("unknown key (a passkey not registered here)"))?;
+        let (credential, identity) = crate::verify::webauthn::load_credential(&stored).map_err(|e| {
+            tracing::warn!(credential = %stored.id, error = %e, "a stored credential was refused");
+            Refused::quiet(format!("unusable stored credential: {e}"))
+        })?;
+        self.gw
+            .passkeys
+            .challenge(signed, vec![(credential, identity)], false)
+            .map_err(|e| Refused::internal("starting a WebAuthn ceremony", e))
+    }
+
+    /// The freshness window for an answer by `method` to a challenge for `purpose`.
+    fn window(&self, purpose: &Purpose, by_hand: bool) -> Freshness {
+        let settings = &self.gw.settings;
+        let past = if by_hand {
+            settings.manual_freshness
+        } else {
+            purpose.room().and_then(|r| self.gw.rooms.freshness(r)).unwrap_or(settings.freshness_past)
+        };
+        Freshness { past, future: settings.freshness_future }
+    }
+
+    /// Redeems an answer: takes its challenge from `source`, checks it in DESIGN's
+    /// order, and records a refusal for a room in its audit log (within the
+    /// address's budget of rows). Confirmations are logged by the caller, which
+    /// knows who asked.
+    pub async fn redeem(
+        &self,
+        source: &mut (dyn Source + Send),
+        answer: Answer<'_>,
+        caller: &Caller,
+    ) -> Result<Admitted, Refused> {
+        let method = serde_json::from_value::<Method>(Value::String(answer.method.to_owned()))
+            .ok()
+            .filter(|m| *m == Method::Ticket || self.gw.verifiers.get(*m).is_some());
+        let Some(method) = method else {
+            let accepted: Vec<&str> = self.gw.methods().into_iter().map(Method::as_str).collect();
+            let message =
+                format!("method '{}' is not accepted here; use one of: {}", answer.method, accepted.join(", "));
+            return Err(Refused::new("unsupported method", Tell::Unsupported(message)));
+        };
+        let issued = match source.take(answer.payload) {
+            Ok(issued) => issued,
+            Err(refusal) => {
+                let tell = if refusal == Refusal::NoChallenge { Tell::StartAgain } else { Tell::NotAdmitted };
+                let refused = Refused::new(refusal.reason(), tell);
+                if let Some(room) = &caller.room {
+                    self.record_refusal(room, None, method, &refused.reason, caller).await;
+                }
+                return Err(refused);
+            }
+        };
+        let room = issued.purpose.room().cloned().or_else(|| caller.room.clone());
+        let logged_by_caller = matches!(issued.purpose, Purpose::Reverify { .. });
+        let outcome = self.check(issued, method, &answer).await;
+        if let (Err(refused), Some(room), false) = (&outcome, &room, logged_by_caller) {
+            if !matches!(refused.tell, Tell::Internal(_)) {
+                self.record_refusal(room, refused.identity.clone(), method, &refused.reason, caller).await;
+            }
+        }
+        outcome
+    }
+
+    /// Everything after taking the challenge.
+    async fn check(&self, issued: Issued, method: Method, answer: &Answer<'_>) -> Result<Admitted, Refused> {
+        let gw = self.gw;
+        if !issued.methods.contains(&method) {
+            let reason = match &issued.purpose {
+                Purpose::Reverify { admitted_with, .. } => {
+                    format!("answered with {}, admitted with {}", method.as_str(), admitted_with.as_str())
+                }
+                _ => format!("method {} cannot answer this challenge", method.as_str()),
+            };
+            return Err(Refused::quiet(reason));
+        }
+        let by_hand = gw.verifiers.get(method).is_some_and(|v| v.by_hand());
+        let window = self.window(&issued.purpose, by_hand);
+        issued.challenge.accept(answer.payload, Utc::now(), window).map_err(|r| Refused::quiet(r.reason()))?;
+        let named;
+        let webauthn = match &issued.passkey {
+            Passkey::Offered(ceremony) => Some(ceremony),
+            Passkey::Discoverable(_) if method == Method::Webauthn => {
+                named = self.named_ceremony(&issued.challenge.signed_bytes, answer.proof).await?;
+                Some(&named)
+            }
+            _ => None,
+        };
+        let challenge =
+            Challenge { payload: issued.challenge.signed_bytes.as_bytes(), siwe: issued.siwe.as_deref(), webauthn };
+        let proof = Value::Object(answer.proof.clone());
+        let claim = match method {
+            Method::Ticket => self.ticket_claim(&proof, &issued)?,
+            _ => {
+                let verifier = gw.verifiers.get(method).ok_or_else(|| Refused::quiet("method no longer accepted"))?;
+                verifier.claim(&proof, &challenge)?
+            }
+        };
+        let did = claim.identity.did().to_owned();
+        self.check_claim(issued, method, claim, proof).await.map_err(|r| Refused { identity: Some(did), ..r })
+    }
+
+    /// The claim against the purpose (the whitelist), then its signature, the
+    /// policies and the counters.
+    async fn check_claim(
+        &self,
+        issued: Issued,
+        method: Method,
+        claim: Claim,
+        proof: Value,
+    ) -> Result<Admitted, Refused> {
+        let gw = self.gw;
+        let identity = claim.identity.clone();
+        let did = identity.did();
+        // The whitelist is consulted before the signature: an unknown key costs no crypto.
+        let entry = self.entry(&issued.purpose, &identity, method).await?;
+        let evidence = claim.check()?;
+        if entry.require_uv && evidence.user_verified == Some(false) {
+            return Err(Refused::quiet(
+                "the room requires user verification (PIN or biometric); the key only proved presence",
+            ));
+        }
+        if let Some(why) = entry.piv.as_ref().and_then(|r| r.unmet(evidence.attestation.as_ref())) {
+            return Err(Refused::quiet(why));
+        }
+        self.advance_counters(did, &evidence).await?;
+        let forwarded = match &issued.purpose {
+            Purpose::Join { .. } => {
+                let fields = gw.verifiers.get(method).map_or(&[][..], |v| v.forwarded_fields());
+                forwarded_proof(method, fields, &issued.challenge, &proof)
+            }
+            _ => None,
+        };
+        Ok(Admitted {
+            fingerprint: issued.challenge.fingerprint.clone(),
+            purpose: issued.purpose,
+            identity,
+            method,
+            label: entry.label,
+            owner: entry.owner,
+            detail: evidence.attestation.as_ref().map(ToString::to_string),
+            forwarded,
+        })
+    }
+
+    /// A ticket: state this server keeps, taken once, for the challenge's room. Its
+    /// proof was the signature that obtained it.
+    fn ticket_claim(&self, proof: &Value, issued: &Issued) -> Result<Claim, Refused> {
+        let ticket = proof
+            .get("ticket")
+            .and_then(|t| t.as_str())
+            .ok_or_else(|| Refused::from(VerifyError::Malformed("missing ticket".into())))?;
+        let identity = self.gw.tickets.redeem(ticket, &issued.challenge.room).map_err(Refused::quiet)?;
+        Ok(Claim::new(identity, issued.challenge.signed_bytes.as_bytes(), |_| Ok(Evidence::default())))
+    }
+
+    /// What the purpose allows `identity` (before any signature is checked).
+    async fn entry(&self, purpose: &Purpose, identity: &Identity, method: Method) -> Result<Entry, Refused> {
+        let did = identity.did();
+        match purpose {
+            Purpose::Join { create: true, .. } => {
+                let creators = &self.gw.settings.room_creators;
+                if !creators.is_empty() && !creators.iter().any(|c| c == did) {
+                    return Err(Refused::quiet("not allowed to create rooms"));
+                }
+                Ok(Entry { label: "owner".into(), owner: true, ..Entry::default() })
+            }
+            Purpose::Join { room, .. } => {
+                let access = match self.gw.rooms.access(room, did).await {
+                    Ok(Some(access)) => access,
+                    Ok(None) => return Err(Refused::quiet("room no longer exists")),
+                    Err(e) => return Err(Refused::internal("whitelist lookup", e)),
+                };
+                let Some(allowed) = access.allowed else {
+                    return Err(Refused::quiet("unknown key"));
+                };
+                if method == Method::Ssh
+                    && allowed.ssh_namespaces.as_ref().is_some_and(|n| !n.iter().any(|n| n == SSH_NAMESPACE))
+                {
+                    let reason = format!("allowed_signers namespaces of this key exclude '{SSH_NAMESPACE}'");
+                    return Err(Refused::quiet(reason));
+                }
+                Ok(Entry {
+                    label: allowed.label,
+                    owner: access.owner,
+                    require_uv: access.require_user_verification,
+                    piv: allowed.piv,
+                })
+            }
+            Purpose::Reverify { identity: admitted, .. } => {
+                if identity != admitted {
+                    return Err(Refused::quiet("another key answered"));
+                }
+                Ok(Entry::default())
+            }
+            Purpose::SignIn | Purpose::Enrol { .. } => Ok(Entry::default()),
+        }
+    }
+
+    /// A signature with a counter moves the key's counters on, or is refused.
+    async fn advance_counters(&self, did: &str, evidence: &Evidence) -> Result<(), Refused> {
+        let Some(counter) = evidence.counter else { return Ok(()) };
+        let credential = evidence.credential_id.as_deref().map(crate::verify::webauthn::credential_id_text);
+        match self.gw.store.advance_counters(did, counter, credential.as_deref()).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Refused::quiet("the sign counter went backwards: the authenticator may be cloned")),
+            Err(e) => Err(Refused::internal("counter update", e)),
+        }
+    }
+
+    /// Counts a refusal and logs it, within the room's budget of rows for this
+    /// client address: past it, refusals are counted into the next row (or the
+    /// upkeep's summary row) instead of one row each.
+    pub async fn record_refusal(
+        &self,
+        room: &RoomId,
+        identity: Option<String>,
+        method: Method,
+        reason: &str,
+        caller: &Caller,
+    ) {
+        self.gw.stats.refusals.fetch_add(1, Ordering::Relaxed);
+        let held_back = match caller.client {
+            Some(client) => match self.gw.refusal_rows.take(room, client) {
+                Some(n) => n,
+                None => return,
+            },
+            None => 0,
+        };
+        let reason = match held_back {
+            0 => reason.to_owned(),
+            n => format!("{reason} (and {n} earlier refusals from this address, counted but not logged one by one)"),
+        };
+        let event = AuditEvent {
+            room: room.clone(),
+            event: "refused",
+            identity,
+            method: Some(method.as_str()),
+            reason: Some(reason),
+            remote: caller.remote.clone(),
+        };
+        self.gw.audit.record(event).await;
+    }
+}
+
+/// The room's requirements for one identity, as the purpose sets them.
+#[derive(Default)]
+struct Entry {
+    label: String,
+    owner: bool,
+    require_uv: bool,
+    piv: Option<crate::verify::piv::PivRequirement>,
+}
+
+/// The methods a re-verification may be answered with: the admission's own. A
+/// ticket was obtained by `keygate join` with an SSH key or a PIV card, so its holder
+/// answers with either (pasting what `keygate sign` prints); the identity must match.
+fn answering_methods(admitted_with: Method) -> &'static [Method] {
+    match admitted_with {
+        Method::Ticket => &[Method::Ssh, Method::Piv],
+        Method::Webcrypto => &[Method::Webcrypto],
+        Method::Ssh => &[Method::Ssh],
+        Method::Eth => &[Method::Eth],
+        Method::Piv => &[Method::Piv],
+        Method::Webauthn => &[Method::Webauthn],
+    }
+}
+
+/// The admission proof as other peers receive it, for methods they can check
+/// themselves: the exact signed text plus the method's proof fields.
+fn forwarded_proof(method: Method, fields: &[&str], issued: &IssuedChallenge, proof: &Value) -> Option<Box<RawValue>> {
+    if fields.is_empty() {
+        return None;
+    }
+    let mut out = Map::new();
+    out.insert("method".into(), method.as_str().into());
+    out.insert("signed".into(), issued.signed_bytes.clone().into());
+    for f in fields {
+        if let Some(v) = proof.get(*f) {
+            out.insert((*f).into(), v.clone());
+        }
+    }
+    serde_json::value::to_raw_value(&out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issued(room: &str) -> Issued {
+        let room = RoomId::parse(room).unwrap_or_else(|_| RoomId::generate());
+        let challenge = IssuedChallenge::issue(room.clone(), "o", None, Utc::now());
+        let payload = RawValue::from_string(challenge.signed_bytes.clone()).unwrap_or_else(|_| Box::default());
+        Issued {
+            purpose: Purpose::Join { room, create: false, ticket: false },
+            challenge,
+            payload,
+            siwe: None,
+            passkey: Passkey::Absent,
+            methods: vec![Method::Webcrypto],
+            by_hand: false,
+        }
+    }
+
+    #[test]
+    fn a_socket_challenge_is_taken_once() {
+        let mut slot = Slot::default();
+        let c = issued("r1");
+        let payload = c.challenge.payload_json();
+        slot.put(c);
+        assert!(slot.take(&payload).is_ok());
+        assert_eq!(slot.take(&payload).err(), Some(Refusal::Replay));
+    }
+
+    #[test]
+    fn only_the_newest_challenge_is_live() {
+        let mut slot = Slot::default();
+        let first = issued("r1");
+        let old = first.challenge.payload_json();
+        assert_eq!(slot.take(&old).err(), Some(Refusal::NoChallenge));
+        slot.put(first);
+        slot.put(issued("r1"));
+        assert_eq!(slot.take(&old).err(), Some(Refusal::Replay));
+    }
+}

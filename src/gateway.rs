@@ -1,0 +1,115 @@
+//! The state one server shares between its sockets and its pages, built once from
+//! the settings: the store, live rooms, the proof methods and their relying party,
+//! tickets, the audit log, the refusal budget and the counters.
+
+use crate::config::Settings;
+use crate::identity::Identity;
+use crate::signal::rooms::Rooms;
+use crate::store::{AuditLog, Store};
+use crate::tickets::Tickets;
+use crate::verify::webauthn::Passkeys;
+use crate::verify::{Method, Verifiers};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Everything the sessions and handlers share. One per server.
+pub struct Gateway {
+    pub settings: Settings,
+    /// The origin put into challenges (computed once from the settings).
+    pub origin: String,
+    pub store: Store,
+    pub rooms: Arc<Rooms>,
+    pub verifiers: Verifiers,
+    /// The WebAuthn relying party (registration and the WebAuthn half of challenges).
+    pub passkeys: Arc<Passkeys>,
+    /// One-time tickets issued to native clients (method `ticket`).
+    pub tickets: Tickets,
+    pub audit: AuditLog,
+    /// Refusal rows per room and client address (strangers cannot fill the log).
+    pub refusal_rows: crate::limits::RowBudget,
+    /// Flips to `true` when the server starts shutting down.
+    pub shutdown: watch::Receiver<bool>,
+    pub stats: Stats,
+}
+
+/// Settings that cannot be used as given.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Gateway {
+    /// Builds the shared state over an open store. `settings` are taken as final
+    /// (the server has already bound its port and fitted its limits).
+    pub fn build(
+        mut settings: Settings,
+        store: Store,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Gateway, ConfigError> {
+        // Operators may name room creators in any key format; compare DIDs.
+        settings.room_creators = settings
+            .room_creators
+            .iter()
+            .map(|k| {
+                Identity::parse(k)
+                    .map(|i| i.did().to_owned())
+                    .map_err(|e| ConfigError(format!("room_creators entry '{k}': {e}")))
+            })
+            .collect::<Result<_, _>>()?;
+        let anchors = crate::verify::piv::PivVerifier::load_anchors(&settings.piv_attestation_roots)
+            .map_err(|e| ConfigError(format!("piv_attestation_roots: {e}")))?;
+        let passkeys = Arc::new(
+            Passkeys::new(&settings.webauthn_rp_id(), &settings.webauthn_origins())
+                .map_err(|e| ConfigError(e.to_string()))?,
+        );
+        let verifiers = Verifiers::new(anchors, Some(passkeys.core()));
+        let (audit, _writer) = AuditLog::start(store.clone());
+        Ok(Gateway {
+            origin: settings.public_origin(),
+            refusal_rows: crate::limits::RowBudget::new(settings.refusal_rows_per_minute),
+            rooms: Arc::new(Rooms::new(store.clone())),
+            passkeys,
+            tickets: Tickets::default(),
+            verifiers,
+            audit,
+            settings,
+            store,
+            shutdown,
+            stats: Stats::default(),
+        })
+    }
+
+    /// The whitelist service over this server's store and live rooms: every change
+    /// to who may enter goes through it.
+    pub fn whitelist(&self) -> crate::whitelist::Whitelist<'_> {
+        crate::whitelist::Whitelist::new(&self.store, Some(&self.rooms))
+    }
+
+    /// The proof pipeline: every challenge is issued and every answer redeemed there.
+    pub fn admission(&self) -> crate::admission::Admission<'_> {
+        crate::admission::Admission::new(self)
+    }
+
+    /// Every method this server accepts, in a stable order.
+    pub fn methods(&self) -> Vec<Method> {
+        let mut all = self.verifiers.methods();
+        all.push(Method::Ticket);
+        all.sort_by_key(|m| m.as_str());
+        all
+    }
+}
+
+/// Counters exported on `/metrics`, and the gauges behind the connection limits.
+#[derive(Default)]
+pub struct Stats {
+    /// Open WebSocket connections, admitted or not (`max_connections`).
+    pub connections: Arc<crate::limits::Gauge>,
+    /// Sockets not yet admitted, in all and per address (`max_unadmitted…`).
+    pub unadmitted: Arc<crate::limits::Unadmitted>,
+    /// HTTP connections open now (`max_http_connections`), upgrades excluded.
+    pub http_connections: Arc<crate::limits::Gauge>,
+    pub admissions: AtomicU64,
+    pub refusals: AtomicU64,
+    /// Connections and requests turned away by a limit.
+    pub limited: Arc<AtomicU64>,
+}

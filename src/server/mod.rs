@@ -1,0 +1,140 @@
+//! The server's lifecycle: open the store, bind, fit the connection limits to the
+//! open-file limit, build the shared state, serve, follow whitelist changes, keep
+//! up, and drain on shutdown. Tests start the same [`Server`] on port 0.
+
+mod accept;
+mod upkeep;
+
+use crate::config::Settings;
+use crate::gateway::{ConfigError, Gateway};
+use crate::store::{Store, StoreError};
+use crate::web::AppState;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How often the server looks for whitelist changes made by other processes.
+const CHANGE_POLL: Duration = Duration::from_millis(200);
+/// How long shutdown waits for sockets to close before giving up on them.
+const DRAIN: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+impl From<ConfigError> for ServeError {
+    fn from(e: ConfigError) -> Self {
+        ServeError::Config(e.0)
+    }
+}
+
+/// Files the process keeps open besides connections: the database and its WAL,
+/// logs, the listener, the runtime's own descriptors, headroom for the CLI's
+/// helpers. Connections may use the rest.
+const RESERVED_FILES: u64 = 64;
+
+/// The process's open-file limit (soft), after raising it to the hard limit.
+pub fn open_file_limit() -> u64 {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(u64::MAX, |(soft, _)| soft)
+}
+
+/// Lowers the connection limits so that, together, they fit in `files` open
+/// files: past the file limit the server could no longer accept at all, and no
+/// clean "server full" would ever be sent. Says so when it lowers anything.
+pub fn fit_to_file_limit(settings: &mut Settings, files: u64) {
+    let budget = usize::try_from(files.saturating_sub(RESERVED_FILES)).unwrap_or(usize::MAX).max(2);
+    let (ws, http) = (settings.max_connections, settings.max_http_connections);
+    if ws.saturating_add(http) <= budget {
+        return;
+    }
+    // A quarter for HTTP (page loads are short), the rest for WebSockets.
+    let http_share = http.min((budget / 4).max(1));
+    settings.max_http_connections = http_share;
+    settings.max_connections = ws.min(budget - http_share);
+    settings.max_unadmitted = settings.max_unadmitted.min(settings.max_connections);
+    tracing::warn!(
+        open_files = files,
+        max_connections = settings.max_connections,
+        max_http_connections = settings.max_http_connections,
+        "connection limits lowered to fit the open-file limit (was {ws} WebSocket and {http} HTTP connections); \
+         raise the limit (ulimit -n, LimitNOFILE=) to allow more"
+    );
+}
+
+/// A running server.
+pub struct Server {
+    addr: SocketAddr,
+    gateway: Arc<Gateway>,
+    /// What the handlers share (pending proofs, limiters), for upkeep.
+    state: AppState,
+    shutdown: watch::Sender<bool>,
+    http: JoinHandle<()>,
+    follower: JoinHandle<()>,
+    maintenance: JoinHandle<()>,
+}
+
+impl Server {
+    /// Opens the store, binds `settings.listen`, and starts serving.
+    pub async fn start(settings: Settings) -> Result<Server, ServeError> {
+        let store = Store::open(&settings.db).await?;
+        let listener = TcpListener::bind(settings.listen).await.map_err(|e| ServeError::Bind(settings.listen, e))?;
+        let addr = listener.local_addr()?;
+        let mut settings = settings;
+        settings.listen = addr;
+        fit_to_file_limit(&mut settings, open_file_limit());
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let gateway = Arc::new(Gateway::build(settings, store, shutdown_rx.clone())?);
+        gateway.rooms.start_following().await?;
+        let follower = tokio::spawn(gateway.rooms.clone().follow_changes(CHANGE_POLL, shutdown_rx.clone()));
+        let limits = accept::HttpLimits {
+            max_connections: gateway.settings.max_http_connections,
+            header_timeout: gateway.settings.http_header_timeout,
+            connections: gateway.stats.http_connections.clone(),
+            limited: gateway.stats.limited.clone(),
+        };
+        let state = AppState::new(gateway.clone());
+        let maintenance = tokio::spawn(upkeep::maintain(state.clone(), shutdown_rx.clone()));
+        let http = tokio::spawn(accept::serve(listener, crate::web::router(state.clone()), limits, shutdown_rx));
+        Ok(Server { addr, gateway, state, shutdown, http, follower, maintenance })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gateway
+    }
+
+    /// Runs one round of upkeep now (it runs every minute by itself).
+    pub async fn maintain_now(&self) {
+        upkeep::maintain_once(&self.state).await;
+    }
+
+    /// Stops accepting, closes every socket with a close frame, flushes the audit
+    /// log and closes the database.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let deadline = tokio::time::Instant::now() + DRAIN;
+        while self.gateway.stats.connections.get() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = tokio::time::timeout(DRAIN, self.http).await;
+        let _ = self.follower.await;
+        let _ = self.maintenance.await;
+        self.gateway.audit.flush().await;
+        self.gateway.store.close().await;
+    }
+}
