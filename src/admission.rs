@@ -568,6 +568,7 @@ impl<'g> Admission<'g> {
         let did = identity.did();
         // The whitelist is consulted before the signature: an unknown key costs no crypto.
         let entry = self.entry(&issued.purpose, &identity, method).await?;
+        gw.stats.signature_checks.fetch_add(1, Ordering::Relaxed);
         let evidence = claim.check()?;
         if entry.require_uv && evidence.user_verified == Some(false) {
             return Err(Refused::quiet(

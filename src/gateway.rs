@@ -110,6 +110,8 @@ pub struct Stats {
     pub http_connections: Arc<crate::limits::Gauge>,
     pub admissions: AtomicU64,
     pub refusals: AtomicU64,
+    /// Signature checks run ([`crate::verify::Claim::check`]): an unknown key costs none.
+    pub signature_checks: AtomicU64,
     /// Connections and requests turned away by a limit.
     pub limited: Arc<AtomicU64>,
 }

@@ -254,7 +254,7 @@ pub enum ServerMessage<'a> {
     },
     Pong,
     Error {
-        code: &'a str,
+        code: ErrorCode,
         message: &'a str,
     },
 }
@@ -267,29 +267,176 @@ impl ServerMessage<'_> {
 }
 
 /// Stable error codes. Clients switch on these; messages are for people.
+/// Every `error` code, stable: clients switch on them. docs/protocol.md's table of
+/// error codes is checked against this list by a test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorCode {
+    BadJson,
+    UnknownType,
+    BadMessage,
+    FrameTooLarge,
+    RateLimited,
+    ServerFull,
+    AuthTimeout,
+    RoomNotFound,
+    RoomFull,
+    NoChallenge,
+    UnsupportedMethod,
+    PrivateKey,
+    BadProof,
+    NotAdmitted,
+    AlreadyAdmitted,
+    Unauthenticated,
+    NotOwner,
+    NoSuchPeer,
+    Revoked,
+    NotConfirmed,
+    SlowConsumer,
+    ShuttingDown,
+    Internal,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 23] = [
+        ErrorCode::BadJson,
+        ErrorCode::UnknownType,
+        ErrorCode::BadMessage,
+        ErrorCode::FrameTooLarge,
+        ErrorCode::RateLimited,
+        ErrorCode::ServerFull,
+        ErrorCode::AuthTimeout,
+        ErrorCode::RoomNotFound,
+        ErrorCode::RoomFull,
+        ErrorCode::NoChallenge,
+        ErrorCode::UnsupportedMethod,
+        ErrorCode::PrivateKey,
+        ErrorCode::BadProof,
+        ErrorCode::NotAdmitted,
+        ErrorCode::AlreadyAdmitted,
+        ErrorCode::Unauthenticated,
+        ErrorCode::NotOwner,
+        ErrorCode::NoSuchPeer,
+        ErrorCode::Revoked,
+        ErrorCode::NotConfirmed,
+        ErrorCode::SlowConsumer,
+        ErrorCode::ShuttingDown,
+        ErrorCode::Internal,
+    ];
+
+    /// The code as it appears in the `error` frame.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadJson => "bad-json",
+            ErrorCode::UnknownType => "unknown-type",
+            ErrorCode::BadMessage => "bad-message",
+            ErrorCode::FrameTooLarge => "frame-too-large",
+            ErrorCode::RateLimited => "rate-limited",
+            ErrorCode::ServerFull => "server-full",
+            ErrorCode::AuthTimeout => "auth-timeout",
+            ErrorCode::RoomNotFound => "room-not-found",
+            ErrorCode::RoomFull => "room-full",
+            ErrorCode::NoChallenge => "no-challenge",
+            ErrorCode::UnsupportedMethod => "unsupported-method",
+            ErrorCode::PrivateKey => "private-key",
+            ErrorCode::BadProof => "bad-proof",
+            ErrorCode::NotAdmitted => "not-admitted",
+            ErrorCode::AlreadyAdmitted => "already-admitted",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::NotOwner => "not-owner",
+            ErrorCode::NoSuchPeer => "no-such-peer",
+            ErrorCode::Revoked => "revoked",
+            ErrorCode::NotConfirmed => "not-confirmed",
+            ErrorCode::SlowConsumer => "slow-consumer",
+            ErrorCode::ShuttingDown => "shutting-down",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    /// The close code the connection ends with after this error, if it ends.
+    pub fn closes_with(self) -> Option<u16> {
+        match self {
+            ErrorCode::ServerFull => Some(1013),
+            ErrorCode::AuthTimeout => Some(4001),
+            ErrorCode::Revoked => Some(4003),
+            ErrorCode::NotConfirmed => Some(4003),
+            ErrorCode::SlowConsumer => Some(4008),
+            ErrorCode::ShuttingDown => Some(1001),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The codes by their old constant names, for call sites.
 pub mod code {
-    pub const BAD_JSON: &str = "bad-json";
-    pub const UNKNOWN_TYPE: &str = "unknown-type";
-    pub const BAD_MESSAGE: &str = "bad-message";
-    pub const FRAME_TOO_LARGE: &str = "frame-too-large";
-    pub const RATE_LIMITED: &str = "rate-limited";
-    pub const SERVER_FULL: &str = "server-full";
-    pub const AUTH_TIMEOUT: &str = "auth-timeout";
-    pub const ROOM_NOT_FOUND: &str = "room-not-found";
-    pub const ROOM_FULL: &str = "room-full";
-    pub const NO_CHALLENGE: &str = "no-challenge";
-    pub const UNSUPPORTED_METHOD: &str = "unsupported-method";
-    pub const PRIVATE_KEY: &str = "private-key";
-    pub const BAD_PROOF: &str = "bad-proof";
-    pub const NOT_ADMITTED: &str = "not-admitted";
-    pub const ALREADY_ADMITTED: &str = "already-admitted";
-    pub const UNAUTHENTICATED: &str = "unauthenticated";
-    pub const NOT_OWNER: &str = "not-owner";
-    pub const NO_SUCH_PEER: &str = "no-such-peer";
-    pub const REVOKED: &str = "revoked";
-    /// The room requires periodic confirmation of identity and this peer did not give it.
-    pub const NOT_CONFIRMED: &str = "not-confirmed";
-    pub const SLOW_CONSUMER: &str = "slow-consumer";
-    pub const SHUTTING_DOWN: &str = "shutting-down";
-    pub const INTERNAL: &str = "internal";
+    use super::ErrorCode;
+    pub const BAD_JSON: ErrorCode = ErrorCode::BadJson;
+    pub const UNKNOWN_TYPE: ErrorCode = ErrorCode::UnknownType;
+    pub const BAD_MESSAGE: ErrorCode = ErrorCode::BadMessage;
+    pub const FRAME_TOO_LARGE: ErrorCode = ErrorCode::FrameTooLarge;
+    pub const RATE_LIMITED: ErrorCode = ErrorCode::RateLimited;
+    pub const SERVER_FULL: ErrorCode = ErrorCode::ServerFull;
+    pub const AUTH_TIMEOUT: ErrorCode = ErrorCode::AuthTimeout;
+    pub const ROOM_NOT_FOUND: ErrorCode = ErrorCode::RoomNotFound;
+    pub const ROOM_FULL: ErrorCode = ErrorCode::RoomFull;
+    pub const NO_CHALLENGE: ErrorCode = ErrorCode::NoChallenge;
+    pub const UNSUPPORTED_METHOD: ErrorCode = ErrorCode::UnsupportedMethod;
+    pub const PRIVATE_KEY: ErrorCode = ErrorCode::PrivateKey;
+    pub const BAD_PROOF: ErrorCode = ErrorCode::BadProof;
+    pub const NOT_ADMITTED: ErrorCode = ErrorCode::NotAdmitted;
+    pub const ALREADY_ADMITTED: ErrorCode = ErrorCode::AlreadyAdmitted;
+    pub const UNAUTHENTICATED: ErrorCode = ErrorCode::Unauthenticated;
+    pub const NOT_OWNER: ErrorCode = ErrorCode::NotOwner;
+    pub const NO_SUCH_PEER: ErrorCode = ErrorCode::NoSuchPeer;
+    pub const REVOKED: ErrorCode = ErrorCode::Revoked;
+    pub const NOT_CONFIRMED: ErrorCode = ErrorCode::NotConfirmed;
+    pub const SLOW_CONSUMER: ErrorCode = ErrorCode::SlowConsumer;
+    pub const SHUTTING_DOWN: ErrorCode = ErrorCode::ShuttingDown;
+    pub const INTERNAL: ErrorCode = ErrorCode::Internal;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorCode;
+
+    /// The rows of a markdown table under `heading`: first cell → the rest.
+    fn table(doc: &str, heading: &str) -> Vec<(String, String)> {
+        let section = doc.split(heading).nth(1).unwrap_or_default();
+        section
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .skip(2)
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.trim_matches('|').split('|').map(str::trim).collect();
+                Some((cells.first()?.trim_matches('`').to_owned(), cells[1..].join("|")))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_documented_error_codes_are_the_codes() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/protocol.md")).unwrap_or_default();
+        let documented = table(&doc, "## Error codes");
+        let names: Vec<&str> = documented.iter().map(|(c, _)| c.as_str()).collect();
+        let codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(names, codes, "docs/protocol.md's error table and ErrorCode::ALL differ");
+        for (code, (name, rest)) in ErrorCode::ALL.iter().zip(&documented) {
+            let connection = rest.rsplit('|').next().unwrap_or_default().trim();
+            match code.closes_with() {
+                Some(close) => assert_eq!(connection, format!("closed, {close}"), "{name}"),
+                None => assert!(connection.starts_with("stays"), "{name}: {connection}"),
+            }
+        }
+        let closes = table(&doc, "## Close codes");
+        for close in ErrorCode::ALL.iter().filter_map(|c| c.closes_with()) {
+            assert!(closes.iter().any(|(c, _)| *c == close.to_string()), "close code {close} is not documented");
+        }
+    }
 }

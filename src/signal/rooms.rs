@@ -9,7 +9,7 @@
 //! calls it on every tick, for edits made by another process (the CLI). The room
 //! map's lock is never held across an `.await`.
 
-use super::protocol::{code, PeerInfo, ServerMessage};
+use super::protocol::{code, ErrorCode, PeerInfo, ServerMessage};
 use crate::ids::{PeerId, RoomId};
 use crate::store::{Store, StoreError, WhitelistEntry};
 use crate::verify::piv::PivRequirement;
@@ -26,7 +26,7 @@ const MAX_CACHED_ROOMS: usize = 50_000;
 /// Why the server is ending a session from outside it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Kick {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
 }
 
@@ -49,7 +49,7 @@ pub struct PeerHandle {
 }
 
 impl PeerHandle {
-    fn kick(&self, code: &'static str, message: &str) {
+    fn kick(&self, code: ErrorCode, message: &str) {
         self.kick.send_replace(Some(Kick { code, message: message.to_owned() }));
     }
 
@@ -307,7 +307,7 @@ impl Rooms {
     }
 
     /// Ejects one peer of a room; false if it is not there.
-    pub fn kick_peer(&self, room: &RoomId, peer: &PeerId, code: &'static str, message: &str) -> bool {
+    pub fn kick_peer(&self, room: &RoomId, peer: &PeerId, code: ErrorCode, message: &str) -> bool {
         match self.lock().get(room).and_then(|r| r.peers.get(peer)) {
             Some(p) => {
                 p.kick(code, message);
@@ -333,7 +333,7 @@ impl Rooms {
     }
 
     /// Ejects every session (used on shutdown).
-    pub fn kick_all(&self, code: &'static str, message: &str) {
+    pub fn kick_all(&self, code: ErrorCode, message: &str) {
         for r in self.lock().values() {
             for p in r.peers.values() {
                 p.kick(code, message);

@@ -20,8 +20,8 @@ mod reverify;
 mod whitelist;
 
 use super::protocol::{
-    code, AddedEntry, ClientMessage, EntryError, PeerInfo, PeerProblem, Request, ServerMessage, WhitelistAdd,
-    CLIENT_TYPES,
+    code, AddedEntry, ClientMessage, EntryError, ErrorCode, PeerInfo, PeerProblem, Request, ServerMessage,
+    WhitelistAdd, CLIENT_TYPES,
 };
 use super::rooms::{Kick, Outbound, PeerHandle};
 use super::Gateway;
@@ -39,9 +39,9 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 
-/// Close codes in the 4000 range are keygate's own.
+/// Close codes in the 4000 range are keygate's own; the one each error code ends a
+/// connection with is [`ErrorCode::closes_with`]. These are the fallbacks.
 const CLOSE_AUTH_TIMEOUT: u16 = 4001;
-const CLOSE_REVOKED: u16 = 4003;
 const CLOSE_SLOW: u16 = 4008;
 const CLOSE_RATE: u16 = 4029;
 const CLOSE_GOING_AWAY: u16 = 1001;
@@ -191,13 +191,14 @@ pub async fn run<S, E>(
                 PeerEvent::ScheduleChanged => Flow::Continue,
                 PeerEvent::Kicked(kick) => {
                     send_error(&mut socket, kick.code, &kick.message).await;
-                    leave_reason = if kick.code == code::REVOKED { "removed" } else { kick.code };
-                    match kick.code {
-                        code::REVOKED => Flow::Close(CLOSE_REVOKED, "revoked"),
-                        code::NOT_CONFIRMED => Flow::Close(CLOSE_REVOKED, "identity not confirmed"),
-                        code::SHUTTING_DOWN => Flow::Close(CLOSE_GOING_AWAY, "server shutting down"),
-                        _ => Flow::Close(CLOSE_SLOW, "too slow"),
-                    }
+                    leave_reason = if kick.code == code::REVOKED { "removed" } else { kick.code.as_str() };
+                    let reason = match kick.code {
+                        code::REVOKED => "revoked",
+                        code::NOT_CONFIRMED => "identity not confirmed",
+                        code::SHUTTING_DOWN => "server shutting down",
+                        _ => "too slow",
+                    };
+                    Flow::Close(kick.code.closes_with().unwrap_or(CLOSE_SLOW), reason)
                 }
             },
             _ = tokio::time::sleep_until(confirm_by.unwrap_or_else(tokio::time::Instant::now)), if confirm_by.is_some() => {
@@ -210,7 +211,7 @@ pub async fn run<S, E>(
             }
             _ = tokio::time::sleep_until(s.deadline), if s.admitted.is_none() => {
                 send_error(&mut socket, code::AUTH_TIMEOUT, "not admitted in time; connect again and answer the challenge sooner").await;
-                Flow::Close(CLOSE_AUTH_TIMEOUT, "auth timeout")
+                Flow::Close(code::AUTH_TIMEOUT.closes_with().unwrap_or(CLOSE_AUTH_TIMEOUT), "auth timeout")
             }
             _ = shutdown.changed() => {
                 send_error(&mut socket, code::SHUTTING_DOWN, "the server is restarting; reconnect in a moment").await;
@@ -260,7 +261,7 @@ async fn peer_event(admitted: &mut Option<Seat>) -> PeerEvent {
     }
 }
 
-async fn send_error<S: Sink<Message> + Unpin>(socket: &mut S, code: &str, message: &str) {
+async fn send_error<S: Sink<Message> + Unpin>(socket: &mut S, code: ErrorCode, message: &str) {
     send(socket, &ServerMessage::Error { code, message }).await;
 }
 
@@ -354,7 +355,7 @@ impl Session {
 }
 
 /// Names what is wrong with a frame that did not parse as a client message.
-fn classify_bad_frame(text: &str, err: &serde_json::Error) -> (&'static str, String) {
+fn classify_bad_frame(text: &str, err: &serde_json::Error) -> (ErrorCode, String) {
     let Ok(value) = serde_json::from_str::<Value>(text) else {
         return (code::BAD_JSON, format!("frame is not valid JSON: {err}"));
     };

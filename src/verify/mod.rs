@@ -12,8 +12,9 @@
 //!
 //! This module knows nothing of sockets, rooms, clocks or SQL: what was issued
 //! reaches it as a [`Challenge`] (the bytes, and what a method built with them).
-//! Every signature check goes through [`Claim::check`], which counts it, so tests
-//! can prove that an unknown key costs no crypto.
+//! Every signature check goes through [`Claim::check`]; the admission pipeline
+//! counts each call (`/metrics`), so tests can prove that an unknown key costs no
+//! crypto.
 //!
 //! Adding a method: its file here (a [`Verifier`]), its [`Method`] variant, and one
 //! line in [`Verifiers::new`].
@@ -35,7 +36,6 @@ pub use webcrypto::WebCryptoVerifier;
 use crate::identity::Identity;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// The ways a peer can prove it holds a key.
@@ -147,13 +147,6 @@ impl<'a> Challenge<'a> {
     }
 }
 
-static SIGNATURE_CHECKS: AtomicU64 = AtomicU64::new(0);
-
-/// How many signature checks this process has run (exported on `/metrics`).
-pub fn signature_checks() -> u64 {
-    SIGNATURE_CHECKS.load(Ordering::Relaxed)
-}
-
 impl Claim {
     /// `signed`: the bytes the server issued that this proof must sign.
     pub fn new(
@@ -171,7 +164,6 @@ impl Claim {
 
     /// Runs the signature check over exactly the bytes the server issued.
     pub fn check(self) -> Result<Evidence, VerifyError> {
-        SIGNATURE_CHECKS.fetch_add(1, Ordering::Relaxed);
         (self.check)(&self.signed)
     }
 }

@@ -31,7 +31,7 @@ async fn metrics(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
         gw.rooms.peer_count(),
         s.admissions.load(Ordering::Relaxed),
         s.refusals.load(Ordering::Relaxed),
-        crate::verify::signature_checks(),
+        s.signature_checks.load(Ordering::Relaxed),
         s.unadmitted.count(),
         s.http_connections.get(),
         s.limited.load(Ordering::Relaxed),

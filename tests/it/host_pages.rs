@@ -1,11 +1,8 @@
 //! The host pages through the real server over HTTP: sign-in with a key, rooms,
 //! whitelist forms (paste and upload), removal that ejects, invites, audit and live
 //! pages, CSRF, and access control for owners, other signed-in people and visitors.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use keygate::client::p256_key::P256Key;
 use reqwest::redirect::Policy;
 use reqwest::StatusCode;
@@ -246,6 +243,20 @@ async fn sign_in_refusals() {
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     let body: Value = res.json().await.unwrap();
     assert!(body["error"].as_str().unwrap().contains("unknown, used or expired"), "{body}");
+    // Why a proof failed is for the audit log only, as on the socket: a tampered
+    // payload is "not accepted", never "the payload differs".
+    let ch: Value =
+        client.post(format!("{base}/signin/challenge")).json(&json!({})).send().await.unwrap().json().await.unwrap();
+    let mut tampered = ch["payload"].clone();
+    tampered["origin"] = json!("https://elsewhere.example");
+    let answer = json!({
+        "challengeId": ch["challengeId"], "method": "webcrypto", "payload": tampered,
+        "signature": k.sign_b64(tampered.to_string().as_bytes()).unwrap(), "publicKey": k.public_jwk(),
+    });
+    let res = client.post(format!("{base}/signin/verify")).json(&answer).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "the proof was not accepted", "{body}");
     // A proof for a room cannot sign anyone in.
     let owner = key();
     let room = s.room(&owner, &[]).await;

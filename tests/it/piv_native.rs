@@ -1,17 +1,14 @@
 //! `keygate join|sign|identity --piv` through the real PC/SC stack: pcscd with
-//! vsmartcard's vpcd driver, and a software PIV card (tests/common/piv_card.rs)
+//! vsmartcard's vpcd driver, and a software PIV card (tests/it/common/piv_card.rs)
 //! plugged into it over vpicc, answering what the `yubikey` crate sends. The card's
 //! keys and certificates come from an OpenSSL-made PKI shaped like a YubiKey's.
 //!
 //! One test, in order: pcscd allows one card session at a time, and the card stays
 //! plugged in from when it connects until the process ends.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::piv_card::{CardState, Slot, SlotKey, SoftPiv};
-use common::piv_pki::TestPiv;
-use common::*;
+use crate::common::piv_card::{CardState, Slot, SlotKey, SoftPiv};
+use crate::common::piv_pki::TestPiv;
+use crate::common::*;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::{Command, Output};

@@ -1,13 +1,10 @@
 //! What a client that has proved nothing can cost, through the real server: each
 //! limit of docs/security.md ("Denial of service without a key") holds at its
 //! edge, and people with keys still get in while it does.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
+use crate::common::*;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use common::*;
 use keygate::client::ws::Client;
 use serde_json::{json, Value};
 use std::net::IpAddr;

@@ -1,13 +1,10 @@
 //! Method `piv`: YubiKey attestation chains from real devices (piv-go and
 //! TameMyCerts test data), and chains, keys and signatures made with OpenSSL for
 //! P-256, P-384 and RSA, admitting through the real server.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
+use crate::common::piv_pki::TestPiv;
+use crate::common::*;
 use base64::Engine;
-use common::piv_pki::TestPiv;
-use common::*;
 use keygate::verify::piv::{verify_attestation, PinPolicy, TouchPolicy};
 use keygate::verify::x509::{read_certificate, read_certificates, subject_key};
 use keygate::verify::Challenge;
@@ -307,7 +304,7 @@ async fn a_slot_attestation_cannot_act_as_the_device_certificate() {
 /// what is below them; a client-supplied non-CA certificate is refused.
 #[test]
 fn attestation_chains_need_ca_intermediates_with_room_for_the_path() {
-    use common::piv_pki::{genkey, openssl};
+    use crate::common::piv_pki::{genkey, openssl};
     let Some(_) = tool("openssl") else { return };
     let work = tempfile::tempdir().unwrap();
     let d = work.path();

@@ -2,11 +2,8 @@
 //! hear each other, chat and confirm identities; a certificate swap is flagged and
 //! its media not shown; removing a key ejects its holder. See
 //! tests/js/call.browser.mjs. Screenshots land in target/browser-artifacts/call.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn three_methods_one_call_in_chromium() {

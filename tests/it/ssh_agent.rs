@@ -1,10 +1,7 @@
 //! `keygate sign` with a real OpenSSH ssh-agent (keys added by ssh-add) and with key
 //! files, admitting through the real server.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use keygate::identity::Identity;
 use serde_json::json;
 use std::path::{Path, PathBuf};

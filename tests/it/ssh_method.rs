@@ -1,14 +1,11 @@
 //! Method `ssh`: OpenSSH signatures from the OpenSSH project's own test data, from
 //! Debian's `ssh-keygen -Y sign` through the real server, and the room policies.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
+use crate::common::*;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use common::*;
 use keygate::client::ws::{Client, ClientError};
 use keygate::identity::Identity;
 use keygate::verify::sshsig::{signed_data, HashAlg, SshSig};

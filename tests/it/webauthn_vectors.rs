@@ -1,9 +1,6 @@
 //! The direct WebAuthn assertion check on the W3C specification's test vectors.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use keygate::verify::webauthn::assertion::{credential_from_attestation, verify_assertion, CoseKey, Expectation};
 use keygate::verify::VerifyError;
 use serde_json::Value;

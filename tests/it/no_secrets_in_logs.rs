@@ -3,11 +3,8 @@
 //! admission (signature) and a ticket, hands out TURN credentials, and refuses a
 //! private JWK sent by mistake, and none of them (nor the TURN secret) appears in
 //! what it logged.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use std::io::Read;
 use std::process::{Command, Stdio};

@@ -2,11 +2,8 @@
 //! into `welcome` allocates a relay (and relays packets); a credential past its
 //! expiry, or one made with another secret, does not; unadmitted sockets never
 //! see a credential.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::process::{Child, Command};

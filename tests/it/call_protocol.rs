@@ -2,11 +2,8 @@
 //! its modules are served, `welcome` carries ICE servers (and nothing before it),
 //! an unanswered "confirm identity" times out, and a peer's report about another's
 //! media lands in the audit log.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use keygate::client::ws::Client;
 use serde_json::json;
 use std::time::Duration;

@@ -1,12 +1,9 @@
 //! Method `eth`: Sign-In with Ethereum to the specification (the SIWE project's test
 //! suite), EIP-191 recovery (ethers.js and eth-account vectors), and wallets made
 //! with an independent implementation (ethers.js) admitting through the real server.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
+use crate::common::*;
 use chrono::{DateTime, Utc};
-use common::*;
 use keygate::identity::Identity;
 use keygate::verify::siwe::{from_fields, SiweMessage};
 use keygate::verify::{personal_message_hash, recover_signer};

@@ -1,10 +1,7 @@
 //! The `keygate` binary as an operator uses it: identity, room create/allow/deny/
 //! list/show against a real SQLite file.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 

@@ -1,7 +1,6 @@
 //! Every Wycheproof ECDSA P-256 / SHA-256 vector in IEEE P1363 form (and the
 //! WebCrypto set, which carries JWKs) gives the expected result through the
 //! `webcrypto` verifier: the same parsing and checking path an `auth` frame takes.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;

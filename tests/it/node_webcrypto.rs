@@ -1,13 +1,10 @@
 //! The original talk's browser client, run as it is in Node (which ships WebCrypto):
 //! PKCS#8 import, JSON.stringify(payload), P1363 signature. Only the signature's
 //! encoding (base64url) and the public-only JWK differ from the talk.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
+use crate::common::*;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
-use common::*;
 use keygate::client::p256_key::P256Key;
 use serde_json::Value;
 use std::path::Path;

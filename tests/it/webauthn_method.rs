@@ -2,11 +2,8 @@
 //! endpoints and used to join, with webauthn-authenticator-rs's software passkey
 //! standing in for the browser and authenticator; and every refusal the issue of
 //! passkeys calls for.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use keygate::ids::RoomId;
 use serde_json::{json, Value};
 use url::Url;

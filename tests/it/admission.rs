@@ -1,10 +1,7 @@
 //! Protocol v1 admission through the real server: the `webcrypto` method and every
 //! rule of DESIGN.md "Rules the server keeps".
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use keygate::client::ws::{Client, ClientError};
 use serde_json::json;
 use std::time::Duration;

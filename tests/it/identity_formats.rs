@@ -1,10 +1,7 @@
 //! Every accepted key format resolves to the same normalized identity, checked
 //! against the did:key specification's vectors and keys made by real tools.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use keygate::identity::{parse_key_list, Identity, ParseError};
 use serde_json::Value;
 use std::path::Path;

@@ -1,0 +1,27 @@
+//! The integration tests, as one test binary (one link instead of one per file):
+//! each module drives the real server, real clients and real tools for one area.
+//! Tests may unwrap and panic: a failure is the test's result.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+mod admission;
+mod browser;
+mod call;
+mod call_protocol;
+mod cli;
+mod eth_method;
+mod host_pages;
+mod identity_formats;
+mod no_secrets_in_logs;
+mod node_webcrypto;
+mod piv_method;
+mod piv_native;
+mod security_limits;
+mod ssh_agent;
+mod ssh_method;
+mod turn;
+mod webauthn_method;
+mod webauthn_vectors;
+mod whitelist_before_crypto;
+mod wycheproof_p256;
