@@ -23,7 +23,7 @@ use crate::gateway::Gateway;
 use crate::identity::{EthAddress, Identity};
 use crate::ids::RoomId;
 use crate::limits::{ClientKey, PendingMap};
-use crate::signal::protocol::{ChallengeOffer, SshHint};
+use crate::protocol::{ChallengeOffer, SshHint};
 use crate::store::AuditEvent;
 use crate::verify::siwe::{ForChallenge, SiweMessage};
 use crate::verify::webauthn::Ceremony;

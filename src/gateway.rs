@@ -4,7 +4,7 @@
 
 use crate::config::Settings;
 use crate::identity::Identity;
-use crate::signal::rooms::Rooms;
+use crate::rooms::Rooms;
 use crate::store::{AuditLog, Store};
 use crate::tickets::Tickets;
 use crate::verify::webauthn::Passkeys;
@@ -83,11 +83,6 @@ impl Gateway {
     /// to who may enter goes through it.
     pub fn whitelist(&self) -> crate::whitelist::Whitelist<'_> {
         crate::whitelist::Whitelist::new(&self.store, Some(&self.rooms))
-    }
-
-    /// The proof pipeline: every challenge is issued and every answer redeemed there.
-    pub fn admission(&self) -> crate::admission::Admission<'_> {
-        crate::admission::Admission::new(self)
     }
 
     /// Every method this server accepts, in a stable order.

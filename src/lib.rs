@@ -4,33 +4,43 @@
 //! # Layout
 //!
 //! ```text
-//! main.rs ─▶ cli ─▶ web::Server ─▶ web::serve (accept loop: caps, header timeout) ─▶ web::app (axum Router)
-//!                                   ├─ GET /, /rooms…, /i/…  host pages and invites (askama)
-//!                                   ├─ GET /r/{room}  the call page (static/call.js, rtc.js, identity.js)
-//!                                   ├─ GET /ws    signal::session::run ─┬─ admission: challenge (nonce, freshness)
-//!                                   │                                   │    + verify (pure: Verifier per method)
-//!                                   │                                   ├─ signal::rooms (live peers, whitelist cache)
-//!                                   │                                   ├─ reverify, whitelist, relay
-//!                                   │                                   ├─ signal::ice (TURN credentials in welcome)
-//!                                   │                                   └─ store      (SQLite: rooms, whitelist, audit)
-//!                                   └─ GET /metrics
-//! cli::native: keygate join | sign | identity --ssh/--piv/--key-file (a browser cannot reach those keys)
-//! whitelist: THE service for every change to who may enter (owners now, change + audit row in one transaction)
-//! limits:   per-client budgets (rate, pending entries, unadmitted sockets) and slots that release on drop
-//! identity: every key format → one normalized Identity (did:key / did:pkh)
-//! client:   protocol clients and signers (ssh-agent, key files, PIV cards), shared by the CLI, the load tool and tests
-//! bench:    the load tool (`keygate bench`)
+//! main.rs ─▶ cli ─▶ server (bind, accept loop with caps and header timeout, upkeep, drain)
+//!                     └─▶ web::router: one router per feature, merged; one web::Error
+//!                          ├─ pages, auth (sign-in), host (room pages), invites, passkeys
+//!                          ├─ call    GET /r/{room}: static/call.js, rtc.js, identity.js
+//!                          ├─ socket  GET /ws ─▶ signal::session::run (frames, relay, confirmations)
+//!                          └─ ops     /healthz, /metrics
+//!
+//! gateway:   the shared state, built once from the settings
+//! admission: THE proof pipeline: issue(purpose, asks) → Issued; redeem(answer) →
+//!            Admitted | Refused{reason for the audit log, what the client may be told}.
+//!            The socket, sign-in, invites and confirmations all go through it.
+//! whitelist: THE service for every change to who may enter (owners now, change +
+//!            audit row in one transaction); live rooms learn changes only from the
+//!            change log (rooms::Rooms::catch_up)
+//! rooms:     live peers and each room's cached whitelist
+//! protocol:  every frame of /ws, and the error codes
+//! challenge: the bytes of a challenge (payload, nonce, freshness check)
+//! verify:    one pure Verifier per method: proof → Claim{identity, signed bytes} → check;
+//!            verify/webauthn is WebAuthn's one home (relying party, verifier, assertions)
+//! tickets:   one-time tickets for native clients (state the pipeline redeems)
+//! limits:    per-client budgets (rate, pending entries, unadmitted sockets), slots that release on drop
+//! identity:  every key format → one normalized Identity (did:key / did:pkh)
+//! store:     SQLite: rooms, whitelists, audit, credentials, the change log
+//! client:    protocol clients and signers (ssh-agent, key files, PIV cards), shared by
+//!            the CLI, the load tool and tests
+//! bench:     the load tool (`keygate bench`)
 //! ```
 //!
 //! # The path of an admission
 //!
-//! A socket sends `request`; the session issues a challenge whose exact bytes it
-//! keeps. The client signs them and sends `auth`. The session redeems the
-//! challenge (once, on this connection, for this room, while fresh), asks the
-//! method's [`verify::Verifier`] who claims to have signed — parsing only — and
+//! A socket sends `request`; the session asks [`admission`] for a challenge, which
+//! keeps its exact bytes. The client signs them and sends `auth`. The pipeline takes
+//! the challenge (once, on this connection, for this room), checks it is fresh, asks
+//! the method's [`verify::Verifier`] who claims to have signed — parsing only — and
 //! looks that identity up in the room's cached whitelist. Only a whitelisted
-//! identity costs a signature check. Then the peer joins the room, the others hear
-//! `peer-joined`, and every outcome goes to the audit log.
+//! identity costs a signature check. Then the session seats the peer, the others
+//! hear `peer-joined`, and every outcome goes to the audit log.
 
 pub mod admission;
 pub mod bench;
@@ -42,6 +52,8 @@ pub mod gateway;
 pub mod identity;
 pub mod ids;
 pub mod limits;
+pub mod protocol;
+pub mod rooms;
 pub mod server;
 pub mod signal;
 pub mod store;

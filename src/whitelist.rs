@@ -20,7 +20,7 @@
 
 use crate::identity::Identity;
 use crate::ids::{PeerId, RoomId};
-use crate::signal::rooms::Rooms;
+use crate::rooms::Rooms;
 use crate::store::{ChangeAudit, NewEntry, RoomSettings, Store, StoreError};
 use chrono::{SecondsFormat, Utc};
 
@@ -315,7 +315,7 @@ impl<'a> Whitelist<'a> {
         let rooms = self.rooms.ok_or(ChangeError::NoSuchPeer)?;
         let identity = rooms.peer_identity(room, peer).ok_or(ChangeError::NoSuchPeer)?;
         self.finish(change, room, &actor, "kicked", Some(&identity), None).await?;
-        rooms.kick_peer(room, peer, crate::signal::protocol::code::REVOKED, "a host removed you from the call");
+        rooms.kick_peer(room, peer, crate::protocol::code::REVOKED, "a host removed you from the call");
         Ok(())
     }
 }

@@ -19,16 +19,16 @@ mod admission;
 mod reverify;
 mod whitelist;
 
-use super::protocol::{
+use crate::admission::{Admission, Admitted, Answer, Asks, Caller, Purpose, Slot, Tell};
+use crate::challenge::valid_fingerprint;
+use crate::gateway::Gateway;
+use crate::identity::{parse_key_list, EthAddress, Identity};
+use crate::ids::{PeerId, RoomId};
+use crate::protocol::{
     code, AddedEntry, ClientMessage, EntryError, ErrorCode, PeerInfo, PeerProblem, Request, ServerMessage,
     WhitelistAdd, CLIENT_TYPES,
 };
-use super::rooms::{Kick, Outbound, PeerHandle};
-use super::Gateway;
-use crate::admission::{Admitted, Answer, Asks, Caller, Purpose, Slot, Tell};
-use crate::challenge::valid_fingerprint;
-use crate::identity::{parse_key_list, EthAddress, Identity};
-use crate::ids::{PeerId, RoomId};
+use crate::rooms::{Kick, Outbound, PeerHandle};
 use crate::store::AuditEvent;
 use crate::verify::Method;
 use axum::extract::ws::{CloseFrame, Message};

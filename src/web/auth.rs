@@ -16,7 +16,7 @@
 //! token. Tokens and cookies are never logged.
 
 use super::{AppState, Error};
-use crate::admission::{Answer, Asks, Caller, Purpose};
+use crate::admission::{Admission, Answer, Asks, Caller, Purpose};
 use crate::gateway::Gateway;
 use crate::identity::EthAddress;
 use crate::limits::ClientKey;
@@ -25,7 +25,7 @@ use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::{Json, Router};
 use chrono::Utc;
 use serde::Deserialize;
@@ -39,7 +39,7 @@ pub const COOKIE: &str = "keygate_session";
 const SESSION_DAYS: i64 = 7;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/signin", get(super::host::sign_in_page)).route("/signout", post(sign_out))
+    Router::new().route("/signout", post(sign_out))
 }
 
 /// What anyone may call: a challenge, and its answer.
@@ -104,9 +104,7 @@ pub async fn issue_over_http(
         Some(Err(e)) => return Err(Error::json(StatusCode::BAD_REQUEST, format!("address: {e}"))),
     };
     let asks = Asks { address, ..Asks::default() };
-    let issued = state
-        .gateway
-        .admission()
+    let issued = Admission::new(&state.gateway)
         .issue(purpose, asks)
         .await
         .map_err(|e| Error::json(StatusCode::INTERNAL_SERVER_ERROR, e.0))?;
@@ -132,7 +130,7 @@ pub async fn redeem_over_http(
     };
     let caller = Caller { client: Some(ClientKey::of(remote.ip())), remote: Some(remote.to_string()), room: None };
     let mut source = state.pending.by_id(id, wanted);
-    Ok(state.gateway.admission().redeem(&mut source, answer, &caller).await?)
+    Ok(Admission::new(&state.gateway).redeem(&mut source, answer, &caller).await?)
 }
 
 pub async fn sign_in_challenge(
@@ -181,7 +179,7 @@ pub fn csrf_ok(session: &WebSession, submitted: &str) -> bool {
 pub async fn sign_out(
     State(state): State<AppState>,
     SignedIn(session): SignedIn,
-    super::host::Form(form): super::host::Form<CsrfForm>,
+    super::extract::Form(form): super::extract::Form<CsrfForm>,
 ) -> Response {
     if let Some((session, hash)) = session {
         if !csrf_ok(&session, &form.csrf) {

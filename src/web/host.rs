@@ -3,11 +3,12 @@
 //! CSRF token and every room page is for the room's owners only.
 
 use super::auth::{csrf_ok, SignedIn};
+use super::extract::Form;
 use super::pages::render;
 use super::{AppState, Error};
 use crate::identity::{parse_key_list, Identity};
 use crate::ids::{PeerId, RoomId};
-use crate::signal::protocol::PeerInfo;
+use crate::protocol::PeerInfo;
 use crate::store::{AuditRecord, Invite, NewEntry, RoomRecord, RoomSettings, WebSession, WhitelistEntry};
 use crate::whitelist::{clip_label, Actor, ChangeError};
 use askama::Template;
@@ -22,6 +23,7 @@ use std::net::SocketAddr;
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/signin", get(sign_in_page))
         .route("/rooms", get(my_rooms).post(create_room))
         .route("/rooms/{room}", get(room_page))
         .route("/rooms/{room}/allow", post(allow))
@@ -32,27 +34,6 @@ pub fn router() -> Router<AppState> {
         .route("/rooms/{room}/live", get(live_page))
         .route("/rooms/{room}/kick", post(kick))
         .route("/rooms/{room}/reverify", post(reverify))
-}
-
-/// A form body. One that cannot be read (a field missing, a forged POST) gets the
-/// product's refusal page, not a plain-text 422.
-pub struct Form<T>(pub T);
-
-impl<S, T> axum::extract::FromRequest<S> for Form<T>
-where
-    S: Send + Sync,
-    axum::Form<T>: axum::extract::FromRequest<S>,
-{
-    type Rejection = Error;
-
-    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Form::<T>::from_request(request, state).await {
-            Ok(axum::Form(form)) => Ok(Form(form)),
-            Err(_) => {
-                Err(Error::page(StatusCode::BAD_REQUEST, "The form was incomplete; reload the page and try again."))
-            }
-        }
-    }
 }
 
 const EXPIRED_FORM: Error = Error::page(StatusCode::FORBIDDEN, "The form expired; reload the page and try again.");

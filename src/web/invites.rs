@@ -3,7 +3,8 @@
 //! made and nothing but the proof leaves the invitee's device.
 
 use super::auth::{issue_over_http, redeem_over_http};
-use super::host::{owner_form, render_room_at, Form, Host};
+use super::extract::Form;
+use super::host::{owner_form, render_room_at, Host};
 use super::pages::render;
 use super::{AppState, Error};
 use crate::admission::Purpose;

@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! app ─┬─ pages    /, /passkey, /keys, /static/…, POST /identity
-//!      ├─ auth     /signin (page), POST /signin/challenge, /signin/verify, /signout
-//!      ├─ host     /rooms…: the host pages (whitelist, owners, settings, audit, live)
+//!      ├─ auth     POST /signin/challenge, /signin/verify, /signout
+//!      ├─ host     /signin, /rooms…: the host pages (whitelist, owners, settings, audit, live)
 //!      ├─ invites  /rooms/{room}/invites, /i/{invite}…
 //!      ├─ passkeys POST /webauthn/register/start, /finish
 //!      ├─ call     /r/{room}
@@ -20,6 +20,7 @@
 mod auth;
 mod call;
 mod error;
+mod extract;
 mod host;
 mod invites;
 mod ops;

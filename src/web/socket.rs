@@ -55,10 +55,8 @@ async fn websocket(
                             "too many connections from your address are waiting to be admitted; finish or close one"
                         }
                     };
-                    let error = crate::signal::protocol::ServerMessage::Error {
-                        code: crate::signal::protocol::code::SERVER_FULL,
-                        message,
-                    };
+                    let error =
+                        crate::protocol::ServerMessage::Error { code: crate::protocol::code::SERVER_FULL, message };
                     let _ = socket.send(Message::Text(error.to_text().into())).await;
                     let close = CloseFrame { code: 1013, reason: "server full".into() };
                     let _ = socket.send(Message::Close(Some(close))).await;

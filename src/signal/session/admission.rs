@@ -82,7 +82,7 @@ impl Session {
         };
         let purpose = Purpose::Join { room: room.clone(), create, ticket };
         let asks = Asks { fingerprint, address, webauthn: webauthn && !create };
-        let issued = match self.gw.admission().issue(purpose, asks).await {
+        let issued = match Admission::new(&self.gw).issue(purpose, asks).await {
             Ok(issued) => issued,
             Err(e) => return send_error(socket, code::INTERNAL, e.0).await,
         };
@@ -114,7 +114,7 @@ impl Session {
         let name = requested.name.clone();
         let caller = self.caller(Some(requested.room.clone()));
         let answer = Answer { method, payload, proof: &proof };
-        let admitted = match self.gw.admission().redeem(&mut self.slot, answer, &caller).await {
+        let admitted = match Admission::new(&self.gw).redeem(&mut self.slot, answer, &caller).await {
             Ok(admitted) => admitted,
             Err(refused) => return send_refusal(socket, &refused.tell).await,
         };
@@ -178,7 +178,7 @@ impl Session {
             Err(e) => {
                 let caller = self.caller(None);
                 let did = Some(identity.did().to_owned());
-                self.gw.admission().record_refusal(&room, did, method, &e.to_string(), &caller).await;
+                Admission::new(&self.gw).record_refusal(&room, did, method, &e.to_string(), &caller).await;
                 return send_error(socket, code::ROOM_FULL, &e.to_string()).await;
             }
         };

@@ -48,7 +48,7 @@ impl Session {
         let purpose = Purpose::Reverify { room, identity: identity.clone(), admitted_with };
         let asks =
             Asks { fingerprint, address: identity.eth_address().copied(), webauthn: admitted_with == Method::Webauthn };
-        let issued = self.gw.admission().issue(purpose, asks).await;
+        let issued = Admission::new(&self.gw).issue(purpose, asks).await;
         let settings = &self.gw.settings;
         let by_hand = issued.as_ref().is_ok_and(|i| i.by_hand());
         let lifetime = if by_hand { settings.manual_freshness } else { settings.freshness_past };
@@ -75,7 +75,7 @@ impl Session {
         let Some(mut closed) = self.close_reverify() else { return };
         let answer = Answer { method, payload, proof: &proof };
         let caller = self.caller(None);
-        let outcome = self.gw.admission().redeem(&mut self.slot, answer, &caller).await;
+        let outcome = Admission::new(&self.gw).redeem(&mut self.slot, answer, &caller).await;
         // An answer by a method this server does not take leaves nothing to answer.
         self.slot.clear();
         let peer_id = &closed.peer_id;

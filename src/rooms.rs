@@ -9,8 +9,8 @@
 //! calls it on every tick, for edits made by another process (the CLI). The room
 //! map's lock is never held across an `.await`.
 
-use super::protocol::{code, ErrorCode, PeerInfo, ServerMessage};
 use crate::ids::{PeerId, RoomId};
+use crate::protocol::{code, ErrorCode, PeerInfo, ServerMessage};
 use crate::store::{Store, StoreError, WhitelistEntry};
 use crate::verify::piv::PivRequirement;
 use std::collections::HashMap;
