@@ -579,6 +579,20 @@ impl<'g> Admission<'g> {
             return Err(Refused::quiet(why));
         }
         self.advance_counters(did, &evidence).await?;
+        if let Some(a) = &evidence.attestation {
+            let stored = crate::store::KeyAttestation {
+                serial: a.serial,
+                firmware: a.firmware.clone(),
+                pin_policy: a.pin_policy.map(|p| p.name()),
+                touch_policy: a.touch_policy.map(|t| t.name()),
+                form_factor: a.form_factor,
+                summary: a.to_string(),
+            };
+            if let Err(e) = gw.store.record_attestation(did, &stored).await {
+                // The admission stands; the room page shows the attestation next time.
+                tracing::warn!(error = %e, "recording an attestation failed");
+            }
+        }
         let forwarded = match &issued.purpose {
             Purpose::Join { .. } => {
                 let fields = gw.verifiers.get(method).map_or(&[][..], |v| v.forwarded_fields());

@@ -79,6 +79,43 @@ impl Store {
             .collect())
     }
 
+    /// Keeps what a verified attestation showed about `identity`'s key (the newest
+    /// wins).
+    pub async fn record_attestation(&self, identity: &str, a: &KeyAttestation) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT OR REPLACE INTO key_attestations \
+             (identity, serial, firmware, pin_policy, touch_policy, form_factor, summary, attested_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(identity)
+        .bind(a.serial.map(i64::from))
+        .bind(&a.firmware)
+        .bind(a.pin_policy)
+        .bind(a.touch_policy)
+        .bind(a.form_factor.map(i64::from))
+        .bind(&a.summary)
+        .bind(super::now_text())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// What attestations showed about the keys on `room`'s whitelist: identity →
+    /// the sentence the pages show.
+    pub async fn room_attestations(
+        &self,
+        room: &RoomId,
+    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT a.identity, a.summary FROM whitelist w \
+             JOIN key_attestations a ON a.identity = w.identity WHERE w.room_id = ?",
+        )
+        .bind(room.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|r| (r.get("identity"), r.get("summary"))).collect())
+    }
+
     /// Moves an authenticator's sign counters forward: the key's, kept per identity
     /// whatever method carried the signature, and the WebAuthn credential's when one
     /// signed. Returns false, changing nothing, when `counter` does not move past
@@ -134,4 +171,16 @@ impl Store {
             .await?;
         Ok(())
     }
+}
+
+/// What a verified YubiKey attestation showed about a key, as stored.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyAttestation {
+    pub serial: Option<u32>,
+    pub firmware: Option<String>,
+    pub pin_policy: Option<&'static str>,
+    pub touch_policy: Option<&'static str>,
+    pub form_factor: Option<u8>,
+    /// The sentence the pages show.
+    pub summary: String,
 }

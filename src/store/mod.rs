@@ -12,7 +12,7 @@ mod web;
 
 pub use audit::{AuditEvent, AuditLog, AuditRecord};
 pub use changes::{Change, ChangeAudit, NewEntry, RoomSettings};
-pub use credentials::StoredCredential;
+pub use credentials::{KeyAttestation, StoredCredential};
 pub use web::{Invite, WebSession};
 
 use crate::identity::Identity;
@@ -319,22 +319,6 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(())
-    }
-
-    /// The latest YubiKey attestation seen for each identity admitted to the room
-    /// (identity → the audit log's summary).
-    pub async fn latest_attestations(
-        &self,
-        room: &RoomId,
-    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT identity, reason FROM audit WHERE room_id = ? AND event = 'admitted' \
-             AND reason LIKE 'attested YubiKey%' ORDER BY id",
-        )
-        .bind(room.as_str())
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().filter_map(|r| Some((r.get::<Option<String>, _>("identity")?, r.get("reason")))).collect())
     }
 
     /// The room's audit log, newest first; `before` pages backwards by event id.

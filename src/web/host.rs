@@ -231,8 +231,7 @@ async fn render_room(
 ) -> Result<Response, Error> {
     let gw = &state.gateway;
     let entries = gw.store.whitelist(id).await.map_err(|e| Error::internal("loading the whitelist", e))?;
-    let attestations =
-        gw.store.latest_attestations(id).await.map_err(|e| Error::internal("loading attestations", e))?;
+    let attestations = gw.store.room_attestations(id).await.map_err(|e| Error::internal("loading attestations", e))?;
     let invites = gw.store.room_invites(id).await.map_err(|e| Error::internal("loading invites", e))?;
     let rows = entries
         .into_iter()

@@ -166,6 +166,14 @@ async fn piv_slots_sign_their_way_in_with_attestation_and_policy() {
         .audit_has(&room, |e| e.reason.as_deref().is_some_and(|r| r.contains("attested YubiKey serial 10243688")))
         .await;
     assert!(event.reason.unwrap().contains("firmware 5.4.3"));
+    // What an attestation showed is kept with the key, so the room page shows it
+    // after the audit rows that told of it are gone (retention).
+    s.server().gateway().audit.flush().await;
+    let past_everything = chrono::Utc::now() + chrono::Duration::days(1);
+    gw.store.prune_expired(past_everything, Some(chrono::Duration::zero())).await.unwrap();
+    let facts = gw.store.room_attestations(&room).await.unwrap();
+    assert!(facts[pki.identity("p256").did()].contains("firmware 5.4.3"), "{facts:?}");
+    assert!(!facts.contains_key(identity(&owner).did()), "{facts:?}");
 
     // The whitelist entry demands touch always: p256 (touch always) passes, p384
     // (touch never) and an unattested proof do not.
