@@ -366,7 +366,7 @@ impl<'g> Admission<'g> {
             }
             Purpose::Join { .. } | Purpose::SignIn | Purpose::Enrol { .. } => proofs,
             Purpose::Reverify { admitted_with, .. } => {
-                answering_methods(*admitted_with).iter().copied().filter(|m| proofs.contains(m)).collect()
+                answering_methods(*admitted_with).into_iter().filter(|m| proofs.contains(m)).collect()
             }
         }
     }
@@ -724,14 +724,10 @@ struct Entry {
 /// The methods a re-verification may be answered with: the admission's own. A
 /// ticket was obtained by `keygate join` with an SSH key or a PIV card, so its holder
 /// answers with either (pasting what `keygate sign` prints); the identity must match.
-fn answering_methods(admitted_with: Method) -> &'static [Method] {
+fn answering_methods(admitted_with: Method) -> Vec<Method> {
     match admitted_with {
-        Method::Ticket => &[Method::Ssh, Method::Piv],
-        Method::Webcrypto => &[Method::Webcrypto],
-        Method::Ssh => &[Method::Ssh],
-        Method::Eth => &[Method::Eth],
-        Method::Piv => &[Method::Piv],
-        Method::Webauthn => &[Method::Webauthn],
+        Method::Ticket => vec![Method::Ssh, Method::Piv],
+        method => vec![method],
     }
 }
 

@@ -367,3 +367,93 @@ fn classify_bad_frame(text: &str, err: &serde_json::Error) -> (ErrorCode, String
         Some(t) => (code::BAD_MESSAGE, format!("malformed '{t}' message: {err}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The session loop over in-memory channels instead of a socket: no server, no
+    //! port, the same code.
+    use super::*;
+    use crate::client::p256_key::P256Key;
+    use crate::client::ws::Client;
+    use crate::limits::{ClientKey, UnadmittedSlot};
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+    /// One end of an in-memory WebSocket: frames in, frames out.
+    struct Pipe {
+        from_client: UnboundedReceiver<Message>,
+        to_client: UnboundedSender<Message>,
+    }
+
+    impl Stream for Pipe {
+        type Item = Result<Message, std::convert::Infallible>;
+        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            self.from_client.poll_recv(cx).map(|m| m.map(Ok))
+        }
+    }
+
+    impl Sink<Message> for Pipe {
+        type Error = ();
+        fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), ()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), ()> {
+            self.to_client.send(item).map_err(|_| ())
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), ()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), ()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    async fn next_frame(rx: &mut UnboundedReceiver<Message>) -> Value {
+        match rx.recv().await {
+            Some(Message::Text(t)) => serde_json::from_str(t.as_str()).unwrap_or_default(),
+            other => Value::String(format!("{other:?}")),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_peer_is_admitted_over_in_memory_channels() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
+        let store = crate::store::Store::open(&dir.path().join("k.db")).await.unwrap_or_else(|e| unreachable!("{e}"));
+        let (_stop, shutdown) = watch::channel(false);
+        let gw = Arc::new(
+            crate::gateway::Gateway::build(crate::config::Settings::default(), store, shutdown)
+                .unwrap_or_else(|e| unreachable!("{e}")),
+        );
+        let key = P256Key::generate().unwrap_or_else(|e| unreachable!("{e}"));
+        let owner = Identity::parse(&key.public_jwk().to_string()).unwrap_or_else(|e| unreachable!("{e}"));
+        let room = RoomId::generate();
+        let actor = crate::whitelist::Actor::operator();
+        gw.whitelist()
+            .create_room(&room, "in memory", &owner, actor, None)
+            .await
+            .unwrap_or_else(|e| unreachable!("{e}"));
+
+        let (to_server, from_client) = unbounded_channel();
+        let (to_client, mut from_server) = unbounded_channel();
+        let client = ClientKey::of([127, 0, 0, 1].into());
+        let slot = UnadmittedSlot::take(&gw.stats.unadmitted, client, 8, 8).unwrap_or_else(|_| unreachable!());
+        let session = tokio::spawn(run(Pipe { from_client, to_client }, gw.clone(), None, slot));
+
+        let request = serde_json::json!({"type": "request", "roomId": room});
+        let _ = to_server.send(Message::Text(request.to_string().into()));
+        let challenge = next_frame(&mut from_server).await;
+        assert_eq!(challenge["type"], "challenge", "{challenge}");
+        let auth = Client::webcrypto_auth(&challenge, &key).unwrap_or_else(|e| unreachable!("{e}"));
+        let _ = to_server.send(Message::Text(auth.to_string().into()));
+        let welcome = next_frame(&mut from_server).await;
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        assert_eq!(welcome["identity"], owner.did());
+        assert_eq!(gw.rooms.peer_count(), 1);
+
+        // Closing the client's side ends the loop, and the peer leaves the room.
+        drop(to_server);
+        let _ = session.await;
+        assert_eq!(gw.rooms.peer_count(), 0);
+    }
+}
