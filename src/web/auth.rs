@@ -92,7 +92,7 @@ pub struct ChallengeRequest {
 
 /// Issues a challenge for `purpose` over HTTP: the offer the socket's `challenge`
 /// frame carries, plus the id to answer it with.
-pub async fn issue_over_http(
+pub async fn offer_challenge(
     state: &AppState,
     remote: SocketAddr,
     purpose: Purpose,
@@ -115,7 +115,7 @@ pub async fn issue_over_http(
 }
 
 /// Redeems an answer to a challenge issued over HTTP for a purpose `wanted` accepts.
-pub async fn redeem_over_http(
+pub async fn redeem_answer(
     state: &AppState,
     remote: SocketAddr,
     answer: &Value,
@@ -139,7 +139,7 @@ pub async fn sign_in_challenge(
     body: Option<Json<ChallengeRequest>>,
 ) -> Result<Json<Value>, Error> {
     let body = body.map(|Json(b)| b).unwrap_or_default();
-    issue_over_http(&state, remote, Purpose::SignIn, body.address.as_deref()).await.map(Json)
+    offer_challenge(&state, remote, Purpose::SignIn, body.address.as_deref()).await.map(Json)
 }
 
 pub async fn sign_in_verify(
@@ -148,7 +148,7 @@ pub async fn sign_in_verify(
     Json(answer): Json<Value>,
 ) -> Result<Response, Error> {
     let gw = &state.gateway;
-    let admitted = redeem_over_http(&state, remote, &answer, |p| *p == Purpose::SignIn).await?;
+    let admitted = redeem_answer(&state, remote, &answer, |p| *p == Purpose::SignIn).await?;
     let (identity, method) = (admitted.identity, admitted.method);
     let token = crate::ids::hex(&crate::ids::random_bytes::<32>());
     let csrf = crate::ids::hex(&crate::ids::random_bytes::<16>());

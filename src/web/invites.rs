@@ -2,7 +2,7 @@
 //! it proves a key by any method and is whitelisted under the label. No account is
 //! made and nothing but the proof leaves the invitee's device.
 
-use super::auth::{issue_over_http, redeem_over_http};
+use super::auth::{offer_challenge, redeem_answer};
 use super::extract::Form;
 use super::host::{owner_form, render_room_at, Host};
 use super::pages::render;
@@ -115,7 +115,7 @@ pub async fn invite_challenge(
 ) -> Result<Json<Value>, Error> {
     let (_, room) = invite_room(&state, &invite).await?;
     let address = body.as_ref().and_then(|Json(b)| b["address"].as_str().map(str::to_owned));
-    issue_over_http(&state, remote, Purpose::Enrol { room }, address.as_deref()).await.map(Json)
+    offer_challenge(&state, remote, Purpose::Enrol { room }, address.as_deref()).await.map(Json)
 }
 
 /// Whoever proves a key through an invite is whitelisted under the invite's label.
@@ -127,7 +127,7 @@ pub async fn invite_verify(
 ) -> Result<Json<Value>, Error> {
     let gw = &state.gateway;
     let (invite, room) = invite_room(&state, &invite).await?;
-    let admitted = redeem_over_http(&state, remote, &answer, |p| matches!(p, Purpose::Enrol { .. })).await?;
+    let admitted = redeem_answer(&state, remote, &answer, |p| matches!(p, Purpose::Enrol { .. })).await?;
     if admitted.purpose != (Purpose::Enrol { room: room.clone() }) {
         return Err(Error::json(StatusCode::FORBIDDEN, "this proof is for another room"));
     }
