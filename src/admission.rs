@@ -20,7 +20,7 @@
 
 use crate::challenge::{Freshness, IssuedChallenge, Refusal, SIGN_IN_ROOM};
 use crate::gateway::Gateway;
-use crate::identity::{EthAddress, Identity};
+use crate::identity::{Did, EthAddress, Identity};
 use crate::ids::RoomId;
 use crate::limits::{ClientKey, PendingMap};
 use crate::protocol::{ChallengeOffer, SshHint};
@@ -307,7 +307,7 @@ pub struct Refused {
     pub reason: String,
     pub tell: Tell,
     /// The identity the proof claimed, once it was parsed.
-    pub identity: Option<String>,
+    pub identity: Option<Did>,
 }
 
 impl Refused {
@@ -629,7 +629,7 @@ impl<'g> Admission<'g> {
         match purpose {
             Purpose::Join { create: true, .. } => {
                 let creators = &self.gw.settings.room_creators;
-                if !creators.is_empty() && !creators.iter().any(|c| c == did) {
+                if !creators.is_empty() && !creators.iter().any(|c| c == did.as_str()) {
                     return Err(Refused::quiet("not allowed to create rooms"));
                 }
                 Ok(Entry { label: "owner".into(), owner: true, ..Entry::default() })
@@ -667,7 +667,7 @@ impl<'g> Admission<'g> {
     }
 
     /// A signature with a counter moves the key's counters on, or is refused.
-    async fn advance_counters(&self, did: &str, evidence: &Evidence) -> Result<(), Refused> {
+    async fn advance_counters(&self, did: &Did, evidence: &Evidence) -> Result<(), Refused> {
         let Some(counter) = evidence.counter else { return Ok(()) };
         let credential = evidence.credential_id.as_deref().map(crate::verify::webauthn::credential_id_text);
         match self.gw.store.advance_counters(did, counter, credential.as_deref()).await {
@@ -683,7 +683,7 @@ impl<'g> Admission<'g> {
     pub async fn record_refusal(
         &self,
         room: &RoomId,
-        identity: Option<String>,
+        identity: Option<Did>,
         method: Method,
         reason: &str,
         caller: &Caller,

@@ -52,7 +52,7 @@ impl Gateway {
             .iter()
             .map(|k| {
                 Identity::parse(k)
-                    .map(|i| i.did().to_owned())
+                    .map(|i| i.did().to_string())
                     .map_err(|e| ConfigError(format!("room_creators entry '{k}': {e}")))
             })
             .collect::<Result<_, _>>()?;

@@ -4,6 +4,7 @@
 //! [`ClientMessage`]; the server sends [`ServerMessage`]. `docs/protocol.md` shows
 //! each with an example.
 
+use crate::identity::Did;
 use crate::ids::{PeerId, RoomId};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -117,7 +118,7 @@ pub const CLIENT_TYPES: &str = "request, auth, signal, verify-peer, whitelist, r
 pub struct PeerInfo {
     pub peer_id: PeerId,
     /// The normalized identity (DID).
-    pub identity: String,
+    pub identity: Did,
     /// `SHA256:…` of the identity, for people to compare.
     pub key_fingerprint: String,
     pub label: String,
@@ -139,7 +140,7 @@ pub struct PeerInfo {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AddedEntry {
-    pub identity: String,
+    pub identity: Did,
     pub key_fingerprint: String,
     pub label: String,
 }
@@ -205,7 +206,7 @@ pub enum ServerMessage<'a> {
     Welcome {
         peer_id: &'a PeerId,
         room_id: &'a RoomId,
-        identity: &'a str,
+        identity: &'a Did,
         key_fingerprint: String,
         /// Whether this peer may change the whitelist.
         owner: bool,
@@ -226,14 +227,14 @@ pub enum ServerMessage<'a> {
     },
     WhitelistUpdated {
         added: Vec<AddedEntry>,
-        removed: Vec<String>,
+        removed: Vec<Did>,
         errors: Vec<EntryError>,
     },
     /// The peer proved its key again, just now.
     #[serde(rename_all = "camelCase")]
     PeerVerified {
         peer_id: &'a PeerId,
-        identity: &'a str,
+        identity: &'a Did,
         method: &'static str,
         at: &'a str,
     },
@@ -249,7 +250,7 @@ pub enum ServerMessage<'a> {
     Ticket {
         ticket: &'a str,
         room_id: &'a RoomId,
-        identity: &'a str,
+        identity: &'a Did,
         expires_in: u64,
     },
     Pong,

@@ -9,6 +9,7 @@
 //! calls it on every tick, for edits made by another process (the CLI). The room
 //! map's lock is never held across an `.await`.
 
+use crate::identity::Did;
 use crate::ids::{PeerId, RoomId};
 use crate::protocol::{code, ErrorCode, PeerInfo, ServerMessage};
 use crate::store::{Store, StoreError, WhitelistEntry};
@@ -92,7 +93,7 @@ pub struct Access {
 
 #[derive(Default)]
 struct LiveRoom {
-    owners: Vec<String>,
+    owners: Vec<Did>,
     require_user_verification: bool,
     /// The room's own peer limit and challenge lifetime, when it sets them.
     max_peers: Option<usize>,
@@ -101,7 +102,7 @@ struct LiveRoom {
     /// A watch, so live sessions follow a change made mid-call without asking.
     confirm_every: watch::Sender<Option<Duration>>,
     /// DID → entry. `None` until loaded, or after a change invalidated it.
-    whitelist: Option<HashMap<String, Allowed>>,
+    whitelist: Option<HashMap<Did, Allowed>>,
     peers: HashMap<PeerId, PeerHandle>,
 }
 
@@ -184,7 +185,7 @@ impl Rooms {
 
     /// What `did` may do in `room`: the whitelist check that precedes any signature
     /// verification. Reloads the cache if a change invalidated it.
-    pub async fn access(&self, room: &RoomId, did: &str) -> Result<Option<Access>, StoreError> {
+    pub async fn access(&self, room: &RoomId, did: &Did) -> Result<Option<Access>, StoreError> {
         for _ in 0..3 {
             {
                 let live = self.lock();
@@ -206,7 +207,7 @@ impl Rooms {
             return Ok(None);
         };
         let allowed =
-            self.store.whitelist(room).await?.into_iter().find(|e| e.identity == did).map(Allowed::from_entry);
+            self.store.whitelist(room).await?.into_iter().find(|e| e.identity == *did).map(Allowed::from_entry);
         Ok(Some(Access {
             allowed,
             owner: record.owners.iter().any(|o| o == did),
@@ -277,12 +278,12 @@ impl Rooms {
 
     /// Drops the room's cached whitelist and ejects every live session of `did`
     /// unless it is whitelisted again by the time the cache reloads.
-    pub fn revoke(&self, room: &RoomId, did: &str) {
+    pub fn revoke(&self, room: &RoomId, did: &Did) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         let mut live = self.lock();
         if let Some(r) = live.get_mut(room) {
             r.whitelist = None;
-            for p in r.peers.values().filter(|p| p.info.identity == did) {
+            for p in r.peers.values().filter(|p| p.info.identity == *did) {
                 p.kick(code::REVOKED, "your key was removed from this room's whitelist");
             }
         }
@@ -302,7 +303,7 @@ impl Rooms {
     }
 
     /// The identity a live peer of a room was admitted with.
-    pub fn peer_identity(&self, room: &RoomId, peer: &PeerId) -> Option<String> {
+    pub fn peer_identity(&self, room: &RoomId, peer: &PeerId) -> Option<Did> {
         self.lock().get(room).and_then(|r| r.peers.get(peer)).map(|p| p.info.identity.clone())
     }
 

@@ -18,7 +18,7 @@
 //! but the store inside the change's own transaction, or hold a lock across an
 //! await.
 
-use crate::identity::Identity;
+use crate::identity::{Did, Identity};
 use crate::ids::{PeerId, RoomId};
 use crate::rooms::Rooms;
 use crate::store::{ChangeAudit, NewEntry, RoomSettings, Store, StoreError};
@@ -37,7 +37,7 @@ pub fn clip_label(text: &str) -> String {
 #[derive(Clone, Copy, Debug)]
 pub enum Authority<'a> {
     /// An identity that must own the room at the moment of the change.
-    Owner(&'a str),
+    Owner(&'a Did),
     /// Whoever runs the CLI against the database: the server's operator.
     Operator,
 }
@@ -52,7 +52,7 @@ pub struct Actor<'a> {
 }
 
 impl<'a> Actor<'a> {
-    pub fn owner(identity: &'a str, via: &'static str, remote: Option<&'a str>) -> Self {
+    pub fn owner(identity: &'a Did, via: &'static str, remote: Option<&'a str>) -> Self {
         Actor { authority: Authority::Owner(identity), via, remote }
     }
 
@@ -63,7 +63,7 @@ impl<'a> Actor<'a> {
     /// The `added_by` of an entry this actor adds.
     fn name(&self) -> &'a str {
         match self.authority {
-            Authority::Owner(identity) => identity,
+            Authority::Owner(identity) => identity.as_str(),
             Authority::Operator => "cli",
         }
     }
@@ -136,7 +136,7 @@ impl<'a> Whitelist<'a> {
         room: &RoomId,
         actor: &Actor<'_>,
         event: &'static str,
-        identity: Option<&str>,
+        identity: Option<&Did>,
         detail: Option<String>,
     ) -> Result<(), ChangeError> {
         let reason = match detail {
@@ -203,7 +203,7 @@ impl<'a> Whitelist<'a> {
     pub async fn add_owner(&self, room: &RoomId, actor: Actor<'_>, identity: &Identity) -> Result<(), ChangeError> {
         let mut change = self.authorised(room, &actor).await?;
         change.add_owner(room, identity.did()).await?;
-        let entry = NewEntry { identity: identity.did().to_owned(), label: "owner".into(), ..NewEntry::default() };
+        let entry = NewEntry::labelled(identity.did().clone(), "owner");
         change.put_entry(room, &entry, actor.name()).await?;
         self.finish(change, room, &actor, "owner-add", Some(identity.did()), None).await
     }
@@ -297,7 +297,7 @@ impl<'a> Whitelist<'a> {
         if !change.use_invite(invite, room).await? {
             return Err(ChangeError::InviteUsed);
         }
-        let entry = NewEntry { identity: identity.did().to_owned(), label: clip_label(label), ..NewEntry::default() };
+        let entry = NewEntry::labelled(identity.did().clone(), clip_label(label));
         let added_by = format!("invite {invite}");
         change.put_entry(room, &entry, &added_by).await?;
         let reason = format!("invite {invite} ({label})");

@@ -146,13 +146,80 @@ enum Subject {
     Eth(EthAddress),
 }
 
+/// A normalized identity as text, `did:key:z…` or `did:pkh:eip155:1:0x…`: what the
+/// store, live rooms, pages and frames carry. Made by the parser ([`Identity::did`])
+/// or read back from the store, which only ever holds what the parser made. Cheap to
+/// clone; reads as a `&str` wherever one is wanted.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Did(Arc<str>);
+
+impl Did {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A DID the store gives back (written from an [`Identity`]).
+    pub fn from_stored(text: &str) -> Did {
+        Did(Arc::from(text))
+    }
+}
+
+impl std::ops::Deref for Did {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Did {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Did {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for Did {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Did {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl PartialEq<Did> for &str {
+    fn eq(&self, other: &Did) -> bool {
+        *self == &*other.0
+    }
+}
+
+impl fmt::Display for Did {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl serde::Serialize for Did {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
 /// The normalized identity of a key holder. Cheap to clone; compares by its DID.
 #[derive(Clone)]
 pub struct Identity {
     subject: Arc<Subject>,
     /// The DID, computed once: identities are compared, hashed and printed far more
     /// often than they are built.
-    did: Arc<str>,
+    did: Did,
 }
 
 impl PartialEq for Identity {
@@ -171,13 +238,13 @@ impl Identity {
     /// The identity of a public key.
     pub fn from_key(key: PublicKey) -> Self {
         let did = did::encode_key(key.multicodec(), key.key_bytes());
-        Identity { subject: Arc::new(Subject::Key(key)), did: did.into() }
+        Identity { subject: Arc::new(Subject::Key(key)), did: Did(did.into()) }
     }
 
     /// The identity of an Ethereum account.
     pub fn from_eth(address: EthAddress) -> Self {
         let did = format!("did:pkh:eip155:1:{address}");
-        Identity { subject: Arc::new(Subject::Eth(address)), did: did.into() }
+        Identity { subject: Arc::new(Subject::Eth(address)), did: Did(did.into()) }
     }
 
     /// Parses one key in any accepted format (see [`ACCEPTED_FORMATS`]).
@@ -185,8 +252,8 @@ impl Identity {
         formats::parse_one(text).map(|line| line.identity)
     }
 
-    /// The DID string, e.g. `did:key:zDn…`.
-    pub fn did(&self) -> &str {
+    /// The DID, e.g. `did:key:zDn…`.
+    pub fn did(&self) -> &Did {
         &self.did
     }
 

@@ -323,7 +323,7 @@ impl Session {
         &self,
         room: &RoomId,
         event: &'static str,
-        identity: Option<String>,
+        identity: Option<crate::identity::Did>,
         method: Option<Method>,
         reason: Option<String>,
     ) {
@@ -448,7 +448,7 @@ mod tests {
         let _ = to_server.send(Message::Text(auth.to_string().into()));
         let welcome = next_frame(&mut from_server).await;
         assert_eq!(welcome["type"], "welcome", "{welcome}");
-        assert_eq!(welcome["identity"], owner.did());
+        assert_eq!(welcome["identity"], owner.did().as_str());
         assert_eq!(gw.rooms.peer_count(), 1);
 
         // Closing the client's side ends the loop, and the peer leaves the room.

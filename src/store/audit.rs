@@ -3,6 +3,7 @@
 //! is full, the sender waits.
 
 use super::{now_text, Store};
+use crate::identity::Did;
 use crate::ids::RoomId;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
@@ -14,7 +15,7 @@ pub struct AuditEvent {
     pub room: RoomId,
     /// `admitted`, `refused`, `left`, `revoked`, `whitelist-add`, `whitelist-remove`, …
     pub event: &'static str,
-    pub identity: Option<String>,
+    pub identity: Option<Did>,
     pub method: Option<&'static str>,
     pub reason: Option<String>,
     pub remote: Option<String>,
@@ -26,7 +27,7 @@ pub struct AuditRecord {
     pub id: i64,
     pub at: String,
     pub event: String,
-    pub identity: Option<String>,
+    pub identity: Option<Did>,
     pub method: Option<String>,
     pub reason: Option<String>,
     pub remote: Option<String>,

@@ -5,20 +5,28 @@
 //! [`crate::whitelist::Whitelist`] opens one.
 
 use super::{now_text, Store, StoreError};
+use crate::identity::Did;
 use crate::ids::RoomId;
 use sqlx::{Sqlite, Transaction};
 
 /// A whitelist entry to write: the key, and what it must prove.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct NewEntry {
     /// The key's DID.
-    pub identity: String,
+    pub identity: Did,
     /// Empty keeps an existing label.
     pub label: String,
     /// allowed_signers `namespaces=`, replacing any earlier restriction.
     pub ssh_namespaces: Option<Vec<String>>,
     /// What a PIV key must prove; `None` keeps an existing requirement.
     pub piv_requirement: Option<String>,
+}
+
+impl NewEntry {
+    /// An entry for `identity` under `label`, with no requirement.
+    pub fn labelled(identity: Did, label: impl Into<String>) -> Self {
+        NewEntry { identity, label: label.into(), ssh_namespaces: None, piv_requirement: None }
+    }
 }
 
 /// A room's settings as a host sets them (`None`: the server's default).
@@ -33,7 +41,7 @@ pub struct RoomSettings {
 /// An audit row written inside a change.
 pub struct ChangeAudit<'a> {
     pub event: &'static str,
-    pub identity: Option<&'a str>,
+    pub identity: Option<&'a Did>,
     pub reason: Option<&'a str>,
     pub remote: Option<&'a str>,
 }
@@ -67,7 +75,7 @@ impl Change {
     }
 
     /// Whether `identity` owns `room` now.
-    pub async fn owns(&mut self, room: &RoomId, identity: &str) -> Result<bool, StoreError> {
+    pub async fn owns(&mut self, room: &RoomId, identity: &Did) -> Result<bool, StoreError> {
         let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM room_owners WHERE room_id = ? AND identity = ?")
             .bind(room.as_str())
             .bind(identity)
@@ -77,7 +85,7 @@ impl Change {
     }
 
     /// Rooms `identity` created since `since` (RFC 3339).
-    pub async fn rooms_created_since(&mut self, identity: &str, since: &str) -> Result<i64, StoreError> {
+    pub async fn rooms_created_since(&mut self, identity: &Did, since: &str) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar("SELECT count(*) FROM rooms WHERE created_by = ? AND created_at > ?")
             .bind(identity)
             .bind(since)
@@ -86,7 +94,7 @@ impl Change {
     }
 
     /// Creates a room owned by `owner`, who is also its first whitelist entry.
-    pub async fn create_room(&mut self, id: &RoomId, name: &str, owner: &str) -> Result<(), StoreError> {
+    pub async fn create_room(&mut self, id: &RoomId, name: &str, owner: &Did) -> Result<(), StoreError> {
         let now = now_text();
         let inserted =
             sqlx::query("INSERT OR IGNORE INTO rooms (id, name, created_at, created_by) VALUES (?, ?, ?, ?)")
@@ -104,7 +112,7 @@ impl Change {
             .bind(owner)
             .execute(&mut *self.tx)
             .await?;
-        let entry = NewEntry { identity: owner.to_owned(), label: "owner".into(), ..NewEntry::default() };
+        let entry = NewEntry::labelled(owner.clone(), "owner");
         self.put_entry(id, &entry, owner).await?;
         Ok(())
     }
@@ -141,7 +149,7 @@ impl Change {
     }
 
     /// Removes an entry; returns whether it was there.
-    pub async fn delete_entry(&mut self, room: &RoomId, identity: &str) -> Result<bool, StoreError> {
+    pub async fn delete_entry(&mut self, room: &RoomId, identity: &Did) -> Result<bool, StoreError> {
         let removed = sqlx::query("DELETE FROM whitelist WHERE room_id = ? AND identity = ?")
             .bind(room.as_str())
             .bind(identity)
@@ -152,7 +160,7 @@ impl Change {
     }
 
     /// Makes `identity` an owner; returns whether it was new.
-    pub async fn add_owner(&mut self, room: &RoomId, identity: &str) -> Result<bool, StoreError> {
+    pub async fn add_owner(&mut self, room: &RoomId, identity: &Did) -> Result<bool, StoreError> {
         let added = sqlx::query("INSERT OR IGNORE INTO room_owners (room_id, identity) VALUES (?, ?)")
             .bind(room.as_str())
             .bind(identity)
@@ -163,7 +171,7 @@ impl Change {
     }
 
     /// Removes an owner unless it is the last; returns whether it was removed.
-    pub async fn remove_owner(&mut self, room: &RoomId, identity: &str) -> Result<bool, StoreError> {
+    pub async fn remove_owner(&mut self, room: &RoomId, identity: &Did) -> Result<bool, StoreError> {
         let removed = sqlx::query(
             "DELETE FROM room_owners WHERE room_id = ?1 AND identity = ?2 \
              AND (SELECT count(*) FROM room_owners WHERE room_id = ?1) > 1",

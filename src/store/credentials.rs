@@ -2,6 +2,7 @@
 //! offers them, and their sign counters moved forward atomically.
 
 use super::{now_text, Store, StoreError};
+use crate::identity::Did;
 use crate::ids::RoomId;
 use sqlx::Row;
 
@@ -9,7 +10,7 @@ use sqlx::Row;
 #[derive(Clone, Debug)]
 pub struct StoredCredential {
     pub id: String,
-    pub identity: String,
+    pub identity: Did,
     /// The relying party's record of it (webauthn-rs JSON).
     pub credential: String,
     pub counter: u32,
@@ -23,7 +24,7 @@ impl Store {
     pub async fn add_credential(
         &self,
         id: &str,
-        identity: &str,
+        identity: &Did,
         credential: &str,
         label: &str,
     ) -> Result<(), StoreError> {
@@ -81,7 +82,7 @@ impl Store {
 
     /// Keeps what a verified attestation showed about `identity`'s key (the newest
     /// wins).
-    pub async fn record_attestation(&self, identity: &str, a: &KeyAttestation) -> Result<(), StoreError> {
+    pub async fn record_attestation(&self, identity: &Did, a: &KeyAttestation) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT OR REPLACE INTO key_attestations \
              (identity, serial, firmware, pin_policy, touch_policy, form_factor, summary, attested_at) \
@@ -123,7 +124,7 @@ impl Store {
     /// is accepted while it has never counted).
     pub async fn advance_counters(
         &self,
-        identity: &str,
+        identity: &Did,
         counter: u32,
         credential_id: Option<&str>,
     ) -> Result<bool, StoreError> {

@@ -8,6 +8,7 @@
 mod audit;
 mod changes;
 mod credentials;
+mod did_column;
 mod web;
 
 pub use audit::{AuditEvent, AuditLog, AuditRecord};
@@ -15,7 +16,7 @@ pub use changes::{Change, ChangeAudit, NewEntry, RoomSettings};
 pub use credentials::{KeyAttestation, StoredCredential};
 pub use web::{Invite, WebSession};
 
-use crate::identity::Identity;
+use crate::identity::{Did, Identity};
 use crate::ids::RoomId;
 use chrono::{SecondsFormat, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -53,7 +54,7 @@ pub struct RoomRecord {
     pub name: String,
     pub created_at: String,
     pub created_by: String,
-    pub owners: Vec<String>,
+    pub owners: Vec<Did>,
     /// Refuse proofs made without user verification (PIN, biometric).
     pub require_user_verification: bool,
     /// Most peers at once; `None`: the server's default.
@@ -67,7 +68,7 @@ pub struct RoomRecord {
 /// One whitelisted identity of a room.
 #[derive(Clone, Debug)]
 pub struct WhitelistEntry {
-    pub identity: String,
+    pub identity: Did,
     pub label: String,
     pub added_by: String,
     pub added_at: String,
@@ -83,7 +84,8 @@ pub struct WhitelistEntry {
 pub struct WhitelistChange {
     pub seq: i64,
     pub room: String,
-    pub identity: String,
+    /// Empty for a change to the room itself (settings, owners).
+    pub identity: Did,
     pub removed: bool,
 }
 
@@ -177,7 +179,7 @@ impl Store {
                         name: row.get("name"),
                         created_at: row.get("created_at"),
                         created_by: row.get("created_by"),
-                        owners: owners.unwrap_or_default().split(' ').map(str::to_owned).collect(),
+                        owners: owners.unwrap_or_default().split(' ').map(Did::from_stored).collect(),
                         require_user_verification: row.get("require_user_verification"),
                         max_peers: row.get("max_peers"),
                         freshness_secs: row.get("freshness_secs"),

@@ -1,6 +1,7 @@
 //! Sign-in sessions of the host pages, and invites.
 
 use super::{now_text, Store, StoreError};
+use crate::identity::Did;
 use crate::ids::RoomId;
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::Row;
@@ -8,7 +9,7 @@ use sqlx::Row;
 /// A signed-in browser session.
 #[derive(Clone, Debug)]
 pub struct WebSession {
-    pub identity: String,
+    pub identity: Did,
     pub method: String,
     pub csrf: String,
 }
@@ -31,7 +32,7 @@ impl Store {
     pub async fn create_web_session(
         &self,
         token_hash: &str,
-        identity: &str,
+        identity: &Did,
         method: &str,
         csrf: &str,
         expires: DateTime<Utc>,
@@ -71,7 +72,7 @@ impl Store {
     }
 
     /// Rooms the identity owns, newest first, with their whitelist sizes.
-    pub async fn rooms_owned_by(&self, identity: &str) -> Result<Vec<(RoomId, String, i64)>, StoreError> {
+    pub async fn rooms_owned_by(&self, identity: &Did) -> Result<Vec<(RoomId, String, i64)>, StoreError> {
         let rows = sqlx::query(
             "SELECT r.id, r.name, (SELECT count(*) FROM whitelist w WHERE w.room_id = r.id) AS entries \
              FROM rooms r JOIN room_owners o ON o.room_id = r.id WHERE o.identity = ? ORDER BY r.created_at DESC",

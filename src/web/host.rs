@@ -6,7 +6,7 @@ use super::auth::{csrf_ok, SignedIn};
 use super::extract::Form;
 use super::pages::render;
 use super::{AppState, Error};
-use crate::identity::{parse_key_list, Identity};
+use crate::identity::{parse_key_list, Did, Identity};
 use crate::ids::{PeerId, RoomId};
 use crate::protocol::PeerInfo;
 use crate::store::{AuditRecord, Invite, NewEntry, RoomRecord, RoomSettings, WebSession, WhitelistEntry};
@@ -66,7 +66,7 @@ fn check_csrf(session: &WebSession, submitted: &str) -> Result<(), Error> {
 #[derive(Template)]
 #[template(path = "signin.html")]
 struct SignInPage {
-    signed_in: Option<String>,
+    signed_in: Option<Did>,
 }
 
 pub async fn sign_in_page(SignedIn(session): SignedIn) -> Response {
@@ -106,7 +106,7 @@ fn form_peer(text: String) -> Result<PeerId, Error> {
 #[derive(Template)]
 #[template(path = "rooms.html")]
 struct RoomsPage {
-    identity: String,
+    identity: Did,
     csrf: String,
     rooms: Vec<(String, String, i64, usize)>,
 }
@@ -141,7 +141,7 @@ pub async fn create_room(
     check_csrf(&session, &form.csrf)?;
     let gw = &state.gateway;
     let creators = &gw.settings.room_creators;
-    if !creators.is_empty() && !creators.contains(&session.identity) {
+    if !creators.is_empty() && !creators.iter().any(|c| *c == session.identity.as_str()) {
         return Err(Error::page(StatusCode::FORBIDDEN, "Your key may not create rooms on this server."));
     }
     let Ok(owner) = Identity::parse(&session.identity) else {
@@ -192,7 +192,7 @@ struct RoomPage {
     csrf: String,
     origin: String,
     rows: Vec<Row>,
-    owners: Vec<String>,
+    owners: Vec<Did>,
     require_uv: bool,
     max_peers: String,
     freshness: String,
@@ -241,7 +241,7 @@ async fn render_room(
                 fingerprint: id.as_ref().map(Identity::fingerprint).unwrap_or_default(),
                 kind: id.as_ref().map_or("unknown", Identity::kind),
                 hints: method_hints(id.as_ref().map_or("", Identity::kind)),
-                attestation: attestations.get(&entry.identity).cloned(),
+                attestation: attestations.get(entry.identity.as_str()).cloned(),
                 entry,
             }
         })

@@ -13,7 +13,7 @@ async fn whitelisted_key_is_admitted_and_peers_see_each_other() {
     let room = s.room(&owner, &[&guest]).await;
 
     let (mut a, welcome_a) = admitted(&s, &room, &owner).await;
-    assert_eq!(welcome_a["identity"], identity(&owner).did());
+    assert_eq!(welcome_a["identity"], identity(&owner).did().as_str());
     assert_eq!(welcome_a["owner"], true);
     assert_eq!(welcome_a["peers"].as_array().unwrap().len(), 0);
 
@@ -24,11 +24,11 @@ async fn whitelisted_key_is_admitted_and_peers_see_each_other() {
     assert_eq!(challenge["methods"], json!(["eth", "piv", "ssh", "ticket", "webauthn", "webcrypto"]));
     b.send(&Client::webcrypto_auth(&challenge, &guest).unwrap()).await.unwrap();
     let welcome_b = b.expect("welcome").await.unwrap();
-    assert_eq!(welcome_b["identity"], identity(&guest).did());
+    assert_eq!(welcome_b["identity"], identity(&guest).did().as_str());
     assert_eq!(welcome_b["owner"], false);
     let peers = welcome_b["peers"].as_array().unwrap();
     assert_eq!(peers.len(), 1);
-    assert_eq!(peers[0]["identity"], identity(&owner).did());
+    assert_eq!(peers[0]["identity"], identity(&owner).did().as_str());
     assert_eq!(peers[0]["label"], "owner");
     assert_eq!(peers[0]["method"], "webcrypto");
 
@@ -47,7 +47,8 @@ async fn whitelisted_key_is_admitted_and_peers_see_each_other() {
     b.close().await;
     let left = a.expect("peer-left").await.unwrap();
     assert_eq!(left["peerId"], welcome_b["peerId"]);
-    s.audit_has(&room, |e| e.event == "admitted" && e.identity.as_deref() == Some(identity(&guest).did())).await;
+    s.audit_has(&room, |e| e.event == "admitted" && e.identity.as_deref() == Some(identity(&guest).did().as_str()))
+        .await;
     s.shutdown().await;
 }
 
@@ -73,7 +74,7 @@ async fn create_room_then_whitelist_over_the_socket() {
     .await
     .unwrap();
     let updated = a.expect("whitelist-updated").await.unwrap();
-    assert_eq!(updated["added"][0]["identity"], identity(&guest).did());
+    assert_eq!(updated["added"][0]["identity"], identity(&guest).did().as_str());
     assert_eq!(updated["added"][0]["label"], "guest");
     assert_eq!(updated["errors"][0]["entry"], 1);
     assert!(
@@ -82,7 +83,7 @@ async fn create_room_then_whitelist_over_the_socket() {
     );
 
     let (_b, welcome_b) = admitted(&s, &room, &guest).await;
-    assert_eq!(welcome_b["peers"][0]["identity"], identity(&owner).did());
+    assert_eq!(welcome_b["peers"][0]["identity"], identity(&owner).did().as_str());
     let record = s.server().gateway().store.room(&room).await.unwrap().unwrap();
     assert_eq!(record.name, "Standup");
     s.shutdown().await;
@@ -104,7 +105,7 @@ async fn unknown_key_is_told_only_not_admitted_and_the_reason_is_audited() {
     }
     let e = s.audit_has(&room, |e| e.event == "refused").await;
     assert_eq!(e.reason.as_deref(), Some("unknown key"));
-    assert_eq!(e.identity.as_deref(), Some(identity(&stranger).did()));
+    assert_eq!(e.identity.as_deref(), Some(identity(&stranger).did().as_str()));
     // The connection survives and may try again.
     c.send(&json!({"type": "ping"})).await.unwrap();
     c.expect("pong").await.unwrap();
@@ -252,16 +253,16 @@ async fn only_owners_change_the_whitelist_and_removal_ejects_at_once() {
     let (mut b, wb) = admitted(&s, &room, &guest).await;
     until(&mut a, "peer-joined").await;
 
-    b.send(&json!({"type": "whitelist", "remove": [identity(&owner).did()]})).await.unwrap();
+    b.send(&json!({"type": "whitelist", "remove": [identity(&owner).did().as_str()]})).await.unwrap();
     assert_eq!(server_code(b.expect("whitelist-updated").await.unwrap_err()), "not-owner");
 
-    a.send(&json!({"type": "whitelist", "remove": [identity(&owner).did()]})).await.unwrap();
+    a.send(&json!({"type": "whitelist", "remove": [identity(&owner).did().as_str()]})).await.unwrap();
     let updated = a.expect("whitelist-updated").await.unwrap();
     assert!(updated["errors"][0]["error"].as_str().unwrap().contains("owner"));
 
     a.send(&json!({"type": "whitelist", "remove": [guest.public_jwk().to_string()]})).await.unwrap();
     let updated = until(&mut a, "whitelist-updated").await;
-    assert_eq!(updated["removed"][0], identity(&guest).did());
+    assert_eq!(updated["removed"][0], identity(&guest).did().as_str());
     let kicked = b.recv().await.unwrap();
     assert_eq!(kicked["code"], "revoked");
     assert!(matches!(b.recv().await, Err(ClientError::Closed)));
@@ -453,7 +454,7 @@ async fn a_peer_confirms_its_identity_on_request() {
     b.send(&Client::webcrypto_auth(&challenge, &guest).unwrap()).await.unwrap();
     let verified = until(&mut a, "peer-verified").await;
     assert_eq!(verified["peerId"], wb["peerId"]);
-    assert_eq!(verified["identity"], identity(&guest).did());
+    assert_eq!(verified["identity"], identity(&guest).did().as_str());
     until(&mut b, "peer-verified").await;
     s.audit_has(&room, |e| e.event == "reverified").await;
 

@@ -106,9 +106,11 @@ async fn a_report_about_a_peer_goes_to_the_audit_log() {
     until(&mut a, "peer-joined").await;
 
     b.send(&json!({"type": "report", "peerId": wa["peerId"], "problem": "fingerprint-mismatch"})).await.unwrap();
-    let reporter = identity(&guest).did().to_owned();
+    let reporter = identity(&guest).did().as_str().to_owned();
     let record = s
-        .audit_has(&room, |e| e.event == "peer-reported" && e.identity.as_deref() == Some(identity(&owner).did()))
+        .audit_has(&room, |e| {
+            e.event == "peer-reported" && e.identity.as_deref() == Some(identity(&owner).did().as_str())
+        })
         .await;
     assert_eq!(record.reason.unwrap(), format!("fingerprint-mismatch (reported by {reporter})"));
 

@@ -23,7 +23,7 @@ fn identity_reads_text_files_and_stdin() {
     let db = dir.path().join("k.db");
     let k = key();
     let jwk = k.public_jwk().to_string();
-    let did = identity(&k).did().to_owned();
+    let did = identity(&k).did().as_str().to_owned();
 
     let literal = keygate(&["identity", &jwk], &db);
     assert!(literal.status.success(), "{}", stderr(&literal));
@@ -72,8 +72,11 @@ fn rooms_are_scripted_without_a_browser() {
     // A whole authorized_keys file: good lines are added, the bad one is reported by number.
     let (a, b) = (key(), key());
     let keys_file = dir.path().join("team.keys");
-    std::fs::write(&keys_file, format!("# team\n{}\nnot a key at all\n{}\n", identity(&a).did(), identity(&b).did()))
-        .unwrap();
+    std::fs::write(
+        &keys_file,
+        format!("# team\n{}\nnot a key at all\n{}\n", identity(&a).did().as_str(), identity(&b).did().as_str()),
+    )
+    .unwrap();
     let allowed = keygate(&["room", "allow", &room, keys_file.to_str().unwrap()], &db);
     assert!(!allowed.status.success(), "a bad line must make the exit status non-zero");
     assert!(stderr(&allowed).contains("line 3"), "{}", stderr(&allowed));
@@ -96,17 +99,17 @@ fn rooms_are_scripted_without_a_browser() {
     let list = stdout(&keygate(&["room", "list"], &db));
     assert!(list.contains(&room) && list.contains("Standup") && list.contains("4 keys"), "{list}");
 
-    let denied = keygate(&["room", "deny", &room, identity(&b).did()], &db);
+    let denied = keygate(&["room", "deny", &room, identity(&b).did().as_str()], &db);
     assert!(denied.status.success(), "{}", stderr(&denied));
-    let again = keygate(&["room", "deny", &room, identity(&b).did()], &db);
+    let again = keygate(&["room", "deny", &room, identity(&b).did().as_str()], &db);
     assert!(!again.status.success());
     let owner_out = keygate(&["room", "deny", &room, owner_pub.to_str().unwrap()], &db);
     assert!(!owner_out.status.success() && stderr(&owner_out).contains("owner"));
 
     let show = stdout(&keygate(&["room", "show", &room], &db));
     let listed = show.split("recent audit events").next().unwrap();
-    assert!(listed.contains("alice") && listed.contains(identity(&a).did()), "{show}");
-    assert!(!listed.contains(identity(&b).did()), "{show}");
+    assert!(listed.contains("alice") && listed.contains(identity(&a).did().as_str()), "{show}");
+    assert!(!listed.contains(identity(&b).did().as_str()), "{show}");
     assert!(show.contains("whitelist-remove"), "the removal is in the audit log: {show}");
     assert!(show.contains("owner@host") || show.contains("owner"), "{show}");
 
@@ -126,7 +129,7 @@ fn cli_changes_are_audited_and_a_key_lands_with_its_requirement() {
     assert!(created.status.success(), "{}", stderr(&created));
     let room = stdout(&created).trim().to_owned();
     let card = key();
-    let did = identity(&card).did().to_owned();
+    let did = identity(&card).did().as_str().to_owned();
     let allowed = keygate(&["room", "allow", &room, &did, "--piv-require", "pin:always"], &db);
     assert!(allowed.status.success(), "{}", stderr(&allowed));
     let set = keygate(&["room", "set", &room, "--require-user-verification", "on"], &db);

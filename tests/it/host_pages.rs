@@ -47,7 +47,7 @@ async fn a_host_signs_in_creates_a_room_and_manages_its_whitelist() {
     let host = browser();
     let host_key = key();
     let who = sign_in(&s, &host, &host_key).await;
-    assert_eq!(who["identity"], identity(&host_key).did());
+    assert_eq!(who["identity"], identity(&host_key).did().as_str());
 
     let (status, html) = page(&host, &format!("{base}/rooms")).await;
     assert_eq!(status, StatusCode::OK);
@@ -65,10 +65,10 @@ async fn a_host_signs_in_creates_a_room_and_manages_its_whitelist() {
 
     // Paste two keys and upload a file with a bad line: good lines kept, bad ones named.
     let (alice, bob, carol) = (key(), key(), key());
-    let file = format!("# team\n{}\nnot a key\n", identity(&carol).did());
+    let file = format!("# team\n{}\nnot a key\n", identity(&carol).did().as_str());
     let form = reqwest::multipart::Form::new()
         .text("csrf", token.clone())
-        .text("keys", format!("{}\n{}", identity(&alice).did(), identity(&bob).did()))
+        .text("keys", format!("{}\n{}", identity(&alice).did().as_str(), identity(&bob).did().as_str()))
         .part("file", reqwest::multipart::Part::text(file).file_name("authorized_keys"))
         .text("label", "");
     let res = host.post(format!("{base}{room_path}/allow")).multipart(form).send().await.unwrap();
@@ -77,16 +77,16 @@ async fn a_host_signs_in_creates_a_room_and_manages_its_whitelist() {
     assert!(html.contains("Added 3 keys."), "{html}");
     assert!(html.contains("file line 3"), "{html}");
     for k in [&alice, &bob, &carol] {
-        assert!(html.contains(identity(k).did()));
+        assert!(html.contains(identity(k).did().as_str()));
     }
 
     // Bob joins; removing him on the page ejects his live session.
     let (mut bob_socket, _) = admitted(&s, &room, &bob).await;
     let (_, html) = page(&host, &format!("{base}{room_path}/live")).await;
-    assert!(html.contains(identity(&bob).did()), "{html}");
+    assert!(html.contains(identity(&bob).did().as_str()), "{html}");
     let res = host
         .post(format!("{base}{room_path}/deny"))
-        .form(&[("csrf", token.as_str()), ("identity", identity(&bob).did())])
+        .form(&[("csrf", token.as_str()), ("identity", identity(&bob).did().as_str())])
         .send()
         .await
         .unwrap();
@@ -94,11 +94,11 @@ async fn a_host_signs_in_creates_a_room_and_manages_its_whitelist() {
     assert_eq!(bob_socket.recv().await.unwrap()["code"], "revoked");
 
     // Removals that cannot happen say why, and change nothing.
-    let owner_did = identity(&host_key).did().to_owned();
+    let owner_did = identity(&host_key).did().as_str().to_owned();
     for (what, expected) in [
         ("not a key", "That is not an identity on this list."),
         (owner_did.as_str(), "An owner cannot be removed from the whitelist."),
-        (identity(&bob).did(), "That key was not on the whitelist."),
+        (identity(&bob).did().as_str(), "That key was not on the whitelist."),
     ] {
         let res = host
             .post(format!("{base}{room_path}/deny"))
@@ -147,7 +147,7 @@ async fn a_host_signs_in_creates_a_room_and_manages_its_whitelist() {
     let res = guest.post(format!("{base}/i/{invite}/verify")).json(&answer).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let (_, dana_welcome) = admitted(&s, &room, &dana).await;
-    assert_eq!(dana_welcome["identity"], identity(&dana).did());
+    assert_eq!(dana_welcome["identity"], identity(&dana).did().as_str());
     let entry = s
         .server()
         .gateway()
@@ -156,7 +156,7 @@ async fn a_host_signs_in_creates_a_room_and_manages_its_whitelist() {
         .await
         .unwrap()
         .into_iter()
-        .find(|e| e.identity == identity(&dana).did())
+        .find(|e| e.identity == identity(&dana).did().as_str())
         .unwrap();
     assert_eq!(entry.label, "Dana");
     let (status, _) = page(&guest, &format!("{base}/i/{invite}")).await;
@@ -208,14 +208,15 @@ async fn only_owners_see_or_change_a_room() {
     for action in ["deny", "settings", "kick", "invites", "owners", "reverify"] {
         let res = other
             .post(format!("{path}/{action}"))
-            .form(&[("csrf", token.as_str()), ("identity", identity(&owner).did()), ("peer", "x")])
+            .form(&[("csrf", token.as_str()), ("identity", identity(&owner).did().as_str()), ("peer", "x")])
             .send()
             .await
             .unwrap();
         assert_eq!(res.status(), StatusCode::FORBIDDEN, "{action}");
     }
-    let form =
-        reqwest::multipart::Form::new().text("csrf", token.clone()).text("keys", identity(&key()).did().to_owned());
+    let form = reqwest::multipart::Form::new()
+        .text("csrf", token.clone())
+        .text("keys", identity(&key()).did().as_str().to_owned());
     let res = other.post(format!("{path}/allow")).multipart(form).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     assert_eq!(s.server().gateway().store.whitelist(&room).await.unwrap().len(), 1, "nothing was added");
@@ -323,14 +324,14 @@ async fn room_settings_and_co_owners_take_effect() {
     assert_eq!(status, StatusCode::OK, "{html}");
     let res = host
         .post(format!("{path}/owners"))
-        .form(&[("csrf", token.as_str()), ("identity", identity(&co).did()), ("remove", "1")])
+        .form(&[("csrf", token.as_str()), ("identity", identity(&co).did().as_str()), ("remove", "1")])
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let res = host
         .post(format!("{path}/owners"))
-        .form(&[("csrf", token.as_str()), ("identity", identity(&owner).did()), ("remove", "1")])
+        .form(&[("csrf", token.as_str()), ("identity", identity(&owner).did().as_str()), ("remove", "1")])
         .send()
         .await
         .unwrap();
@@ -364,7 +365,7 @@ async fn sign_in_with_an_ssh_signature_pasted_back() {
     let who: Value = res.json().await.unwrap();
     let expected =
         keygate::identity::Identity::parse(&std::fs::read_to_string(key_path.with_extension("pub")).unwrap()).unwrap();
-    assert_eq!(who["identity"], expected.did());
+    assert_eq!(who["identity"], expected.did().as_str());
     let (status, _) = page(&client, &format!("{base}/rooms")).await;
     assert_eq!(status, StatusCode::OK);
     s.shutdown().await;
@@ -442,30 +443,30 @@ async fn a_removed_co_owner_cannot_change_the_whitelist_from_an_open_socket() {
     let token = csrf(&html);
     let res = host
         .post(format!("{path}/owners"))
-        .form(&[("csrf", token.as_str()), ("identity", identity(&co).did())])
+        .form(&[("csrf", token.as_str()), ("identity", identity(&co).did().as_str())])
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let (mut co_socket, welcome) = admitted(&s, &room, &co).await;
     assert_eq!(welcome["owner"], true);
-    let add = json!({"type": "whitelist", "add": [identity(&key()).did()]});
+    let add = json!({"type": "whitelist", "add": [identity(&key()).did().as_str()]});
     co_socket.send(&add).await.unwrap();
     assert_eq!(until(&mut co_socket, "whitelist-updated").await["added"].as_array().unwrap().len(), 1);
 
     let res = host
         .post(format!("{path}/owners"))
-        .form(&[("csrf", token.as_str()), ("identity", identity(&co).did()), ("remove", "1")])
+        .form(&[("csrf", token.as_str()), ("identity", identity(&co).did().as_str()), ("remove", "1")])
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    co_socket.send(&json!({"type": "whitelist", "add": [identity(&stranger).did()]})).await.unwrap();
+    co_socket.send(&json!({"type": "whitelist", "add": [identity(&stranger).did().as_str()]})).await.unwrap();
     assert_eq!(until(&mut co_socket, "error").await["code"], "not-owner");
-    co_socket.send(&json!({"type": "whitelist", "remove": [identity(&owner).did()]})).await.unwrap();
+    co_socket.send(&json!({"type": "whitelist", "remove": [identity(&owner).did().as_str()]})).await.unwrap();
     assert_eq!(until(&mut co_socket, "error").await["code"], "not-owner");
     let listed = s.server().gateway().store.whitelist(&room).await.unwrap();
-    assert!(!listed.iter().any(|e| e.identity == identity(&stranger).did()), "nothing added after removal");
+    assert!(!listed.iter().any(|e| e.identity == identity(&stranger).did().as_str()), "nothing added after removal");
     s.shutdown().await;
 }
 
@@ -498,7 +499,7 @@ async fn every_host_page_change_is_audited_in_its_own_transaction() {
     let base = s.http();
     let host = browser();
     let owner = key();
-    let me = identity(&owner).did().to_owned();
+    let me = identity(&owner).did().as_str().to_owned();
     sign_in(&s, &host, &owner).await;
     let (_, html) = page(&host, &format!("{base}/rooms")).await;
     let token = csrf(&html);
@@ -509,7 +510,7 @@ async fn every_host_page_change_is_audited_in_its_own_transaction() {
     let (guest, co) = (key(), key());
     let form = reqwest::multipart::Form::new()
         .text("csrf", token.clone())
-        .text("keys", identity(&guest).did().to_owned())
+        .text("keys", identity(&guest).did().as_str().to_owned())
         .text("label", "guest")
         .text("piv_require", "");
     assert_eq!(host.post(format!("{path}/allow")).multipart(form).send().await.unwrap().status(), StatusCode::OK);
@@ -521,9 +522,12 @@ async fn every_host_page_change_is_audited_in_its_own_transaction() {
             host.post(format!("{path}/{action}")).form(&form).send().await.unwrap().status()
         }
     };
-    assert_eq!(post("owners", vec![("identity", identity(&co).did().to_owned())]).await, StatusCode::SEE_OTHER);
     assert_eq!(
-        post("owners", vec![("identity", identity(&co).did().to_owned()), ("remove", "1".into())]).await,
+        post("owners", vec![("identity", identity(&co).did().as_str().to_owned())]).await,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        post("owners", vec![("identity", identity(&co).did().as_str().to_owned()), ("remove", "1".into())]).await,
         StatusCode::SEE_OTHER
     );
     assert_eq!(post("settings", vec![("max_peers", "4".into())]).await, StatusCode::SEE_OTHER);
@@ -535,19 +539,22 @@ async fn every_host_page_change_is_audited_in_its_own_transaction() {
     let peer = welcome["peerId"].as_str().unwrap().to_owned();
     assert_eq!(post("kick", vec![("peer", peer)]).await, StatusCode::SEE_OTHER);
     assert_eq!(until(&mut guest_socket, "error").await["code"], "revoked");
-    assert_eq!(post("deny", vec![("identity", identity(&guest).did().to_owned())]).await, StatusCode::SEE_OTHER);
+    assert_eq!(
+        post("deny", vec![("identity", identity(&guest).did().as_str().to_owned())]).await,
+        StatusCode::SEE_OTHER
+    );
 
     let rows = audit_rows_on_disk(&s, &room).await;
     let by_me = format!("by {me} (host page)");
     for (event, who) in [
         ("room-created", me.as_str()),
-        ("whitelist-add", identity(&guest).did()),
-        ("owner-add", identity(&co).did()),
-        ("owner-remove", identity(&co).did()),
+        ("whitelist-add", identity(&guest).did().as_str()),
+        ("owner-add", identity(&co).did().as_str()),
+        ("owner-remove", identity(&co).did().as_str()),
         ("settings", ""),
         ("invite-created", ""),
-        ("kicked", identity(&guest).did()),
-        ("whitelist-remove", identity(&guest).did()),
+        ("kicked", identity(&guest).did().as_str()),
+        ("whitelist-remove", identity(&guest).did().as_str()),
     ] {
         let row = rows.iter().find(|r| r.0 == event).unwrap_or_else(|| panic!("no {event} row in {rows:#?}"));
         assert_eq!(row.1, who, "{row:?}");

@@ -39,7 +39,7 @@ async fn the_talks_webcrypto_client_is_admitted() {
     let welcome =
         node_client(&s.url(), room.as_str(), &key_file, &["--fingerprint", "sha-256 01:23:45:67:89:AB"]).await;
     assert_eq!(welcome["type"], "welcome", "{welcome}");
-    assert_eq!(welcome["identity"], identity(&browser).did());
+    assert_eq!(welcome["identity"], identity(&browser).did().as_str());
 
     // Exactly as the talk did: the private JWK as exported. Refused, clearly.
     let refused = node_client(&s.url(), room.as_str(), &key_file, &["--send-private-jwk"]).await;

@@ -159,7 +159,7 @@ async fn piv_slots_sign_their_way_in_with_attestation_and_policy() {
             let challenge = c.request(join(&room)).await.unwrap();
             c.send(&pki.auth(&challenge, name, attested)).await.unwrap();
             let welcome = c.expect("welcome").await.unwrap_or_else(|e| panic!("{name} {attested:?}: {e}"));
-            assert_eq!(welcome["identity"], pki.identity(name).did());
+            assert_eq!(welcome["identity"], pki.identity(name).did().as_str());
         }
     }
     let event = s
@@ -172,8 +172,8 @@ async fn piv_slots_sign_their_way_in_with_attestation_and_policy() {
     let past_everything = chrono::Utc::now() + chrono::Duration::days(1);
     gw.store.prune_expired(past_everything, Some(chrono::Duration::zero())).await.unwrap();
     let facts = gw.store.room_attestations(&room).await.unwrap();
-    assert!(facts[pki.identity("p256").did()].contains("firmware 5.4.3"), "{facts:?}");
-    assert!(!facts.contains_key(identity(&owner).did()), "{facts:?}");
+    assert!(facts[pki.identity("p256").did().as_str()].contains("firmware 5.4.3"), "{facts:?}");
+    assert!(!facts.contains_key(identity(&owner).did().as_str()), "{facts:?}");
 
     // The whitelist entry demands touch always: p256 (touch always) passes, p384
     // (touch never) and an unattested proof do not.
@@ -240,7 +240,8 @@ fn malformed_piv_proofs_are_refused_before_any_crypto() {
     let verifier = keygate::verify::piv::PivVerifier::new(Vec::new());
     let cert = pki.text("p256.pem");
     let sig = pki.sign("p256", "hello");
-    let claim = |auth: Value| verifier.claim(&auth, &Challenge::payload(b"")).map(|c| c.identity.did().to_owned());
+    let claim =
+        |auth: Value| verifier.claim(&auth, &Challenge::payload(b"")).map(|c| c.identity.did().as_str().to_owned());
     // The algorithm must match the certificate's key.
     let wrong = claim(json!({"certificate": cert, "signature": sig, "algorithm": "RSA-PKCS1-SHA256"}));
     assert!(matches!(wrong, Err(VerifyError::Malformed(m)) if m.contains("does not match")));

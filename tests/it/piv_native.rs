@@ -155,11 +155,11 @@ async fn a_yubikey_joins_signs_and_says_what_went_wrong() {
         out = keygate(&["identity", "--piv"], PIN);
     }
     assert!(out.status.success(), "identity --piv: {}", stderr(&out));
-    let did = pki.identity("slot9a").did().to_owned();
+    let did = pki.identity("slot9a").did().as_str().to_owned();
     assert!(stdout(&out).starts_with(&format!("{did}\n")), "{}", stdout(&out));
     assert!(stdout(&out).contains("YubiKey 10243688 (firmware 5.4.3), slot 9a"), "{}", stdout(&out));
     let out = keygate(&["identity", "--piv", "--slot", "9c"], PIN);
-    assert!(stdout(&out).starts_with(pki.identity("slot9c").did()), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with(pki.identity("slot9c").did().as_str()), "{}", stderr(&out));
 
     let s = TestServer::with(|c| c.piv_attestation_roots = vec![pki.dir.join("root.pem")]).await;
     let owner = key();
@@ -188,7 +188,7 @@ async fn a_yubikey_joins_signs_and_says_what_went_wrong() {
     // A key that is not on the list is told what to send to the host.
     let out = keygate(&["join", &link, "--piv", "--slot", "9c", "--no-open"], PIN);
     assert!(!out.status.success());
-    let who = pki.identity("slot9c").did().to_owned();
+    let who = pki.identity("slot9c").did().as_str().to_owned();
     let expected = format!("not on the room's list — send your identity to the host: {who}");
     assert!(stderr(&out).contains(&expected), "{}", stderr(&out));
 
@@ -205,7 +205,7 @@ async fn a_yubikey_joins_signs_and_says_what_went_wrong() {
     auth["type"] = json!("auth");
     auth["payload"] = challenge["payload"].clone();
     c.send(&auth).await.unwrap();
-    assert_eq!(c.expect("welcome").await.unwrap()["identity"], pki.identity("slot9c").did());
+    assert_eq!(c.expect("welcome").await.unwrap()["identity"], pki.identity("slot9c").did().as_str());
 
     // A touch that never comes.
     let out = keygate(&["sign", "--piv", "--slot", "9d", &challenge.to_string()], PIN);

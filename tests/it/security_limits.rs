@@ -486,7 +486,9 @@ async fn labels_are_capped_on_the_socket_too() {
     let room = s.room(&owner, &[]).await;
     let (mut host, _) = admitted(&s, &room, &owner).await;
     let long = "x".repeat(5_500);
-    host.send(&json!({"type": "whitelist", "add": [{"key": identity(&guest).did(), "label": long}]})).await.unwrap();
+    host.send(&json!({"type": "whitelist", "add": [{"key": identity(&guest).did().as_str(), "label": long}]}))
+        .await
+        .unwrap();
     let updated = until(&mut host, "whitelist-updated").await;
     assert_eq!(updated["added"][0]["label"].as_str().unwrap().chars().count(), keygate::whitelist::MAX_LABEL_CHARS);
     let (_g, _) = admitted(&s, &room, &guest).await;

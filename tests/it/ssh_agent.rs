@@ -108,7 +108,7 @@ async fn keys_in_a_real_ssh_agent_sign_their_way_in() {
             .await
             .unwrap();
         let welcome = c.expect("welcome").await.unwrap_or_else(|e| panic!("{comment}: {e}"));
-        assert_eq!(welcome["identity"], id.did(), "{comment}");
+        assert_eq!(welcome["identity"], id.did().as_str(), "{comment}");
     }
 
     // Choosing by fingerprint, with the base64 text from the challenge's command.
@@ -160,7 +160,7 @@ async fn a_key_file_signs_too() {
     let out = keygate_sign(&["--key-file", file.to_str().unwrap()], &format!("{}\n", challenge["payload"]), None);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     c.send(&json!({"type": "auth", "method": "ssh", "payload": challenge["payload"], "signature": String::from_utf8(out.stdout).unwrap()})).await.unwrap();
-    assert_eq!(c.expect("welcome").await.unwrap()["identity"], id.did());
+    assert_eq!(c.expect("welcome").await.unwrap()["identity"], id.did().as_str());
 
     // An encrypted key with the wrong passphrase is refused clearly.
     let locked = s.dir.path().join("locked");
@@ -225,12 +225,12 @@ async fn keygate_join_gets_a_one_time_ticket_with_an_agent_key() {
     let out = keygate_cmd(&["join", &link, "--ssh", "--no-open"], &agent.socket);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("not on the room's list") && err.contains(id.did()), "{err}");
+    assert!(err.contains("not on the room's list") && err.contains(id.did().as_str()), "{err}");
 
     // keygate identity --ssh prints the DID the host needs.
     let out = keygate_cmd(&["identity", "--ssh"], &agent.socket);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().next(), Some(id.did()));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().next(), Some(id.did().as_str()));
 
     for k in &keys[1..] {
         agent.add(k);
@@ -250,7 +250,7 @@ async fn keygate_join_gets_a_one_time_ticket_with_an_agent_key() {
         );
         let welcome = redeem(&s, &room, ticket).await;
         assert_eq!(welcome["type"], "welcome", "{welcome}");
-        assert_eq!(welcome["identity"], id.did());
+        assert_eq!(welcome["identity"], id.did().as_str());
         // The same ticket a second time is refused.
         assert_eq!(redeem(&s, &room, ticket).await["code"], "not-admitted");
     }
@@ -308,7 +308,7 @@ async fn pkcs8_pem_key_files_sign_too() {
         c.send(&json!({"type": "auth", "method": "ssh", "payload": challenge["payload"], "signature": signature}))
             .await
             .unwrap();
-        assert_eq!(c.expect("welcome").await.unwrap()["identity"], id.did(), "{file}");
+        assert_eq!(c.expect("welcome").await.unwrap()["identity"], id.did().as_str(), "{file}");
     }
 
     // The wrong passphrase, and a key type this signer does not take, are named.

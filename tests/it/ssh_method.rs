@@ -99,9 +99,11 @@ async fn ssh_keygen_signatures_admit_through_the_real_server() {
         assert!(signature.starts_with("-----BEGIN SSH SIGNATURE-----"));
         c.send(&ssh_auth(&challenge, &signature)).await.unwrap();
         let welcome = c.expect("welcome").await.unwrap_or_else(|e| panic!("{kind}{bits}: {e}"));
-        assert_eq!(welcome["identity"], id.did());
+        assert_eq!(welcome["identity"], id.did().as_str());
         s.audit_has(&room, |e| {
-            e.event == "admitted" && e.method.as_deref() == Some("ssh") && e.identity.as_deref() == Some(id.did())
+            e.event == "admitted"
+                && e.method.as_deref() == Some("ssh")
+                && e.identity.as_deref() == Some(id.did().as_str())
         })
         .await;
     }
@@ -319,13 +321,13 @@ async fn security_keys_need_presence_and_rooms_can_require_verification() {
     assert_eq!(code_of(attempt(0x00).await), "not-admitted");
     s.audit_has(&room, |e| e.reason.as_deref().is_some_and(|r| r.contains("user presence"))).await;
     // Touch only: fine until the room requires user verification.
-    assert_eq!(attempt(0x01).await.unwrap()["identity"], id.did());
+    assert_eq!(attempt(0x01).await.unwrap()["identity"], id.did().as_str());
     gw.store.set_require_user_verification(&room, true).await.unwrap();
     gw.rooms.invalidate(&room);
     assert_eq!(code_of(attempt(0x01).await), "not-admitted");
     s.audit_has(&room, |e| e.reason.as_deref().is_some_and(|r| r.contains("requires user verification"))).await;
     // Touch and PIN: admitted.
-    assert_eq!(attempt(0x05).await.unwrap()["identity"], id.did());
+    assert_eq!(attempt(0x05).await.unwrap()["identity"], id.did().as_str());
     s.shutdown().await;
 }
 
@@ -351,7 +353,7 @@ async fn one_sign_counter_per_key_whichever_method_carries_it() {
     let (status, registered) = post_json(&s, "/webauthn/register/finish", &body).await;
     assert_eq!(status, 200, "{registered}");
     let id = Identity::parse(&token.public_line()).unwrap();
-    assert_eq!(registered["identity"], id.did(), "one key, one identity");
+    assert_eq!(registered["identity"], id.did().as_str(), "one key, one identity");
     gw.store.allow(&room, &id, "token", "test").await.unwrap();
     gw.rooms.invalidate(&room);
 
@@ -381,7 +383,7 @@ async fn one_sign_counter_per_key_whichever_method_carries_it() {
     };
     // The passkey counts to 10; the same key over ssh at 1 is behind it.
     passkey.set_counter(9);
-    assert_eq!(over_webauthn().await.unwrap()["identity"], id.did());
+    assert_eq!(over_webauthn().await.unwrap()["identity"], id.did().as_str());
     assert_eq!(code_of(over_ssh().await), "not-admitted");
     s.audit_has(&room, |e| {
         e.method.as_deref() == Some("ssh") && e.reason.as_deref().is_some_and(|r| r.contains("counter went backwards"))
@@ -389,7 +391,7 @@ async fn one_sign_counter_per_key_whichever_method_carries_it() {
     .await;
     // Over ssh past it, then the passkey (at 11) is behind.
     token.counter.store(20, std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(over_ssh().await.unwrap()["identity"], id.did());
+    assert_eq!(over_ssh().await.unwrap()["identity"], id.did().as_str());
     assert_eq!(code_of(over_webauthn().await), "not-admitted");
     s.audit_has(&room, |e| {
         e.method.as_deref() == Some("webauthn")

@@ -77,7 +77,7 @@ async fn rsa_3072_turn_entry(s: &TestServer) -> (String, String) {
     assert!(made.success());
     let public = std::fs::read_to_string(dir.path().join("id_rsa.pub")).unwrap();
     let identity = keygate::identity::Identity::parse(&public).unwrap();
-    assert!(identity.did().len() > 500, "{}", identity.did().len());
+    assert!(identity.did().as_str().len() > 500, "{}", identity.did().as_str().len());
     let owner = key();
     let room = s.room(&owner, &[]).await;
     s.server().gateway().store.allow(&room, &identity, "rsa", "test").await.unwrap();

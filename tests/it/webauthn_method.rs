@@ -220,8 +220,8 @@ async fn a_known_credential_id_cannot_be_registered_again() {
 
     // Nothing changed: the attacker's assertion is refused, the victim still joins.
     let stored = gw.store.credential(&credential_id).await.unwrap().unwrap();
-    assert_eq!(stored.identity, did);
-    assert_eq!(keygate::verify::webauthn::load_credential(&stored).unwrap().1.did(), did);
+    assert_eq!(stored.identity.as_str(), did);
+    assert_eq!(keygate::verify::webauthn::load_credential(&stored).unwrap().1.did().as_str(), did);
     let mut c = s.connect().await;
     let challenge = c.request(json!({"type": "request", "roomId": room.as_str(), "webauthn": true})).await.unwrap();
     let forged = attacker.assert(&challenge["webauthn"]).unwrap();
@@ -260,7 +260,7 @@ async fn a_credential_row_whose_key_is_not_its_identity_admits_no_one() {
     let (status, registered) = post_json(&s, "/webauthn/register/finish", &body).await;
     assert_eq!(status, 200, "{registered}");
     sqlx::query("UPDATE webauthn_credentials SET identity = ? WHERE id = ?")
-        .bind(identity(&victim).did())
+        .bind(identity(&victim).did().as_str())
         .bind(registered["credentialId"].as_str().unwrap())
         .execute(&db_pool(&gw.settings.db).await)
         .await

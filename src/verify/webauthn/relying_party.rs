@@ -176,7 +176,7 @@ pub fn load_credential(stored: &crate::store::StoredCredential) -> Result<(Crede
         .map_err(|e| PasskeyError::Rejected(format!("unreadable credential record: {e}")))?;
     credential.counter = stored.counter;
     let identity = identity_of(&credential)?;
-    if identity.did() != stored.identity {
+    if *identity.did() != stored.identity {
         return Err(PasskeyError::Rejected("the stored key does not match the credential's identity".into()));
     }
     Ok((credential, identity))
