@@ -16,7 +16,7 @@ pub use changes::{Change, ChangeAudit, NewEntry, RoomSettings};
 pub use credentials::{KeyAttestation, StoredCredential};
 pub use web::{Invite, WebSession};
 
-use crate::identity::{Did, Identity};
+use crate::identity::Did;
 use crate::ids::RoomId;
 use chrono::{SecondsFormat, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -122,14 +122,6 @@ impl Store {
         Ok(Store { pool })
     }
 
-    /// Creates a room owned by `owner` (seeding for tests and repairs: no audit
-    /// row; the server's edges go through [`crate::whitelist`]).
-    pub async fn create_room(&self, id: &RoomId, name: &str, owner: &Identity) -> Result<(), StoreError> {
-        let mut change = self.change().await?;
-        change.create_room(id, name, owner.did()).await?;
-        change.commit().await
-    }
-
     pub async fn room(&self, id: &RoomId) -> Result<Option<RoomRecord>, StoreError> {
         let Some(row) = sqlx::query(
             "SELECT id, name, created_at, created_by, require_user_verification, max_peers, freshness_secs, \
@@ -213,78 +205,6 @@ impl Store {
                 piv_requirement: row.get("piv_requirement"),
             })
             .collect())
-    }
-
-    /// Whitelists `identity` (seeding for tests and repairs: no audit row; the
-    /// server's edges go through [`crate::whitelist`]). Returns whether it was new.
-    pub async fn allow(
-        &self,
-        room: &RoomId,
-        identity: &Identity,
-        label: &str,
-        added_by: &str,
-    ) -> Result<bool, StoreError> {
-        self.allow_key(room, identity, label, added_by, None).await
-    }
-
-    /// [`Store::allow`] with the allowed_signers `namespaces=` restriction.
-    pub async fn allow_key(
-        &self,
-        room: &RoomId,
-        identity: &Identity,
-        label: &str,
-        added_by: &str,
-        ssh_namespaces: Option<&[String]>,
-    ) -> Result<bool, StoreError> {
-        let entry = NewEntry {
-            identity: identity.did().to_owned(),
-            label: label.to_owned(),
-            ssh_namespaces: ssh_namespaces.map(<[String]>::to_vec),
-            piv_requirement: None,
-        };
-        let mut change = self.change().await?;
-        if !change.room_exists(room).await? {
-            return Err(StoreError::NoRoom(room.to_string()));
-        }
-        let new = change.put_entry(room, &entry, added_by).await?;
-        change.commit().await?;
-        Ok(new)
-    }
-
-    /// Sets what a PIV key must prove beyond its signature (seeding for tests).
-    pub async fn set_piv_requirement(
-        &self,
-        room: &RoomId,
-        identity: &Identity,
-        requirement: Option<&str>,
-    ) -> Result<bool, StoreError> {
-        let changed = sqlx::query("UPDATE whitelist SET piv_requirement = ? WHERE room_id = ? AND identity = ?")
-            .bind(requirement)
-            .bind(room.as_str())
-            .bind(identity.did())
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        Ok(changed > 0)
-    }
-
-    /// Edits a room's settings (seeding for tests: no audit row).
-    pub async fn edit_settings(&self, room: &RoomId, edit: impl FnOnce(&mut RoomSettings)) -> Result<(), StoreError> {
-        let mut change = self.change().await?;
-        let mut settings = change.settings(room).await?;
-        edit(&mut settings);
-        change.set_settings(room, &settings).await?;
-        change.commit().await
-    }
-
-    /// Requires every peer to confirm its identity again every `secs` (seeding for tests).
-    pub async fn set_reverify_every(&self, room: &RoomId, secs: Option<i64>) -> Result<(), StoreError> {
-        self.edit_settings(room, |s| s.reverify_every_secs = secs).await
-    }
-
-    /// Sets whether the room refuses proofs made without user verification (seeding for tests).
-    pub async fn set_require_user_verification(&self, room: &RoomId, on: bool) -> Result<(), StoreError> {
-        self.edit_settings(room, |s| s.require_user_verification = on).await
     }
 
     /// Whitelist changes after `seq`, oldest first.

@@ -135,7 +135,7 @@ async fn a_room_can_require_periodic_confirmation() {
 
     // The host turns it on mid-call (in the database, as `keygate room set` does): the
     // live session follows, asks, and a good answer keeps the peer in.
-    store.set_reverify_every(&room, Some(1)).await.unwrap();
+    store.set_reverify_every(&room, Some(1)).await;
     let challenge = a.expect("challenge").await.unwrap();
     assert_eq!(challenge["payload"]["purpose"], "reverify");
     a.send(&Client::webcrypto_auth(&challenge, &owner).unwrap()).await.unwrap();
@@ -152,7 +152,7 @@ async fn a_room_can_require_periodic_confirmation() {
 
     // Turned off mid-call, nobody is asked.
     let (mut b, _) = admitted(&s, &room, &owner).await;
-    store.set_reverify_every(&room, None).await.unwrap();
+    store.set_reverify_every(&room, None).await;
     b.send(&json!({"type": "ping"})).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(b.recv().await.unwrap()["type"], "pong", "no challenge came");

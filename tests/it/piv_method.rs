@@ -148,7 +148,7 @@ async fn piv_slots_sign_their_way_in_with_attestation_and_policy() {
     let room = s.room(&owner, &[]).await;
     let gw = s.server().gateway();
     for name in ["p256", "p384", "rsa"] {
-        gw.store.allow(&room, &pki.identity(name), name, "test").await.unwrap();
+        gw.store.allow(&room, &pki.identity(name), name).await;
     }
     gw.rooms.invalidate(&room);
 
@@ -177,8 +177,8 @@ async fn piv_slots_sign_their_way_in_with_attestation_and_policy() {
 
     // The whitelist entry demands touch always: p256 (touch always) passes, p384
     // (touch never) and an unattested proof do not.
-    gw.store.set_piv_requirement(&room, &pki.identity("p256"), Some("touch:always")).await.unwrap();
-    gw.store.set_piv_requirement(&room, &pki.identity("p384"), Some("touch:always")).await.unwrap();
+    gw.store.set_piv_requirement(&room, &pki.identity("p256"), Some("touch:always")).await;
+    gw.store.set_piv_requirement(&room, &pki.identity("p384"), Some("touch:always")).await;
     gw.rooms.invalidate(&room);
     let try_join = |name: &'static str, attested: Option<&'static str>| {
         let (url, room, pki) = (s.url(), room.clone(), &pki);
@@ -220,7 +220,7 @@ async fn attestation_needs_a_configured_root() {
     let s = TestServer::start().await; // no roots configured
     let owner = key();
     let room = s.room(&owner, &[]).await;
-    s.server().gateway().store.allow(&room, &pki.identity("p256"), "card", "test").await.unwrap();
+    s.server().gateway().store.allow(&room, &pki.identity("p256"), "card").await;
     let mut c = s.connect().await;
     let challenge = c.request(join(&room)).await.unwrap();
     c.send(&pki.auth(&challenge, "p256", Some("p256"))).await.unwrap();
@@ -281,8 +281,8 @@ async fn a_slot_attestation_cannot_act_as_the_device_certificate() {
     let owner = key();
     let room = s.room(&owner, &[]).await;
     let gw = s.server().gateway();
-    gw.store.allow(&room, &pki.identity("soft"), "victim", "test").await.unwrap();
-    gw.store.set_piv_requirement(&room, &pki.identity("soft"), Some("pin:always,touch:always")).await.unwrap();
+    gw.store.allow(&room, &pki.identity("soft"), "victim").await;
+    gw.store.set_piv_requirement(&room, &pki.identity("soft"), Some("pin:always,touch:always")).await;
     gw.rooms.invalidate(&room);
 
     let forged = |challenge: &Value, chain: Vec<String>| {

@@ -165,7 +165,7 @@ async fn a_yubikey_joins_signs_and_says_what_went_wrong() {
     let owner = key();
     let room = s.room(&owner, &[]).await;
     let store = &s.server().gateway().store;
-    store.allow(&room, &pki.identity("slot9a"), "yubikey 9a", "test").await.unwrap();
+    store.allow(&room, &pki.identity("slot9a"), "yubikey 9a").await;
     let link = format!("{}/r/{room}", s.http());
 
     // join --piv --attest: a ticket, admitted once; the audit log has the attestation.
@@ -193,7 +193,7 @@ async fn a_yubikey_joins_signs_and_says_what_went_wrong() {
     assert!(stderr(&out).contains(&expected), "{}", stderr(&out));
 
     // sign --piv --slot 9c (P-384): the printed proof admits over the socket.
-    store.allow(&room, &pki.identity("slot9c"), "yubikey 9c", "test").await.unwrap();
+    store.allow(&room, &pki.identity("slot9c"), "yubikey 9c").await;
     s.server().gateway().rooms.invalidate(&room);
     let mut c = s.connect().await;
     let challenge = c.request(json!({"type": "request", "roomId": room.as_str()})).await.unwrap();

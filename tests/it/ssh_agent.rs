@@ -49,7 +49,7 @@ fn pub_identity(key: &Path) -> Identity {
 async fn allow_all(s: &TestServer, room: &keygate::ids::RoomId, keys: &[PathBuf]) {
     let gw = s.server().gateway();
     for k in keys {
-        gw.store.allow(room, &pub_identity(k), "agent key", "test").await.unwrap();
+        gw.store.allow(room, &pub_identity(k), "agent key").await;
     }
     gw.rooms.invalidate(room);
 }
@@ -152,7 +152,7 @@ async fn a_key_file_signs_too() {
     let room = s.room(&owner, &[]).await;
     let file = keygen(s.dir.path(), "ecdsa", "384");
     let id = pub_identity(&file);
-    s.server().gateway().store.allow(&room, &id, "file key", "test").await.unwrap();
+    s.server().gateway().store.allow(&room, &id, "file key").await;
     s.server().gateway().rooms.invalidate(&room);
 
     let mut c = s.connect().await;
@@ -293,7 +293,7 @@ async fn pkcs8_pem_key_files_sign_too() {
         openssl(&all);
         let public = openssl(&["pkey", "-in", file, "-passin", "pass:secret", "-pubout"]);
         let id = Identity::parse(&String::from_utf8(public).unwrap()).unwrap();
-        s.server().gateway().store.allow(&room, &id, file, "test").await.unwrap();
+        s.server().gateway().store.allow(&room, &id, file).await;
         s.server().gateway().rooms.invalidate(&room);
 
         let mut c = s.connect().await;

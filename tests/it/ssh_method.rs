@@ -89,7 +89,7 @@ async fn ssh_keygen_signatures_admit_through_the_real_server() {
         let key_path = ssh_keygen(s.dir.path(), kind, bits);
         let line = std::fs::read_to_string(key_path.with_extension("pub")).unwrap();
         let id = Identity::parse(&line).unwrap();
-        store.allow(&room, &id, &format!("{kind}{bits}"), "test").await.unwrap();
+        store.allow(&room, &id, &format!("{kind}{bits}")).await;
         s.server().gateway().rooms.invalidate(&room);
 
         let mut c = s.connect().await;
@@ -130,7 +130,7 @@ async fn ssh_refusals() {
     let gw = s.server().gateway();
     let entry = format!("alice@example.com namespaces=\"git,file\" {line}");
     let parsed = keygate::identity::parse_key_list(&entry).pop().unwrap().1.unwrap();
-    gw.store.allow_key(&room, &parsed.identity, "alice", "test", parsed.namespaces.as_deref()).await.unwrap();
+    gw.store.allow_key(&room, &parsed.identity, "alice", parsed.namespaces.as_deref()).await;
     gw.rooms.invalidate(&room);
     let mut c = s.connect().await;
     let challenge = c.request(join(&room)).await.unwrap();
@@ -141,7 +141,7 @@ async fn ssh_refusals() {
     // The same line allowing keygate admits.
     let entry = format!("alice@example.com namespaces=\"git,keygate\" {line}");
     let parsed = keygate::identity::parse_key_list(&entry).pop().unwrap().1.unwrap();
-    gw.store.allow_key(&room, &parsed.identity, "alice", "test", parsed.namespaces.as_deref()).await.unwrap();
+    gw.store.allow_key(&room, &parsed.identity, "alice", parsed.namespaces.as_deref()).await;
     gw.rooms.invalidate(&room);
     let mut c = s.connect().await;
     let challenge = c.request(join(&room)).await.unwrap();
@@ -304,7 +304,7 @@ async fn security_keys_need_presence_and_rooms_can_require_verification() {
     let token = SoftSecurityKey::new();
     let id = Identity::parse(&token.public_line()).unwrap();
     let gw = s.server().gateway();
-    gw.store.allow(&room, &id, "token", "test").await.unwrap();
+    gw.store.allow(&room, &id, "token").await;
 
     let url = s.url();
     let attempt = |flags: u8| {
@@ -322,7 +322,7 @@ async fn security_keys_need_presence_and_rooms_can_require_verification() {
     s.audit_has(&room, |e| e.reason.as_deref().is_some_and(|r| r.contains("user presence"))).await;
     // Touch only: fine until the room requires user verification.
     assert_eq!(attempt(0x01).await.unwrap()["identity"], id.did().as_str());
-    gw.store.set_require_user_verification(&room, true).await.unwrap();
+    gw.store.set_require_user_verification(&room, true).await;
     gw.rooms.invalidate(&room);
     assert_eq!(code_of(attempt(0x01).await), "not-admitted");
     s.audit_has(&room, |e| e.reason.as_deref().is_some_and(|r| r.contains("requires user verification"))).await;
@@ -354,7 +354,7 @@ async fn one_sign_counter_per_key_whichever_method_carries_it() {
     assert_eq!(status, 200, "{registered}");
     let id = Identity::parse(&token.public_line()).unwrap();
     assert_eq!(registered["identity"], id.did().as_str(), "one key, one identity");
-    gw.store.allow(&room, &id, "token", "test").await.unwrap();
+    gw.store.allow(&room, &id, "token").await;
     gw.rooms.invalidate(&room);
 
     let url = s.url();

@@ -80,7 +80,7 @@ async fn rsa_3072_turn_entry(s: &TestServer) -> (String, String) {
     assert!(identity.did().as_str().len() > 500, "{}", identity.did().as_str().len());
     let owner = key();
     let room = s.room(&owner, &[]).await;
-    s.server().gateway().store.allow(&room, &identity, "rsa", "test").await.unwrap();
+    s.server().gateway().store.allow(&room, &identity, "rsa").await;
     s.server().gateway().rooms.invalidate(&room);
     let mut c = s.connect().await;
     let challenge = c.request(join(&room)).await.unwrap();

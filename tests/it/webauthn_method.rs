@@ -87,7 +87,7 @@ async fn a_software_passkey_registers_and_joins_and_every_refusal_holds() {
     assert_eq!(c.recv().await.unwrap()["code"], "not-admitted");
     s.audit_has(&room, |e| e.reason.as_deref().is_some_and(|r| r.starts_with("unknown key"))).await;
 
-    gw.store.allow(&room, &identity, "alice's passkey", "test").await.unwrap();
+    gw.store.allow(&room, &identity, "alice's passkey").await;
     gw.rooms.invalidate(&room);
     let mut c = s.connect().await;
     let (challenge, assertion) = assert_for(&mut c, &room, &origin, &mut passkey, None, None, None).await;
@@ -135,7 +135,7 @@ async fn a_software_passkey_registers_and_joins_and_every_refusal_holds() {
     gw.store.set_counter(&credential_id, 0).await.unwrap();
 
     // The room requires user verification; this authenticator only proves presence.
-    gw.store.set_require_user_verification(&room, true).await.unwrap();
+    gw.store.set_require_user_verification(&room, true).await;
     gw.rooms.invalidate(&room);
     let mut c = s.connect().await;
     let (challenge, assertion) =
@@ -199,7 +199,7 @@ async fn a_known_credential_id_cannot_be_registered_again() {
     let gw = s.server().gateway();
     let mut victim = SoftPasskey::new(false);
     let (did, credential_id) = register(&s, &origin, &mut victim).await;
-    gw.store.allow(&room, &keygate::identity::Identity::parse(&did).unwrap(), "victim", "test").await.unwrap();
+    gw.store.allow(&room, &keygate::identity::Identity::parse(&did).unwrap(), "victim").await;
     gw.rooms.invalidate(&room);
 
     // The stranger reads the victim's credential id from a challenge.

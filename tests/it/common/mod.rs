@@ -8,9 +8,11 @@ pub mod piv_pki;
 use keygate::client::p256_key::P256Key;
 use keygate::client::ws::Client;
 use keygate::config::Settings;
+use keygate::identity::Identity;
 use keygate::ids::RoomId;
 use keygate::server::Server;
-use keygate::store::AuditRecord;
+use keygate::store::{AuditRecord, NewEntry, Store};
+use keygate::whitelist::{Actor, Whitelist};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -51,13 +53,13 @@ impl TestServer {
         Client::connect(&self.url()).await.unwrap()
     }
 
-    /// Creates a room owned by `owner` (directly in the store) whitelisting `allowed`.
+    /// Creates a room owned by `owner` whitelisting `allowed` (as the operator).
     pub async fn room(&self, owner: &P256Key, allowed: &[&P256Key]) -> RoomId {
         let store = &self.server().gateway().store;
         let id = RoomId::generate();
-        store.create_room(&id, "test", &identity(owner)).await.unwrap();
+        store.create_room(&id, "test", &identity(owner)).await;
         for k in allowed {
-            store.allow(&id, &identity(k), "guest", "test").await.unwrap();
+            store.allow(&id, &identity(k), "guest").await;
         }
         id
     }
@@ -263,4 +265,61 @@ pub async fn start_browser_script(
     let mut node = tokio::process::Command::new("node");
     node.arg(js.join(script)).arg(format!("http://localhost:{port}")).arg(&artifacts).kill_on_drop(true);
     Some((s, node, artifacts))
+}
+
+/// Test seeding of rooms and whitelists, through the one whitelist service (as the
+/// operator, like the CLI), so every seeded change has its audit row as any other.
+/// Live rooms are not told: tests that change a room in a call use
+/// `gateway().whitelist()` or wait for the change log.
+#[allow(async_fn_in_trait)]
+pub trait Seed {
+    async fn create_room(&self, id: &RoomId, name: &str, owner: &Identity);
+    async fn allow(&self, room: &RoomId, identity: &Identity, label: &str) -> bool;
+    async fn allow_key(
+        &self,
+        room: &RoomId,
+        identity: &Identity,
+        label: &str,
+        ssh_namespaces: Option<&[String]>,
+    ) -> bool;
+    async fn set_piv_requirement(&self, room: &RoomId, identity: &Identity, requirement: Option<&str>);
+    async fn set_reverify_every(&self, room: &RoomId, secs: Option<i64>);
+    async fn set_require_user_verification(&self, room: &RoomId, on: bool);
+}
+
+impl Seed for Store {
+    async fn create_room(&self, id: &RoomId, name: &str, owner: &Identity) {
+        Whitelist::new(self, None).create_room(id, name, owner, Actor::operator(), None).await.unwrap();
+    }
+
+    async fn allow(&self, room: &RoomId, identity: &Identity, label: &str) -> bool {
+        self.allow_key(room, identity, label, None).await
+    }
+
+    async fn allow_key(
+        &self,
+        room: &RoomId,
+        identity: &Identity,
+        label: &str,
+        ssh_namespaces: Option<&[String]>,
+    ) -> bool {
+        let mut entry = NewEntry::labelled(identity.did().clone(), label);
+        entry.ssh_namespaces = ssh_namespaces.map(<[String]>::to_vec);
+        Whitelist::new(self, None).add(room, Actor::operator(), &[entry]).await.unwrap()[0]
+    }
+
+    async fn set_piv_requirement(&self, room: &RoomId, identity: &Identity, requirement: Option<&str>) {
+        let mut entry = NewEntry::labelled(identity.did().clone(), "");
+        entry.piv_requirement = requirement.map(str::to_owned);
+        Whitelist::new(self, None).add(room, Actor::operator(), &[entry]).await.unwrap();
+    }
+
+    async fn set_reverify_every(&self, room: &RoomId, secs: Option<i64>) {
+        Whitelist::new(self, None).settings(room, Actor::operator(), |s| s.reverify_every_secs = secs).await.unwrap();
+    }
+
+    async fn set_require_user_verification(&self, room: &RoomId, on: bool) {
+        let edit = |s: &mut keygate::store::RoomSettings| s.require_user_verification = on;
+        Whitelist::new(self, None).settings(room, Actor::operator(), edit).await.unwrap();
+    }
 }
