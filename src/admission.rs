@@ -96,7 +96,6 @@ enum Passkey {
 pub struct Issued {
     pub purpose: Purpose,
     pub challenge: IssuedChallenge,
-    payload: Box<RawValue>,
     siwe: Option<String>,
     passkey: Passkey,
     methods: Vec<Method>,
@@ -112,9 +111,9 @@ impl Issued {
             Passkey::Discoverable(options) => Some(options),
         };
         ChallengeOffer {
-            payload: &self.payload,
+            payload: &self.challenge.payload,
             methods: self.methods.iter().map(|m| m.as_str()).collect(),
-            ssh: self.methods.contains(&Method::Ssh).then(|| SshHint::for_text(&self.challenge.signed_bytes)),
+            ssh: self.methods.contains(&Method::Ssh).then(|| SshHint::for_text(self.challenge.signed_bytes())),
             siwe: self.siwe.as_deref(),
             webauthn,
         }
@@ -137,11 +136,11 @@ impl Issued {
 }
 
 /// An answer to a challenge: the method, the payload as the client returned it, and
-/// the method's proof fields.
+/// the method's proof fields (taken, not copied: a proof may be a few KiB).
 pub struct Answer<'a> {
     pub method: &'a str,
     pub payload: &'a Value,
-    pub proof: &'a Map<String, Value>,
+    pub proof: Map<String, Value>,
 }
 
 /// Who is answering, for budgets and the audit log.
@@ -174,10 +173,6 @@ impl Slot {
         if let Some(old) = self.live.replace(issued) {
             self.remember(old.challenge.nonce);
         }
-    }
-
-    pub fn live(&self) -> Option<&Issued> {
-        self.live.as_ref()
     }
 
     /// Withdraws the live challenge.
@@ -235,14 +230,6 @@ impl Pending {
 
     pub fn prune(&self) {
         self.0.prune();
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 }
 
@@ -378,8 +365,6 @@ impl<'g> Admission<'g> {
         let room = purpose.room().cloned().unwrap_or_else(sign_in);
         let challenge =
             IssuedChallenge::issue_for(room.clone(), &gw.origin, asks.fingerprint, purpose.payload_label(), Utc::now());
-        let payload = RawValue::from_string(challenge.signed_bytes.clone())
-            .map_err(|_| IssueError("could not build a challenge"))?;
         let siwe = asks.address.map(|address| {
             let statement = match purpose {
                 Purpose::SignIn => "Sign in to keygate.".to_owned(),
@@ -404,10 +389,10 @@ impl<'g> Admission<'g> {
         } else {
             match &purpose {
                 Purpose::Join { room, create: false, .. } | Purpose::Reverify { room, .. } if asks.webauthn => {
-                    Passkey::Offered(self.room_ceremony(room, &challenge.signed_bytes).await?)
+                    Passkey::Offered(self.room_ceremony(room, challenge.signed_bytes()).await?)
                 }
                 Purpose::SignIn | Purpose::Enrol { .. } => {
-                    match gw.passkeys.challenge(&challenge.signed_bytes, Vec::new(), false) {
+                    match gw.passkeys.challenge(challenge.signed_bytes(), Vec::new(), false) {
                         Ok(ceremony) => Passkey::Discoverable(ceremony.options),
                         Err(_) => Passkey::Absent,
                     }
@@ -416,7 +401,7 @@ impl<'g> Admission<'g> {
             }
         };
         let by_hand = methods.iter().any(|m| gw.verifiers.get(*m).is_some_and(|v| v.by_hand()));
-        Ok(Issued { purpose, challenge, payload, siwe, passkey, methods, by_hand })
+        Ok(Issued { purpose, challenge, siwe, passkey, methods, by_hand })
     }
 
     /// The WebAuthn half of a challenge for `room`: the credentials registered by
@@ -445,7 +430,7 @@ impl<'g> Admission<'g> {
 
     /// A passkey answer to an offer of discoverable credentials names its
     /// credential; the ceremony is built for that one.
-    async fn named_ceremony(&self, signed: &str, proof: &Map<String, Value>) -> Result<Ceremony, Refused> {
+    async fn named_ceremony(&self, signed: &str, proof: &Value) -> Result<Ceremony, Refused> {
         let raw_id = proof.get("credential").and_then(|c| c["rawId"].as_str()).unwrap_or_default();
         let stored = self
             .gw
@@ -507,7 +492,7 @@ impl<'g> Admission<'g> {
         };
         let room = issued.purpose.room().cloned().or_else(|| caller.room.clone());
         let logged_by_caller = matches!(issued.purpose, Purpose::Reverify { .. });
-        let outcome = self.check(issued, method, &answer).await;
+        let outcome = self.check(issued, method, answer).await;
         if let (Err(refused), Some(room), false) = (&outcome, &room, logged_by_caller) {
             if !matches!(refused.tell, Tell::Internal(_)) {
                 self.record_refusal(room, refused.identity.clone(), method, &refused.reason, caller).await;
@@ -517,7 +502,7 @@ impl<'g> Admission<'g> {
     }
 
     /// Everything after taking the challenge.
-    async fn check(&self, issued: Issued, method: Method, answer: &Answer<'_>) -> Result<Admitted, Refused> {
+    async fn check(&self, issued: Issued, method: Method, answer: Answer<'_>) -> Result<Admitted, Refused> {
         let gw = self.gw;
         if !issued.methods.contains(&method) {
             let reason = match &issued.purpose {
@@ -531,18 +516,18 @@ impl<'g> Admission<'g> {
         let by_hand = gw.verifiers.get(method).is_some_and(|v| v.by_hand());
         let window = self.window(&issued.purpose, by_hand);
         issued.challenge.accept(answer.payload, Utc::now(), window).map_err(|r| Refused::quiet(r.reason()))?;
+        let proof = Value::Object(answer.proof);
         let named;
         let webauthn = match &issued.passkey {
             Passkey::Offered(ceremony) => Some(ceremony),
             Passkey::Discoverable(_) if method == Method::Webauthn => {
-                named = self.named_ceremony(&issued.challenge.signed_bytes, answer.proof).await?;
+                named = self.named_ceremony(issued.challenge.signed_bytes(), &proof).await?;
                 Some(&named)
             }
             _ => None,
         };
         let challenge =
-            Challenge { payload: issued.challenge.signed_bytes.as_bytes(), siwe: issued.siwe.as_deref(), webauthn };
-        let proof = Value::Object(answer.proof.clone());
+            Challenge { payload: issued.challenge.signed_bytes().as_bytes(), siwe: issued.siwe.as_deref(), webauthn };
         let claim = match method {
             Method::Ticket => self.ticket_claim(&proof, &issued)?,
             _ => {
@@ -620,7 +605,7 @@ impl<'g> Admission<'g> {
             .and_then(|t| t.as_str())
             .ok_or_else(|| Refused::from(VerifyError::Malformed("missing ticket".into())))?;
         let identity = self.gw.tickets.redeem(ticket, &issued.challenge.room).map_err(Refused::quiet)?;
-        Ok(Claim::new(identity, issued.challenge.signed_bytes.as_bytes(), |_| Ok(Evidence::default())))
+        Ok(Claim::new(identity, issued.challenge.signed_bytes().as_bytes(), |_| Ok(Evidence::default())))
     }
 
     /// What the purpose allows `identity` (before any signature is checked).
@@ -739,7 +724,7 @@ fn forwarded_proof(method: Method, fields: &[&str], issued: &IssuedChallenge, pr
     }
     let mut out = Map::new();
     out.insert("method".into(), method.as_str().into());
-    out.insert("signed".into(), issued.signed_bytes.clone().into());
+    out.insert("signed".into(), issued.signed_bytes().to_owned().into());
     for f in fields {
         if let Some(v) = proof.get(*f) {
             out.insert((*f).into(), v.clone());
@@ -755,11 +740,9 @@ mod tests {
     fn issued(room: &str) -> Issued {
         let room = RoomId::parse(room).unwrap_or_else(|_| RoomId::generate());
         let challenge = IssuedChallenge::issue(room.clone(), "o", None, Utc::now());
-        let payload = RawValue::from_string(challenge.signed_bytes.clone()).unwrap_or_else(|_| Box::default());
         Issued {
             purpose: Purpose::Join { room, create: false, ticket: false },
             challenge,
-            payload,
             siwe: None,
             passkey: Passkey::Absent,
             methods: vec![Method::Webcrypto],

@@ -210,7 +210,7 @@ pub fn raw_rates(method: Method, seconds: f64) -> Result<RawRates, BenchError> {
             let credential = serde_json::from_value(authenticator.register(&options).map_err(|e| setup(&e))?)
                 .map_err(|e| setup(&e))?;
             let registered = passkeys.finish_registration(&id, &credential).map_err(|e| setup(&e))?;
-            Some(passkeys.challenge(&issued.signed_bytes, vec![registered], false).map_err(|e| setup(&e))?)
+            Some(passkeys.challenge(issued.signed_bytes(), vec![registered], false).map_err(|e| setup(&e))?)
         }
         _ => None,
     };
@@ -223,7 +223,7 @@ pub fn raw_rates(method: Method, seconds: f64) -> Result<RawRates, BenchError> {
     let verifiers = Verifiers::new(Vec::new(), Some(passkeys.core()));
     let verifier = verifiers.get(method).ok_or_else(|| setup(&"method not registered"))?;
     let issued_with = crate::verify::Challenge {
-        payload: issued.signed_bytes.as_bytes(),
+        payload: issued.signed_bytes().as_bytes(),
         siwe: siwe.as_deref(),
         webauthn: ceremony.as_ref(),
     };

@@ -11,6 +11,7 @@
 use crate::ids::{hex, random_bytes, RoomId};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
+use serde_json::value::RawValue;
 use std::time::Duration;
 
 /// A challenge as issued: what was sent, and the exact bytes to verify against.
@@ -19,8 +20,9 @@ pub struct IssuedChallenge {
     pub room: RoomId,
     pub nonce: String,
     pub issued_at: DateTime<Utc>,
-    /// `JSON.stringify(payload)` as the client will compute it.
-    pub signed_bytes: String,
+    /// The payload, serialized once: `JSON.stringify(payload)` as the client will
+    /// compute it, which is exactly what is signed ([`IssuedChallenge::signed_bytes`]).
+    pub payload: Box<RawValue>,
     /// The DTLS fingerprint the client asked to have vouched for, if any.
     pub fingerprint: Option<String>,
 }
@@ -77,15 +79,20 @@ impl IssuedChallenge {
             purpose,
         };
         // Serializing a struct of strings cannot fail.
-        let signed_bytes = serde_json::to_string(&payload).unwrap_or_default();
+        let payload = serde_json::value::to_raw_value(&payload).unwrap_or_default();
         // Keep the millisecond-truncated time, the one the client sees.
         let issued_at = DateTime::parse_from_rfc3339(&issued_at).map_or(now, |t| t.with_timezone(&Utc));
-        IssuedChallenge { room, nonce, issued_at, signed_bytes, fingerprint }
+        IssuedChallenge { room, nonce, issued_at, payload, fingerprint }
+    }
+
+    /// The exact bytes a signature over the payload covers.
+    pub fn signed_bytes(&self) -> &str {
+        self.payload.get()
     }
 
     /// The payload as a JSON value, to embed in the `challenge` frame.
     pub fn payload_json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.signed_bytes).unwrap_or_default()
+        serde_json::from_str(self.payload.get()).unwrap_or_default()
     }
 
     /// Whether what the client sent back as `payload` is the payload issued.
@@ -167,7 +174,7 @@ mod tests {
             r#"{{"roomId":"abc","issuedAt":"2026-01-02T03:04:05.678Z","nonce":"{}","origin":"https://k.example","fingerprint":"sha-256 AB:CD"}}"#,
             c.nonce
         );
-        assert_eq!(c.signed_bytes, expected);
+        assert_eq!(c.signed_bytes(), expected);
         assert_eq!(c.nonce.len(), 32);
     }
 

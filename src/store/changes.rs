@@ -107,11 +107,7 @@ impl Change {
         if inserted.rows_affected() == 0 {
             return Err(StoreError::RoomExists(id.to_string()));
         }
-        sqlx::query("INSERT INTO room_owners (room_id, identity) VALUES (?, ?)")
-            .bind(id.as_str())
-            .bind(owner)
-            .execute(&mut *self.tx)
-            .await?;
+        self.add_owner(id, owner).await?;
         let entry = NewEntry::labelled(owner.clone(), "owner");
         self.put_entry(id, &entry, owner).await?;
         Ok(())
@@ -148,40 +144,28 @@ impl Change {
         Ok(existed.is_none())
     }
 
+    /// Runs `sql` with the room and identity as its two parameters; returns whether
+    /// it changed a row.
+    async fn touch(&mut self, sql: &'static str, room: &RoomId, identity: &Did) -> Result<bool, StoreError> {
+        let rows = sqlx::query(sql).bind(room.as_str()).bind(identity).execute(&mut *self.tx).await?.rows_affected();
+        Ok(rows > 0)
+    }
+
     /// Removes an entry; returns whether it was there.
     pub async fn delete_entry(&mut self, room: &RoomId, identity: &Did) -> Result<bool, StoreError> {
-        let removed = sqlx::query("DELETE FROM whitelist WHERE room_id = ? AND identity = ?")
-            .bind(room.as_str())
-            .bind(identity)
-            .execute(&mut *self.tx)
-            .await?
-            .rows_affected();
-        Ok(removed > 0)
+        self.touch("DELETE FROM whitelist WHERE room_id = ? AND identity = ?", room, identity).await
     }
 
     /// Makes `identity` an owner; returns whether it was new.
     pub async fn add_owner(&mut self, room: &RoomId, identity: &Did) -> Result<bool, StoreError> {
-        let added = sqlx::query("INSERT OR IGNORE INTO room_owners (room_id, identity) VALUES (?, ?)")
-            .bind(room.as_str())
-            .bind(identity)
-            .execute(&mut *self.tx)
-            .await?
-            .rows_affected();
-        Ok(added > 0)
+        self.touch("INSERT OR IGNORE INTO room_owners (room_id, identity) VALUES (?, ?)", room, identity).await
     }
 
     /// Removes an owner unless it is the last; returns whether it was removed.
     pub async fn remove_owner(&mut self, room: &RoomId, identity: &Did) -> Result<bool, StoreError> {
-        let removed = sqlx::query(
-            "DELETE FROM room_owners WHERE room_id = ?1 AND identity = ?2 \
-             AND (SELECT count(*) FROM room_owners WHERE room_id = ?1) > 1",
-        )
-        .bind(room.as_str())
-        .bind(identity)
-        .execute(&mut *self.tx)
-        .await?
-        .rows_affected();
-        Ok(removed > 0)
+        let sql = "DELETE FROM room_owners WHERE room_id = ?1 AND identity = ?2 \
+                   AND (SELECT count(*) FROM room_owners WHERE room_id = ?1) > 1";
+        self.touch(sql, room, identity).await
     }
 
     pub async fn set_settings(&mut self, room: &RoomId, s: &RoomSettings) -> Result<(), StoreError> {

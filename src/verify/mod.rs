@@ -157,11 +157,6 @@ impl Claim {
         Claim { identity, signed: signed.to_vec(), check: Box::new(check) }
     }
 
-    /// The exact bytes the signature must cover.
-    pub fn signed(&self) -> &[u8] {
-        &self.signed
-    }
-
     /// Runs the signature check over exactly the bytes the server issued.
     pub fn check(self) -> Result<Evidence, VerifyError> {
         (self.check)(&self.signed)
@@ -194,12 +189,6 @@ pub struct Verifiers {
 }
 
 impl Verifiers {
-    /// Every method but WebAuthn (which needs a relying party), with no PIV
-    /// attestation roots.
-    pub fn standard() -> Self {
-        Self::new(Vec::new(), None)
-    }
-
     /// Every pure method; PIV attestations must chain to one of `piv_anchors`, and
     /// WebAuthn is accepted when a relying party is given. (Tickets are state, not
     /// proofs: the admission pipeline redeems them.)

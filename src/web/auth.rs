@@ -29,7 +29,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use chrono::Utc;
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -118,18 +118,18 @@ pub async fn offer_challenge(
 pub async fn redeem_answer(
     state: &AppState,
     remote: SocketAddr,
-    answer: &Value,
+    answer: Value,
     wanted: fn(&Purpose) -> bool,
 ) -> Result<crate::admission::Admitted, Error> {
-    let id = answer["challengeId"].as_str().unwrap_or_default();
-    let empty = Map::new();
-    let answer = Answer {
-        method: answer["method"].as_str().unwrap_or_default(),
-        payload: &answer["payload"],
-        proof: answer.as_object().unwrap_or(&empty),
+    let Value::Object(mut proof) = answer else {
+        return Err(Error::json(StatusCode::BAD_REQUEST, "an answer is a JSON object"));
     };
+    let id = proof.remove("challengeId").and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    let method = proof.remove("method").and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    let payload = proof.remove("payload").unwrap_or_default();
+    let answer = Answer { method: &method, payload: &payload, proof };
     let caller = Caller { client: Some(ClientKey::of(remote.ip())), remote: Some(remote.to_string()), room: None };
-    let mut source = state.pending.by_id(id, wanted);
+    let mut source = state.pending.by_id(&id, wanted);
     Ok(Admission::new(&state.gateway).redeem(&mut source, answer, &caller).await?)
 }
 
@@ -148,7 +148,7 @@ pub async fn sign_in_verify(
     Json(answer): Json<Value>,
 ) -> Result<Response, Error> {
     let gw = &state.gateway;
-    let admitted = redeem_answer(&state, remote, &answer, |p| *p == Purpose::SignIn).await?;
+    let admitted = redeem_answer(&state, remote, answer, |p| *p == Purpose::SignIn).await?;
     let (identity, method) = (admitted.identity, admitted.method);
     let token = crate::ids::hex(&crate::ids::random_bytes::<32>());
     let csrf = crate::ids::hex(&crate::ids::random_bytes::<16>());

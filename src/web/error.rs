@@ -45,10 +45,6 @@ impl Error {
     pub fn as_json(self) -> Self {
         Error { json: true, ..self }
     }
-
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
 }
 
 /// A refused proof over HTTP says exactly what the socket would let the client

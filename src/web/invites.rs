@@ -127,7 +127,7 @@ pub async fn invite_verify(
 ) -> Result<Json<Value>, Error> {
     let gw = &state.gateway;
     let (invite, room) = invite_room(&state, &invite).await?;
-    let admitted = redeem_answer(&state, remote, &answer, |p| matches!(p, Purpose::Enrol { .. })).await?;
+    let admitted = redeem_answer(&state, remote, answer, |p| matches!(p, Purpose::Enrol { .. })).await?;
     if admitted.purpose != (Purpose::Enrol { room: room.clone() }) {
         return Err(Error::json(StatusCode::FORBIDDEN, "this proof is for another room"));
     }

@@ -113,7 +113,7 @@ impl Session {
         };
         let name = requested.name.clone();
         let caller = self.caller(Some(requested.room.clone()));
-        let answer = Answer { method, payload, proof: &proof };
+        let answer = Answer { method, payload, proof };
         let admitted = match Admission::new(&self.gw).redeem(&mut self.slot, answer, &caller).await {
             Ok(admitted) => admitted,
             Err(refused) => return send_refusal(socket, &refused.tell).await,

@@ -50,8 +50,7 @@ impl Session {
             Asks { fingerprint, address: identity.eth_address().copied(), webauthn: admitted_with == Method::Webauthn };
         let issued = Admission::new(&self.gw).issue(purpose, asks).await;
         let settings = &self.gw.settings;
-        let by_hand = issued.as_ref().is_ok_and(|i| i.by_hand());
-        let lifetime = if by_hand { settings.manual_freshness } else { settings.freshness_past };
+        let lifetime = issued.as_ref().map_or(settings.freshness_past, |i| i.lifetime(settings));
         let deadline = tokio::time::Instant::now() + lifetime;
         a.confirming = Some(Confirming { askers: vec![requester], deadline, required });
         match issued {
@@ -73,7 +72,7 @@ impl Session {
         proof: Map<String, Value>,
     ) {
         let Some(mut closed) = self.close_reverify() else { return };
-        let answer = Answer { method, payload, proof: &proof };
+        let answer = Answer { method, payload, proof };
         let caller = self.caller(None);
         let outcome = Admission::new(&self.gw).redeem(&mut self.slot, answer, &caller).await;
         // An answer by a method this server does not take leaves nothing to answer.
