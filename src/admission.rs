@@ -703,7 +703,7 @@ struct Entry {
     label: String,
     owner: bool,
     require_uv: bool,
-    piv: Option<crate::verify::piv::PivRequirement>,
+    piv: Option<crate::verify::PivRequirement>,
 }
 
 /// The methods a re-verification may be answered with: the admission's own. A

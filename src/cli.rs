@@ -433,11 +433,8 @@ async fn room(db: &std::path::Path, command: RoomCommand) -> CliResult {
         }
         RoomCommand::Allow { room, key, label, piv_require } => {
             let room = parse_room(&room)?;
-            let requirement = piv_require
-                .as_deref()
-                .map(crate::verify::piv::PivRequirement::parse)
-                .transpose()?
-                .map(|r| r.to_string());
+            let requirement =
+                piv_require.as_deref().map(crate::verify::PivRequirement::parse).transpose()?.map(|r| r.to_string());
             let (keys, bad) = read_keys(&key)?;
             let entries: Vec<NewEntry> = keys
                 .into_iter()

@@ -56,7 +56,7 @@ impl Gateway {
                     .map_err(|e| ConfigError(format!("room_creators entry '{k}': {e}")))
             })
             .collect::<Result<_, _>>()?;
-        let anchors = crate::verify::piv::PivVerifier::load_anchors(&settings.piv_attestation_roots)
+        let anchors = crate::verify::PivVerifier::load_anchors(&settings.piv_attestation_roots)
             .map_err(|e| ConfigError(format!("piv_attestation_roots: {e}")))?;
         let passkeys = Arc::new(
             Passkeys::new(&settings.webauthn_rp_id(), &settings.webauthn_origins())

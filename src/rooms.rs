@@ -13,7 +13,7 @@ use crate::identity::Did;
 use crate::ids::{PeerId, RoomId};
 use crate::protocol::{code, ErrorCode, PeerInfo, ServerMessage};
 use crate::store::{Store, StoreError, WhitelistEntry};
-use crate::verify::piv::PivRequirement;
+use crate::verify::PivRequirement;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};

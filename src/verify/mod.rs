@@ -20,15 +20,18 @@
 //! line in [`Verifiers::new`].
 
 mod eth;
-pub mod piv;
+mod piv;
 pub mod siwe;
 mod ssh;
 pub mod sshsig;
+#[cfg(test)]
+mod vectors;
 pub mod webauthn;
 mod webcrypto;
-pub mod x509;
+mod x509;
 
 pub use eth::{decode_signature as eth_signature, personal_message_hash, recover_signer, EthVerifier};
+pub use piv::{Attestation, PinPolicy, PivRequirement, PivVerifier, TouchPolicy};
 pub use ssh::{SshVerifier, SSH_NAMESPACE};
 pub use webauthn::WebauthnVerifier;
 pub use webcrypto::WebCryptoVerifier;
@@ -113,7 +116,7 @@ pub struct Evidence {
     /// The authenticator's signature counter.
     pub counter: Option<u32>,
     /// A verified YubiKey attestation of the signing key.
-    pub attestation: Option<piv::Attestation>,
+    pub attestation: Option<Attestation>,
     /// The WebAuthn credential that signed, whose counter the store must advance.
     pub credential_id: Option<Vec<u8>>,
 }

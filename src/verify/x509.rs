@@ -119,11 +119,6 @@ pub fn signed_by(cert: &Certificate, issuer: &Certificate) -> Result<(), VerifyE
     UnparsedPublicKey::new(alg, &issuer_key).verify(&tbs, signature).map_err(|_| VerifyError::BadSignature)
 }
 
-/// Whether the certificate names itself as its issuer and signs itself.
-pub fn self_signed(cert: &Certificate) -> bool {
-    cert.tbs_certificate.issuer == cert.tbs_certificate.subject && signed_by(cert, cert).is_ok()
-}
-
 /// The subject's text form, for messages.
 pub fn subject(cert: &Certificate) -> String {
     cert.tbs_certificate.subject.to_string()

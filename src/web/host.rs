@@ -311,7 +311,7 @@ pub async fn allow(
     let (id, record) = owner_form(&state, &session, &room, &csrf).await?;
     let requirement = match piv_require.as_str() {
         "" => None,
-        text => match crate::verify::piv::PivRequirement::parse(text) {
+        text => match crate::verify::PivRequirement::parse(text) {
             Ok(r) => Some(r.to_string()),
             Err(e) => {
                 let errors = vec![format!("PIV requirement: {e}")];

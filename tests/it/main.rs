@@ -22,6 +22,5 @@ mod ssh_agent;
 mod ssh_method;
 mod turn;
 mod webauthn_method;
-mod webauthn_vectors;
 mod whitelist_before_crypto;
 mod wycheproof_p256;
