@@ -9,8 +9,6 @@ use crate::config::Settings;
 use crate::identity::{parse_key_list, Identity, KeyLine};
 use crate::ids::RoomId;
 use crate::server::Server;
-use crate::store::{NewEntry, Store};
-use crate::whitelist::{clip_label, Actor, ChangeError, Whitelist};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +23,7 @@ macro_rules! say {
 }
 
 mod native;
+mod room;
 
 #[derive(Parser)]
 #[command(name = "keygate", version, about = "Video rooms that admit only the holders of whitelisted keys")]
@@ -156,8 +155,26 @@ enum RoomCommand {
     },
     /// List rooms.
     List,
-    /// Show a room's whitelist and recent audit events.
-    Show { room: String },
+    /// Show a room: its settings, a page of its whitelist, and recent audit events.
+    Show {
+        room: String,
+        /// Only entries whose label, DID or fingerprint (SHA256:…) starts with this,
+        /// or the entry of this key (in any format).
+        #[arg(long)]
+        search: Option<String>,
+        /// Entries per page.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Start after this entry (what the previous page's last line says to pass).
+        #[arg(long, value_name = "CURSOR")]
+        after: Option<String>,
+        /// The whole whitelist, however long (streamed).
+        #[arg(long)]
+        all: bool,
+    },
+    /// Write a room's whole whitelist, one `DID label` line per key (streamed);
+    /// `keygate room allow ROOM FILE` reads it back.
+    Export { room: String },
 }
 
 #[derive(Args)]
@@ -244,7 +261,7 @@ async fn run(command: Command) -> CliResult {
         Command::Identity { key: None, piv: true, slot, .. } => native::piv_identity(slot),
         Command::Identity { key: None, select, .. } => native::agent_identity(select),
         Command::Join(args) => native::join(args).await,
-        Command::Room { db, command } => room(&db.db, command).await,
+        Command::Room { db, command } => room::run(&db.db, command).await,
         Command::Sign(args) => native::sign(args),
         Command::Bench(args) => {
             let report = bench::run(BenchOptions {
@@ -418,148 +435,4 @@ fn parse_on_off(text: &str) -> Result<bool, String> {
 
 fn parse_room(text: &str) -> Result<RoomId, Box<dyn std::error::Error>> {
     Ok(RoomId::parse(text)?)
-}
-
-async fn room(db: &std::path::Path, command: RoomCommand) -> CliResult {
-    let store = Store::open(db).await?;
-    let code = match command {
-        RoomCommand::Create { owner, name } => {
-            let owner = one_identity(&owner)?;
-            let id = RoomId::generate();
-            let name: String = name.trim().chars().take(100).collect();
-            Whitelist::new(&store, None).create_room(&id, &name, &owner, Actor::operator(), None).await?;
-            say!("{id}");
-            ExitCode::SUCCESS
-        }
-        RoomCommand::Allow { room, key, label, piv_require } => {
-            let room = parse_room(&room)?;
-            let requirement =
-                piv_require.as_deref().map(crate::verify::PivRequirement::parse).transpose()?.map(|r| r.to_string());
-            let (keys, bad) = read_keys(&key)?;
-            let entries: Vec<NewEntry> = keys
-                .into_iter()
-                .map(|k| NewEntry {
-                    identity: k.identity.did().to_owned(),
-                    label: clip_label(if label.is_empty() { k.comment.as_deref().unwrap_or("") } else { &label }),
-                    ssh_namespaces: k.namespaces,
-                    piv_requirement: requirement.clone(),
-                })
-                .collect();
-            // One transaction: every key with its requirement and its audit row.
-            let new = Whitelist::new(&store, None).add(&room, Actor::operator(), &entries).await?;
-            for (e, new) in entries.iter().zip(new) {
-                let label = if e.label.is_empty() { String::new() } else { format!("  {}", e.label) };
-                say!("{} {}{label}", if new { "added" } else { "kept " }, e.identity);
-            }
-            if bad > 0 {
-                eprintln!("{bad} line(s) could not be read; the others were added");
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            }
-        }
-        RoomCommand::Deny { room, key } => {
-            let room = parse_room(&room)?;
-            let identity = one_identity(&key)?;
-            match Whitelist::new(&store, None).remove(&room, Actor::operator(), &identity).await {
-                Ok(()) => {
-                    say!("removed {identity}");
-                    ExitCode::SUCCESS
-                }
-                Err(ChangeError::NotListed) => {
-                    eprintln!("{identity} is not on the whitelist of {room}");
-                    ExitCode::FAILURE
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        RoomCommand::Set { room, require_user_verification, reverify_every } => {
-            let room = parse_room(&room)?;
-            if require_user_verification.is_none() && reverify_every.is_none() {
-                return Err("nothing to set; e.g. --require-user-verification on or --reverify-every 600".into());
-            }
-            let service = Whitelist::new(&store, None);
-            service
-                .settings(&room, Actor::operator(), |s| {
-                    if let Some(on) = require_user_verification {
-                        s.require_user_verification = on;
-                    }
-                    if let Some(secs) = reverify_every {
-                        s.reverify_every_secs = (secs > 0).then_some(i64::from(secs));
-                    }
-                })
-                .await?;
-            if let Some(on) = require_user_verification {
-                say!("{room}: user verification {}", if on { "required" } else { "not required" });
-            }
-            if let Some(secs) = reverify_every {
-                match secs {
-                    0 => say!("{room}: no periodic confirmation of identity"),
-                    s => say!("{room}: every peer confirms its identity every {s} s"),
-                }
-            }
-            ExitCode::SUCCESS
-        }
-        RoomCommand::List => {
-            let rooms = store.rooms().await?;
-            if rooms.is_empty() {
-                say!("no rooms yet; create one with: keygate room create --owner KEY");
-            }
-            for (r, entries) in rooms {
-                say!("{}  {:>3} keys  {}  {}", r.id, entries, r.created_at, r.name);
-            }
-            ExitCode::SUCCESS
-        }
-        RoomCommand::Show { room } => {
-            let room = parse_room(&room)?;
-            let Some(record) = store.room(&room).await? else {
-                return Err(format!("no room {room}").into());
-            };
-            say!("room     {}\nname     {}\ncreated  {}", record.id, record.name, record.created_at);
-            if record.require_user_verification {
-                say!("policy   user verification required");
-            }
-            for o in &record.owners {
-                say!("owner    {o}");
-            }
-            say!("\nwhitelist:");
-            for e in store.whitelist(&room).await? {
-                let fp = Identity::parse(&e.identity).map(|i| i.fingerprint()).unwrap_or_default();
-                say!(
-                    "  {}  {}  {}  last admitted {}",
-                    e.identity,
-                    fp,
-                    if e.label.is_empty() { "-" } else { &e.label },
-                    e.last_admitted_at.as_deref().unwrap_or("never")
-                );
-                if let Some(req) = &e.piv_requirement {
-                    say!("      PIV: requires {req}");
-                }
-                if let Some(ns) = &e.ssh_namespaces {
-                    say!("      SSH namespaces: {}", ns.join(","));
-                }
-            }
-            let passkeys = store.room_credentials(&room).await?;
-            if !passkeys.is_empty() {
-                say!("\nregistered passkeys of these identities:");
-                for c in passkeys {
-                    say!("  {}  credential {}  counter {}", c.identity, c.id, c.counter);
-                }
-            }
-            say!("\nrecent audit events:");
-            for a in store.audit(&room, 20, None).await? {
-                say!(
-                    "  {}  {:<16} {}  {}  {}",
-                    a.at,
-                    a.event,
-                    a.method.as_deref().unwrap_or("-"),
-                    a.identity.as_deref().unwrap_or("-"),
-                    a.reason.as_deref().unwrap_or("")
-                );
-            }
-            ExitCode::SUCCESS
-        }
-    };
-    store.close().await;
-    Ok(code)
 }

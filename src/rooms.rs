@@ -1,13 +1,15 @@
-//! Live rooms: who is connected where, and a cache of each room's whitelist.
+//! Live rooms: who is connected where, and each room's settings and owners.
 //!
-//! The whitelist cache is what lets the session refuse an unknown key before any
-//! crypto, at memory speed. It is filled from the store on first use and kept right
-//! by the store's change log, the one road by which edits reach live rooms:
-//! [`Rooms::catch_up`] applies what the log holds past what was applied (dropping
-//! cached whitelists, ejecting removed identities). This process's writers (the
-//! whitelist service) call it as soon as they commit; [`Rooms::follow_changes`]
-//! calls it on every tick, for edits made by another process (the CLI). The room
-//! map's lock is never held across an `.await`.
+//! Whitelists are not held here: [`Rooms::access`] looks one identity up by the
+//! store's primary key, so a room of a million keys costs no memory and no load,
+//! and an edit to an entry is seen by the next admission without any word to this
+//! module. What live rooms must act on reaches them by the store's change log, the
+//! one road for edits: [`Rooms::catch_up`] applies what the log holds past what was
+//! applied (a removal ejects the identity's sessions; a change to the room itself
+//! reloads its settings and owners). This process's writers (the whitelist
+//! service) call it as soon as they commit; [`Rooms::follow_changes`] calls it on
+//! every tick, for edits made by another process (the CLI). The room map's lock is
+//! never held across an `.await`.
 
 use crate::identity::Did;
 use crate::ids::{PeerId, RoomId};
@@ -20,7 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
-/// Rooms whose whitelist stays cached while nobody is in them; past this, empty
+/// Rooms whose settings stay cached while nobody is in them; past this, empty
 /// rooms are dropped from memory (and reloaded from the store on next use).
 const MAX_CACHED_ROOMS: usize = 50_000;
 
@@ -89,6 +91,10 @@ pub struct Access {
     pub allowed: Option<Allowed>,
     pub owner: bool,
     pub require_user_verification: bool,
+    /// [`Rooms::removals`] before the lookup: [`Rooms::join`] refuses to seat the
+    /// identity if a removal has been applied since, so one that lands while the
+    /// signature is checked is never missed.
+    pub removals: u64,
 }
 
 #[derive(Default)]
@@ -101,8 +107,9 @@ struct LiveRoom {
     /// How often every peer must confirm its identity again, if the host requires it.
     /// A watch, so live sessions follow a change made mid-call without asking.
     confirm_every: watch::Sender<Option<Duration>>,
-    /// DID → entry. `None` until loaded, or after a change invalidated it.
-    whitelist: Option<HashMap<Did, Allowed>>,
+    /// Whether the settings and owners above are the store's (false until loaded,
+    /// and again after a change to the room).
+    loaded: bool,
     peers: HashMap<PeerId, PeerHandle>,
 }
 
@@ -113,6 +120,8 @@ pub struct Rooms {
     /// Bumped by every invalidation, so a load that raced with a change is discarded
     /// instead of caching what the change replaced.
     epoch: AtomicU64,
+    /// Removals applied so far (any room); see [`Access::removals`].
+    removals: AtomicU64,
     /// The last change-log entry applied (`None` until following starts). Held
     /// while applying, so changes are applied once and in order.
     applied: tokio::sync::Mutex<Option<i64>>,
@@ -130,6 +139,9 @@ pub struct Joined {
 pub enum JoinError {
     #[error("the room is full ({0} peers)")]
     Full(usize),
+    /// A removal was applied since the identity's entry was read: read it again.
+    #[error("the whitelist changed while the key was checked")]
+    ListChanged,
 }
 
 impl Rooms {
@@ -138,6 +150,7 @@ impl Rooms {
             store,
             live: Mutex::new(HashMap::new()),
             epoch: AtomicU64::new(0),
+            removals: AtomicU64::new(0),
             applied: tokio::sync::Mutex::new(None),
         }
     }
@@ -147,16 +160,15 @@ impl Rooms {
         self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Makes sure the room's owners and whitelist are cached. `Ok(false)`: no such room.
+    /// Makes sure the room's settings and owners are cached. `Ok(false)`: no such room.
     pub async fn load(&self, room: &RoomId) -> Result<bool, StoreError> {
-        if self.lock().get(room).is_some_and(|r| r.whitelist.is_some()) {
+        if self.lock().get(room).is_some_and(|r| r.loaded) {
             return Ok(true);
         }
         let epoch = self.epoch.load(Ordering::Acquire);
         let Some(record) = self.store.room(room).await? else {
             return Ok(false);
         };
-        let entries = self.store.whitelist(room).await?;
         let mut live = self.lock();
         if self.epoch.load(Ordering::Acquire) == epoch {
             let r = live.entry(room.clone()).or_default();
@@ -170,7 +182,7 @@ impl Rooms {
                 .filter(|s| *s > 0)
                 .map(Duration::from_secs);
             r.confirm_every.send_if_modified(|current| std::mem::replace(current, every) != every);
-            r.whitelist = Some(entries.into_iter().map(|e| (e.identity.clone(), Allowed::from_entry(e))).collect());
+            r.loaded = true;
         }
         Ok(true)
     }
@@ -184,17 +196,19 @@ impl Rooms {
     }
 
     /// What `did` may do in `room`: the whitelist check that precedes any signature
-    /// verification. Reloads the cache if a change invalidated it.
+    /// verification, one indexed lookup whatever the list's size.
     pub async fn access(&self, room: &RoomId, did: &Did) -> Result<Option<Access>, StoreError> {
+        let removals = self.removals();
+        let entry = self.store.entry(room, did).await?;
         for _ in 0..3 {
             {
                 let live = self.lock();
-                if let Some(wl) = live.get(room).and_then(|r| r.whitelist.as_ref().map(|w| (r, w))) {
-                    let (r, wl) = wl;
+                if let Some(r) = live.get(room).filter(|r| r.loaded) {
                     return Ok(Some(Access {
-                        allowed: wl.get(did).cloned(),
+                        allowed: entry.map(Allowed::from_entry),
                         owner: r.owners.iter().any(|o| o == did),
                         require_user_verification: r.require_user_verification,
+                        removals,
                     }));
                 }
             }
@@ -202,17 +216,21 @@ impl Rooms {
                 return Ok(None);
             }
         }
-        // Changes keep arriving faster than loads complete; ask the store directly.
+        // The room's settings keep changing faster than loads complete; ask the store.
         let Some(record) = self.store.room(room).await? else {
             return Ok(None);
         };
-        let allowed =
-            self.store.whitelist(room).await?.into_iter().find(|e| e.identity == *did).map(Allowed::from_entry);
         Ok(Some(Access {
-            allowed,
+            allowed: entry.map(Allowed::from_entry),
             owner: record.owners.iter().any(|o| o == did),
             require_user_verification: record.require_user_verification,
+            removals,
         }))
+    }
+
+    /// How many removals have been applied, for [`Access::removals`].
+    pub fn removals(&self) -> u64 {
+        self.removals.load(Ordering::Acquire)
     }
 
     /// The (loaded) room's own peer limit, if it sets one.
@@ -231,9 +249,21 @@ impl Rooms {
     }
 
     /// Adds an admitted peer, tells the others, and returns the peers already there
-    /// with the room's confirmation schedule.
-    pub fn join(&self, room: &RoomId, handle: PeerHandle, max_peers: usize) -> Result<Joined, JoinError> {
+    /// with the room's confirmation schedule. `removals` is what the whitelist check
+    /// saw ([`Access::removals`]); a removal applied since refuses with
+    /// [`JoinError::ListChanged`]. (A removal applied later finds the peer seated and
+    /// ejects it: both take the room lock.)
+    pub fn join(
+        &self,
+        room: &RoomId,
+        handle: PeerHandle,
+        max_peers: usize,
+        removals: u64,
+    ) -> Result<Joined, JoinError> {
         let mut live = self.lock();
+        if self.removals() != removals {
+            return Err(JoinError::ListChanged);
+        }
         let r = live.entry(room.clone()).or_default();
         if r.peers.len() >= max_peers {
             return Err(JoinError::Full(max_peers));
@@ -247,7 +277,7 @@ impl Rooms {
         Ok(Joined { others, confirm_every: r.confirm_every.subscribe() })
     }
 
-    /// Removes a peer and tells the others. An empty room keeps its cached whitelist
+    /// Removes a peer and tells the others. An empty room keeps its cached settings
     /// (people reconnect), unless the cache has grown past [`MAX_CACHED_ROOMS`].
     pub fn leave(&self, room: &RoomId, peer: &PeerId, reason: &str) {
         let mut live = self.lock();
@@ -276,24 +306,21 @@ impl Rooms {
         }
     }
 
-    /// Drops the room's cached whitelist and ejects every live session of `did`
-    /// unless it is whitelisted again by the time the cache reloads.
+    /// Ejects every live session of `did` in `room`: it was removed from the list.
     pub fn revoke(&self, room: &RoomId, did: &Did) {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
-        let mut live = self.lock();
-        if let Some(r) = live.get_mut(room) {
-            r.whitelist = None;
+        self.removals.fetch_add(1, Ordering::AcqRel);
+        if let Some(r) = self.lock().get(room) {
             for p in r.peers.values().filter(|p| p.info.identity == *did) {
                 p.kick(code::REVOKED, "your key was removed from this room's whitelist");
             }
         }
     }
 
-    /// Drops the room's cached whitelist so the next check reads the store.
+    /// Forgets the room's cached settings and owners so the next check reads the store.
     pub fn invalidate(&self, room: &RoomId) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         if let Some(r) = self.lock().get_mut(room) {
-            r.whitelist = None;
+            r.loaded = false;
         }
     }
 
@@ -355,10 +382,10 @@ impl Rooms {
     }
 
     /// Applies every change the log holds past the last one applied: a removal
-    /// ejects the identity's live sessions, any other change drops the room's cached
-    /// whitelist, and a room in a call whose own settings changed reloads now so its
-    /// sessions follow (e.g. a confirmation schedule). Does nothing before
-    /// [`Rooms::start_following`].
+    /// ejects the identity's live sessions, and a change to a room itself (settings,
+    /// owners) drops its cached settings, reloading them now if it is in a call so
+    /// its sessions follow (e.g. a confirmation schedule). Work per change, never per
+    /// list entry. Does nothing before [`Rooms::start_following`].
     pub async fn catch_up(&self) -> Result<(), StoreError> {
         let mut applied = self.applied.lock().await;
         let Some(mut seen) = *applied else { return Ok(()) };
@@ -375,11 +402,9 @@ impl Rooms {
                 };
                 if c.removed {
                     self.revoke(&room, &c.identity);
-                } else {
+                } else if c.identity.is_empty() {
                     self.invalidate(&room);
-                    if c.identity.is_empty() {
-                        settings_changed.insert(room);
-                    }
+                    settings_changed.insert(room);
                 }
             }
             for room in settings_changed {

@@ -33,6 +33,13 @@ pub fn clip_label(text: &str) -> String {
     text.trim().chars().filter(|c| !c.is_control()).take(MAX_LABEL_CHARS).collect()
 }
 
+/// Keys one change may add with an audit row each; a larger import gets one row
+/// per batch naming the count.
+pub const AUDIT_EACH_UP_TO: usize = 100;
+
+/// Entries per transaction of an import.
+pub const IMPORT_BATCH: usize = 10_000;
+
 /// On whose authority a change is made.
 #[derive(Clone, Copy, Debug)]
 pub enum Authority<'a> {
@@ -160,30 +167,24 @@ impl<'a> Whitelist<'a> {
         }
     }
 
-    /// Adds (or updates) entries, each with its requirements and its audit row, in
-    /// one transaction. Returns, per entry, whether its identity was new to the list.
+    /// Adds (or updates) entries, each with its requirements; returns, per entry,
+    /// whether its identity was new to the list. See [`Whitelist::import`].
     pub async fn add(&self, room: &RoomId, actor: Actor<'_>, entries: &[NewEntry]) -> Result<Vec<bool>, ChangeError> {
-        let mut change = self.authorised(room, &actor).await?;
-        let reason = actor.reason();
-        let mut new = Vec::with_capacity(entries.len());
+        let mut import = self.import(room, actor);
         for entry in entries {
-            let entry = &NewEntry { label: clip_label(&entry.label), ..entry.clone() };
-            new.push(change.put_entry(room, entry, actor.name()).await?);
-            let detail = match &entry.piv_requirement {
-                Some(r) => format!("{reason}, PIV requirement {r}"),
-                None => reason.clone(),
-            };
-            let row = ChangeAudit {
-                event: "whitelist-add",
-                identity: Some(&entry.identity),
-                reason: Some(&detail),
-                remote: actor.remote,
-            };
-            change.audit(room, row).await?;
+            import.push(entry.clone()).await?;
         }
-        change.commit().await?;
-        self.reach_live_rooms().await;
-        Ok(new)
+        Ok(import.finish().await?.new)
+    }
+
+    /// Starts adding entries as they are read (a pasted list, an uploaded file, a
+    /// million-line `room allow`): they are written [`IMPORT_BATCH`] at a time, each
+    /// batch one transaction with the owner check and its audit row, so an import
+    /// never holds the database for long and memory stays flat. Up to
+    /// [`AUDIT_EACH_UP_TO`] keys get an audit row each; a larger import gets one per
+    /// batch, naming the count.
+    pub fn import<'s>(&'s self, room: &'s RoomId, actor: Actor<'s>) -> Import<'s, 'a> {
+        Import { service: self, room, actor, pending: Vec::new(), new: Vec::new(), batches: 0 }
     }
 
     /// Removes an identity (never an owner's entry); its live sessions are ejected
@@ -203,8 +204,7 @@ impl<'a> Whitelist<'a> {
     pub async fn add_owner(&self, room: &RoomId, actor: Actor<'_>, identity: &Identity) -> Result<(), ChangeError> {
         let mut change = self.authorised(room, &actor).await?;
         change.add_owner(room, identity.did()).await?;
-        let entry = NewEntry::labelled(identity.did().clone(), "owner");
-        change.put_entry(room, &entry, actor.name()).await?;
+        change.put_entries(room, &[NewEntry::labelled(identity, "owner")], actor.name()).await?;
         self.finish(change, room, &actor, "owner-add", Some(identity.did()), None).await
     }
 
@@ -260,7 +260,7 @@ impl<'a> Whitelist<'a> {
                 return Err(ChangeError::TooManyRooms(limit));
             }
         }
-        change.create_room(id, name, owner.did()).await?;
+        change.create_room(id, name, owner).await?;
         self.finish(change, id, &actor, "room-created", Some(owner.did()), None).await
     }
 
@@ -297,9 +297,8 @@ impl<'a> Whitelist<'a> {
         if !change.use_invite(invite, room).await? {
             return Err(ChangeError::InviteUsed);
         }
-        let entry = NewEntry::labelled(identity.did().clone(), clip_label(label));
-        let added_by = format!("invite {invite}");
-        change.put_entry(room, &entry, &added_by).await?;
+        let entry = NewEntry::labelled(identity, clip_label(label));
+        change.put_entries(room, &[entry], &format!("invite {invite}")).await?;
         let reason = format!("invite {invite} ({label})");
         let row = ChangeAudit { event: "whitelist-add", identity: Some(identity.did()), reason: Some(&reason), remote };
         change.audit(room, row).await?;
@@ -316,6 +315,106 @@ impl<'a> Whitelist<'a> {
         let identity = rooms.peer_identity(room, peer).ok_or(ChangeError::NoSuchPeer)?;
         self.finish(change, room, &actor, "kicked", Some(&identity), None).await?;
         rooms.kick_peer(room, peer, crate::protocol::code::REVOKED, "a host removed you from the call");
+        Ok(())
+    }
+}
+
+/// An import under way: see [`Whitelist::import`]. Entries pushed but not yet
+/// written are lost if it is dropped without [`Import::finish`].
+pub struct Import<'s, 'a> {
+    service: &'s Whitelist<'a>,
+    room: &'s RoomId,
+    actor: Actor<'s>,
+    pending: Vec<NewEntry>,
+    new: Vec<bool>,
+    batches: usize,
+}
+
+/// What an import did.
+#[derive(Debug, Default)]
+pub struct Imported {
+    /// Per entry, in the order pushed: whether its identity was new to the list.
+    pub new: Vec<bool>,
+    /// Transactions it took.
+    pub batches: usize,
+}
+
+impl Imported {
+    pub fn added(&self) -> usize {
+        self.new.iter().filter(|n| **n).count()
+    }
+}
+
+impl Import<'_, '_> {
+    /// Adds one entry; a full batch is written now.
+    pub async fn push(&mut self, entry: NewEntry) -> Result<(), ChangeError> {
+        self.pending.push(NewEntry { label: clip_label(&entry.label), ..entry });
+        if self.pending.len() >= IMPORT_BATCH {
+            self.write(false).await?;
+        }
+        Ok(())
+    }
+
+    /// Entries pushed so far.
+    pub fn len(&self) -> usize {
+        self.new.len() + self.pending.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Writes what is left and says what the import did.
+    pub async fn finish(mut self) -> Result<Imported, ChangeError> {
+        if !self.pending.is_empty() {
+            let each = self.batches == 0 && self.pending.len() <= AUDIT_EACH_UP_TO;
+            self.write(each).await?;
+        }
+        Ok(Imported { new: self.new, batches: self.batches })
+    }
+
+    /// One batch: the owner check, the rows and the audit, in one transaction.
+    async fn write(&mut self, audit_each: bool) -> Result<(), ChangeError> {
+        let (service, room, actor) = (self.service, self.room, &self.actor);
+        let mut change = service.authorised(room, actor).await?;
+        let new = change.put_entries(room, &self.pending, actor.name()).await?;
+        let reason = actor.reason();
+        if audit_each {
+            for entry in &self.pending {
+                let detail = match &entry.piv_requirement {
+                    Some(r) => format!("{reason}, PIV requirement {r}"),
+                    None => reason.clone(),
+                };
+                let row = ChangeAudit {
+                    event: "whitelist-add",
+                    identity: Some(&entry.identity),
+                    reason: Some(&detail),
+                    remote: actor.remote,
+                };
+                change.audit(room, row).await?;
+            }
+        } else {
+            let added = new.iter().filter(|n| **n).count();
+            let mut detail = format!(
+                "{reason}: {} keys ({added} new), entries {}–{} of this import",
+                self.pending.len(),
+                self.new.len() + 1,
+                self.new.len() + self.pending.len()
+            );
+            let requirements: std::collections::BTreeSet<&str> =
+                self.pending.iter().filter_map(|e| e.piv_requirement.as_deref()).collect();
+            for r in requirements {
+                detail.push_str(&format!(", PIV requirement {r}"));
+            }
+            let row =
+                ChangeAudit { event: "whitelist-import", identity: None, reason: Some(&detail), remote: actor.remote };
+            change.audit(room, row).await?;
+        }
+        change.commit().await?;
+        self.batches += 1;
+        self.new.extend(new);
+        self.pending.clear();
+        service.reach_live_rooms().await;
         Ok(())
     }
 }

@@ -80,37 +80,161 @@ pub(crate) fn parse_one(text: &str) -> Result<KeyLine, ParseError> {
 }
 
 /// Parses text that may hold many keys: a whole authorized_keys or allowed_signers file,
-/// or one key per line. Multi-line formats (PEM, JWK) are one key each. Returns every
-/// key found with its 1-based line number; comments and blank lines are skipped, and a
-/// bad line is reported without affecting the others.
+/// or one key per line in any format, where a PEM block or a JWK spread over several
+/// lines counts as one. Returns every key found with its 1-based line number (a
+/// block's first line); comments and blank lines are skipped, and a bad line is
+/// reported without affecting the others. See [`KeyListReader`] for text that arrives
+/// in pieces.
 pub fn parse_key_list(text: &str) -> Vec<(usize, Result<KeyLine, ParseError>)> {
-    let text = text.trim_start_matches('\u{feff}');
-    let trimmed = text.trim();
-    if trimmed.is_empty() {
-        return Vec::new();
+    // One PEM block amid other text (as `openssl x509 -text` prints it) is one key.
+    if text.matches("-----BEGIN ").count() == 1 && !text.trim_start().starts_with("-----BEGIN ") {
+        if let Ok(key) = bounded(text.trim()).and_then(parse_pem) {
+            let first_line = text.lines().position(|l| !l.trim().is_empty()).unwrap_or(0) + 1;
+            return vec![(first_line, Ok(key))];
+        }
     }
-    let first_line = text.lines().position(|l| !l.trim().is_empty()).unwrap_or(0) + 1;
-    if trimmed.starts_with('{') {
-        return vec![(first_line, bounded(trimmed).and_then(parse_jwk_text))];
+    let mut reader = KeyListReader::default();
+    let mut keys = Vec::new();
+    reader.feed(text.as_bytes(), &mut keys);
+    reader.finish(&mut keys);
+    keys
+}
+
+/// Reads a key list as it arrives (a file read in chunks, an upload as it streams),
+/// one line at a time, with memory bounded by [`MAX_KEY_TEXT`] whatever the list's
+/// length: the same rules as [`parse_key_list`], which uses it.
+#[derive(Default)]
+pub struct KeyListReader {
+    /// Lines completed so far.
+    line: usize,
+    /// The line being read.
+    partial: Vec<u8>,
+    /// The line being read is already longer than any key.
+    overlong: bool,
+    /// A PEM block or a multi-line JWK being gathered.
+    block: Option<Block>,
+}
+
+struct Block {
+    first_line: usize,
+    text: String,
+    /// JSON: `{` minus `}` so far; `None` for PEM, which ends at its END line.
+    depth: Option<i64>,
+}
+
+type Found = Vec<(usize, Result<KeyLine, ParseError>)>;
+
+impl KeyListReader {
+    /// Reads `bytes`, adding every key (or bad line) they complete to `out`.
+    pub fn feed(&mut self, mut bytes: &[u8], out: &mut Found) {
+        while let Some(end) = bytes.iter().position(|b| *b == b'\n') {
+            self.take(&bytes[..end]);
+            let line = std::mem::take(&mut self.partial);
+            self.complete(&line, out);
+            bytes = &bytes[end + 1..];
+        }
+        self.take(bytes);
     }
-    if trimmed.contains("-----BEGIN ") {
-        return vec![(first_line, bounded(trimmed).and_then(parse_pem))];
+
+    /// The end of the text: the last line, and a block left open.
+    pub fn finish(mut self, out: &mut Found) {
+        if !self.partial.is_empty() || self.overlong {
+            let line = std::mem::take(&mut self.partial);
+            self.complete(&line, out);
+        }
+        if let Some(block) = self.block.take() {
+            let what = if block.depth.is_some() { "the JWK's closing }" } else { "the PEM block's END line" };
+            out.push((block.first_line, Err(ParseError::InvalidKey(format!("the text ended before {what}")))));
+        }
     }
-    text.lines()
-        .enumerate()
-        .filter_map(|(i, line)| {
-            let line = line.trim();
-            (!line.is_empty() && !line.starts_with('#')).then(|| (i + 1, bounded(line).and_then(parse_line)))
-        })
-        .collect()
+
+    /// Lines read so far.
+    pub fn lines(&self) -> usize {
+        self.line
+    }
+
+    fn take(&mut self, bytes: &[u8]) {
+        if self.overlong {
+            return;
+        }
+        self.partial.extend_from_slice(bytes);
+        if self.partial.len() > MAX_KEY_TEXT {
+            self.overlong = true;
+            self.partial = Vec::new();
+        }
+    }
+
+    fn complete(&mut self, raw: &[u8], out: &mut Found) {
+        self.line += 1;
+        let n = self.line;
+        if std::mem::take(&mut self.overlong) {
+            match &mut self.block {
+                Some(block) => block.text.push_str(&"x".repeat(MAX_KEY_TEXT)),
+                None => return out.push((n, Err(ParseError::TooLong(MAX_KEY_TEXT + 1, MAX_KEY_TEXT)))),
+            }
+        }
+        let Ok(text) = std::str::from_utf8(raw) else {
+            self.block = None;
+            return out.push((n, Err(ParseError::InvalidKey("this line is not UTF-8 text".into()))));
+        };
+        let text = if n == 1 { text.trim_start_matches('\u{feff}') } else { text };
+        let line = text.trim();
+        if let Some(block) = &mut self.block {
+            block.text.push_str(line);
+            block.text.push('\n');
+            let ended = match &mut block.depth {
+                Some(depth) => {
+                    *depth += braces(line);
+                    *depth <= 0
+                }
+                None => line.starts_with("-----END "),
+            };
+            if block.text.len() > MAX_KEY_TEXT {
+                // No key is this long: report the block and read on from the next line.
+                let first = block.first_line;
+                self.block = None;
+                return out.push((first, Err(ParseError::TooLong(MAX_KEY_TEXT + 1, MAX_KEY_TEXT))));
+            }
+            if ended {
+                let Some(block) = self.block.take() else { return };
+                let parsed = if block.depth.is_some() { parse_jwk_text(&block.text) } else { parse_pem(&block.text) };
+                out.push((block.first_line, parsed));
+            }
+            return;
+        }
+        if line.is_empty() || line.starts_with('#') {
+            return;
+        }
+        if line.starts_with("-----BEGIN ") {
+            self.block = Some(Block { first_line: n, text: format!("{line}\n"), depth: None });
+            return;
+        }
+        if line.starts_with('{') {
+            let depth = braces(line);
+            if depth > 0 {
+                self.block = Some(Block { first_line: n, text: format!("{line}\n"), depth: Some(depth) });
+                return;
+            }
+            return out.push((n, bounded(line).and_then(parse_jwk_text)));
+        }
+        out.push((n, bounded(line).and_then(parse_line)));
+    }
+}
+
+/// `{` minus `}` on a line of JSON (a JWK's values are base64url, without braces).
+fn braces(line: &str) -> i64 {
+    line.bytes().map(|b| i64::from(b == b'{') - i64::from(b == b'}')).sum()
 }
 
 fn parse_line(line: &str) -> Result<KeyLine, ParseError> {
-    if line.starts_with("did:") {
-        return did::parse(line).map(|id| KeyLine::bare(id, "did"));
+    // A DID or an address may be followed by a comment, as `keygate room export` writes.
+    let (first, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+    let comment = Some(rest.trim()).filter(|c| !c.is_empty()).map(str::to_owned);
+    if first.starts_with("did:") {
+        return did::parse(first).map(|id| KeyLine { comment, ..KeyLine::bare(id, "did") });
     }
-    if line.starts_with("0x") || line.starts_with("0X") {
-        return EthAddress::parse(line).map(|a| KeyLine::bare(Identity::from_eth(a), "eth"));
+    if first.starts_with("0x") || first.starts_with("0X") {
+        return EthAddress::parse(first).map(|a| KeyLine { comment, ..KeyLine::bare(Identity::from_eth(a), "eth") });
     }
     if let Some(cbor) = cose_bytes(line) {
         let (key, _, _) = super::cose::from_cbor(&cbor)?;

@@ -5,8 +5,9 @@
 //! [`crate::whitelist::Whitelist`] opens one.
 
 use super::{now_text, Store, StoreError};
-use crate::identity::Did;
+use crate::identity::{Did, Identity, KeyLine};
 use crate::ids::RoomId;
+use crate::whitelist::clip_label;
 use sqlx::{Sqlite, Transaction};
 
 /// A whitelist entry to write: the key, and what it must prove.
@@ -14,6 +15,8 @@ use sqlx::{Sqlite, Transaction};
 pub struct NewEntry {
     /// The key's DID.
     pub identity: Did,
+    /// The key's fingerprint (`SHA256:…`), kept so hosts can search by it.
+    pub fingerprint: String,
     /// Empty keeps an existing label.
     pub label: String,
     /// allowed_signers `namespaces=`, replacing any earlier restriction.
@@ -24,8 +27,26 @@ pub struct NewEntry {
 
 impl NewEntry {
     /// An entry for `identity` under `label`, with no requirement.
-    pub fn labelled(identity: Did, label: impl Into<String>) -> Self {
-        NewEntry { identity, label: label.into(), ssh_namespaces: None, piv_requirement: None }
+    pub fn labelled(identity: &Identity, label: impl Into<String>) -> Self {
+        NewEntry {
+            identity: identity.did().clone(),
+            fingerprint: identity.fingerprint(),
+            label: label.into(),
+            ssh_namespaces: None,
+            piv_requirement: None,
+        }
+    }
+
+    /// The entry for one line of a key list: labelled `label`, or else by the
+    /// line's comment, with the line's SSH namespaces.
+    pub fn from_line(line: KeyLine, label: &str, piv_requirement: Option<String>) -> Self {
+        let label = if label.is_empty() { line.comment.as_deref().unwrap_or("") } else { label };
+        NewEntry {
+            label: clip_label(label),
+            ssh_namespaces: line.namespaces,
+            piv_requirement,
+            ..NewEntry::labelled(&line.identity, "")
+        }
     }
 }
 
@@ -45,6 +66,9 @@ pub struct ChangeAudit<'a> {
     pub reason: Option<&'a str>,
     pub remote: Option<&'a str>,
 }
+
+/// Entries per multi-row statement: 8 parameters each, well below SQLite's limit.
+const ENTRIES_PER_STATEMENT: usize = 500;
 
 /// An open change; dropped without [`Change::commit`], it writes nothing.
 pub struct Change {
@@ -94,7 +118,8 @@ impl Change {
     }
 
     /// Creates a room owned by `owner`, who is also its first whitelist entry.
-    pub async fn create_room(&mut self, id: &RoomId, name: &str, owner: &Did) -> Result<(), StoreError> {
+    pub async fn create_room(&mut self, id: &RoomId, name: &str, owner: &Identity) -> Result<(), StoreError> {
+        let (identity, owner) = (owner, owner.did());
         let now = now_text();
         let inserted =
             sqlx::query("INSERT OR IGNORE INTO rooms (id, name, created_at, created_by) VALUES (?, ?, ?, ?)")
@@ -108,40 +133,59 @@ impl Change {
             return Err(StoreError::RoomExists(id.to_string()));
         }
         self.add_owner(id, owner).await?;
-        let entry = NewEntry::labelled(owner.clone(), "owner");
-        self.put_entry(id, &entry, owner).await?;
+        self.put_entries(id, &[NewEntry::labelled(identity, "owner")], owner).await?;
         Ok(())
     }
 
-    /// Adds or updates a whitelist entry with its requirements, in one statement.
-    /// Returns whether the identity was new to the list.
-    pub async fn put_entry(&mut self, room: &RoomId, entry: &NewEntry, added_by: &str) -> Result<bool, StoreError> {
-        let existed: Option<i64> = sqlx::query_scalar("SELECT 1 FROM whitelist WHERE room_id = ? AND identity = ?")
-            .bind(room.as_str())
-            .bind(&entry.identity)
-            .fetch_optional(&mut *self.tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO whitelist (room_id, identity, label, added_by, added_at, ssh_namespaces, piv_requirement) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
-             ON CONFLICT (room_id, identity) DO UPDATE SET \
-               label = CASE WHEN excluded.label <> '' THEN excluded.label ELSE whitelist.label END, \
-               ssh_namespaces = excluded.ssh_namespaces, \
-               piv_requirement = coalesce(excluded.piv_requirement, whitelist.piv_requirement) \
-             WHERE whitelist.label IS NOT (CASE WHEN excluded.label <> '' THEN excluded.label ELSE whitelist.label END) \
-                OR whitelist.ssh_namespaces IS NOT excluded.ssh_namespaces \
-                OR whitelist.piv_requirement IS NOT coalesce(excluded.piv_requirement, whitelist.piv_requirement)",
-        )
-        .bind(room.as_str())
-        .bind(&entry.identity)
-        .bind(&entry.label)
-        .bind(added_by)
-        .bind(now_text())
-        .bind(entry.ssh_namespaces.as_ref().map(|n| n.join(",")))
-        .bind(&entry.piv_requirement)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(existed.is_none())
+    /// Adds or updates whitelist entries, each with its requirements in the same
+    /// row, in a few multi-row statements (each statement is a round trip to the
+    /// database thread). Returns, per entry, whether its identity was new to the list.
+    pub async fn put_entries(
+        &mut self,
+        room: &RoomId,
+        entries: &[NewEntry],
+        added_by: &str,
+    ) -> Result<Vec<bool>, StoreError> {
+        let now = now_text();
+        let mut new = Vec::with_capacity(entries.len());
+        for chunk in entries.chunks(ENTRIES_PER_STATEMENT) {
+            let mut listed = sqlx::QueryBuilder::new("SELECT identity FROM whitelist WHERE room_id = ");
+            listed.push_bind(room.as_str()).push(" AND identity IN (");
+            let mut ids = listed.separated(", ");
+            for e in chunk {
+                ids.push_bind(&e.identity);
+            }
+            ids.push_unseparated(")");
+            let mut present: std::collections::HashSet<String> =
+                listed.build_query_scalar().fetch_all(&mut *self.tx).await?.into_iter().collect();
+            // A key listed twice is new once: SQLite applies the rows in order, so
+            // the later line updates what the earlier one inserted.
+            new.extend(chunk.iter().map(|e| present.insert(e.identity.as_str().to_owned())));
+
+            let mut upsert = sqlx::QueryBuilder::new(
+                "INSERT INTO whitelist (room_id, identity, label, added_by, added_at, ssh_namespaces, piv_requirement, \
+                 fingerprint) ",
+            );
+            upsert.push_values(chunk, |mut row, e| {
+                row.push_bind(room.as_str())
+                    .push_bind(&e.identity)
+                    .push_bind(&e.label)
+                    .push_bind(added_by)
+                    .push_bind(&now)
+                    .push_bind(e.ssh_namespaces.as_ref().map(|n| n.join(",")))
+                    .push_bind(&e.piv_requirement)
+                    .push_bind(&e.fingerprint);
+            });
+            upsert.push(
+                " ON CONFLICT (room_id, identity) DO UPDATE SET \
+                   label = CASE WHEN excluded.label <> '' THEN excluded.label ELSE whitelist.label END, \
+                   ssh_namespaces = excluded.ssh_namespaces, \
+                   piv_requirement = coalesce(excluded.piv_requirement, whitelist.piv_requirement), \
+                   fingerprint = excluded.fingerprint",
+            );
+            upsert.build().execute(&mut *self.tx).await?;
+        }
+        Ok(new)
     }
 
     /// Runs `sql` with the room and identity as its two parameters; returns whether

@@ -63,8 +63,11 @@ impl Store {
     /// The credentials of every identity whitelisted in `room`.
     pub async fn room_credentials(&self, room: &RoomId) -> Result<Vec<StoredCredential>, StoreError> {
         let rows = sqlx::query(
+            // From the credentials, each looked up in the list by its primary key: the
+            // list may hold a million keys, of which few have passkeys.
             "SELECT c.id, c.identity, c.credential, c.counter FROM webauthn_credentials c \
-             JOIN whitelist w ON w.identity = c.identity WHERE w.room_id = ? ORDER BY c.created_at LIMIT 64",
+             WHERE EXISTS (SELECT 1 FROM whitelist w WHERE w.room_id = ? AND w.identity = c.identity) \
+             ORDER BY c.created_at LIMIT 64",
         )
         .bind(room.as_str())
         .fetch_all(self.pool())
@@ -101,19 +104,22 @@ impl Store {
         Ok(())
     }
 
-    /// What attestations showed about the keys on `room`'s whitelist: identity →
-    /// the sentence the pages show.
-    pub async fn room_attestations(
+    /// What attestations showed about these keys (a page of a room's list):
+    /// identity → the sentence the pages show.
+    pub async fn attestations_of(
         &self,
-        room: &RoomId,
+        identities: &[&str],
     ) -> Result<std::collections::HashMap<String, String>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT a.identity, a.summary FROM whitelist w \
-             JOIN key_attestations a ON a.identity = w.identity WHERE w.room_id = ?",
-        )
-        .bind(room.as_str())
-        .fetch_all(&self.pool)
-        .await?;
+        if identities.is_empty() {
+            return Ok(Default::default());
+        }
+        let mut q = sqlx::QueryBuilder::new("SELECT identity, summary FROM key_attestations WHERE identity IN (");
+        let mut list = q.separated(", ");
+        for identity in identities {
+            list.push_bind(*identity);
+        }
+        list.push_unseparated(")");
+        let rows = q.build().fetch_all(&self.pool).await?;
         Ok(rows.into_iter().map(|r| (r.get("identity"), r.get("summary"))).collect())
     }
 

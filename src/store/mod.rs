@@ -77,6 +77,109 @@ pub struct WhitelistEntry {
     pub ssh_namespaces: Option<Vec<String>>,
     /// What a PIV key must prove beyond its signature (attestation, policies).
     pub piv_requirement: Option<String>,
+    /// `SHA256:…`, as pages print it.
+    pub fingerprint: String,
+}
+
+/// The columns [`entry_from_row`] reads.
+const ENTRY_COLUMNS: &str =
+    "identity, label, added_by, added_at, last_admitted_at, ssh_namespaces, piv_requirement, fingerprint";
+
+static EXPORT_QUERY: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("SELECT {ENTRY_COLUMNS} FROM whitelist WHERE room_id = ? ORDER BY identity"));
+
+fn entry_from_row(row: &sqlx::sqlite::SqliteRow) -> WhitelistEntry {
+    WhitelistEntry {
+        identity: row.get("identity"),
+        label: row.get("label"),
+        added_by: row.get("added_by"),
+        added_at: row.get("added_at"),
+        last_admitted_at: row.get("last_admitted_at"),
+        ssh_namespaces: row
+            .get::<Option<String>, _>("ssh_namespaces")
+            .map(|n| n.split(',').map(str::to_owned).collect()),
+        piv_requirement: row.get("piv_requirement"),
+        fingerprint: row.get::<Option<String>, _>("fingerprint").unwrap_or_default(),
+    }
+}
+
+struct EntryRow(WhitelistEntry);
+
+impl sqlx::FromRow<'_, sqlx::sqlite::SqliteRow> for EntryRow {
+    fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Self, sqlx::Error> {
+        Ok(EntryRow(entry_from_row(row)))
+    }
+}
+
+/// Which entries a list page shows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Search {
+    #[default]
+    All,
+    /// Labels starting with this text, in any case.
+    Label(String),
+    /// Identities (DIDs) starting with this text.
+    Identity(String),
+    /// Fingerprints (`SHA256:…`) starting with this text.
+    Fingerprint(String),
+}
+
+impl Search {
+    /// What a host typed in a search box: a key in any format finds its entry; a
+    /// DID or fingerprint prefix searches those; anything else is a label prefix.
+    pub fn parse(text: &str) -> Search {
+        let text = text.trim();
+        if text.is_empty() {
+            return Search::All;
+        }
+        if let Ok(identity) = crate::identity::Identity::parse(text) {
+            return Search::Identity(identity.did().to_string());
+        }
+        if text.starts_with("did:") {
+            return Search::Identity(text.to_owned());
+        }
+        if let Some(rest) = text.strip_prefix("SHA256:").or_else(|| text.strip_prefix("sha256:")) {
+            return Search::Fingerprint(format!("SHA256:{rest}"));
+        }
+        Search::Label(text.to_owned())
+    }
+
+    /// The text that finds this again (for a search box and page links).
+    pub fn text(&self) -> &str {
+        match self {
+            Search::All => "",
+            Search::Label(t) | Search::Identity(t) | Search::Fingerprint(t) => t,
+        }
+    }
+}
+
+/// Where a page of a list starts: after this entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct After {
+    /// The entry's value in the search's order (label or fingerprint); unused for
+    /// identity order.
+    pub key: String,
+    pub identity: String,
+}
+
+/// One page of a room's whitelist.
+#[derive(Clone, Debug)]
+pub struct ListPage {
+    pub search: Search,
+    pub after: Option<After>,
+    pub limit: i64,
+}
+
+impl ListPage {
+    /// Where the page after `last` (the last entry shown) starts.
+    pub fn next_after(&self, last: &WhitelistEntry) -> After {
+        let key = match self.search {
+            Search::Label(_) => last.label.clone(),
+            Search::Fingerprint(_) => last.fingerprint.clone(),
+            _ => String::new(),
+        };
+        After { key, identity: last.identity.to_string() }
+    }
 }
 
 /// A whitelist change as recorded by the database triggers.
@@ -119,7 +222,36 @@ impl Store {
             .busy_timeout(Duration::from_secs(5));
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Store { pool })
+        let store = Store { pool };
+        store.fill_in_fingerprints().await?;
+        Ok(store)
+    }
+
+    /// Gives entries written before fingerprints were stored theirs (once; the
+    /// partial index makes finding none free).
+    async fn fill_in_fingerprints(&self) -> Result<(), StoreError> {
+        loop {
+            let rows: Vec<(i64, String)> = sqlx::query_as(
+                "SELECT rowid, identity FROM whitelist INDEXED BY whitelist_without_fingerprint \
+                 WHERE fingerprint IS NULL LIMIT 1000",
+            )
+            .fetch_all(&self.pool)
+            .await?;
+            if rows.is_empty() {
+                return Ok(());
+            }
+            let mut tx = self.pool.begin().await?;
+            for (rowid, identity) in rows {
+                // An identity that no longer parses keeps an empty fingerprint.
+                let fp = crate::identity::Identity::parse(&identity).map(|i| i.fingerprint()).unwrap_or_default();
+                sqlx::query("UPDATE whitelist SET fingerprint = ? WHERE rowid = ?")
+                    .bind(fp)
+                    .bind(rowid)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        }
     }
 
     pub async fn room(&self, id: &RoomId) -> Result<Option<RoomRecord>, StoreError> {
@@ -183,28 +315,82 @@ impl Store {
             .collect())
     }
 
-    pub async fn whitelist(&self, room: &RoomId) -> Result<Vec<WhitelistEntry>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT identity, label, added_by, added_at, last_admitted_at, ssh_namespaces, piv_requirement FROM whitelist \
-             WHERE room_id = ? ORDER BY added_at, identity",
-        )
-        .bind(room.as_str())
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| WhitelistEntry {
-                identity: row.get("identity"),
-                label: row.get("label"),
-                added_by: row.get("added_by"),
-                added_at: row.get("added_at"),
-                last_admitted_at: row.get("last_admitted_at"),
-                ssh_namespaces: row
-                    .get::<Option<String>, _>("ssh_namespaces")
-                    .map(|n| n.split(',').map(str::to_owned).collect()),
-                piv_requirement: row.get("piv_requirement"),
-            })
-            .collect())
+    /// One identity's entry in a room's whitelist: a lookup by the primary key, as
+    /// cheap at a million entries as at ten.
+    pub async fn entry(&self, room: &RoomId, identity: &str) -> Result<Option<WhitelistEntry>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {ENTRY_COLUMNS} FROM whitelist WHERE room_id = ? AND identity = ?"))
+            .bind(room.as_str())
+            .bind(identity)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(entry_from_row))
+    }
+
+    /// A page of a room's whitelist in identity order, after `page.after`, matching
+    /// `page.search`: every query walks an index, so a page of a million-entry list
+    /// costs what a page of a ten-entry one does.
+    pub async fn whitelist_page(&self, room: &RoomId, page: &ListPage) -> Result<Vec<WhitelistEntry>, StoreError> {
+        let mut q = sqlx::QueryBuilder::new(format!("SELECT {ENTRY_COLUMNS} FROM whitelist WHERE room_id = "));
+        q.push_bind(room.as_str());
+        let (column, order) = match &page.search {
+            Search::All => ("identity", "identity"),
+            Search::Identity(_) => ("identity", "identity"),
+            Search::Fingerprint(_) => ("fingerprint", "fingerprint"),
+            Search::Label(_) => ("label", "label COLLATE NOCASE, identity"),
+        };
+        match &page.search {
+            Search::All => {}
+            Search::Label(prefix) => {
+                q.push(" AND label >= ").push_bind(prefix.clone()).push(" COLLATE NOCASE AND label < ");
+                q.push_bind(format!("{prefix}\u{10ffff}")).push(" COLLATE NOCASE");
+            }
+            Search::Identity(prefix) | Search::Fingerprint(prefix) => {
+                q.push(format!(" AND {column} >= ")).push_bind(prefix.clone());
+                q.push(format!(" AND {column} < ")).push_bind(format!("{prefix}\u{10ffff}"));
+            }
+        }
+        if let Some(after) = &page.after {
+            // Keyset paging: past the last entry shown, in the index's own order.
+            match &page.search {
+                Search::Label(_) => {
+                    q.push(" AND (label COLLATE NOCASE, identity) > (");
+                    q.push_bind(after.key.clone())
+                        .push(" COLLATE NOCASE, ")
+                        .push_bind(after.identity.clone())
+                        .push(")");
+                }
+                Search::Fingerprint(_) => {
+                    q.push(" AND fingerprint > ").push_bind(after.key.clone());
+                }
+                _ => {
+                    q.push(" AND identity > ").push_bind(after.identity.clone());
+                }
+            }
+        }
+        q.push(format!(" ORDER BY {order} LIMIT ")).push_bind(page.limit);
+        let rows = q.build().fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(entry_from_row).collect())
+    }
+
+    /// How many identities a room whitelists.
+    pub async fn whitelist_len(&self, room: &RoomId) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM whitelist WHERE room_id = ?")
+            .bind(room.as_str())
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// Every entry of a room's whitelist, in identity order, as a stream (an export
+    /// of a million entries never holds them all).
+    pub fn whitelist_stream<'a>(
+        &'a self,
+        room: &'a RoomId,
+    ) -> impl futures_util::Stream<Item = Result<WhitelistEntry, StoreError>> + 'a {
+        use futures_util::StreamExt;
+        sqlx::query_as::<_, EntryRow>(&EXPORT_QUERY)
+            .bind(room.as_str())
+            .fetch(&self.pool)
+            .map(|row| row.map(|r| r.0).map_err(StoreError::from))
     }
 
     /// Whitelist changes after `seq`, oldest first.

@@ -6,10 +6,12 @@ use super::auth::{csrf_ok, SignedIn};
 use super::extract::Form;
 use super::pages::render;
 use super::{AppState, Error};
-use crate::identity::{parse_key_list, Did, Identity};
+use crate::identity::{Did, Identity, KeyListReader};
 use crate::ids::{PeerId, RoomId};
 use crate::protocol::PeerInfo;
-use crate::store::{AuditRecord, Invite, NewEntry, RoomRecord, RoomSettings, WebSession, WhitelistEntry};
+use crate::store::{
+    After, AuditRecord, Invite, ListPage, NewEntry, RoomRecord, RoomSettings, Search, WebSession, WhitelistEntry,
+};
 use crate::whitelist::{clip_label, Actor, ChangeError};
 use askama::Template;
 use axum::extract::{ConnectInfo, Multipart, Path, Query, State};
@@ -26,7 +28,9 @@ pub fn router() -> Router<AppState> {
         .route("/signin", get(sign_in_page))
         .route("/rooms", get(my_rooms).post(create_room))
         .route("/rooms/{room}", get(room_page))
-        .route("/rooms/{room}/allow", post(allow))
+        // The key list streams into the store in batches, so only the request's
+        // length is bounded here (a million keys in authorized_keys form is ~100 MB).
+        .route("/rooms/{room}/allow", post(allow).layer(axum::extract::DefaultBodyLimit::max(MAX_UPLOAD)))
         .route("/rooms/{room}/deny", post(deny))
         .route("/rooms/{room}/settings", post(settings))
         .route("/rooms/{room}/owners", post(owners))
@@ -35,6 +39,9 @@ pub fn router() -> Router<AppState> {
         .route("/rooms/{room}/kick", post(kick))
         .route("/rooms/{room}/reverify", post(reverify))
 }
+
+/// The largest key list one upload may carry.
+const MAX_UPLOAD: usize = 1024 * 1024 * 1024;
 
 const EXPIRED_FORM: Error = Error::page(StatusCode::FORBIDDEN, "The form expired; reload the page and try again.");
 
@@ -75,9 +82,10 @@ pub async fn sign_in_page(SignedIn(session): SignedIn) -> Response {
 
 /// The room, if the signed-in identity owns it; a clear refusal otherwise. A room
 /// that does not exist and one owned by someone else look the same.
+const NOT_YOURS: Error =
+    Error::page(StatusCode::FORBIDDEN, "This room does not exist or you are not one of its owners.");
+
 async fn owned_room(state: &AppState, session: &WebSession, room: &str) -> Result<(RoomId, RoomRecord), Error> {
-    const NOT_YOURS: Error =
-        Error::page(StatusCode::FORBIDDEN, "This room does not exist or you are not one of its owners.");
     let id = RoomId::parse(room).map_err(|_| NOT_YOURS)?;
     match state.gateway.store.room(&id).await.map_err(|e| Error::internal("room lookup", e))? {
         Some(record) if record.owners.contains(&session.identity) => Ok((id, record)),
@@ -165,7 +173,6 @@ pub async fn create_room(
 /// A whitelist row as the room page shows it.
 struct Row {
     entry: WhitelistEntry,
-    fingerprint: String,
     kind: &'static str,
     /// How the holder of such a key can sign in, for the host's eye.
     hints: &'static str,
@@ -191,7 +198,16 @@ struct RoomPage {
     name: String,
     csrf: String,
     origin: String,
+    /// One page of the whitelist.
     rows: Vec<Row>,
+    /// Entries in the whole whitelist.
+    total: i64,
+    /// What the list is searched for ("": everything).
+    search: String,
+    /// Whether this page is past the first.
+    paged: bool,
+    /// Where the next page starts, when there is one.
+    next: Option<After>,
     owners: Vec<Did>,
     require_uv: bool,
     max_peers: String,
@@ -218,7 +234,27 @@ pub(super) async fn render_room_at(
     errors: Vec<String>,
 ) -> Result<Response, Error> {
     let errors = errors.into_iter().map(|e| (section, e)).collect();
-    render_room(state, session, id, record, notice, errors).await
+    render_room(state, session, id, record, notice, errors, ListPage::first(Search::All)).await
+}
+
+/// Entries per page of the room page's whitelist.
+const PAGE_ENTRIES: i64 = 50;
+
+impl ListPage {
+    fn first(search: Search) -> Self {
+        ListPage { search, after: None, limit: PAGE_ENTRIES }
+    }
+}
+
+/// The room page's list position: `?q=` searches, `?after=` pages on.
+#[derive(Deserialize, Default)]
+pub struct ListQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    after: String,
+    #[serde(default)]
+    after_key: String,
 }
 
 async fn render_room(
@@ -228,17 +264,22 @@ async fn render_room(
     record: RoomRecord,
     notice: Option<String>,
     errors: Vec<(&'static str, String)>,
+    list: ListPage,
 ) -> Result<Response, Error> {
     let gw = &state.gateway;
-    let entries = gw.store.whitelist(id).await.map_err(|e| Error::internal("loading the whitelist", e))?;
-    let attestations = gw.store.room_attestations(id).await.map_err(|e| Error::internal("loading attestations", e))?;
+    let load = |e| Error::internal("loading the whitelist", e);
+    let entries = gw.store.whitelist_page(id, &list).await.map_err(load)?;
+    let total = gw.store.whitelist_len(id).await.map_err(load)?;
+    let shown: Vec<&str> = entries.iter().map(|e| e.identity.as_str()).collect();
+    let attestations =
+        gw.store.attestations_of(&shown).await.map_err(|e| Error::internal("loading attestations", e))?;
     let invites = gw.store.room_invites(id).await.map_err(|e| Error::internal("loading invites", e))?;
+    let next = entries.last().filter(|_| entries.len() as i64 == list.limit).map(|last| list.next_after(last));
     let rows = entries
         .into_iter()
         .map(|entry| {
             let id = Identity::parse(&entry.identity).ok();
             Row {
-                fingerprint: id.as_ref().map(Identity::fingerprint).unwrap_or_default(),
                 kind: id.as_ref().map_or("unknown", Identity::kind),
                 hints: method_hints(id.as_ref().map_or("", Identity::kind)),
                 attestation: attestations.get(entry.identity.as_str()).cloned(),
@@ -252,6 +293,10 @@ async fn render_room(
         csrf: session.csrf.clone(),
         origin: gw.origin.clone(),
         rows,
+        total,
+        search: list.search.text().to_owned(),
+        paged: list.after.is_some(),
+        next,
         owners: record.owners,
         require_uv: record.require_user_verification,
         max_peers: record.max_peers.map(|n| n.to_string()).unwrap_or_default(),
@@ -269,13 +314,22 @@ pub async fn room_page(
     State(state): State<AppState>,
     Host(session): Host,
     Path(room): Path<String>,
+    Query(query): Query<ListQuery>,
 ) -> Result<Response, Error> {
     let (id, record) = owned_room(&state, &session, &room).await?;
-    render_room_at("keys", &state, &session, &id, record, None, Vec::new()).await
+    let mut list = ListPage::first(Search::parse(&query.q));
+    if !query.after.is_empty() {
+        list.after = Some(After { key: query.after_key, identity: query.after });
+    }
+    render_room(&state, &session, &id, record, None, Vec::new(), list).await
 }
 
 /// Adds keys from a textarea and/or an uploaded authorized_keys / allowed_signers
-/// file (multipart form). Bad lines are reported by number; good ones are kept.
+/// file (multipart form), one key per line in any format. The upload streams: it is
+/// read in chunks and written in batches through the same import as `keygate room
+/// allow`, so a million-line file never sits in memory. Bad lines are reported by
+/// number; good ones are kept. The form sends its CSRF token, label and PIV
+/// requirement before the keys.
 pub async fn allow(
     State(state): State<AppState>,
     Host(session): Host,
@@ -283,68 +337,119 @@ pub async fn allow(
     Path(room): Path<String>,
     mut form: Multipart,
 ) -> Result<Response, Error> {
-    let (mut csrf, mut keys, mut file, mut label) = (String::new(), String::new(), String::new(), String::new());
-    let mut piv_require = String::new();
-    loop {
-        match form.next_field().await {
-            Ok(Some(field)) => {
-                let name = field.name().unwrap_or_default().to_owned();
-                let Ok(text) = field.text().await else {
-                    return Err(Error::page(
-                        StatusCode::BAD_REQUEST,
-                        "The upload is not a text file; upload authorized_keys or allowed_signers text.",
-                    ));
-                };
-                match name.as_str() {
-                    "csrf" => csrf = text,
-                    "keys" => keys = text,
-                    "file" => file = text,
-                    "label" => label = clip_label(&text),
-                    "piv_require" => piv_require = text.trim().to_owned(),
-                    _ => {}
+    const UNREADABLE: Error = Error::page(StatusCode::BAD_REQUEST, "The form could not be read; try again.");
+    let (mut csrf, mut label, mut piv_require) = (String::new(), String::new(), String::new());
+    let remote = remote.to_string();
+    let service = state.gateway.whitelist();
+    // Checked against the session's rooms below, before any key is read.
+    let room_id = RoomId::parse(&room).map_err(|_| NOT_YOURS)?;
+    let mut owned: Option<RoomRecord> = None;
+    let mut requirement = None;
+    let mut import = None;
+    let (mut errors, mut bad) = (Vec::new(), 0usize);
+    while let Some(mut field) = form.next_field().await.map_err(|_| UNREADABLE)? {
+        let name = field.name().unwrap_or_default().to_owned();
+        if !matches!(name.as_str(), "keys" | "file") {
+            let text = small_field(&mut field).await?;
+            match name.as_str() {
+                "csrf" => csrf = text,
+                "label" => label = clip_label(&text),
+                "piv_require" => piv_require = text.trim().to_owned(),
+                _ => {}
+            }
+            if import.is_some() && matches!(name.as_str(), "label" | "piv_require") {
+                errors.push("The label and PIV requirement came after the keys and were not applied.".to_owned());
+            }
+            continue;
+        }
+        // The first list: who asks, and for what, before any key is read.
+        if owned.is_none() {
+            let (id, record) = owner_form(&state, &session, &room, &csrf).await?;
+            requirement = match piv_require.as_str() {
+                "" => None,
+                text => match crate::verify::PivRequirement::parse(text) {
+                    Ok(r) => Some(r.to_string()),
+                    Err(e) => {
+                        let errors = vec![format!("PIV requirement: {e}")];
+                        return render_room_at("keys", &state, &session, &id, record, None, errors).await;
+                    }
+                },
+            };
+            owned = Some(record);
+            debug_assert_eq!(id, room_id);
+        }
+        let import = import.get_or_insert_with(|| {
+            service.import(&room_id, Actor::owner(&session.identity, "host page", Some(remote.as_str())))
+        });
+        let source = if name == "keys" { "pasted" } else { "file" };
+        let mut reader = KeyListReader::default();
+        let mut found = Vec::new();
+        loop {
+            let chunk = field.chunk().await.map_err(|_| UNREADABLE)?;
+            match &chunk {
+                Some(bytes) => reader.feed(bytes, &mut found),
+                None => std::mem::take(&mut reader).finish(&mut found),
+            }
+            for (line, parsed) in found.drain(..) {
+                match parsed {
+                    Ok(k) => import
+                        .push(NewEntry::from_line(k, &label, requirement.clone()))
+                        .await
+                        .map_err(refused_change)?,
+                    Err(e) => {
+                        bad += 1;
+                        if errors.len() < MAX_LINE_ERRORS {
+                            errors.push(format!("{source} line {line}: {e}"));
+                        }
+                    }
                 }
             }
-            Ok(None) => break,
-            Err(_) => return Err(Error::page(StatusCode::BAD_REQUEST, "The form could not be read; try again.")),
+            if chunk.is_none() {
+                break;
+            }
         }
     }
-    let (id, record) = owner_form(&state, &session, &room, &csrf).await?;
-    let requirement = match piv_require.as_str() {
-        "" => None,
-        text => match crate::verify::PivRequirement::parse(text) {
-            Ok(r) => Some(r.to_string()),
-            Err(e) => {
-                let errors = vec![format!("PIV requirement: {e}")];
-                return render_room_at("keys", &state, &session, &id, record, None, errors).await;
-            }
-        },
+    let Some(record) = owned else {
+        // No key field at all: still a form of this room's owner?
+        let (id, record) = owner_form(&state, &session, &room, &csrf).await?;
+        let errors = vec!["No key given: paste one or more keys, or upload a file.".to_owned()];
+        return render_room_at("keys", &state, &session, &id, record, None, errors).await;
     };
-    let (mut entries, mut errors) = (Vec::new(), Vec::new());
-    for (source, text) in [("pasted", &keys), ("file", &file)] {
-        for (line, parsed) in parse_key_list(text) {
-            match parsed {
-                Ok(k) => entries.push(NewEntry {
-                    identity: k.identity.did().to_owned(),
-                    label: if label.is_empty() { k.comment.unwrap_or_default() } else { label.clone() },
-                    ssh_namespaces: k.namespaces,
-                    piv_requirement: requirement.clone(),
-                }),
-                Err(e) => errors.push(format!("{source} line {line}: {e}")),
-            }
-        }
-    }
-    if entries.is_empty() && errors.is_empty() {
-        errors.push("No key given: paste one or more keys, or upload a file.".into());
+    if bad > errors.len() {
+        errors.push(format!("…and {} more lines could not be read.", bad - errors.len()));
     }
     let mut notice = None;
-    if !entries.is_empty() {
-        let remote = remote.to_string();
-        let actor = Actor::owner(&session.identity, "host page", Some(&remote));
-        state.gateway.whitelist().add(&id, actor, &entries).await.map_err(refused_change)?;
-        let n = entries.len();
-        notice = Some(format!("Added {n} key{}.", if n == 1 { "" } else { "s" }));
+    match import {
+        Some(import) if !import.is_empty() => {
+            let done = import.finish().await.map_err(refused_change)?;
+            let (n, added) = (done.new.len(), done.added());
+            notice = Some(match n - added {
+                0 => format!("Added {n} key{}.", if n == 1 { "" } else { "s" }),
+                kept => {
+                    format!("Added {added} new key{}; {kept} were already listed.", if added == 1 { "" } else { "s" })
+                }
+            });
+        }
+        _ if errors.is_empty() => errors.push("No key given: paste one or more keys, or upload a file.".into()),
+        _ => {}
     }
-    render_room_at("keys", &state, &session, &id, record, notice, errors).await
+    render_room_at("keys", &state, &session, &room_id, record, notice, errors).await
+}
+
+/// Bad lines named on the page; the rest are counted.
+const MAX_LINE_ERRORS: usize = 100;
+
+/// A form field that is not a key list: at most a few KiB.
+async fn small_field(field: &mut axum::extract::multipart::Field<'_>) -> Result<String, Error> {
+    const TOO_LONG: Error = Error::page(StatusCode::BAD_REQUEST, "A form field is too long.");
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(|_| TOO_LONG)? {
+        bytes.extend_from_slice(&chunk);
+        if bytes.len() > 4096 {
+            return Err(TOO_LONG);
+        }
+    }
+    String::from_utf8(bytes).map_err(|_| Error::page(StatusCode::BAD_REQUEST, "A form field is not text."))
 }
 
 /// The page for a change the service refused: not the owner (any more), or the

@@ -44,7 +44,9 @@ async fn piv_slots_sign_their_way_in_with_attestation_and_policy() {
     s.server().gateway().audit.flush().await;
     let past_everything = chrono::Utc::now() + chrono::Duration::days(1);
     gw.store.prune_expired(past_everything, Some(chrono::Duration::zero())).await.unwrap();
-    let facts = gw.store.room_attestations(&room).await.unwrap();
+    let (card, host) = (pki.identity("p256"), identity(&owner));
+    let listed = [card.did().as_str(), host.did().as_str()];
+    let facts = gw.store.attestations_of(&listed).await.unwrap();
     assert!(facts[pki.identity("p256").did().as_str()].contains("firmware 5.4.3"), "{facts:?}");
     assert!(!facts.contains_key(identity(&owner).did().as_str()), "{facts:?}");
 

@@ -155,7 +155,7 @@ impl Session {
         created: bool,
         admitted: Admitted,
     ) {
-        let Admitted { identity, method, label, owner, detail, forwarded, fingerprint, .. } = admitted;
+        let Admitted { identity, method, label, owner, detail, forwarded, fingerprint, mut removals, .. } = admitted;
         let peer_id = PeerId::generate();
         let key_fingerprint = identity.fingerprint();
         let info = PeerInfo {
@@ -173,14 +173,28 @@ impl Session {
         let (kick_tx, kick) = watch::channel(None);
         let handle = PeerHandle { info, tx, kick: Arc::new(kick_tx) };
         let max_peers = self.gw.rooms.max_peers(&room).unwrap_or(self.gw.settings.max_peers_per_room);
-        let joined = match self.gw.rooms.join(&room, handle, max_peers) {
-            Ok(joined) => joined,
-            Err(e) => {
-                let caller = self.caller(None);
-                let did = Some(identity.did().to_owned());
-                Admission::new(&self.gw).record_refusal(&room, did, method, &e.to_string(), &caller).await;
-                return send_error(socket, code::ROOM_FULL, &e.to_string()).await;
-            }
+        let joined = loop {
+            let refusal = match self.gw.rooms.join(&room, handle.clone(), max_peers, removals) {
+                Ok(joined) => break joined,
+                // A removal landed while the signature was checked: is this key still listed?
+                Err(crate::rooms::JoinError::ListChanged) => match self.gw.rooms.access(&room, identity.did()).await {
+                    Ok(Some(access)) if access.allowed.is_some() || created => {
+                        removals = access.removals;
+                        continue;
+                    }
+                    Ok(_) => ("removed from the whitelist while being admitted".to_owned(), code::NOT_ADMITTED),
+                    Err(e) => {
+                        tracing::error!(error = %e, "whitelist lookup failed");
+                        ("whitelist lookup failed".to_owned(), code::INTERNAL)
+                    }
+                },
+                Err(e @ crate::rooms::JoinError::Full(_)) => (e.to_string(), code::ROOM_FULL),
+            };
+            let caller = self.caller(None);
+            let did = Some(identity.did().to_owned());
+            Admission::new(&self.gw).record_refusal(&room, did, method, &refusal.0, &caller).await;
+            let message = if refusal.1 == code::ROOM_FULL { refusal.0.as_str() } else { "not admitted" };
+            return send_error(socket, refusal.1, message).await;
         };
         let ice_servers =
             crate::signal::ice::ice_servers(&self.gw.settings, &key_fingerprint, std::time::SystemTime::now());

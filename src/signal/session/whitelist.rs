@@ -37,22 +37,13 @@ impl Session {
             for (line, parsed) in keys {
                 match parsed {
                     Ok(key) => {
-                        let label = if label.is_empty() {
-                            clip_label(key.comment.as_deref().unwrap_or(""))
-                        } else {
-                            label.clone()
-                        };
+                        let new = NewEntry::from_line(key, &label, None);
                         added.push(AddedEntry {
-                            identity: key.identity.did().to_owned(),
-                            key_fingerprint: key.identity.fingerprint(),
-                            label: label.clone(),
+                            identity: new.identity.clone(),
+                            key_fingerprint: new.fingerprint.clone(),
+                            label: new.label.clone(),
                         });
-                        entries.push(NewEntry {
-                            identity: key.identity.did().to_owned(),
-                            label,
-                            ssh_namespaces: key.namespaces,
-                            piv_requirement: None,
-                        });
+                        entries.push(new);
                     }
                     Err(e) => errors.push(EntryError { entry, line, error: e.to_string() }),
                 }

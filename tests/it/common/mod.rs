@@ -285,9 +285,16 @@ pub trait Seed {
     async fn set_piv_requirement(&self, room: &RoomId, identity: &Identity, requirement: Option<&str>);
     async fn set_reverify_every(&self, room: &RoomId, secs: Option<i64>);
     async fn set_require_user_verification(&self, room: &RoomId, on: bool);
+    /// The room's whole list, in identity order (test rooms are small).
+    async fn listed(&self, room: &RoomId) -> Vec<keygate::store::WhitelistEntry>;
 }
 
 impl Seed for Store {
+    async fn listed(&self, room: &RoomId) -> Vec<keygate::store::WhitelistEntry> {
+        let page = keygate::store::ListPage { search: keygate::store::Search::All, after: None, limit: 100_000 };
+        self.whitelist_page(room, &page).await.unwrap()
+    }
+
     async fn create_room(&self, id: &RoomId, name: &str, owner: &Identity) {
         Whitelist::new(self, None).create_room(id, name, owner, Actor::operator(), None).await.unwrap();
     }
@@ -303,13 +310,13 @@ impl Seed for Store {
         label: &str,
         ssh_namespaces: Option<&[String]>,
     ) -> bool {
-        let mut entry = NewEntry::labelled(identity.did().clone(), label);
+        let mut entry = NewEntry::labelled(identity, label);
         entry.ssh_namespaces = ssh_namespaces.map(<[String]>::to_vec);
         Whitelist::new(self, None).add(room, Actor::operator(), &[entry]).await.unwrap()[0]
     }
 
     async fn set_piv_requirement(&self, room: &RoomId, identity: &Identity, requirement: Option<&str>) {
-        let mut entry = NewEntry::labelled(identity.did().clone(), "");
+        let mut entry = NewEntry::labelled(identity, "");
         entry.piv_requirement = requirement.map(str::to_owned);
         Whitelist::new(self, None).add(room, Actor::operator(), &[entry]).await.unwrap();
     }

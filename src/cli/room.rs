@@ -1,0 +1,294 @@
+//! `keygate room …`: rooms and their whitelists, straight on the database. Every
+//! change goes through the whitelist service (audited, as the operator); a running
+//! server learns of it from the change log. Lists of any length stream: `allow`
+//! reads its input in chunks and writes in batches, `show` pages, `export` streams.
+
+use super::{one_identity, parse_room, CliResult, RoomCommand};
+use crate::identity::KeyListReader;
+use crate::ids::RoomId;
+use crate::store::{After, ListPage, NewEntry, Search, Store, WhitelistEntry};
+use crate::whitelist::{Actor, ChangeError, Whitelist, AUDIT_EACH_UP_TO};
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+pub(super) async fn run(db: &std::path::Path, command: RoomCommand) -> CliResult {
+    let store = Store::open(db).await?;
+    let code = match command {
+        RoomCommand::Create { owner, name } => {
+            let owner = one_identity(&owner)?;
+            let id = RoomId::generate();
+            let name: String = name.trim().chars().take(100).collect();
+            Whitelist::new(&store, None).create_room(&id, &name, &owner, Actor::operator(), None).await?;
+            say!("{id}");
+            ExitCode::SUCCESS
+        }
+        RoomCommand::Allow { room, key, label, piv_require } => {
+            let room = parse_room(&room)?;
+            let requirement =
+                piv_require.as_deref().map(crate::verify::PivRequirement::parse).transpose()?.map(|r| r.to_string());
+            allow(&store, &room, &key, &label, requirement).await?
+        }
+        RoomCommand::Deny { room, key } => {
+            let room = parse_room(&room)?;
+            let identity = one_identity(&key)?;
+            match Whitelist::new(&store, None).remove(&room, Actor::operator(), &identity).await {
+                Ok(()) => {
+                    say!("removed {identity}");
+                    ExitCode::SUCCESS
+                }
+                Err(ChangeError::NotListed) => {
+                    eprintln!("{identity} is not on the whitelist of {room}");
+                    ExitCode::FAILURE
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        RoomCommand::Set { room, require_user_verification, reverify_every } => {
+            let room = parse_room(&room)?;
+            if require_user_verification.is_none() && reverify_every.is_none() {
+                return Err("nothing to set; e.g. --require-user-verification on or --reverify-every 600".into());
+            }
+            let service = Whitelist::new(&store, None);
+            service
+                .settings(&room, Actor::operator(), |s| {
+                    if let Some(on) = require_user_verification {
+                        s.require_user_verification = on;
+                    }
+                    if let Some(secs) = reverify_every {
+                        s.reverify_every_secs = (secs > 0).then_some(i64::from(secs));
+                    }
+                })
+                .await?;
+            if let Some(on) = require_user_verification {
+                say!("{room}: user verification {}", if on { "required" } else { "not required" });
+            }
+            if let Some(secs) = reverify_every {
+                match secs {
+                    0 => say!("{room}: no periodic confirmation of identity"),
+                    s => say!("{room}: every peer confirms its identity every {s} s"),
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        RoomCommand::List => {
+            let rooms = store.rooms().await?;
+            if rooms.is_empty() {
+                say!("no rooms yet; create one with: keygate room create --owner KEY");
+            }
+            for (r, entries) in rooms {
+                say!("{}  {:>3} keys  {}  {}", r.id, entries, r.created_at, r.name);
+            }
+            ExitCode::SUCCESS
+        }
+        RoomCommand::Show { room, search, limit, after, all } => {
+            let room = parse_room(&room)?;
+            show(&store, &room, search.as_deref().unwrap_or(""), limit, after, all).await?
+        }
+        RoomCommand::Export { room } => {
+            let room = parse_room(&room)?;
+            if store.room(&room).await?.is_none() {
+                return Err(format!("no room {room}").into());
+            }
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let mut entries = std::pin::pin!(store.whitelist_stream(&room));
+            while let Some(entry) = futures_util::StreamExt::next(&mut entries).await {
+                let entry = entry?;
+                let written = if entry.label.is_empty() {
+                    writeln!(out, "{}", entry.identity)
+                } else {
+                    writeln!(out, "{}  {}", entry.identity, entry.label)
+                };
+                if written.is_err() {
+                    break; // a closed pipe (`| head`) is not an error
+                }
+            }
+            let _ = out.flush();
+            ExitCode::SUCCESS
+        }
+    };
+    store.close().await;
+    Ok(code)
+}
+
+/// The input of `room allow`: `-` is stdin, an existing path is read, anything else
+/// is the key text itself.
+fn key_source(arg: &str) -> Result<Box<dyn Read>, Box<dyn std::error::Error>> {
+    if arg == "-" {
+        return Ok(Box::new(std::io::stdin()));
+    }
+    let path = std::path::Path::new(arg);
+    if !arg.contains('\n') && path.is_file() {
+        let file = std::fs::File::open(path).map_err(|e| format!("cannot read {arg}: {e}"))?;
+        return Ok(Box::new(file));
+    }
+    Ok(Box::new(std::io::Cursor::new(arg.as_bytes().to_vec())))
+}
+
+/// `room allow`: every key of the input, read in chunks and written in batches (a
+/// million-line file never sits in memory). Bad lines are named by number and the
+/// good ones kept. Up to [`AUDIT_EACH_UP_TO`] keys are listed one by one; beyond
+/// that, counted.
+async fn allow(
+    store: &Store,
+    room: &RoomId,
+    key: &str,
+    label: &str,
+    requirement: Option<String>,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let mut source = key_source(key)?;
+    let service = Whitelist::new(store, None);
+    let mut import = service.import(room, Actor::operator());
+    let mut reader = KeyListReader::default();
+    let (mut found, mut listed, mut bad) = (Vec::new(), Vec::new(), 0usize);
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let read = source.read(&mut buf).map_err(|e| format!("cannot read the keys: {e}"))?;
+        if read == 0 {
+            std::mem::take(&mut reader).finish(&mut found);
+        } else {
+            reader.feed(&buf[..read], &mut found);
+        }
+        for (line, parsed) in found.drain(..) {
+            match parsed {
+                Ok(k) => {
+                    let entry = NewEntry::from_line(k, label, requirement.clone());
+                    if listed.len() <= AUDIT_EACH_UP_TO {
+                        listed.push((entry.identity.clone(), entry.label.clone()));
+                    }
+                    import.push(entry).await?;
+                }
+                Err(e) => {
+                    bad += 1;
+                    eprintln!("line {line}: {e}");
+                }
+            }
+        }
+        if read == 0 {
+            break;
+        }
+    }
+    if import.is_empty() {
+        return Err(if bad == 0 { "no key given" } else { "no key could be read; nothing was added" }.into());
+    }
+    let done = import.finish().await?;
+    if done.new.len() <= AUDIT_EACH_UP_TO {
+        for ((identity, label), new) in listed.iter().zip(&done.new) {
+            let label = if label.is_empty() { String::new() } else { format!("  {label}") };
+            say!("{} {identity}{label}", if *new { "added" } else { "kept " });
+        }
+    } else {
+        let added = done.added();
+        say!("added {added} keys, kept {} already listed ({} transactions)", done.new.len() - added, done.batches);
+    }
+    if bad > 0 {
+        eprintln!("{bad} line(s) could not be read; the others were added");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn entry_lines(e: &WhitelistEntry) {
+    say!(
+        "  {}  {}  {}  last admitted {}",
+        e.identity,
+        e.fingerprint,
+        if e.label.is_empty() { "-" } else { &e.label },
+        e.last_admitted_at.as_deref().unwrap_or("never")
+    );
+    if let Some(req) = &e.piv_requirement {
+        say!("      PIV: requires {req}");
+    }
+    if let Some(ns) = &e.ssh_namespaces {
+        say!("      SSH namespaces: {}", ns.join(","));
+    }
+}
+
+/// A page cursor as the user passes it back: the identity, with the search order's
+/// key before it when there is one (`key<TAB>identity`).
+fn parse_cursor(text: &str) -> After {
+    match text.rsplit_once('\t') {
+        Some((key, identity)) => After { key: key.to_owned(), identity: identity.to_owned() },
+        None => After { key: String::new(), identity: text.to_owned() },
+    }
+}
+
+fn cursor_text(after: &After) -> String {
+    if after.key.is_empty() {
+        after.identity.clone()
+    } else {
+        format!("{}\t{}", after.key, after.identity)
+    }
+}
+
+async fn show(
+    store: &Store,
+    room: &RoomId,
+    search: &str,
+    limit: u32,
+    after: Option<String>,
+    all: bool,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let Some(record) = store.room(room).await? else {
+        return Err(format!("no room {room}").into());
+    };
+    say!("room     {}\nname     {}\ncreated  {}", record.id, record.name, record.created_at);
+    if record.require_user_verification {
+        say!("policy   user verification required");
+    }
+    for o in &record.owners {
+        say!("owner    {o}");
+    }
+    let total = store.whitelist_len(room).await?;
+    let search = Search::parse(search);
+    if all {
+        say!("\nwhitelist ({total} keys):");
+        let mut entries = std::pin::pin!(store.whitelist_stream(room));
+        while let Some(entry) = futures_util::StreamExt::next(&mut entries).await {
+            entry_lines(&entry?);
+        }
+    } else {
+        let page = ListPage { search, after: after.as_deref().map(parse_cursor), limit: i64::from(limit.max(1)) };
+        let entries = store.whitelist_page(room, &page).await?;
+        match &page.search {
+            Search::All => say!(
+                "\nwhitelist ({total} keys), {} from {}:",
+                entries.len(),
+                match &page.after {
+                    Some(a) => format!("after {}", a.identity),
+                    None => "the start".to_owned(),
+                }
+            ),
+            s => say!("\nwhitelist ({total} keys), {} matching '{}':", entries.len(), s.text()),
+        }
+        for e in &entries {
+            entry_lines(e);
+        }
+        if let Some(last) = entries.last().filter(|_| entries.len() as i64 == page.limit) {
+            let cursor = cursor_text(&page.next_after(last));
+            let search = match page.search.text() {
+                "" => String::new(),
+                text => format!(" --search '{text}'"),
+            };
+            say!("  … more: keygate room show {room}{search} --after '{cursor}' (or --all)");
+        }
+    }
+    let passkeys = store.room_credentials(room).await?;
+    if !passkeys.is_empty() {
+        say!("\nregistered passkeys of these identities:");
+        for c in passkeys {
+            say!("  {}  credential {}  counter {}", c.identity, c.id, c.counter);
+        }
+    }
+    say!("\nrecent audit events:");
+    for a in store.audit(room, 20, None).await? {
+        say!(
+            "  {}  {:<16} {}  {}  {}",
+            a.at,
+            a.event,
+            a.method.as_deref().unwrap_or("-"),
+            a.identity.as_deref().unwrap_or("-"),
+            a.reason.as_deref().unwrap_or("")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
