@@ -165,8 +165,8 @@ enum RoomCommand {
         /// Entries per page.
         #[arg(long, default_value_t = 50)]
         limit: u32,
-        /// Start after this entry (what the previous page's last line says to pass).
-        #[arg(long, value_name = "CURSOR")]
+        /// Start after this identity (the last one of the page before).
+        #[arg(long, value_name = "DID")]
         after: Option<String>,
         /// The whole whitelist, however long (streamed).
         #[arg(long)]
@@ -202,6 +202,14 @@ struct BenchArgs {
     /// admission also fans peer-joined / peer-left out to the others.
     #[arg(long, default_value_t = 1)]
     per_room: usize,
+    /// Measure what whitelist length costs instead, at each of these sizes (e.g.
+    /// 10,10000,1000000): import, memory, cold / steady / after-a-change
+    /// admissions, the host page and `room show`. Prints a table, then JSON.
+    #[arg(long, value_delimiter = ',', value_name = "N,…")]
+    whitelist: Vec<usize>,
+    /// With --whitelist: single-key changes in the after-a-change phase.
+    #[arg(long, default_value_t = 20)]
+    changes: usize,
 }
 
 /// Libraries whose debug and trace output carries what must never be logged,
@@ -263,6 +271,20 @@ async fn run(command: Command) -> CliResult {
         Command::Join(args) => native::join(args).await,
         Command::Room { db, command } => room::run(&db.db, command).await,
         Command::Sign(args) => native::sign(args),
+        Command::Bench(args) if !args.whitelist.is_empty() => {
+            let report = bench::run_whitelist(bench::WhitelistOptions {
+                sizes: args.whitelist,
+                clients: args.clients,
+                admissions: args.admissions,
+                changes: args.changes,
+                method: args.method,
+                verify_seconds: args.verify_seconds,
+            })
+            .await?;
+            say!("{}", report.table());
+            say!("{}", report.json());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(args) => {
             let report = bench::run(BenchOptions {
                 url: args.url,

@@ -37,8 +37,11 @@ pub fn clip_label(text: &str) -> String {
 /// per batch naming the count.
 pub const AUDIT_EACH_UP_TO: usize = 100;
 
-/// Entries per transaction of an import.
-pub const IMPORT_BATCH: usize = 10_000;
+/// Entries per transaction of an import: each commit writes every index page the
+/// batch touched, so larger batches import faster (measured: 10,000 → 50,000 took
+/// an import from ~54k to ~93k rows/s), while one batch holds the write lock for
+/// about half a second.
+pub const IMPORT_BATCH: usize = 50_000;
 
 /// On whose authority a change is made.
 #[derive(Clone, Copy, Debug)]

@@ -6,13 +6,16 @@
 use super::{one_identity, parse_room, CliResult, RoomCommand};
 use crate::identity::KeyListReader;
 use crate::ids::RoomId;
-use crate::store::{After, ListPage, NewEntry, Search, Store, WhitelistEntry};
+use crate::store::{ListPage, NewEntry, Search, Store, WhitelistEntry};
 use crate::whitelist::{Actor, ChangeError, Whitelist, AUDIT_EACH_UP_TO};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::ExitCode;
 
 pub(super) async fn run(db: &std::path::Path, command: RoomCommand) -> CliResult {
-    let store = Store::open(db).await?;
+    let store = match &command {
+        RoomCommand::Allow { .. } => Store::open_for_import(db).await?,
+        _ => Store::open(db).await?,
+    };
     let code = match command {
         RoomCommand::Create { owner, name } => {
             let owner = one_identity(&owner)?;
@@ -112,7 +115,7 @@ pub(super) async fn run(db: &std::path::Path, command: RoomCommand) -> CliResult
 
 /// The input of `room allow`: `-` is stdin, an existing path is read, anything else
 /// is the key text itself.
-fn key_source(arg: &str) -> Result<Box<dyn Read>, Box<dyn std::error::Error>> {
+fn key_source(arg: &str) -> Result<Box<dyn std::io::Read + Send>, Box<dyn std::error::Error>> {
     if arg == "-" {
         return Ok(Box::new(std::io::stdin()));
     }
@@ -122,6 +125,47 @@ fn key_source(arg: &str) -> Result<Box<dyn Read>, Box<dyn std::error::Error>> {
         return Ok(Box::new(file));
     }
     Ok(Box::new(std::io::Cursor::new(arg.as_bytes().to_vec())))
+}
+
+/// What the reading thread of `room allow` hands on: an entry, or a bad line.
+type Read = Result<NewEntry, (usize, crate::identity::ParseError)>;
+
+/// Reads and parses the input on its own thread, handing entries on in chunks, so
+/// parsing and the database's writing overlap.
+fn read_entries(
+    mut source: Box<dyn std::io::Read + Send>,
+    label: String,
+    requirement: Option<String>,
+) -> (tokio::sync::mpsc::Receiver<Result<Vec<Read>, String>>, std::thread::JoinHandle<()>) {
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let reader_thread = std::thread::spawn(move || {
+        let mut reader = KeyListReader::default();
+        let (mut found, mut buf) = (Vec::new(), vec![0u8; 256 * 1024]);
+        loop {
+            let read = match source.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(format!("cannot read the keys: {e}")));
+                    return;
+                }
+            };
+            if read == 0 {
+                std::mem::take(&mut reader).finish(&mut found);
+            } else {
+                reader.feed(&buf[..read], &mut found);
+            }
+            let chunk: Vec<Read> = found
+                .drain(..)
+                .map(|(line, parsed)| {
+                    parsed.map(|k| NewEntry::from_line(k, &label, requirement.clone())).map_err(|e| (line, e))
+                })
+                .collect();
+            if (!chunk.is_empty() && tx.blocking_send(Ok(chunk)).is_err()) || read == 0 {
+                return;
+            }
+        }
+    });
+    (rx, reader_thread)
 }
 
 /// `room allow`: every key of the input, read in chunks and written in batches (a
@@ -135,42 +179,32 @@ async fn allow(
     label: &str,
     requirement: Option<String>,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let mut source = key_source(key)?;
+    let (mut chunks, reader_thread) = read_entries(key_source(key)?, label.to_owned(), requirement);
     let service = Whitelist::new(store, None);
     let mut import = service.import(room, Actor::operator());
-    let mut reader = KeyListReader::default();
-    let (mut found, mut listed, mut bad) = (Vec::new(), Vec::new(), 0usize);
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let read = source.read(&mut buf).map_err(|e| format!("cannot read the keys: {e}"))?;
-        if read == 0 {
-            std::mem::take(&mut reader).finish(&mut found);
-        } else {
-            reader.feed(&buf[..read], &mut found);
-        }
-        for (line, parsed) in found.drain(..) {
-            match parsed {
-                Ok(k) => {
-                    let entry = NewEntry::from_line(k, label, requirement.clone());
+    let (mut listed, mut bad) = (Vec::new(), 0usize);
+    while let Some(chunk) = chunks.recv().await {
+        for read in chunk? {
+            match read {
+                Ok(entry) => {
                     if listed.len() <= AUDIT_EACH_UP_TO {
                         listed.push((entry.identity.clone(), entry.label.clone()));
                     }
                     import.push(entry).await?;
                 }
-                Err(e) => {
+                Err((line, e)) => {
                     bad += 1;
                     eprintln!("line {line}: {e}");
                 }
             }
         }
-        if read == 0 {
-            break;
-        }
     }
+    let _ = reader_thread.join();
     if import.is_empty() {
         return Err(if bad == 0 { "no key given" } else { "no key could be read; nothing was added" }.into());
     }
     let done = import.finish().await?;
+    store.checkpoint().await?;
     if done.new.len() <= AUDIT_EACH_UP_TO {
         for ((identity, label), new) in listed.iter().zip(&done.new) {
             let label = if label.is_empty() { String::new() } else { format!("  {label}") };
@@ -203,23 +237,6 @@ fn entry_lines(e: &WhitelistEntry) {
     }
 }
 
-/// A page cursor as the user passes it back: the identity, with the search order's
-/// key before it when there is one (`key<TAB>identity`).
-fn parse_cursor(text: &str) -> After {
-    match text.rsplit_once('\t') {
-        Some((key, identity)) => After { key: key.to_owned(), identity: identity.to_owned() },
-        None => After { key: String::new(), identity: text.to_owned() },
-    }
-}
-
-fn cursor_text(after: &After) -> String {
-    if after.key.is_empty() {
-        after.identity.clone()
-    } else {
-        format!("{}\t{}", after.key, after.identity)
-    }
-}
-
 async fn show(
     store: &Store,
     room: &RoomId,
@@ -247,14 +264,14 @@ async fn show(
             entry_lines(&entry?);
         }
     } else {
-        let page = ListPage { search, after: after.as_deref().map(parse_cursor), limit: i64::from(limit.max(1)) };
+        let page = ListPage { search, after, limit: i64::from(limit.max(1)) };
         let entries = store.whitelist_page(room, &page).await?;
         match &page.search {
             Search::All => say!(
                 "\nwhitelist ({total} keys), {} from {}:",
                 entries.len(),
                 match &page.after {
-                    Some(a) => format!("after {}", a.identity),
+                    Some(a) => format!("after {a}"),
                     None => "the start".to_owned(),
                 }
             ),
@@ -264,7 +281,7 @@ async fn show(
             entry_lines(e);
         }
         if let Some(last) = entries.last().filter(|_| entries.len() as i64 == page.limit) {
-            let cursor = cursor_text(&page.next_after(last));
+            let cursor = &last.identity;
             let search = match page.search.text() {
                 "" => String::new(),
                 text => format!(" --search '{text}'"),

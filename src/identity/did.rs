@@ -66,6 +66,7 @@ pub(crate) fn parse(text: &str) -> Result<Identity, ParseError> {
             .map_err(|_| ParseError::InvalidKey("did:key is not valid base58btc".into()))?;
         let (codec, key) =
             read_varint(&bytes).ok_or_else(|| ParseError::InvalidKey("did:key has a bad multicodec prefix".into()))?;
+        let raw = key;
         let key = match codec {
             P256_PUB => PublicKey::p256_from_sec1(key)?,
             P384_PUB => PublicKey::p384_from_sec1(key)?,
@@ -83,6 +84,11 @@ pub(crate) fn parse(text: &str) -> Result<Identity, ParseError> {
             }
             other => return Err(ParseError::Unsupported(format!("did:key multicodec 0x{other:x}"))),
         };
+        // Base58 round-trips, so text that carries the key in its normal form is
+        // already its DID: no need to encode it again (a million-key import's cost).
+        if key.multicodec() == codec && key.key_bytes() == raw && !text.contains('#') {
+            return Ok(Identity::from_key_and_did(key, text));
+        }
         return Ok(Identity::from_key(key));
     }
     if let Some(rest) = text.strip_prefix("did:pkh:") {

@@ -243,6 +243,11 @@ impl Identity {
         Identity { subject: Arc::new(Subject::Key(key)), did: Did(did.into()) }
     }
 
+    /// A key whose DID text is already known to be its normal form.
+    fn from_key_and_did(key: PublicKey, did: &str) -> Self {
+        Identity { subject: Arc::new(Subject::Key(key)), did: Did(did.into()) }
+    }
+
     /// The identity of an Ethereum account.
     pub fn from_eth(address: EthAddress) -> Self {
         let did = format!("did:pkh:eip155:1:{address}");

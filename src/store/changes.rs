@@ -149,43 +149,62 @@ impl Change {
         let now = now_text();
         let mut new = Vec::with_capacity(entries.len());
         for chunk in entries.chunks(ENTRIES_PER_STATEMENT) {
-            let mut listed = sqlx::QueryBuilder::new("SELECT identity FROM whitelist WHERE room_id = ");
-            listed.push_bind(room.as_str()).push(" AND identity IN (");
-            let mut ids = listed.separated(", ");
-            for e in chunk {
-                ids.push_bind(&e.identity);
+            // Insert what is new; the statement names what it inserted, so an
+            // import costs one index walk per key, not a look-up and then a write.
+            let inserted: Vec<String> = self.insert_rows(room, chunk, added_by, &now, false).await?;
+            let mut inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
+            // A key listed twice is new once; its later line updates what it added.
+            let flags: Vec<bool> = chunk.iter().map(|e| inserted.remove(e.identity.as_str())).collect();
+            let existing: Vec<NewEntry> =
+                chunk.iter().zip(&flags).filter(|(_, new)| !**new).map(|(e, _)| e.clone()).collect();
+            if !existing.is_empty() {
+                self.insert_rows(room, &existing, added_by, &now, true).await?;
             }
-            ids.push_unseparated(")");
-            let mut present: std::collections::HashSet<String> =
-                listed.build_query_scalar().fetch_all(&mut *self.tx).await?.into_iter().collect();
-            // A key listed twice is new once: SQLite applies the rows in order, so
-            // the later line updates what the earlier one inserted.
-            new.extend(chunk.iter().map(|e| present.insert(e.identity.as_str().to_owned())));
-
-            let mut upsert = sqlx::QueryBuilder::new(
-                "INSERT INTO whitelist (room_id, identity, label, added_by, added_at, ssh_namespaces, piv_requirement, \
-                 fingerprint) ",
-            );
-            upsert.push_values(chunk, |mut row, e| {
-                row.push_bind(room.as_str())
-                    .push_bind(&e.identity)
-                    .push_bind(&e.label)
-                    .push_bind(added_by)
-                    .push_bind(&now)
-                    .push_bind(e.ssh_namespaces.as_ref().map(|n| n.join(",")))
-                    .push_bind(&e.piv_requirement)
-                    .push_bind(&e.fingerprint);
-            });
-            upsert.push(
-                " ON CONFLICT (room_id, identity) DO UPDATE SET \
-                   label = CASE WHEN excluded.label <> '' THEN excluded.label ELSE whitelist.label END, \
-                   ssh_namespaces = excluded.ssh_namespaces, \
-                   piv_requirement = coalesce(excluded.piv_requirement, whitelist.piv_requirement), \
-                   fingerprint = excluded.fingerprint",
-            );
-            upsert.build().execute(&mut *self.tx).await?;
+            new.extend(flags);
         }
+        self.count_entries(room, new.iter().filter(|n| **n).count() as i64).await?;
         Ok(new)
+    }
+
+    /// One multi-row INSERT: with `update` false it adds the rows not yet listed and
+    /// returns their identities; with `update` true it updates listed ones (the label
+    /// unless the new one is empty, the namespaces, the requirement unless none is
+    /// given) and returns nothing.
+    async fn insert_rows(
+        &mut self,
+        room: &RoomId,
+        rows: &[NewEntry],
+        added_by: &str,
+        now: &str,
+        update: bool,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut q = sqlx::QueryBuilder::new(
+            "INSERT INTO whitelist (room_id, identity, label, added_by, added_at, ssh_namespaces, piv_requirement, \
+             fingerprint) ",
+        );
+        q.push_values(rows, |mut row, e| {
+            row.push_bind(room.as_str())
+                .push_bind(&e.identity)
+                .push_bind(&e.label)
+                .push_bind(added_by)
+                .push_bind(now)
+                .push_bind(e.ssh_namespaces.as_ref().map(|n| n.join(",")))
+                .push_bind(&e.piv_requirement)
+                .push_bind(&e.fingerprint);
+        });
+        if !update {
+            q.push(" ON CONFLICT (room_id, identity) DO NOTHING RETURNING identity");
+            return Ok(q.build_query_scalar().fetch_all(&mut *self.tx).await?);
+        }
+        q.push(
+            " ON CONFLICT (room_id, identity) DO UPDATE SET \
+               label = CASE WHEN excluded.label <> '' THEN excluded.label ELSE whitelist.label END, \
+               ssh_namespaces = excluded.ssh_namespaces, \
+               piv_requirement = coalesce(excluded.piv_requirement, whitelist.piv_requirement), \
+               fingerprint = excluded.fingerprint",
+        );
+        q.build().execute(&mut *self.tx).await?;
+        Ok(Vec::new())
     }
 
     /// Runs `sql` with the room and identity as its two parameters; returns whether
@@ -197,7 +216,23 @@ impl Change {
 
     /// Removes an entry; returns whether it was there.
     pub async fn delete_entry(&mut self, room: &RoomId, identity: &Did) -> Result<bool, StoreError> {
-        self.touch("DELETE FROM whitelist WHERE room_id = ? AND identity = ?", room, identity).await
+        let removed = self.touch("DELETE FROM whitelist WHERE room_id = ? AND identity = ?", room, identity).await?;
+        if removed {
+            self.count_entries(room, -1).await?;
+        }
+        Ok(removed)
+    }
+
+    /// Keeps `rooms.entries` in step with the rows written.
+    async fn count_entries(&mut self, room: &RoomId, delta: i64) -> Result<(), StoreError> {
+        if delta != 0 {
+            sqlx::query("UPDATE rooms SET entries = entries + ? WHERE id = ?")
+                .bind(delta)
+                .bind(room.as_str())
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Makes `identity` an owner; returns whether it was new.

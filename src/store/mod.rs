@@ -38,6 +38,11 @@ pub enum StoreError {
     CredentialExists,
 }
 
+/// Page cache per connection of a server, in KiB (SQLite's default is 2,000).
+const SERVER_CACHE_KIB: i64 = 16 * 1024;
+/// Page cache per connection of an importing CLI, in KiB.
+const IMPORT_CACHE_KIB: i64 = 512 * 1024;
+
 /// How many change-log entries one read returns at most.
 pub const CHANGES_PAGE: usize = 10_000;
 
@@ -153,33 +158,26 @@ impl Search {
     }
 }
 
-/// Where a page of a list starts: after this entry.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct After {
-    /// The entry's value in the search's order (label or fingerprint); unused for
-    /// identity order.
-    pub key: String,
-    pub identity: String,
-}
-
 /// One page of a room's whitelist.
 #[derive(Clone, Debug)]
 pub struct ListPage {
     pub search: Search,
-    pub after: Option<After>,
+    /// Start after this identity (the last one of the page before).
+    pub after: Option<String>,
     pub limit: i64,
 }
 
-impl ListPage {
-    /// Where the page after `last` (the last entry shown) starts.
-    pub fn next_after(&self, last: &WhitelistEntry) -> After {
-        let key = match self.search {
-            Search::Label(_) => last.label.clone(),
-            Search::Fingerprint(_) => last.fingerprint.clone(),
-            _ => String::new(),
-        };
-        After { key, identity: last.identity.to_string() }
+/// `text%` for LIKE, with LIKE's own wildcards in `text` escaped.
+fn like_prefix(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 1);
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
     }
+    out.push('%');
+    out
 }
 
 /// A whitelist change as recorded by the database triggers.
@@ -211,14 +209,40 @@ pub fn now_text() -> String {
 }
 
 impl Store {
-    /// Opens (creating if needed) and migrates the database at `path`, in WAL mode.
+    /// Opens (creating if needed) and migrates the database at `path`, in WAL mode,
+    /// for a server: a modest page cache per connection.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with_cache(path, SERVER_CACHE_KIB).await
+    }
+
+    /// Opens the database for a short-lived process that may write a million rows
+    /// (`keygate room allow`): a page cache large enough that an import's batches
+    /// rewrite each index page once per transaction instead of spilling it.
+    pub async fn open_for_import(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with_cache(path, IMPORT_CACHE_KIB).await
+    }
+
+    /// Copies what the write-ahead log holds into the database file, as far as
+    /// readers allow (without waiting for them).
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn open_with_cache(path: &Path, cache_kib: i64) -> Result<Self, StoreError> {
+        // An importing process checkpoints once at its end instead of after every
+        // batch (the default is after each commit that leaves 1,000 pages in the log).
+        let autocheckpoint = if cache_kib == IMPORT_CACHE_KIB { "0" } else { "1000" };
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
+            // A multi-row upsert keeps a statement journal; in memory, not a temp file.
+            .pragma("temp_store", "memory")
+            .pragma("cache_size", format!("-{cache_kib}"))
+            .pragma("wal_autocheckpoint", autocheckpoint)
             .busy_timeout(Duration::from_secs(5));
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
@@ -286,7 +310,7 @@ impl Store {
     pub async fn rooms(&self) -> Result<Vec<(RoomRecord, i64)>, StoreError> {
         let rows = sqlx::query(
             "SELECT r.id, r.name, r.created_at, r.created_by, r.require_user_verification, r.max_peers, r.freshness_secs, r.reverify_every_secs, \
-               (SELECT count(*) FROM whitelist w WHERE w.room_id = r.id) AS entries, \
+               r.entries, \
                (SELECT group_concat(identity, ' ') FROM room_owners o WHERE o.room_id = r.id) AS owners \
              FROM rooms r ORDER BY r.created_at DESC, r.id",
         )
@@ -327,54 +351,38 @@ impl Store {
     }
 
     /// A page of a room's whitelist in identity order, after `page.after`, matching
-    /// `page.search`: every query walks an index, so a page of a million-entry list
-    /// costs what a page of a ten-entry one does.
+    /// `page.search`. Paging and identity prefixes walk the primary key, so a page of
+    /// a million-entry list costs what a page of a ten-entry one does; a label or
+    /// fingerprint search reads the room's rows in that order until the page is full.
     pub async fn whitelist_page(&self, room: &RoomId, page: &ListPage) -> Result<Vec<WhitelistEntry>, StoreError> {
         let mut q = sqlx::QueryBuilder::new(format!("SELECT {ENTRY_COLUMNS} FROM whitelist WHERE room_id = "));
         q.push_bind(room.as_str());
-        let (column, order) = match &page.search {
-            Search::All => ("identity", "identity"),
-            Search::Identity(_) => ("identity", "identity"),
-            Search::Fingerprint(_) => ("fingerprint", "fingerprint"),
-            Search::Label(_) => ("label", "label COLLATE NOCASE, identity"),
-        };
         match &page.search {
             Search::All => {}
-            Search::Label(prefix) => {
-                q.push(" AND label >= ").push_bind(prefix.clone()).push(" COLLATE NOCASE AND label < ");
-                q.push_bind(format!("{prefix}\u{10ffff}")).push(" COLLATE NOCASE");
+            Search::Identity(prefix) => {
+                q.push(" AND identity >= ").push_bind(prefix.clone());
+                q.push(" AND identity < ").push_bind(format!("{prefix}\u{10ffff}"));
             }
-            Search::Identity(prefix) | Search::Fingerprint(prefix) => {
-                q.push(format!(" AND {column} >= ")).push_bind(prefix.clone());
-                q.push(format!(" AND {column} < ")).push_bind(format!("{prefix}\u{10ffff}"));
+            // LIKE ignores ASCII case; the prefix's own % and _ are escaped.
+            Search::Label(prefix) => {
+                q.push(" AND label LIKE ").push_bind(like_prefix(prefix)).push(" ESCAPE '\\'");
+            }
+            Search::Fingerprint(prefix) => {
+                q.push(" AND fingerprint >= ").push_bind(prefix.clone());
+                q.push(" AND fingerprint < ").push_bind(format!("{prefix}\u{10ffff}"));
             }
         }
         if let Some(after) = &page.after {
-            // Keyset paging: past the last entry shown, in the index's own order.
-            match &page.search {
-                Search::Label(_) => {
-                    q.push(" AND (label COLLATE NOCASE, identity) > (");
-                    q.push_bind(after.key.clone())
-                        .push(" COLLATE NOCASE, ")
-                        .push_bind(after.identity.clone())
-                        .push(")");
-                }
-                Search::Fingerprint(_) => {
-                    q.push(" AND fingerprint > ").push_bind(after.key.clone());
-                }
-                _ => {
-                    q.push(" AND identity > ").push_bind(after.identity.clone());
-                }
-            }
+            q.push(" AND identity > ").push_bind(after.clone());
         }
-        q.push(format!(" ORDER BY {order} LIMIT ")).push_bind(page.limit);
+        q.push(" ORDER BY identity LIMIT ").push_bind(page.limit);
         let rows = q.build().fetch_all(&self.pool).await?;
         Ok(rows.iter().map(entry_from_row).collect())
     }
 
     /// How many identities a room whitelists.
     pub async fn whitelist_len(&self, room: &RoomId) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT count(*) FROM whitelist WHERE room_id = ?")
+        Ok(sqlx::query_scalar("SELECT coalesce((SELECT entries FROM rooms WHERE id = ?), 0)")
             .bind(room.as_str())
             .fetch_one(&self.pool)
             .await?)

@@ -74,7 +74,7 @@ impl Store {
     /// Rooms the identity owns, newest first, with their whitelist sizes.
     pub async fn rooms_owned_by(&self, identity: &Did) -> Result<Vec<(RoomId, String, i64)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT r.id, r.name, (SELECT count(*) FROM whitelist w WHERE w.room_id = r.id) AS entries \
+            "SELECT r.id, r.name, r.entries \
              FROM rooms r JOIN room_owners o ON o.room_id = r.id WHERE o.identity = ? ORDER BY r.created_at DESC",
         )
         .bind(identity)

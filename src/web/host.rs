@@ -10,7 +10,7 @@ use crate::identity::{Did, Identity, KeyListReader};
 use crate::ids::{PeerId, RoomId};
 use crate::protocol::PeerInfo;
 use crate::store::{
-    After, AuditRecord, Invite, ListPage, NewEntry, RoomRecord, RoomSettings, Search, WebSession, WhitelistEntry,
+    AuditRecord, Invite, ListPage, NewEntry, RoomRecord, RoomSettings, Search, WebSession, WhitelistEntry,
 };
 use crate::whitelist::{clip_label, Actor, ChangeError};
 use askama::Template;
@@ -206,8 +206,8 @@ struct RoomPage {
     search: String,
     /// Whether this page is past the first.
     paged: bool,
-    /// Where the next page starts, when there is one.
-    next: Option<After>,
+    /// The identity the next page starts after, when there is one.
+    next: Option<String>,
     owners: Vec<Did>,
     require_uv: bool,
     max_peers: String,
@@ -253,8 +253,6 @@ pub struct ListQuery {
     q: String,
     #[serde(default)]
     after: String,
-    #[serde(default)]
-    after_key: String,
 }
 
 async fn render_room(
@@ -274,7 +272,7 @@ async fn render_room(
     let attestations =
         gw.store.attestations_of(&shown).await.map_err(|e| Error::internal("loading attestations", e))?;
     let invites = gw.store.room_invites(id).await.map_err(|e| Error::internal("loading invites", e))?;
-    let next = entries.last().filter(|_| entries.len() as i64 == list.limit).map(|last| list.next_after(last));
+    let next = entries.last().filter(|_| entries.len() as i64 == list.limit).map(|last| last.identity.to_string());
     let rows = entries
         .into_iter()
         .map(|entry| {
@@ -318,9 +316,7 @@ pub async fn room_page(
 ) -> Result<Response, Error> {
     let (id, record) = owned_room(&state, &session, &room).await?;
     let mut list = ListPage::first(Search::parse(&query.q));
-    if !query.after.is_empty() {
-        list.after = Some(After { key: query.after_key, identity: query.after });
-    }
+    list.after = Some(query.after).filter(|a| !a.is_empty());
     render_room(&state, &session, &id, record, None, Vec::new(), list).await
 }
 

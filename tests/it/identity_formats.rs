@@ -216,3 +216,68 @@ fn openssh_project_keys_including_security_keys() {
     }
     assert_eq!(parsed, 6);
 }
+
+/// One key per line works for every format in one list: a one-line JWK, a JWK and
+/// a PEM key spread over lines, OpenSSH, a DID with a label, an address. Bad lines
+/// are named and the rest kept, and text fed in any pieces reads the same.
+#[test]
+fn a_mixed_list_reads_one_key_per_line_in_any_pieces() {
+    use keygate::identity::KeyListReader;
+    let (a, b) = (key(), key());
+    let pretty = serde_json::to_string_pretty(&b.public_jwk()).unwrap();
+    let pem = {
+        use p256::pkcs8::EncodePublicKey;
+        let jwk = b.public_jwk();
+        let point =
+            [&[4u8][..], &base64_url(jwk["x"].as_str().unwrap()), &base64_url(jwk["y"].as_str().unwrap())].concat();
+        p256::PublicKey::from_sec1_bytes(&point).unwrap().to_public_key_pem(p256::pkcs8::LineEnding::LF).unwrap()
+    };
+    let ed = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice@laptop";
+    let text = format!(
+        "# team list\n{ed}\n{}\nnot a key\n{pretty}\n{pem}{} Carol\n0x52908400098527886E0F7030069857D2E4169EE7\n",
+        a.public_jwk(),
+        identity(&a).did(),
+    );
+    let whole = parse_key_list(&text);
+    let lines: Vec<usize> = whole.iter().map(|(l, _)| *l).collect();
+    let pretty_lines = pretty.lines().count();
+    assert_eq!(
+        lines,
+        [2, 3, 4, 5, 5 + pretty_lines, 5 + pretty_lines + pem.lines().count(), 6 + pretty_lines + pem.lines().count()]
+    );
+    let ok: Vec<String> =
+        whole.iter().filter_map(|(_, r)| r.as_ref().ok()).map(|k| k.identity.did().to_string()).collect();
+    assert_eq!(ok.len(), 6, "{whole:?}");
+    assert_eq!(ok[1], identity(&a).did().as_str(), "one-line JWK");
+    assert_eq!(ok[2], identity(&b).did().as_str(), "JWK over several lines");
+    assert_eq!(ok[3], identity(&b).did().as_str(), "PEM block in a list");
+    let carol = whole.iter().filter_map(|(_, r)| r.as_ref().ok()).nth(4).unwrap();
+    assert_eq!(carol.comment.as_deref(), Some("Carol"), "a DID line's label");
+    assert!(matches!(whole[2].1, Err(ParseError::Unrecognized)), "line 4 named: {:?}", whole[2]);
+
+    // Fed one byte at a time, or in chunks of 7, the reader finds the same.
+    for size in [1, 7, 4096] {
+        let mut reader = KeyListReader::default();
+        let mut found = Vec::new();
+        for piece in text.as_bytes().chunks(size) {
+            reader.feed(piece, &mut found);
+        }
+        reader.finish(&mut found);
+        let same: Vec<(usize, Option<String>)> =
+            found.iter().map(|(l, r)| (*l, r.as_ref().ok().map(|k| k.identity.did().to_string()))).collect();
+        let expected: Vec<(usize, Option<String>)> =
+            whole.iter().map(|(l, r)| (*l, r.as_ref().ok().map(|k| k.identity.did().to_string()))).collect();
+        assert_eq!(same, expected, "chunks of {size}");
+    }
+
+    // A block that never ends is named, and what follows its bound is still read.
+    let unterminated = format!("-----BEGIN PUBLIC KEY-----\n{}\n{ed}\n", "QUJD\n".repeat(5000));
+    let found = parse_key_list(&unterminated);
+    assert!(matches!(found[0], (1, Err(ParseError::TooLong(..)))), "{:?}", found.first());
+    assert!(found.iter().any(|(_, r)| r.is_ok()), "the key after the runaway block is read");
+}
+
+fn base64_url(text: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text).unwrap()
+}

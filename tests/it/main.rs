@@ -13,6 +13,7 @@ mod cli;
 mod eth_method;
 mod host_pages;
 mod identity_formats;
+mod large_lists;
 mod no_secrets_in_logs;
 mod node_webcrypto;
 mod piv_method;

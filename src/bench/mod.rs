@@ -24,6 +24,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
+mod whitelist;
+pub use whitelist::{run_whitelist, WhitelistOptions, WhitelistReport, WhitelistRow};
+
 pub struct BenchOptions {
     pub url: Option<String>,
     pub clients: usize,
@@ -116,13 +119,23 @@ mod tempfile_dir {
 
 async fn spawn_server(max_connections: usize) -> Result<(SpawnedServer, String), BenchError> {
     let dir = tempfile_dir::TempDir::new().map_err(|e| BenchError::Spawn(e.to_string()))?;
+    let db = dir.path().join("bench.db");
+    spawn_server_on(dir, &db, max_connections).await
+}
+
+/// Starts `keygate serve` on `db`, keeping `dir` until the server is dropped.
+async fn spawn_server_on(
+    dir: tempfile_dir::TempDir,
+    db: &std::path::Path,
+    max_connections: usize,
+) -> Result<(SpawnedServer, String), BenchError> {
     let exe = std::env::current_exe().map_err(|e| BenchError::Spawn(e.to_string()))?;
     // Every load client connects from 127.0.0.1: lift the per-address caps meant for
     // strangers on the internet.
     let config = dir.path().join("bench.toml");
     std::fs::write(
         &config,
-        "max_unadmitted = 100000\nmax_unadmitted_per_address = 100000\nhttp_requests_per_minute = 100000000\n",
+        "max_unadmitted = 100000\nmax_unadmitted_per_address = 100000\nhttp_requests_per_minute = 100000000\nmax_peers_per_room = 100000\n",
     )
     .map_err(|e| BenchError::Spawn(e.to_string()))?;
     let mut child = Command::new(exe)
@@ -133,7 +146,7 @@ async fn spawn_server(max_connections: usize) -> Result<(SpawnedServer, String),
         .arg("--max-connections")
         .arg(max_connections.to_string())
         .arg("--db")
-        .arg(dir.path().join("bench.db"))
+        .arg(db)
         .env("KEYGATE_LOG", "warn")
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -246,6 +259,17 @@ fn rate(seconds: f64, mut f: impl FnMut() -> Result<(), BenchError>) -> Result<f
         n += 100;
     }
     Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+/// One admission: connect, request, sign the challenge, be welcomed, close.
+async fn admit_once(url: &str, key: &ProofSigner, room: &str) -> Result<(), ClientError> {
+    let mut c = Client::connect(url).await?;
+    let challenge = c.request(key.request(room)).await?;
+    let auth = key.auth(&challenge).map_err(|e| ClientError::Unexpected(e.to_string()))?;
+    c.send(&auth).await?;
+    c.expect("welcome").await?;
+    c.close().await;
+    Ok(())
 }
 
 /// The primitive behind each method, for the report.
@@ -364,17 +388,7 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, BenchError> {
             let mut mine = Vec::new();
             while remaining.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok() {
                 let t = Instant::now();
-                let result = async {
-                    let mut c = Client::connect(&url).await?;
-                    let challenge = c.request(key.request(&room)).await?;
-                    let auth = key.auth(&challenge).map_err(|e| ClientError::Unexpected(e.to_string()))?;
-                    c.send(&auth).await?;
-                    c.expect("welcome").await?;
-                    c.close().await;
-                    Ok::<_, ClientError>(())
-                }
-                .await;
-                match result {
+                match admit_once(&url, &key, &room).await {
                     Ok(()) => mine.push(t.elapsed().as_secs_f64() * 1000.0),
                     Err(e) => {
                         if failed.fetch_add(1, Ordering::Relaxed) < 5 {
