@@ -1,12 +1,22 @@
 -- Whitelists of a million keys. Admission looks an identity up by the primary key
--- (room_id, identity) instead of loading the room's list, so entries need no copy
--- in memory and an edit to one entry needs no word to running servers: the change
--- log now carries only what live rooms must act on (a removal ejects; a change to
--- the room itself reloads its settings and owners).
+-- (room_id, identity) instead of loading the room's list, and a server keeps only
+-- the entries it has looked up. A new entry needs no word to running servers; the
+-- change log carries what they must act on: a removal (eject, forget), a changed
+-- entry (forget), a change to the room itself (reload its settings and owners).
 DROP TRIGGER whitelist_added;
 DROP TRIGGER whitelist_relabelled;
 DROP TRIGGER whitelist_namespaces_changed;
 DROP TRIGGER whitelist_piv_requirement_changed;
+
+-- What a running server may have cached of an entry (its label, namespaces, PIV
+-- requirement) changed: one row, and only when a value really changed, so that
+-- importing a list again writes nothing here.
+CREATE TRIGGER whitelist_entry_changed AFTER UPDATE OF label, ssh_namespaces, piv_requirement ON whitelist
+WHEN OLD.label IS NOT NEW.label OR OLD.ssh_namespaces IS NOT NEW.ssh_namespaces
+  OR OLD.piv_requirement IS NOT NEW.piv_requirement
+BEGIN
+    INSERT INTO whitelist_changes (room_id, identity, op) VALUES (NEW.room_id, NEW.identity, 'add');
+END;
 
 -- The key's fingerprint as pages print it (`SHA256:…`), so hosts can find an entry
 -- by it. Rows from before this migration get theirs when the server next opens the

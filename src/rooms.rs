@@ -1,12 +1,13 @@
 //! Live rooms: who is connected where, and each room's settings and owners.
 //!
-//! Whitelists are not held here: [`Rooms::access`] looks one identity up by the
-//! store's primary key, so a room of a million keys costs no memory and no load,
-//! and an edit to an entry is seen by the next admission without any word to this
-//! module. What live rooms must act on reaches them by the store's change log, the
-//! one road for edits: [`Rooms::catch_up`] applies what the log holds past what was
-//! applied (a removal ejects the identity's sessions; a change to the room itself
-//! reloads its settings and owners). This process's writers (the whitelist
+//! Whitelists are not loaded here: [`Rooms::access`] looks one identity up by the
+//! store's primary key and keeps what it found (at most
+//! [`MAX_CACHED_ENTRIES`] per room), so a room of a million keys costs what its
+//! active members cost, and a new entry is seen by the next admission. What live
+//! rooms must act on reaches them by the store's change log, the one road for
+//! edits: [`Rooms::catch_up`] applies what the log holds past what was applied (a
+//! removal ejects the identity's sessions and forgets its entry; a changed entry
+//! is forgotten; a change to the room itself reloads its settings and owners). This process's writers (the whitelist
 //! service) call it as soon as they commit; [`Rooms::follow_changes`] calls it on
 //! every tick, for edits made by another process (the CLI). The room map's lock is
 //! never held across an `.await`.
@@ -21,6 +22,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
+
+/// Entries a room keeps of those it looked up; past this it starts again (a room
+/// whose members come and go in their thousands costs at most this much).
+pub const MAX_CACHED_ENTRIES: usize = 10_000;
 
 /// Rooms whose settings stay cached while nobody is in them; past this, empty
 /// rooms are dropped from memory (and reloaded from the store on next use).
@@ -110,6 +115,8 @@ struct LiveRoom {
     /// Whether the settings and owners above are the store's (false until loaded,
     /// and again after a change to the room).
     loaded: bool,
+    /// Entries looked up, as the store had them (the change log forgets them).
+    entries: HashMap<Did, Allowed>,
     peers: HashMap<PeerId, PeerHandle>,
 }
 
@@ -120,7 +127,8 @@ pub struct Rooms {
     /// Bumped by every invalidation, so a load that raced with a change is discarded
     /// instead of caching what the change replaced.
     epoch: AtomicU64,
-    /// Removals applied so far (any room); see [`Access::removals`].
+    /// Entry changes (removals, edits) applied so far, any room; see
+    /// [`Access::removals`]. An entry read before a change is not cached after it.
     removals: AtomicU64,
     /// The last change-log entry applied (`None` until following starts). Held
     /// while applying, so changes are applied once and in order.
@@ -199,17 +207,30 @@ impl Rooms {
     /// verification, one indexed lookup whatever the list's size.
     pub async fn access(&self, room: &RoomId, did: &Did) -> Result<Option<Access>, StoreError> {
         let removals = self.removals();
-        let entry = self.store.entry(room, did).await?;
+        let cached = |r: &LiveRoom, allowed: Option<Allowed>| Access {
+            allowed,
+            owner: r.owners.iter().any(|o| o == did),
+            require_user_verification: r.require_user_verification,
+            removals,
+        };
+        if let Some(r) = self.lock().get(room).filter(|r| r.loaded) {
+            if let Some(hit) = r.entries.get(did) {
+                return Ok(Some(cached(r, Some(hit.clone()))));
+            }
+        }
+        let entry = self.store.entry(room, did).await?.map(Allowed::from_entry);
         for _ in 0..3 {
             {
-                let live = self.lock();
-                if let Some(r) = live.get(room).filter(|r| r.loaded) {
-                    return Ok(Some(Access {
-                        allowed: entry.map(Allowed::from_entry),
-                        owner: r.owners.iter().any(|o| o == did),
-                        require_user_verification: r.require_user_verification,
-                        removals,
-                    }));
+                let mut live = self.lock();
+                if let Some(r) = live.get_mut(room).filter(|r| r.loaded) {
+                    // Keep what was found unless a change was applied meanwhile.
+                    if let Some(allowed) = entry.as_ref().filter(|_| self.removals() == removals) {
+                        if r.entries.len() >= MAX_CACHED_ENTRIES {
+                            r.entries.clear();
+                        }
+                        r.entries.insert(did.clone(), allowed.clone());
+                    }
+                    return Ok(Some(cached(r, entry)));
                 }
             }
             if !self.load(room).await? {
@@ -221,7 +242,7 @@ impl Rooms {
             return Ok(None);
         };
         Ok(Some(Access {
-            allowed: entry.map(Allowed::from_entry),
+            allowed: entry,
             owner: record.owners.iter().any(|o| o == did),
             require_user_verification: record.require_user_verification,
             removals,
@@ -306,9 +327,10 @@ impl Rooms {
         }
     }
 
-    /// Ejects every live session of `did` in `room`: it was removed from the list.
+    /// Ejects every live session of `did` in `room` and forgets its entry: it was
+    /// removed from the list.
     pub fn revoke(&self, room: &RoomId, did: &Did) {
-        self.removals.fetch_add(1, Ordering::AcqRel);
+        self.forget(room, did);
         if let Some(r) = self.lock().get(room) {
             for p in r.peers.values().filter(|p| p.info.identity == *did) {
                 p.kick(code::REVOKED, "your key was removed from this room's whitelist");
@@ -316,11 +338,22 @@ impl Rooms {
         }
     }
 
-    /// Forgets the room's cached settings and owners so the next check reads the store.
+    /// Forgets what was cached of `did`'s entry in `room` (it changed).
+    pub fn forget(&self, room: &RoomId, did: &Did) {
+        self.removals.fetch_add(1, Ordering::AcqRel);
+        if let Some(r) = self.lock().get_mut(room) {
+            r.entries.remove(did);
+        }
+    }
+
+    /// Forgets what the room cached (settings, owners, entries) so the next check
+    /// reads the store.
     pub fn invalidate(&self, room: &RoomId) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.removals.fetch_add(1, Ordering::AcqRel);
         if let Some(r) = self.lock().get_mut(room) {
             r.loaded = false;
+            r.entries.clear();
         }
     }
 
@@ -382,8 +415,8 @@ impl Rooms {
     }
 
     /// Applies every change the log holds past the last one applied: a removal
-    /// ejects the identity's live sessions, and a change to a room itself (settings,
-    /// owners) drops its cached settings, reloading them now if it is in a call so
+    /// ejects the identity's live sessions, a changed entry is forgotten, and a
+    /// change to a room itself (settings, owners) drops its cached settings, reloading them now if it is in a call so
     /// its sessions follow (e.g. a confirmation schedule). Work per change, never per
     /// list entry. Does nothing before [`Rooms::start_following`].
     pub async fn catch_up(&self) -> Result<(), StoreError> {
@@ -405,6 +438,8 @@ impl Rooms {
                 } else if c.identity.is_empty() {
                     self.invalidate(&room);
                     settings_changed.insert(room);
+                } else {
+                    self.forget(&room, &c.identity);
                 }
             }
             for room in settings_changed {

@@ -292,3 +292,37 @@ async fn removals_are_applied_while_a_bulk_import_runs() {
     assert_eq!(store.whitelist_len(&room).await.unwrap() as usize, n + 1, "the owner and the import");
     s.shutdown().await;
 }
+
+/// An entry changed by another process (the CLI, which cannot tell this server)
+/// is forgotten by the server that cached it once its change follower sees the log:
+/// the next admission carries the new label.
+#[tokio::test]
+async fn an_entry_changed_elsewhere_is_not_served_stale() {
+    let s = TestServer::start().await;
+    let (owner, guest) = (key(), key());
+    let room = s.room(&owner, &[&guest]).await;
+    let (first, welcome) = admitted(&s, &room, &guest).await;
+    assert_eq!(welcome["type"], "welcome");
+    first.close().await;
+    let store = &s.server().gateway().store;
+    let renamed = keygate::store::NewEntry::labelled(&identity(&guest), "renamed");
+    keygate::whitelist::Whitelist::new(store, None)
+        .add(&room, keygate::whitelist::Actor::operator(), &[renamed])
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (mut host, _) = admitted(&s, &room, &owner).await;
+        let (again, _) = admitted(&s, &room, &guest).await;
+        let joined = host.expect("peer-joined").await.unwrap();
+        host.close().await;
+        again.close().await;
+        if joined["label"] == "renamed" {
+            break;
+        }
+        assert_eq!(joined["label"], "guest");
+        assert!(std::time::Instant::now() < deadline, "the cached entry was never forgotten");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    s.shutdown().await;
+}
