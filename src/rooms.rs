@@ -482,3 +482,49 @@ impl Rooms {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Identity;
+
+    fn handle(identity: &Did) -> PeerHandle {
+        let (tx, _rx) = mpsc::channel(4);
+        let (kick, _) = watch::channel(None);
+        let info = PeerInfo {
+            peer_id: PeerId::generate(),
+            identity: identity.clone(),
+            key_fingerprint: String::new(),
+            label: String::new(),
+            method: "webcrypto",
+            admitted_at: String::new(),
+            last_verified: None,
+            fingerprint: None,
+            proof: None,
+        };
+        PeerHandle { info, tx, kick: Arc::new(kick) }
+    }
+
+    /// Security: a removal applied while an admitted key's signature was being
+    /// checked (after its entry was read, before it is seated) is not missed: the
+    /// seat is refused and the list read again.
+    #[tokio::test]
+    async fn a_removal_between_the_lookup_and_the_seat_is_caught() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
+        let store = Store::open(&dir.path().join("k.db")).await.unwrap_or_else(|e| unreachable!("{e}"));
+        let owner = Identity::from_key(crate::identity::PublicKey::Ed25519([1; 32]));
+        let room = RoomId::generate();
+        crate::whitelist::Whitelist::new(&store, None)
+            .create_room(&room, "race", &owner, crate::whitelist::Actor::operator(), None)
+            .await
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        let rooms = Rooms::new(store);
+        let access = rooms.access(&room, owner.did()).await.unwrap_or_else(|e| unreachable!("{e}"));
+        let seen = access.map(|a| a.removals).unwrap_or_default();
+        rooms.revoke(&room, owner.did());
+        let refused = rooms.join(&room, handle(owner.did()), 8, seen);
+        assert!(matches!(refused, Err(JoinError::ListChanged)), "seated after a removal");
+        // With what the list says now, the seat is given.
+        assert!(rooms.join(&room, handle(owner.did()), 8, rooms.removals()).is_ok());
+    }
+}
