@@ -3,36 +3,12 @@
 //! pages, CSRF, and access control for owners, other signed-in people and visitors.
 
 use crate::common::*;
-use keygate::client::p256_key::P256Key;
 use reqwest::redirect::Policy;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 fn browser() -> reqwest::Client {
     reqwest::Client::builder().cookie_store(true).redirect(Policy::none()).build().unwrap()
-}
-
-/// Signs `client` in with `key` through /signin/challenge and /signin/verify.
-async fn sign_in(s: &TestServer, client: &reqwest::Client, key: &P256Key) -> Value {
-    let base = s.http();
-    let ch: Value =
-        client.post(format!("{base}/signin/challenge")).json(&json!({})).send().await.unwrap().json().await.unwrap();
-    assert_eq!(ch["payload"]["purpose"], "sign-in");
-    let signed = ch["payload"].to_string();
-    let answer = json!({
-        "challengeId": ch["challengeId"], "method": "webcrypto", "payload": ch["payload"],
-        "signature": key.sign_b64(signed.as_bytes()).unwrap(), "publicKey": key.public_jwk(),
-    });
-    let res = client.post(format!("{base}/signin/verify")).json(&answer).send().await.unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let cookie = res.headers()["set-cookie"].to_str().unwrap().to_owned();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
-    res.json().await.unwrap()
-}
-
-fn csrf(html: &str) -> String {
-    let at = html.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + 19;
-    html[at..].split('"').next().unwrap().to_owned()
 }
 
 async fn page(client: &reqwest::Client, url: &str) -> (StatusCode, String) {

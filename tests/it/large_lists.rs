@@ -193,28 +193,7 @@ async fn the_host_page_pages_and_searches_a_long_list() {
 }
 
 async fn csrf_of(client: &reqwest::Client, url: &str) -> String {
-    let html = client.get(url).send().await.unwrap().text().await.unwrap();
-    let at = html.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + 19;
-    html[at..].split('"').next().unwrap().to_owned()
-}
-
-async fn sign_in(s: &TestServer, client: &reqwest::Client, key: &keygate::client::p256_key::P256Key) {
-    let base = s.http();
-    let ch: serde_json::Value = client
-        .post(format!("{base}/signin/challenge"))
-        .json(&serde_json::json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let answer = serde_json::json!({
-        "challengeId": ch["challengeId"], "method": "webcrypto", "payload": ch["payload"],
-        "signature": key.sign_b64(ch["payload"].to_string().as_bytes()).unwrap(), "publicKey": key.public_jwk(),
-    });
-    let res = client.post(format!("{base}/signin/verify")).json(&answer).send().await.unwrap();
-    assert!(res.status().is_success());
+    csrf(&client.get(url).send().await.unwrap().text().await.unwrap())
 }
 
 /// In a room of 20,000 keys, adding one key lets it in at the next attempt, and
