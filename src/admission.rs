@@ -261,7 +261,7 @@ pub struct Admitted {
     /// Whether the identity owns the room (joining), or will (creating).
     pub owner: bool,
     /// What the whitelist check saw, for [`crate::rooms::Rooms::join`].
-    pub removals: u64,
+    pub changes: u64,
     /// What the proof showed beyond its signature (a YubiKey attestation), for the log.
     pub detail: Option<String>,
     /// The proof as other peers receive it, for methods they can check themselves.
@@ -594,7 +594,7 @@ impl<'g> Admission<'g> {
             method,
             label: entry.label,
             owner: entry.owner,
-            removals: entry.removals,
+            changes: entry.changes,
             detail: evidence.attestation.as_ref().map(ToString::to_string),
             forwarded,
         })
@@ -620,8 +620,8 @@ impl<'g> Admission<'g> {
                 if !creators.is_empty() && !creators.iter().any(|c| c == did.as_str()) {
                     return Err(Refused::quiet("not allowed to create rooms"));
                 }
-                let removals = self.gw.rooms.removals();
-                Ok(Entry { label: "owner".into(), owner: true, removals, ..Entry::default() })
+                let changes = self.gw.rooms.changes();
+                Ok(Entry { label: "owner".into(), owner: true, changes, ..Entry::default() })
             }
             Purpose::Join { room, .. } => {
                 let access = match self.gw.rooms.access(room, did).await {
@@ -641,7 +641,7 @@ impl<'g> Admission<'g> {
                 Ok(Entry {
                     label: allowed.label,
                     owner: access.owner,
-                    removals: access.removals,
+                    changes: access.changes,
                     require_uv: access.require_user_verification,
                     piv: allowed.piv,
                 })
@@ -707,8 +707,8 @@ impl<'g> Admission<'g> {
 struct Entry {
     label: String,
     owner: bool,
-    /// What the whitelist check saw; see [`crate::rooms::Access::removals`].
-    removals: u64,
+    /// What the whitelist check saw; see [`crate::rooms::Access::changes`].
+    changes: u64,
     require_uv: bool,
     piv: Option<crate::verify::PivRequirement>,
 }

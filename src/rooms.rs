@@ -96,10 +96,10 @@ pub struct Access {
     pub allowed: Option<Allowed>,
     pub owner: bool,
     pub require_user_verification: bool,
-    /// [`Rooms::removals`] before the lookup: [`Rooms::join`] refuses to seat the
-    /// identity if a removal has been applied since, so one that lands while the
-    /// signature is checked is never missed.
-    pub removals: u64,
+    /// [`Rooms::changes`] before the lookup: [`Rooms::join`] refuses to seat the
+    /// identity if a change has been applied since, so a removal that lands while
+    /// the signature is checked is never missed.
+    pub changes: u64,
 }
 
 #[derive(Default)]
@@ -124,12 +124,11 @@ struct LiveRoom {
 pub struct Rooms {
     store: Store,
     live: Mutex<HashMap<RoomId, LiveRoom>>,
-    /// Bumped by every invalidation, so a load that raced with a change is discarded
-    /// instead of caching what the change replaced.
-    epoch: AtomicU64,
-    /// Entry changes (removals, edits) applied so far, any room; see
-    /// [`Access::removals`]. An entry read before a change is not cached after it.
-    removals: AtomicU64,
+    /// Changes applied so far (removals, edited entries, changed rooms; any room).
+    /// What was read before a change is not cached after it (a load or an entry that
+    /// raced with it is discarded), and a key whose entry was read before a change
+    /// is not seated without a second look ([`Access::changes`]).
+    changes: AtomicU64,
     /// The last change-log entry applied (`None` until following starts). Held
     /// while applying, so changes are applied once and in order.
     applied: tokio::sync::Mutex<Option<i64>>,
@@ -147,7 +146,7 @@ pub struct Joined {
 pub enum JoinError {
     #[error("the room is full ({0} peers)")]
     Full(usize),
-    /// A removal was applied since the identity's entry was read: read it again.
+    /// A change was applied since the identity's entry was read: read it again.
     #[error("the whitelist changed while the key was checked")]
     ListChanged,
 }
@@ -157,8 +156,7 @@ impl Rooms {
         Rooms {
             store,
             live: Mutex::new(HashMap::new()),
-            epoch: AtomicU64::new(0),
-            removals: AtomicU64::new(0),
+            changes: AtomicU64::new(0),
             applied: tokio::sync::Mutex::new(None),
         }
     }
@@ -173,12 +171,12 @@ impl Rooms {
         if self.lock().get(room).is_some_and(|r| r.loaded) {
             return Ok(true);
         }
-        let epoch = self.epoch.load(Ordering::Acquire);
+        let seen = self.changes();
         let Some(record) = self.store.room(room).await? else {
             return Ok(false);
         };
         let mut live = self.lock();
-        if self.epoch.load(Ordering::Acquire) == epoch {
+        if self.changes() == seen {
             let r = live.entry(room.clone()).or_default();
             r.owners = record.owners;
             r.require_user_verification = record.require_user_verification;
@@ -206,12 +204,12 @@ impl Rooms {
     /// What `did` may do in `room`: the whitelist check that precedes any signature
     /// verification, one indexed lookup whatever the list's size.
     pub async fn access(&self, room: &RoomId, did: &Did) -> Result<Option<Access>, StoreError> {
-        let removals = self.removals();
+        let changes = self.changes();
         let cached = |r: &LiveRoom, allowed: Option<Allowed>| Access {
             allowed,
             owner: r.owners.iter().any(|o| o == did),
             require_user_verification: r.require_user_verification,
-            removals,
+            changes,
         };
         if let Some(r) = self.lock().get(room).filter(|r| r.loaded) {
             if let Some(hit) = r.entries.get(did) {
@@ -224,7 +222,7 @@ impl Rooms {
                 let mut live = self.lock();
                 if let Some(r) = live.get_mut(room).filter(|r| r.loaded) {
                     // Keep what was found unless a change was applied meanwhile.
-                    if let Some(allowed) = entry.as_ref().filter(|_| self.removals() == removals) {
+                    if let Some(allowed) = entry.as_ref().filter(|_| self.changes() == changes) {
                         if r.entries.len() >= MAX_CACHED_ENTRIES {
                             r.entries.clear();
                         }
@@ -245,13 +243,13 @@ impl Rooms {
             allowed: entry,
             owner: record.owners.iter().any(|o| o == did),
             require_user_verification: record.require_user_verification,
-            removals,
+            changes,
         }))
     }
 
-    /// How many removals have been applied, for [`Access::removals`].
-    pub fn removals(&self) -> u64 {
-        self.removals.load(Ordering::Acquire)
+    /// How many changes have been applied, for [`Access::changes`].
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
     }
 
     /// The (loaded) room's own peer limit, if it sets one.
@@ -270,19 +268,13 @@ impl Rooms {
     }
 
     /// Adds an admitted peer, tells the others, and returns the peers already there
-    /// with the room's confirmation schedule. `removals` is what the whitelist check
-    /// saw ([`Access::removals`]); a removal applied since refuses with
+    /// with the room's confirmation schedule. `changes` is what the whitelist check
+    /// saw ([`Access::changes`]); a change applied since refuses with
     /// [`JoinError::ListChanged`]. (A removal applied later finds the peer seated and
     /// ejects it: both take the room lock.)
-    pub fn join(
-        &self,
-        room: &RoomId,
-        handle: PeerHandle,
-        max_peers: usize,
-        removals: u64,
-    ) -> Result<Joined, JoinError> {
+    pub fn join(&self, room: &RoomId, handle: PeerHandle, max_peers: usize, changes: u64) -> Result<Joined, JoinError> {
         let mut live = self.lock();
-        if self.removals() != removals {
+        if self.changes() != changes {
             return Err(JoinError::ListChanged);
         }
         let r = live.entry(room.clone()).or_default();
@@ -340,7 +332,7 @@ impl Rooms {
 
     /// Forgets what was cached of `did`'s entry in `room` (it changed).
     pub fn forget(&self, room: &RoomId, did: &Did) {
-        self.removals.fetch_add(1, Ordering::AcqRel);
+        self.changes.fetch_add(1, Ordering::AcqRel);
         if let Some(r) = self.lock().get_mut(room) {
             r.entries.remove(did);
         }
@@ -349,8 +341,7 @@ impl Rooms {
     /// Forgets what the room cached (settings, owners, entries) so the next check
     /// reads the store.
     pub fn invalidate(&self, room: &RoomId) {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
-        self.removals.fetch_add(1, Ordering::AcqRel);
+        self.changes.fetch_add(1, Ordering::AcqRel);
         if let Some(r) = self.lock().get_mut(room) {
             r.loaded = false;
             r.entries.clear();
@@ -520,11 +511,11 @@ mod tests {
             .unwrap_or_else(|e| unreachable!("{e}"));
         let rooms = Rooms::new(store);
         let access = rooms.access(&room, owner.did()).await.unwrap_or_else(|e| unreachable!("{e}"));
-        let seen = access.map(|a| a.removals).unwrap_or_default();
+        let seen = access.map(|a| a.changes).unwrap_or_default();
         rooms.revoke(&room, owner.did());
         let refused = rooms.join(&room, handle(owner.did()), 8, seen);
         assert!(matches!(refused, Err(JoinError::ListChanged)), "seated after a removal");
         // With what the list says now, the seat is given.
-        assert!(rooms.join(&room, handle(owner.did()), 8, rooms.removals()).is_ok());
+        assert!(rooms.join(&room, handle(owner.did()), 8, rooms.changes()).is_ok());
     }
 }

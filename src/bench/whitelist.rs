@@ -136,8 +136,8 @@ fn random_member() -> String {
     Identity::from_key(key).did().to_string()
 }
 
-/// Each client's admission, all at once, `rounds` times (`between` runs before
-/// each round); returns every latency in ms and the failures.
+/// `total` admissions by `clients` concurrent clients (client `i` signs with key
+/// `i % keys.len()`); returns every latency in ms, sorted, and the failures.
 async fn rounds(url: &str, room: &str, keys: &[Arc<ProofSigner>], clients: usize, total: usize) -> (Vec<f64>, usize) {
     let remaining = Arc::new(std::sync::atomic::AtomicUsize::new(total));
     let mut workers = Vec::new();

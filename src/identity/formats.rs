@@ -148,11 +148,6 @@ impl KeyListReader {
         }
     }
 
-    /// Lines read so far.
-    pub fn lines(&self) -> usize {
-        self.line
-    }
-
     fn take(&mut self, bytes: &[u8]) {
         if self.overlong {
             return;
@@ -167,15 +162,17 @@ impl KeyListReader {
     fn complete(&mut self, raw: &[u8], out: &mut Found) {
         self.line += 1;
         let n = self.line;
-        if std::mem::take(&mut self.overlong) {
-            match &mut self.block {
-                Some(block) => block.text.push_str(&"x".repeat(MAX_KEY_TEXT)),
-                None => return out.push((n, Err(ParseError::TooLong(MAX_KEY_TEXT + 1, MAX_KEY_TEXT)))),
-            }
-        }
-        let Ok(text) = std::str::from_utf8(raw) else {
-            self.block = None;
-            return out.push((n, Err(ParseError::InvalidKey("this line is not UTF-8 text".into()))));
+        let overlong = std::mem::take(&mut self.overlong);
+        let Some(text) = std::str::from_utf8(raw).ok().filter(|_| !overlong) else {
+            // The line, or the block it is part of, is named; reading goes on with
+            // the next line.
+            let error = if overlong {
+                ParseError::TooLong(MAX_KEY_TEXT + 1, MAX_KEY_TEXT)
+            } else {
+                ParseError::InvalidKey("this line is not UTF-8 text".into())
+            };
+            let at = self.block.take().map_or(n, |b| b.first_line);
+            return out.push((at, Err(error)));
         };
         let text = if n == 1 { text.trim_start_matches('\u{feff}') } else { text };
         let line = text.trim();

@@ -7,7 +7,6 @@
 use super::{now_text, Store, StoreError};
 use crate::identity::{Did, Identity, KeyLine};
 use crate::ids::RoomId;
-use crate::whitelist::clip_label;
 use sqlx::{Sqlite, Transaction};
 
 /// A whitelist entry to write: the key, and what it must prove.
@@ -39,10 +38,11 @@ impl NewEntry {
 
     /// The entry for one line of a key list: labelled `label`, or else by the
     /// line's comment, with the line's SSH namespaces.
+    /// The whitelist service clips the label when it writes the entry.
     pub fn from_line(line: KeyLine, label: &str, piv_requirement: Option<String>) -> Self {
         let label = if label.is_empty() { line.comment.as_deref().unwrap_or("") } else { label };
         NewEntry {
-            label: clip_label(label),
+            label: label.to_owned(),
             ssh_namespaces: line.namespaces,
             piv_requirement,
             ..NewEntry::labelled(&line.identity, "")

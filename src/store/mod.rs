@@ -38,10 +38,35 @@ pub enum StoreError {
     CredentialExists,
 }
 
-/// Page cache per connection of a server, in KiB (SQLite's default is 2,000).
-const SERVER_CACHE_KIB: i64 = 16 * 1024;
-/// Page cache per connection of an importing CLI, in KiB.
-const IMPORT_CACHE_KIB: i64 = 512 * 1024;
+/// How a process uses the database, which sets the page cache and checkpoints.
+#[derive(Clone, Copy)]
+enum Use {
+    /// A long-running server: 16 MiB of page cache per connection (SQLite's
+    /// default is 2,000 KiB), and SQLite's checkpoint after commits that leave
+    /// 1,000 pages in the log.
+    Server,
+    /// A short-lived process that may write a million rows (`keygate room allow`):
+    /// 512 MiB of cache, so an import's batches rewrite each index page once per
+    /// transaction instead of spilling it, and one checkpoint at its end
+    /// ([`Store::checkpoint`]) instead of one after every batch.
+    Import,
+}
+
+impl Use {
+    fn cache_kib(self) -> i64 {
+        match self {
+            Use::Server => 16 * 1024,
+            Use::Import => 512 * 1024,
+        }
+    }
+
+    fn autocheckpoint_pages(self) -> u32 {
+        match self {
+            Use::Server => 1000,
+            Use::Import => 0,
+        }
+    }
+}
 
 /// How many change-log entries one read returns at most.
 pub const CHANGES_PAGE: usize = 10_000;
@@ -86,12 +111,14 @@ pub struct WhitelistEntry {
     pub fingerprint: String,
 }
 
-/// The columns [`entry_from_row`] reads.
-const ENTRY_COLUMNS: &str =
-    "identity, label, added_by, added_at, last_admitted_at, ssh_namespaces, piv_requirement, fingerprint";
-
-static EXPORT_QUERY: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| format!("SELECT {ENTRY_COLUMNS} FROM whitelist WHERE room_id = ? ORDER BY identity"));
+/// `SELECT` of the columns [`entry_from_row`] reads, as a literal so that whole
+/// queries are constants.
+macro_rules! select_entries {
+    () => {
+        "SELECT identity, label, added_by, added_at, last_admitted_at, ssh_namespaces, piv_requirement, fingerprint \
+         FROM whitelist WHERE room_id = "
+    };
+}
 
 fn entry_from_row(row: &sqlx::sqlite::SqliteRow) -> WhitelistEntry {
     WhitelistEntry {
@@ -105,14 +132,6 @@ fn entry_from_row(row: &sqlx::sqlite::SqliteRow) -> WhitelistEntry {
             .map(|n| n.split(',').map(str::to_owned).collect()),
         piv_requirement: row.get("piv_requirement"),
         fingerprint: row.get::<Option<String>, _>("fingerprint").unwrap_or_default(),
-    }
-}
-
-struct EntryRow(WhitelistEntry);
-
-impl sqlx::FromRow<'_, sqlx::sqlite::SqliteRow> for EntryRow {
-    fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Self, sqlx::Error> {
-        Ok(EntryRow(entry_from_row(row)))
     }
 }
 
@@ -212,14 +231,13 @@ impl Store {
     /// Opens (creating if needed) and migrates the database at `path`, in WAL mode,
     /// for a server: a modest page cache per connection.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
-        Self::open_with_cache(path, SERVER_CACHE_KIB).await
+        Self::open_for(path, Use::Server).await
     }
 
     /// Opens the database for a short-lived process that may write a million rows
-    /// (`keygate room allow`): a page cache large enough that an import's batches
-    /// rewrite each index page once per transaction instead of spilling it.
+    /// (see [`Use::Import`]); it calls [`Store::checkpoint`] when done.
     pub async fn open_for_import(path: &Path) -> Result<Self, StoreError> {
-        Self::open_with_cache(path, IMPORT_CACHE_KIB).await
+        Self::open_for(path, Use::Import).await
     }
 
     /// Copies what the write-ahead log holds into the database file, as far as
@@ -229,10 +247,7 @@ impl Store {
         Ok(())
     }
 
-    async fn open_with_cache(path: &Path, cache_kib: i64) -> Result<Self, StoreError> {
-        // An importing process checkpoints once at its end instead of after every
-        // batch (the default is after each commit that leaves 1,000 pages in the log).
-        let autocheckpoint = if cache_kib == IMPORT_CACHE_KIB { "0" } else { "1000" };
+    async fn open_for(path: &Path, usage: Use) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -241,8 +256,8 @@ impl Store {
             .foreign_keys(true)
             // A multi-row upsert keeps a statement journal; in memory, not a temp file.
             .pragma("temp_store", "memory")
-            .pragma("cache_size", format!("-{cache_kib}"))
-            .pragma("wal_autocheckpoint", autocheckpoint)
+            .pragma("cache_size", format!("-{}", usage.cache_kib()))
+            .pragma("wal_autocheckpoint", usage.autocheckpoint_pages().to_string())
             .busy_timeout(Duration::from_secs(5));
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
@@ -342,7 +357,7 @@ impl Store {
     /// One identity's entry in a room's whitelist: a lookup by the primary key, as
     /// cheap at a million entries as at ten.
     pub async fn entry(&self, room: &RoomId, identity: &str) -> Result<Option<WhitelistEntry>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {ENTRY_COLUMNS} FROM whitelist WHERE room_id = ? AND identity = ?"))
+        let row = sqlx::query(concat!(select_entries!(), "? AND identity = ?"))
             .bind(room.as_str())
             .bind(identity)
             .fetch_optional(&self.pool)
@@ -355,7 +370,7 @@ impl Store {
     /// a million-entry list costs what a page of a ten-entry one does; a label or
     /// fingerprint search reads the room's rows in that order until the page is full.
     pub async fn whitelist_page(&self, room: &RoomId, page: &ListPage) -> Result<Vec<WhitelistEntry>, StoreError> {
-        let mut q = sqlx::QueryBuilder::new(format!("SELECT {ENTRY_COLUMNS} FROM whitelist WHERE room_id = "));
+        let mut q = sqlx::QueryBuilder::new(select_entries!());
         q.push_bind(room.as_str());
         match &page.search {
             Search::All => {}
@@ -395,10 +410,10 @@ impl Store {
         room: &'a RoomId,
     ) -> impl futures_util::Stream<Item = Result<WhitelistEntry, StoreError>> + 'a {
         use futures_util::StreamExt;
-        sqlx::query_as::<_, EntryRow>(&EXPORT_QUERY)
+        sqlx::query(concat!(select_entries!(), "? ORDER BY identity"))
             .bind(room.as_str())
             .fetch(&self.pool)
-            .map(|row| row.map(|r| r.0).map_err(StoreError::from))
+            .map(|row| row.map(|r| entry_from_row(&r)).map_err(StoreError::from))
     }
 
     /// Whitelist changes after `seq`, oldest first.

@@ -360,19 +360,18 @@ pub async fn allow(
         }
         // The first list: who asks, and for what, before any key is read.
         if owned.is_none() {
-            let (id, record) = owner_form(&state, &session, &room, &csrf).await?;
+            let (_, record) = owner_form(&state, &session, &room, &csrf).await?;
             requirement = match piv_require.as_str() {
                 "" => None,
                 text => match crate::verify::PivRequirement::parse(text) {
                     Ok(r) => Some(r.to_string()),
                     Err(e) => {
                         let errors = vec![format!("PIV requirement: {e}")];
-                        return render_room_at("keys", &state, &session, &id, record, None, errors).await;
+                        return render_room_at("keys", &state, &session, &room_id, record, None, errors).await;
                     }
                 },
             };
             owned = Some(record);
-            debug_assert_eq!(id, room_id);
         }
         let import = import.get_or_insert_with(|| {
             service.import(&room_id, Actor::owner(&session.identity, "host page", Some(remote.as_str())))

@@ -3,19 +3,7 @@
 
 use crate::common::*;
 use std::io::Write;
-use std::process::{Command, Output, Stdio};
-
-fn keygate(args: &[&str], db: &std::path::Path) -> Output {
-    Command::new(keygate_bin()).args(args).env("KEYGATE_DB", db).output().unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use std::process::{Command, Stdio};
 
 #[test]
 fn identity_reads_text_files_and_stdin() {

@@ -275,6 +275,15 @@ fn a_mixed_list_reads_one_key_per_line_in_any_pieces() {
     let found = parse_key_list(&unterminated);
     assert!(matches!(found[0], (1, Err(ParseError::TooLong(..)))), "{:?}", found.first());
     assert!(found.iter().any(|(_, r)| r.is_ok()), "the key after the runaway block is read");
+
+    // A line that is not UTF-8 inside a block names the block, not nothing.
+    let mut reader = KeyListReader::default();
+    let mut found = Vec::new();
+    reader.feed(b"# list\n-----BEGIN PUBLIC KEY-----\n\xff\xfe\n", &mut found);
+    reader.feed(format!("{ed}\n").as_bytes(), &mut found);
+    reader.finish(&mut found);
+    assert!(matches!(&found[0], (2, Err(ParseError::InvalidKey(m))) if m.contains("UTF-8")), "{found:?}");
+    assert!(matches!(&found[1], (4, Ok(_))), "{found:?}");
 }
 
 fn base64_url(text: &str) -> Vec<u8> {

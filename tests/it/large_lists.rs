@@ -6,15 +6,6 @@
 use crate::common::*;
 use keygate::identity::{Identity, PublicKey};
 use std::fmt::Write as _;
-use std::process::{Command, Output};
-
-fn keygate(args: &[&str], db: &std::path::Path) -> Output {
-    Command::new(keygate_bin()).args(args).env("KEYGATE_DB", db).output().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 /// The DID of member `i` of a made-up list (an Ed25519 key nobody holds).
 fn member(i: usize) -> String {
@@ -38,8 +29,8 @@ fn member_list(n: usize, bad: &[usize]) -> String {
 
 fn room_with_owner(db: &std::path::Path, owner: &keygate::client::p256_key::P256Key) -> String {
     let created = keygate(&["room", "create", "--owner", &owner.public_jwk().to_string()], db);
-    assert!(created.status.success(), "{}", text(&created.stderr));
-    text(&created.stdout).trim().to_owned()
+    assert!(created.status.success(), "{}", stderr(&created));
+    stdout(&created).trim().to_owned()
 }
 
 /// An import names each bad line (first, middle, last) and keeps every good one in
@@ -62,14 +53,14 @@ fn a_long_list_imports_pages_searches_and_exports() {
     std::fs::write(&file, &list).unwrap();
 
     let out = keygate(&["room", "allow", &room, file.to_str().unwrap()], &db);
-    let err = text(&out.stderr);
+    let err = stderr(&out);
     assert!(!out.status.success(), "bad lines make the exit status a failure");
     for line in [first, middle, last] {
         assert!(err.contains(&format!("line {line}: not a key format")), "line {line} named: {err}");
     }
     assert!(err.contains("3 line(s) could not be read; the others were added"), "{err}");
     let added = n - 3 + 2;
-    assert!(text(&out.stdout).contains(&format!("added {added} keys, kept 0")), "{}", text(&out.stdout));
+    assert!(stdout(&out).contains(&format!("added {added} keys, kept 0")), "{}", stdout(&out));
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
@@ -93,7 +84,7 @@ fn a_long_list_imports_pages_searches_and_exports() {
 
     // The first page: 50 entries in identity order, and how to get the next.
     let show = keygate(&["room", "show", &room], &db);
-    let page = text(&show.stdout);
+    let page = stdout(&show);
     assert!(page.contains(&format!("whitelist ({} keys), 50 from the start", added + 1)), "{page}");
     let listed: Vec<&str> =
         page.lines().filter(|l| l.starts_with("  did:")).filter_map(|l| l.split_whitespace().next()).collect();
@@ -101,40 +92,40 @@ fn a_long_list_imports_pages_searches_and_exports() {
     assert!(listed.windows(2).all(|w| w[0] < w[1]), "identity order");
     let more = page.lines().find(|l| l.contains("… more:")).expect("a next-page hint");
     assert!(more.contains(&format!("--after '{}'", listed[49])), "{more}");
-    let next = text(&keygate(&["room", "show", &room, "--after", listed[49], "--limit", "10"], &db).stdout);
+    let next = stdout(&keygate(&["room", "show", &room, "--after", listed[49], "--limit", "10"], &db));
     let next_dids: Vec<&str> =
         next.lines().filter(|l| l.starts_with("  did:")).filter_map(|l| l.split_whitespace().next()).collect();
     assert_eq!(next_dids.len(), 10, "{next}");
     assert!(next_dids[0] > listed[49], "the next page starts after the last one shown");
 
     // Search by label prefix, by DID prefix, by fingerprint, and by the key itself.
-    let by_label = text(&keygate(&["room", "show", &room, "--search", "MEMBER-4242"], &db).stdout);
+    let by_label = stdout(&keygate(&["room", "show", &room, "--search", "MEMBER-4242"], &db));
     let labels: Vec<&str> = by_label.lines().filter(|l| l.starts_with("  did:")).collect();
     assert!(!labels.is_empty() && labels.iter().all(|l| l.contains("member-4242")), "{by_label}");
     assert!(labels.iter().any(|l| l.contains(&member(4242))), "{by_label}");
     let prefix = &member(777)[..30];
-    let by_did = text(&keygate(&["room", "show", &room, "--search", prefix], &db).stdout);
+    let by_did = stdout(&keygate(&["room", "show", &room, "--search", prefix], &db));
     assert!(by_did.lines().filter(|l| l.starts_with("  did:")).all(|l| l.starts_with(&format!("  {prefix}"))));
     assert!(by_did.contains(&member(777)), "{by_did}");
     let fingerprint = identity(&guest).fingerprint();
-    let by_fp = text(&keygate(&["room", "show", &room, "--search", &fingerprint[..20]], &db).stdout);
+    let by_fp = stdout(&keygate(&["room", "show", &room, "--search", &fingerprint[..20]], &db));
     assert!(by_fp.contains(identity(&guest).did().as_str()), "{by_fp}");
-    let by_key = text(&keygate(&["room", "show", &room, "--search", &guest.public_jwk().to_string()], &db).stdout);
+    let by_key = stdout(&keygate(&["room", "show", &room, "--search", &guest.public_jwk().to_string()], &db));
     assert_eq!(by_key.lines().filter(|l| l.starts_with("  did:")).count(), 1, "{by_key}");
     assert!(by_key.contains(identity(&guest).did().as_str()), "{by_key}");
 
     // The export is every entry as `DID label`, and reads back into another room.
     let export = keygate(&["room", "export", &room], &db);
-    assert!(export.status.success(), "{}", text(&export.stderr));
-    let exported = text(&export.stdout);
+    assert!(export.status.success(), "{}", stderr(&export));
+    let exported = stdout(&export);
     assert_eq!(exported.lines().count(), added + 1);
     assert!(exported.contains(&format!("{}  member-{}", member(middle + 1), middle + 1)));
     let copy = room_with_owner(&db, &owner);
     let back = dir.path().join("export.txt");
     std::fs::write(&back, &exported).unwrap();
     let reimported = keygate(&["room", "allow", &copy, back.to_str().unwrap()], &db);
-    assert!(reimported.status.success(), "{}", text(&reimported.stderr));
-    let round_trip = text(&keygate(&["room", "export", &copy], &db).stdout);
+    assert!(reimported.status.success(), "{}", stderr(&reimported));
+    let round_trip = stdout(&keygate(&["room", "export", &copy], &db));
     assert_eq!(round_trip, exported, "labels and identities survive an export and import");
 }
 
@@ -264,7 +255,7 @@ async fn removals_are_applied_while_a_bulk_import_runs() {
         .output()
         .await
         .unwrap();
-    assert!(deny.status.success(), "{}", text(&deny.stderr));
+    assert!(deny.status.success(), "{}", stderr(&deny));
     let frame = inside.recv().await.unwrap();
     assert_eq!(frame["code"], "revoked", "{frame}");
     assert!(import.wait().await.unwrap().success());

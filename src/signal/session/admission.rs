@@ -155,7 +155,7 @@ impl Session {
         created: bool,
         admitted: Admitted,
     ) {
-        let Admitted { identity, method, label, owner, detail, forwarded, fingerprint, mut removals, .. } = admitted;
+        let Admitted { identity, method, label, owner, detail, forwarded, fingerprint, mut changes, .. } = admitted;
         let peer_id = PeerId::generate();
         let key_fingerprint = identity.fingerprint();
         let info = PeerInfo {
@@ -174,12 +174,12 @@ impl Session {
         let handle = PeerHandle { info, tx, kick: Arc::new(kick_tx) };
         let max_peers = self.gw.rooms.max_peers(&room).unwrap_or(self.gw.settings.max_peers_per_room);
         let joined = loop {
-            let refusal = match self.gw.rooms.join(&room, handle.clone(), max_peers, removals) {
+            let refusal = match self.gw.rooms.join(&room, handle.clone(), max_peers, changes) {
                 Ok(joined) => break joined,
                 // A removal landed while the signature was checked: is this key still listed?
                 Err(crate::rooms::JoinError::ListChanged) => match self.gw.rooms.access(&room, identity.did()).await {
                     Ok(Some(access)) if access.allowed.is_some() || created => {
-                        removals = access.removals;
+                        changes = access.changes;
                         continue;
                     }
                     Ok(_) => ("removed from the whitelist while being admitted".to_owned(), code::NOT_ADMITTED),

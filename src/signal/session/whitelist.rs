@@ -41,7 +41,7 @@ impl Session {
                         added.push(AddedEntry {
                             identity: new.identity.clone(),
                             key_fingerprint: new.fingerprint.clone(),
-                            label: new.label.clone(),
+                            label: clip_label(&new.label),
                         });
                         entries.push(new);
                     }

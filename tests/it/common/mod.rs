@@ -353,3 +353,16 @@ pub fn csrf(html: &str) -> String {
     let at = html.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + 19;
     html[at..].split('"').next().unwrap().to_owned()
 }
+
+/// Runs the keygate binary on the database `db`.
+pub fn keygate(args: &[&str], db: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(keygate_bin()).args(args).env("KEYGATE_DB", db).output().unwrap()
+}
+
+pub fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
