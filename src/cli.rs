@@ -210,6 +210,14 @@ struct BenchArgs {
     /// With --whitelist: single-key changes in the after-a-change phase.
     #[arg(long, default_value_t = 20)]
     changes: usize,
+    /// Measure relay latency instead: `signal` frames from one peer to another at
+    /// each of these total rates (messages per second, e.g. 40,10000), 40 per pair
+    /// of peers. Prints a table, then JSON.
+    #[arg(long, value_delimiter = ',', value_name = "RATE,…", conflicts_with = "whitelist")]
+    relay: Vec<usize>,
+    /// With --relay: seconds each rate is held.
+    #[arg(long, default_value_t = 10.0)]
+    relay_seconds: f64,
 }
 
 /// Libraries whose debug and trace output carries what must never be logged,
@@ -281,6 +289,13 @@ async fn run(command: Command) -> CliResult {
                 verify_seconds: args.verify_seconds,
             })
             .await?;
+            say!("{}", report.table());
+            say!("{}", report.json());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(args) if !args.relay.is_empty() => {
+            let report =
+                bench::run_relay(bench::RelayOptions { rates: args.relay, seconds: args.relay_seconds }).await?;
             say!("{}", report.table());
             say!("{}", report.json());
             Ok(ExitCode::SUCCESS)

@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
+mod relay;
 mod whitelist;
+pub use relay::{run_relay, RelayOptions, RelayReport, RelayRow};
 pub use whitelist::{run_whitelist, WhitelistOptions, WhitelistReport, WhitelistRow};
 
 pub struct BenchOptions {

@@ -9,7 +9,11 @@
 //! 3. "steady": admissions by all clients for a while (rate, latency, server CPU);
 //! 4. "after a change": one key is added by another process (the CLI), then every
 //!    client is admitted at once, repeatedly;
-//! 5. the host page (first page, and a label search) and `keygate room show`.
+//! 5. "during an import": every client keeps being admitted while the CLI imports
+//!    lists of 10,000 new keys into the same room (one after another, for at least
+//!    two seconds), against the steady rate;
+//! 6. the host page (first page, and a search for a label few entries match) and
+//!    `keygate room show`.
 //!
 //! A table, then one line of JSON.
 
@@ -55,6 +59,12 @@ pub struct WhitelistRow {
     pub server_cpu_us_per_admission: Option<f64>,
     pub after_change_p50_ms: f64,
     pub after_change_p99_ms: f64,
+    /// Admissions per second while 10,000-key imports run into the same room.
+    pub during_import_per_sec: f64,
+    pub during_import_p99_ms: f64,
+    /// Keys imported in that phase, and their rate.
+    pub during_import_keys: usize,
+    pub during_import_lines_per_sec: f64,
     pub failed_admissions: usize,
     pub page_ms: f64,
     pub page_bytes: usize,
@@ -87,13 +97,13 @@ impl WhitelistReport {
             1e6 / self.raw_verify_per_sec
         );
         out.push_str(
-            "| entries | import lines/s | RSS start → loaded | cold p50 | steady /s (p50, p99) | server CPU/admission | after a change p50 (p99) | host page / search | room show |\n\
-             |---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+            "| entries | import lines/s | RSS start → loaded | cold p50 | steady /s (p50, p99) | server CPU/admission | after a change p50 (p99) | during 10k imports /s (p99) | host page / search | room show |\n\
+             |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         let mb = |b: u64| b as f64 / 1048576.0;
         for r in &self.rows {
             out.push_str(&format!(
-                "| {} | {:.0} | {:.0} → {:.0} MB | {:.1} ms | {:.0} ({:.1}, {:.1} ms) | {} | {:.1} ms ({:.1}) | {:.1} ms, {} KB / {:.1} ms | {:.1} ms, {} KB |\n",
+                "| {} | {:.0} | {:.0} → {:.0} MB | {:.1} ms | {:.0} ({:.1}, {:.1} ms) | {} | {:.1} ms ({:.1}) | {:.0} ({:.1} ms) | {:.1} ms, {} KB / {:.1} ms | {:.1} ms, {} KB |\n",
                 r.entries,
                 r.import_lines_per_sec,
                 mb(r.rss_start_bytes),
@@ -105,6 +115,8 @@ impl WhitelistReport {
                 r.server_cpu_us_per_admission.map_or("-".into(), |us| format!("{us:.0} µs")),
                 r.after_change_p50_ms,
                 r.after_change_p99_ms,
+                r.during_import_per_sec,
+                r.during_import_p99_ms,
                 r.page_ms,
                 r.page_bytes / 1024,
                 r.search_ms,
@@ -139,7 +151,18 @@ fn random_member() -> String {
 /// `total` admissions by `clients` concurrent clients (client `i` signs with key
 /// `i % keys.len()`); returns every latency in ms, sorted, and the failures.
 async fn rounds(url: &str, room: &str, keys: &[Arc<ProofSigner>], clients: usize, total: usize) -> (Vec<f64>, usize) {
-    let remaining = Arc::new(std::sync::atomic::AtomicUsize::new(total));
+    admit_while(url, room, keys, clients, Arc::new(std::sync::atomic::AtomicUsize::new(total))).await
+}
+
+/// Admissions by `clients` concurrent clients while `remaining` (taken one per
+/// admission) lasts; another task may set it to 0 to stop them.
+async fn admit_while(
+    url: &str,
+    room: &str,
+    keys: &[Arc<ProofSigner>],
+    clients: usize,
+    remaining: Arc<std::sync::atomic::AtomicUsize>,
+) -> (Vec<f64>, usize) {
     let mut workers = Vec::new();
     for i in 0..clients {
         let (url, room, key, remaining) =
@@ -238,12 +261,16 @@ async fn one_size(n: usize, opts: &WhitelistOptions, keys: &[Arc<ProofSigner>]) 
     }
     after.sort_by(|a, b| a.total_cmp(b));
 
+    let during = during_imports(&url, &room, keys, opts.clients, &db_arg, &list.with_extension("more")).await?;
+
     let cookie = crate::client::http::sign_in(&http, &owner).await.map_err(setup)?;
     let t = Instant::now();
     let page = crate::client::http::get_signed_in(&http, &format!("/rooms/{room}"), &cookie).await.map_err(setup)?;
     let page_ms = t.elapsed().as_secs_f64() * 1000.0;
     let t = Instant::now();
-    crate::client::http::get_signed_in(&http, &format!("/rooms/{room}?q=member-7"), &cookie).await.map_err(setup)?;
+    crate::client::http::get_signed_in(&http, &format!("/rooms/{room}?q=member-{}", n * 3 / 4 + 1), &cookie)
+        .await
+        .map_err(setup)?;
     let search_ms = t.elapsed().as_secs_f64() * 1000.0;
     let t = Instant::now();
     let show = keygate(&["room", "show", &room, "--db", &db_arg]).await?;
@@ -273,13 +300,80 @@ async fn one_size(n: usize, opts: &WhitelistOptions, keys: &[Arc<ProofSigner>]) 
         server_cpu_us_per_admission: server_cpu,
         after_change_p50_ms: percentile(&after, 0.5),
         after_change_p99_ms: percentile(&after, 0.99),
-        failed_admissions: cold_failed + steady_failed + after_failed,
+        during_import_per_sec: during.admitted.len() as f64 / during.seconds,
+        during_import_p99_ms: percentile(&during.admitted, 0.99),
+        during_import_keys: during.keys,
+        during_import_lines_per_sec: during.keys as f64 / during.import_seconds,
+        failed_admissions: cold_failed + steady_failed + after_failed + during.failed,
         page_ms,
         page_bytes: page.len(),
         search_ms,
         show_ms,
         show_bytes: show.len(),
     })
+}
+
+/// Keys per import in the "during an import" phase.
+const DURING_IMPORT: usize = 10_000;
+
+struct DuringImports {
+    admitted: Vec<f64>,
+    failed: usize,
+    seconds: f64,
+    keys: usize,
+    import_seconds: f64,
+}
+
+/// Admissions while `keygate room allow` imports lists of [`DURING_IMPORT`] new keys
+/// into the room, one after another until two seconds have passed.
+async fn during_imports(
+    url: &str,
+    room: &str,
+    keys: &[Arc<ProofSigner>],
+    clients: usize,
+    db: &str,
+    list: &std::path::Path,
+) -> Result<DuringImports, BenchError> {
+    let mut lists = Vec::new();
+    for round in 0..10 {
+        let path = list.with_extension(format!("more{round}"));
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&path).map_err(setup)?);
+        for i in 0..DURING_IMPORT {
+            writeln!(file, "{}  more-{round}-{i}", random_member()).map_err(setup)?;
+        }
+        file.flush().map_err(setup)?;
+        lists.push(path.to_string_lossy().into_owned());
+    }
+    let remaining = Arc::new(std::sync::atomic::AtomicUsize::new(usize::MAX));
+    let importer = {
+        let (room, db, remaining) = (room.to_owned(), db.to_owned(), remaining.clone());
+        tokio::spawn(async move {
+            let t = Instant::now();
+            let mut imported = 0;
+            let mut result = Ok(());
+            for list in &lists {
+                if let Err(e) = keygate(&["room", "allow", &room, list, "--db", &db]).await {
+                    result = Err(e);
+                    break;
+                }
+                imported += DURING_IMPORT;
+                if t.elapsed().as_secs_f64() >= 2.0 {
+                    break;
+                }
+            }
+            remaining.store(0, std::sync::atomic::Ordering::Release);
+            result.map(|()| (imported, t.elapsed().as_secs_f64()))
+        })
+    };
+    let t = Instant::now();
+    let (admitted, failed) = admit_while(url, room, keys, clients, remaining).await;
+    let seconds = t.elapsed().as_secs_f64();
+    let (imported, import_seconds) = importer.await.map_err(setup)??;
+    eprintln!(
+        "during imports: {imported} keys in {import_seconds:.2} s; {:.0} admissions/s",
+        admitted.len() as f64 / seconds
+    );
+    Ok(DuringImports { admitted, failed, seconds, keys: imported, import_seconds })
 }
 
 pub async fn run_whitelist(opts: WhitelistOptions) -> Result<WhitelistReport, BenchError> {

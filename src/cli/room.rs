@@ -109,6 +109,8 @@ pub(super) async fn run(db: &std::path::Path, command: RoomCommand) -> CliResult
             ExitCode::SUCCESS
         }
     };
+    // The last connection to close folds the write-ahead log into the database and
+    // removes it (unless a server still has the database open).
     store.close().await;
     Ok(code)
 }
@@ -137,7 +139,9 @@ fn read_entries(
     label: String,
     requirement: Option<String>,
 ) -> (tokio::sync::mpsc::Receiver<Result<Vec<Read>, String>>, std::thread::JoinHandle<()>) {
-    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    // Room for about one batch of parsed lines (a 256 KiB read holds some 3,500), so
+    // the parser keeps going while a batch is written instead of waiting for it.
+    let (tx, rx) = tokio::sync::mpsc::channel(32);
     let reader_thread = std::thread::spawn(move || {
         let mut reader = KeyListReader::default();
         let (mut found, mut buf) = (Vec::new(), vec![0u8; 256 * 1024]);

@@ -147,37 +147,60 @@ impl Change {
         added_by: &str,
     ) -> Result<Vec<bool>, StoreError> {
         let now = now_text();
-        let mut new = Vec::with_capacity(entries.len());
-        for chunk in entries.chunks(ENTRIES_PER_STATEMENT) {
-            // Insert what is new; the statement names what it inserted, so an
-            // import costs one index walk per key, not a look-up and then a write.
-            let inserted: Vec<String> = self.insert_rows(room, chunk, added_by, &now, false).await?;
-            let mut inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
-            // A key listed twice is new once; its later line updates what it added.
-            let flags: Vec<bool> = chunk.iter().map(|e| inserted.remove(e.identity.as_str())).collect();
-            let existing: Vec<NewEntry> =
-                chunk.iter().zip(&flags).filter(|(_, new)| !**new).map(|(e, _)| e.clone()).collect();
+        // Written in key order (a stable sort keeps repeated keys in line order), so
+        // consecutive rows land on neighbouring index pages instead of random ones.
+        let mut order: Vec<usize> = (0..entries.len()).collect();
+        order.sort_by(|&a, &b| entries[a].identity.as_str().cmp(entries[b].identity.as_str()));
+        let mut new = vec![false; entries.len()];
+        for chunk in order.chunks(ENTRIES_PER_STATEMENT) {
+            let rows: Vec<&NewEntry> = chunk.iter().map(|&i| &entries[i]).collect();
+            // Which are listed already (written earlier, or by an earlier chunk of
+            // this batch): only those rows come back, none for a fresh import.
+            let mut q = sqlx::QueryBuilder::new("SELECT identity FROM whitelist WHERE room_id = ");
+            q.push_bind(room.as_str()).push(" AND identity IN (");
+            let mut ids = q.separated(", ");
+            for entry in &rows {
+                ids.push_bind(&entry.identity);
+            }
+            q.push(")");
+            let listed: Vec<String> = q.build_query_scalar().fetch_all(&mut *self.tx).await?;
+            let listed: std::collections::HashSet<String> = listed.into_iter().collect();
+            // A key listed twice is new once; its later line updates what it added
+            // (sorted, repeats are neighbours, in line order).
+            let (mut fresh, mut existing) = (Vec::new(), Vec::new());
+            let mut previous: Option<&str> = None;
+            for (&i, entry) in chunk.iter().zip(&rows) {
+                let id = entry.identity.as_str();
+                if listed.contains(id) || previous == Some(id) {
+                    existing.push(*entry);
+                } else {
+                    new[i] = true;
+                    fresh.push(*entry);
+                }
+                previous = Some(id);
+            }
+            if !fresh.is_empty() {
+                self.insert_rows(room, &fresh, added_by, &now, false).await?;
+            }
             if !existing.is_empty() {
                 self.insert_rows(room, &existing, added_by, &now, true).await?;
             }
-            new.extend(flags);
         }
         self.count_entries(room, new.iter().filter(|n| **n).count() as i64).await?;
         Ok(new)
     }
 
-    /// One multi-row INSERT: with `update` false it adds the rows not yet listed and
-    /// returns their identities; with `update` true it updates listed ones (the label
-    /// unless the new one is empty, the namespaces, the requirement unless none is
-    /// given) and returns nothing.
+    /// One multi-row INSERT: with `update` false it adds rows not yet listed; with
+    /// `update` true it updates listed ones (the label unless the new one is empty,
+    /// the namespaces, the requirement unless none is given).
     async fn insert_rows(
         &mut self,
         room: &RoomId,
-        rows: &[NewEntry],
+        rows: &[&NewEntry],
         added_by: &str,
         now: &str,
         update: bool,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<(), StoreError> {
         let mut q = sqlx::QueryBuilder::new(
             "INSERT INTO whitelist (room_id, identity, label, added_by, added_at, ssh_namespaces, piv_requirement, \
              fingerprint) ",
@@ -193,8 +216,9 @@ impl Change {
                 .push_bind(&e.fingerprint);
         });
         if !update {
-            q.push(" ON CONFLICT (room_id, identity) DO NOTHING RETURNING identity");
-            return Ok(q.build_query_scalar().fetch_all(&mut *self.tx).await?);
+            // None of them is listed: this transaction just looked.
+            q.build().execute(&mut *self.tx).await?;
+            return Ok(());
         }
         q.push(
             " ON CONFLICT (room_id, identity) DO UPDATE SET \
@@ -204,7 +228,7 @@ impl Change {
                fingerprint = excluded.fingerprint",
         );
         q.build().execute(&mut *self.tx).await?;
-        Ok(Vec::new())
+        Ok(())
     }
 
     /// Runs `sql` with the room and identity as its two parameters; returns whether

@@ -20,6 +20,7 @@ use crate::identity::Did;
 use crate::ids::RoomId;
 use chrono::{SecondsFormat, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::ConnectOptions;
 use sqlx::{Row, SqlitePool};
 use std::path::Path;
 use std::time::Duration;
@@ -57,6 +58,15 @@ impl Use {
         match self {
             Use::Server => 16 * 1024,
             Use::Import => 512 * 1024,
+        }
+    }
+
+    /// A statement over a second is worth a warning in a server; in an import, the
+    /// batches and the final checkpoint take that long by design.
+    fn slow_statement_level(self) -> log::LevelFilter {
+        match self {
+            Use::Server => log::LevelFilter::Warn,
+            Use::Import => log::LevelFilter::Debug,
         }
     }
 
@@ -115,8 +125,14 @@ pub struct WhitelistEntry {
 /// queries are constants.
 macro_rules! select_entries {
     () => {
-        "SELECT identity, label, added_by, added_at, last_admitted_at, ssh_namespaces, piv_requirement, fingerprint \
-         FROM whitelist WHERE room_id = "
+        concat!(select_entries!(columns), "FROM whitelist WHERE room_id = ")
+    };
+    // Reading the table from start to end instead of through the primary key.
+    (in table order) => {
+        concat!(select_entries!(columns), "FROM whitelist NOT INDEXED WHERE room_id = ")
+    };
+    (columns) => {
+        "SELECT identity, label, added_by, added_at, last_admitted_at, ssh_namespaces, piv_requirement, fingerprint "
     };
 }
 
@@ -240,10 +256,12 @@ impl Store {
         Self::open_for(path, Use::Import).await
     }
 
-    /// Copies what the write-ahead log holds into the database file, as far as
-    /// readers allow (without waiting for them).
+    /// Copies what the write-ahead log holds into the database file and empties the
+    /// log (a million-key import leaves hundreds of MB in it). Readers, such as a
+    /// running server's, are waited for up to the busy timeout; if one still reads
+    /// from the log then, the copy stops where it must and the log shrinks later.
     pub async fn checkpoint(&self) -> Result<(), StoreError> {
-        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&self.pool).await?;
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await?;
         Ok(())
     }
 
@@ -258,7 +276,11 @@ impl Store {
             .pragma("temp_store", "memory")
             .pragma("cache_size", format!("-{}", usage.cache_kib()))
             .pragma("wal_autocheckpoint", usage.autocheckpoint_pages().to_string())
-            .busy_timeout(Duration::from_secs(5));
+            // After a checkpoint, the log file shrinks back to this (a million-key
+            // import grows it to hundreds of MB, which would otherwise stay on disk).
+            .pragma("journal_size_limit", (64 * 1024 * 1024).to_string())
+            .busy_timeout(Duration::from_secs(5))
+            .log_slow_statements(usage.slow_statement_level(), Duration::from_secs(1));
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         let store = Store { pool };
@@ -367,10 +389,16 @@ impl Store {
 
     /// A page of a room's whitelist in identity order, after `page.after`, matching
     /// `page.search`. Paging and identity prefixes walk the primary key, so a page of
-    /// a million-entry list costs what a page of a ten-entry one does; a label or
-    /// fingerprint search reads the room's rows in that order until the page is full.
+    /// a million-entry list costs what a page of a ten-entry one does. Labels and
+    /// fingerprints have no index (each would cost an import of a million keys more
+    /// than half its speed), so their searches read rows until the page is full:
+    /// the room's rows in key order, each fetched from its place in the table, or,
+    /// when the room holds at least a quarter of the table, the whole table in its
+    /// own order, which reads pages in sequence (measured at a million entries with
+    /// few matches: about 0.15 s against 0.55 s).
     pub async fn whitelist_page(&self, room: &RoomId, page: &ListPage) -> Result<Vec<WhitelistEntry>, StoreError> {
-        let mut q = sqlx::QueryBuilder::new(select_entries!());
+        let scan = matches!(page.search, Search::Label(_) | Search::Fingerprint(_)) && self.mostly(room).await?;
+        let mut q = sqlx::QueryBuilder::new(if scan { select_entries!(in table order) } else { select_entries!() });
         q.push_bind(room.as_str());
         match &page.search {
             Search::All => {}
@@ -393,6 +421,18 @@ impl Store {
         q.push(" ORDER BY identity LIMIT ").push_bind(page.limit);
         let rows = q.build().fetch_all(&self.pool).await?;
         Ok(rows.iter().map(entry_from_row).collect())
+    }
+
+    /// Whether `room` holds at least a quarter of all whitelist rows (the highest
+    /// rowid counts every row the table holds, and some deleted ones).
+    async fn mostly(&self, room: &RoomId) -> Result<bool, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT coalesce((SELECT entries FROM rooms WHERE id = ?), 0) * 4 \
+             >= coalesce((SELECT max(rowid) FROM whitelist), 0)",
+        )
+        .bind(room.as_str())
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     /// How many identities a room whitelists.

@@ -42,7 +42,8 @@ fn a_long_list_imports_pages_searches_and_exports() {
     let db = dir.path().join("k.db");
     let owner = key();
     let room = room_with_owner(&db, &owner);
-    let n = 60_123;
+    let batch = keygate::whitelist::IMPORT_BATCH;
+    let n = batch + 10_123;
     let (first, middle, last) = (1, n / 2, n);
     let file = dir.path().join("members.txt");
     let mut list = member_list(n, &[first, middle, last]);
@@ -50,6 +51,8 @@ fn a_long_list_imports_pages_searches_and_exports() {
     let guest = key();
     let _ = writeln!(list, "{}", guest.public_jwk());
     let _ = writeln!(list, "0x52908400098527886E0F7030069857D2E4169EE7 wallet");
+    // A key listed again, in the next batch: kept once, with the later label.
+    let _ = writeln!(list, "{}  renamed-10", member(10));
     std::fs::write(&file, &list).unwrap();
 
     let out = keygate(&["room", "allow", &room, file.to_str().unwrap()], &db);
@@ -60,7 +63,7 @@ fn a_long_list_imports_pages_searches_and_exports() {
     }
     assert!(err.contains("3 line(s) could not be read; the others were added"), "{err}");
     let added = n - 3 + 2;
-    assert!(stdout(&out).contains(&format!("added {added} keys, kept 0")), "{}", stdout(&out));
+    assert!(stdout(&out).contains(&format!("added {added} keys, kept 1")), "{}", stdout(&out));
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
@@ -72,10 +75,10 @@ fn a_long_list_imports_pages_searches_and_exports() {
         .fetch_all(&pool)
         .await
         .unwrap();
-        // Two batches (50,000 + the rest), one audit row each naming its count.
+        // Two batches (a full one and the rest), one audit row each naming its count.
         assert_eq!(rows.len(), 2, "{rows:#?}");
         assert!(rows.iter().all(|r| r.0 == "whitelist-import" && r.1.is_none()), "{rows:#?}");
-        assert!(rows[0].2.as_deref().unwrap().contains("50000 keys (50000 new)"), "{rows:#?}");
+        assert!(rows[0].2.as_deref().unwrap().contains(&format!("{batch} keys ({batch} new)")), "{rows:#?}");
         let count: i64 =
             sqlx::query_scalar("SELECT entries FROM rooms WHERE id = ?").bind(&room).fetch_one(&pool).await.unwrap();
         assert_eq!(count as usize, added + 1, "the kept count includes the owner");
@@ -120,6 +123,7 @@ fn a_long_list_imports_pages_searches_and_exports() {
     let exported = stdout(&export);
     assert_eq!(exported.lines().count(), added + 1);
     assert!(exported.contains(&format!("{}  member-{}", member(middle + 1), middle + 1)));
+    assert!(exported.contains(&format!("{}  renamed-10\n", member(10))), "the later line's label");
     let copy = room_with_owner(&db, &owner);
     let back = dir.path().join("export.txt");
     std::fs::write(&back, &exported).unwrap();
@@ -127,6 +131,18 @@ fn a_long_list_imports_pages_searches_and_exports() {
     assert!(reimported.status.success(), "{}", stderr(&reimported));
     let round_trip = stdout(&keygate(&["room", "export", &copy], &db));
     assert_eq!(round_trip, exported, "labels and identities survive an export and import");
+
+    // A small room beside the two long ones is searched through its own rows.
+    let small = room_with_owner(&db, &owner);
+    let few = dir.path().join("few.txt");
+    std::fs::write(&few, member_list(30, &[])).unwrap();
+    assert!(keygate(&["room", "allow", &small, few.to_str().unwrap()], &db).status.success());
+    let found = stdout(&keygate(&["room", "show", &small, "--search", "member-2"], &db));
+    let found: Vec<&str> = found.lines().filter(|l| l.starts_with("  did:")).collect();
+    assert_eq!(found.len(), 11, "member-2 and member-20…29: {found:#?}");
+    let fingerprint = Identity::parse(&member(25)).unwrap().fingerprint();
+    let by_fp = stdout(&keygate(&["room", "show", &small, "--search", &fingerprint[..18]], &db));
+    assert!(by_fp.contains(&member(25)), "{by_fp}");
 }
 
 /// The host page shows a page of a long list with its total, pages on, and

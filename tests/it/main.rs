@@ -14,6 +14,7 @@ mod eth_method;
 mod host_pages;
 mod identity_formats;
 mod large_lists;
+mod load_tool;
 mod no_secrets_in_logs;
 mod node_webcrypto;
 mod piv_method;

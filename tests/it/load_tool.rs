@@ -1,0 +1,20 @@
+//! `keygate bench` modes that run quickly enough to check in the suite: the relay
+//! mode delivers every message it sends, once, through a real server.
+
+use crate::common::*;
+
+#[test]
+fn the_relay_mode_delivers_every_signal_it_sends() {
+    let dir = tempfile::tempdir().unwrap();
+    // 80 messages/s is two pairs of peers at 40 each, for one second.
+    let out = keygate(&["bench", "--relay", "80", "--relay-seconds", "1"], &dir.path().join("unused.db"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("| messages/s asked | pairs | relayed |"), "a table first: {text}");
+    let report: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    let row = &report["rows"][0];
+    assert_eq!(row["pairs"], 2, "{report}");
+    assert_eq!(row["sent"], 80, "{report}");
+    assert_eq!(row["received"], 80, "every signal arrives: {report}");
+    assert!(row["p99_ms"].as_f64().unwrap() > 0.0, "latencies are measured: {report}");
+}
