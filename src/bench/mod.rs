@@ -79,10 +79,18 @@ pub struct BenchReport {
     pub server_cpu_us_per_admission: Option<f64>,
     /// Admissions per server CPU-second ÷ raw verify rate per core.
     pub server_ratio: Option<f64>,
+    /// Server CPU for a connection that is opened, upgraded to a WebSocket and
+    /// closed without a proof: the floor every admission pays before its own work.
+    pub connection_cpu_us: Option<f64>,
+    /// One verify ÷ (server CPU per admission − per bare connection): how much of
+    /// the admission's own work is the signature check.
+    pub server_ratio_beyond_connection: Option<f64>,
     pub idle_sockets: usize,
     pub rss_before_idle_bytes: u64,
     pub rss_after_idle_bytes: u64,
     pub rss_per_idle_socket_bytes: f64,
+    /// Server RSS a few seconds after the idle sockets closed.
+    pub rss_after_close_bytes: u64,
 }
 
 impl BenchReport {
@@ -377,6 +385,7 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, BenchError> {
         rooms.push(room);
     }
 
+    let connection_cpu_us = bare_connections(&url, clients, opts.admissions).await?;
     let cpu_before = metric(&url, "process_cpu_seconds_total").await;
     let remaining = Arc::new(AtomicUsize::new(opts.admissions));
     let failed = Arc::new(AtomicUsize::new(0));
@@ -433,9 +442,19 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, BenchError> {
             1e6 / raw
         );
     }
+    let beyond = match (server_cpu_us, connection_cpu_us) {
+        (Some(a), Some(c)) if a > c => Some((1e6 / raw) / (a - c)),
+        _ => None,
+    };
+    if let (Some(c), Some(b), Some(a)) = (connection_cpu_us, beyond, server_cpu_us) {
+        eprintln!(
+            "a bare connection (upgrade, close) costs the server {c:.0} µs; of the {:.0} µs an admission adds, the verify is {b:.2}",
+            a - c
+        );
+    }
 
-    let (idle, rss_before, rss_after, per_socket) =
-        if opts.idle > 0 { idle_phase(&url, opts.idle).await? } else { (0, 0, 0, 0.0) };
+    let (idle, rss_before, rss_after, per_socket, rss_closed) =
+        if opts.idle > 0 { idle_phase(&url, opts.idle).await? } else { (0, 0, 0, 0.0, 0) };
     Ok(BenchReport {
         method: method.as_str(),
         primitive: primitive(method),
@@ -454,16 +473,47 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, BenchError> {
         ratio,
         server_cpu_us_per_admission: server_cpu_us,
         server_ratio,
+        connection_cpu_us,
+        server_ratio_beyond_connection: beyond,
         idle_sockets: idle,
         rss_before_idle_bytes: rss_before,
         rss_after_idle_bytes: rss_after,
         rss_per_idle_socket_bytes: per_socket,
+        rss_after_close_bytes: rss_closed,
+    })
+}
+
+/// `total` WebSocket connections opened and closed by `clients` concurrent clients,
+/// with no proof; returns the server's CPU per connection in microseconds.
+async fn bare_connections(url: &str, clients: usize, total: usize) -> Result<Option<f64>, BenchError> {
+    let before = metric(url, "process_cpu_seconds_total").await;
+    let remaining = Arc::new(AtomicUsize::new(total));
+    let mut workers = Vec::new();
+    for _ in 0..clients {
+        let (url, remaining) = (url.to_owned(), remaining.clone());
+        workers.push(tokio::spawn(async move {
+            let mut done = 0usize;
+            while remaining.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok() {
+                Client::connect(&url).await?.close().await;
+                done += 1;
+            }
+            Ok::<usize, ClientError>(done)
+        }));
+    }
+    let mut done = 0;
+    for w in workers {
+        done += w.await.map_err(|e| BenchError::Setup(e.to_string()))??;
+    }
+    let after = metric(url, "process_cpu_seconds_total").await;
+    Ok(match (before, after) {
+        (Some(b), Some(a)) if done > 0 => Some((a - b) * 1e6 / done as f64),
+        _ => None,
     })
 }
 
 /// Opens `count` admitted sockets (rooms of 8: the owner plus 7 sessions of one
 /// whitelisted key), waits for the server to settle, and reads its RSS.
-async fn idle_phase(url: &str, count: usize) -> Result<(usize, u64, u64, f64), BenchError> {
+async fn idle_phase(url: &str, count: usize) -> Result<(usize, u64, u64, f64, u64), BenchError> {
     let rss = |v: Option<f64>| v.unwrap_or(0.0) as u64;
     let before = rss(metric(url, "process_resident_memory_bytes").await);
     let key = Arc::new(P256Key::generate().map_err(|e| BenchError::Setup(e.to_string()))?);
@@ -507,8 +557,14 @@ async fn idle_phase(url: &str, count: usize) -> Result<(usize, u64, u64, f64), B
         per_socket / 1024.0
     );
     let clients = std::mem::take(&mut *held.lock().map_err(|_| BenchError::Setup("lock".into()))?);
-    drop(clients);
-    Ok((open, before, after, per_socket))
+    for c in clients {
+        c.close().await;
+    }
+    // jemalloc hands freed pages back over about ten seconds.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let closed = rss(metric(url, "process_resident_memory_bytes").await);
+    eprintln!("idle sockets closed: server RSS {:.1} MiB", closed as f64 / 1048576.0);
+    Ok((open, before, after, per_socket, closed))
 }
 
 impl Drop for SpawnedServer {

@@ -9,11 +9,11 @@
 //! 3. "steady": admissions by all clients for a while (rate, latency, server CPU);
 //! 4. "after a change": one key is added by another process (the CLI), then every
 //!    client is admitted at once, repeatedly;
-//! 5. "during an import": every client keeps being admitted while the CLI imports
+//! 5. the host page (first page, and a search for a label few entries match) and
+//!    `keygate room show`;
+//! 6. "during an import": every client keeps being admitted while the CLI imports
 //!    lists of 10,000 new keys into the same room (one after another, for at least
-//!    two seconds), against the steady rate;
-//! 6. the host page (first page, and a search for a label few entries match) and
-//!    `keygate room show`.
+//!    two seconds), against the steady rate.
 //!
 //! A table, then one line of JSON.
 
@@ -261,8 +261,6 @@ async fn one_size(n: usize, opts: &WhitelistOptions, keys: &[Arc<ProofSigner>]) 
     }
     after.sort_by(|a, b| a.total_cmp(b));
 
-    let during = during_imports(&url, &room, keys, opts.clients, &db_arg, &list.with_extension("more")).await?;
-
     let cookie = crate::client::http::sign_in(&http, &owner).await.map_err(setup)?;
     let t = Instant::now();
     let page = crate::client::http::get_signed_in(&http, &format!("/rooms/{room}"), &cookie).await.map_err(setup)?;
@@ -277,6 +275,8 @@ async fn one_size(n: usize, opts: &WhitelistOptions, keys: &[Arc<ProofSigner>]) 
     let show_ms = t.elapsed().as_secs_f64() * 1000.0;
     let db_bytes = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0)
         + std::fs::metadata(db.with_extension("db-wal")).map(|m| m.len()).unwrap_or(0);
+    // Last, as it makes the list longer.
+    let during = during_imports(&url, &room, keys, opts.clients, &db_arg, &list.with_extension("more")).await?;
     drop(server);
 
     let steady_per_sec = steady.len() as f64 / seconds;
