@@ -83,11 +83,16 @@ pub struct Asks {
 #[derive(Debug)]
 enum Passkey {
     Absent,
-    /// A ceremony offering the room's credentials.
-    Offered(Ceremony),
-    /// Options offering none: the browser picks a discoverable credential, and its
-    /// ceremony is built when the answer names it.
-    Discoverable(Value),
+    /// The options the browser is sent: for a small room, its members' credentials
+    /// as a hint for authenticators that keep none (the browser adds those it
+    /// registered itself); otherwise none, and the browser offers a discoverable
+    /// one. Whatever it answers with, the ceremony is built for the credential the
+    /// answer names (looked up by its id), so no list of credentials is ever
+    /// assembled to check an answer, and a room's list may hold any number.
+    Offered {
+        options: Value,
+        require_uv: bool,
+    },
 }
 
 /// A challenge as issued, with what was built beside it. Kept by the caller until
@@ -107,8 +112,7 @@ impl Issued {
     pub fn offer(&self) -> ChallengeOffer<'_> {
         let webauthn = match &self.passkey {
             Passkey::Absent => None,
-            Passkey::Offered(c) => Some(&c.options),
-            Passkey::Discoverable(options) => Some(options),
+            Passkey::Offered { options, .. } => Some(options),
         };
         ChallengeOffer {
             payload: &self.challenge.payload,
@@ -391,11 +395,11 @@ impl<'g> Admission<'g> {
         } else {
             match &purpose {
                 Purpose::Join { room, create: false, .. } | Purpose::Reverify { room, .. } if asks.webauthn => {
-                    Passkey::Offered(self.room_ceremony(room, challenge.signed_bytes()).await?)
+                    self.room_offer(room, challenge.signed_bytes()).await?
                 }
                 Purpose::SignIn | Purpose::Enrol { .. } => {
                     match gw.passkeys.challenge(challenge.signed_bytes(), Vec::new(), false) {
-                        Ok(ceremony) => Passkey::Discoverable(ceremony.options),
+                        Ok(ceremony) => Passkey::Offered { options: ceremony.options, require_uv: false },
                         Err(_) => Passkey::Absent,
                     }
                 }
@@ -406,9 +410,9 @@ impl<'g> Admission<'g> {
         Ok(Issued { purpose, challenge, siwe, passkey, methods, by_hand })
     }
 
-    /// The WebAuthn half of a challenge for `room`: the credentials registered by
-    /// its whitelisted identities, with their current counters.
-    async fn room_ceremony(&self, room: &RoomId, signed: &str) -> Result<Ceremony, IssueError> {
+    /// The WebAuthn half of a challenge for `room`: the room's user-verification
+    /// policy, and a few of its members' credentials as a hint.
+    async fn room_offer(&self, room: &RoomId, signed: &str) -> Result<Passkey, IssueError> {
         let stored = self.gw.store.room_credentials(room).await.map_err(|e| {
             tracing::error!(error = %e, "credential lookup failed");
             IssueError("the server could not look up passkeys; try again")
@@ -424,15 +428,16 @@ impl<'g> Admission<'g> {
             })
             .collect();
         let require_uv = self.gw.rooms.requires_user_verification(room);
-        self.gw.passkeys.challenge(signed, credentials, require_uv).map_err(|e| {
+        let ceremony = self.gw.passkeys.challenge(signed, credentials, require_uv).map_err(|e| {
             tracing::error!(error = %e, "starting a WebAuthn ceremony failed");
             IssueError("the server could not start a passkey challenge; try again")
-        })
+        })?;
+        Ok(Passkey::Offered { options: ceremony.options, require_uv })
     }
 
-    /// A passkey answer to an offer of discoverable credentials names its
-    /// credential; the ceremony is built for that one.
-    async fn named_ceremony(&self, signed: &str, proof: &Value) -> Result<Ceremony, Refused> {
+    /// A passkey answer names its credential; the ceremony is built for that one,
+    /// under the policy the challenge was issued with.
+    async fn named_ceremony(&self, signed: &str, proof: &Value, require_uv: bool) -> Result<Ceremony, Refused> {
         let raw_id = proof.get("credential").and_then(|c| c["rawId"].as_str()).unwrap_or_default();
         let stored = self
             .gw
@@ -447,7 +452,7 @@ impl<'g> Admission<'g> {
         })?;
         self.gw
             .passkeys
-            .challenge(signed, vec![(credential, identity)], false)
+            .challenge(signed, vec![(credential, identity)], require_uv)
             .map_err(|e| Refused::internal("starting a WebAuthn ceremony", e))
     }
 
@@ -521,9 +526,8 @@ impl<'g> Admission<'g> {
         let proof = Value::Object(answer.proof);
         let named;
         let webauthn = match &issued.passkey {
-            Passkey::Offered(ceremony) => Some(ceremony),
-            Passkey::Discoverable(_) if method == Method::Webauthn => {
-                named = self.named_ceremony(issued.challenge.signed_bytes(), &proof).await?;
+            Passkey::Offered { require_uv, .. } if method == Method::Webauthn => {
+                named = self.named_ceremony(issued.challenge.signed_bytes(), &proof, *require_uv).await?;
                 Some(&named)
             }
             _ => None,

@@ -205,7 +205,7 @@ struct BenchArgs {
     /// Measure what whitelist length costs instead, at each of these sizes (e.g.
     /// 10,10000,1000000): import, memory, cold / steady / after-a-change
     /// admissions, the host page and `room show`. Prints a table, then JSON.
-    #[arg(long, value_delimiter = ',', value_name = "N,…")]
+    #[arg(long, value_delimiter = ',', value_name = "N,…", conflicts_with = "url")]
     whitelist: Vec<usize>,
     /// With --whitelist: single-key changes in the after-a-change phase.
     #[arg(long, default_value_t = 20)]
@@ -213,7 +213,7 @@ struct BenchArgs {
     /// Measure relay latency instead: `signal` frames from one peer to another at
     /// each of these total rates (messages per second, e.g. 40,10000), 40 per pair
     /// of peers. Prints a table, then JSON.
-    #[arg(long, value_delimiter = ',', value_name = "RATE,…", conflicts_with = "whitelist")]
+    #[arg(long, value_delimiter = ',', value_name = "RATE,…", conflicts_with_all = ["whitelist", "url"])]
     relay: Vec<usize>,
     /// With --relay: seconds each rate is held.
     #[arg(long, default_value_t = 10.0)]

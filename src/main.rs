@@ -1,7 +1,7 @@
 //! The `keygate` binary: everything lives in the library.
 
 /// jemalloc instead of glibc's malloc, so that memory freed by a burst goes back to
-/// the system (see `keygate::cli::serve`, which starts its purging thread).
+/// the system: its background thread, started below, purges freed pages.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

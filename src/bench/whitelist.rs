@@ -276,7 +276,7 @@ async fn one_size(n: usize, opts: &WhitelistOptions, keys: &[Arc<ProofSigner>]) 
     let db_bytes = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0)
         + std::fs::metadata(db.with_extension("db-wal")).map(|m| m.len()).unwrap_or(0);
     // Last, as it makes the list longer.
-    let during = during_imports(&url, &room, keys, opts.clients, &db_arg, &list.with_extension("more")).await?;
+    let during = during_imports(&url, &room, keys, opts.clients, &db_arg, &list).await?;
     drop(server);
 
     let steady_per_sec = steady.len() as f64 / seconds;
@@ -336,7 +336,7 @@ async fn during_imports(
 ) -> Result<DuringImports, BenchError> {
     let mut lists = Vec::new();
     for round in 0..10 {
-        let path = list.with_extension(format!("more{round}"));
+        let path = list.with_extension(format!("more{round}.txt"));
         let mut file = std::io::BufWriter::new(std::fs::File::create(&path).map_err(setup)?);
         for i in 0..DURING_IMPORT {
             writeln!(file, "{}  more-{round}-{i}", random_member()).map_err(setup)?;

@@ -295,7 +295,7 @@ async fn show(
     }
     let passkeys = store.room_credentials(room).await?;
     if !passkeys.is_empty() {
-        say!("\nregistered passkeys of these identities:");
+        say!("\nregistered passkeys of its members (offered as a hint in rooms of up to 1,000 keys):");
         for c in passkeys {
             say!("  {}  credential {}  counter {}", c.identity, c.id, c.counter);
         }

@@ -6,6 +6,21 @@ use crate::identity::Did;
 use crate::ids::RoomId;
 use sqlx::Row;
 
+/// Rooms listing at most this many keys offer their members' passkeys as a hint.
+pub const HINT_ROOMS_UP_TO: i64 = 1_000;
+/// Most passkeys a challenge offers as a hint.
+pub const CREDENTIAL_HINTS: i64 = 64;
+
+/// A credential row (columns id, identity, credential, counter).
+fn stored(r: &sqlx::sqlite::SqliteRow) -> StoredCredential {
+    StoredCredential {
+        id: r.get("id"),
+        identity: r.get("identity"),
+        credential: r.get("credential"),
+        counter: u32::try_from(r.get::<i64, _>("counter")).unwrap_or(u32::MAX),
+    }
+}
+
 /// A stored credential.
 #[derive(Clone, Debug)]
 pub struct StoredCredential {
@@ -52,35 +67,29 @@ impl Store {
             .bind(id)
             .fetch_optional(self.pool())
             .await?;
-        Ok(row.map(|r| StoredCredential {
-            id: r.get("id"),
-            identity: r.get("identity"),
-            credential: r.get("credential"),
-            counter: u32::try_from(r.get::<i64, _>("counter")).unwrap_or(u32::MAX),
-        }))
+        Ok(row.as_ref().map(stored))
     }
 
-    /// The credentials of every identity whitelisted in `room`.
+    /// Up to [`CREDENTIAL_HINTS`] credentials of identities whitelisted in `room`,
+    /// oldest first, when the room lists at most [`HINT_ROOMS_UP_TO`] keys (none
+    /// otherwise): what a passkey challenge offers as a hint, read from the room's
+    /// own entries, so its cost is bounded whatever the list's length or the
+    /// number of passkeys registered. An answer is checked against the credential
+    /// it names, never against this list.
     pub async fn room_credentials(&self, room: &RoomId) -> Result<Vec<StoredCredential>, StoreError> {
         let rows = sqlx::query(
-            // From the credentials, each looked up in the list by its primary key: the
-            // list may hold a million keys, of which few have passkeys.
-            "SELECT c.id, c.identity, c.credential, c.counter FROM webauthn_credentials c \
-             WHERE EXISTS (SELECT 1 FROM whitelist w WHERE w.room_id = ? AND w.identity = c.identity) \
-             ORDER BY c.created_at LIMIT 64",
+            "SELECT c.id, c.identity, c.credential, c.counter \
+             FROM whitelist w CROSS JOIN webauthn_credentials c ON c.identity = w.identity \
+             WHERE w.room_id = ? AND (SELECT entries FROM rooms WHERE id = ?) <= ? \
+             ORDER BY c.created_at LIMIT ?",
         )
         .bind(room.as_str())
+        .bind(room.as_str())
+        .bind(HINT_ROOMS_UP_TO)
+        .bind(CREDENTIAL_HINTS)
         .fetch_all(self.pool())
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| StoredCredential {
-                id: r.get("id"),
-                identity: r.get("identity"),
-                credential: r.get("credential"),
-                counter: u32::try_from(r.get::<i64, _>("counter")).unwrap_or(u32::MAX),
-            })
-            .collect())
+        Ok(rows.iter().map(stored).collect())
     }
 
     /// Keeps what a verified attestation showed about `identity`'s key (the newest

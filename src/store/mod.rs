@@ -13,7 +13,7 @@ mod web;
 
 pub use audit::{AuditEvent, AuditLog, AuditRecord};
 pub use changes::{Change, ChangeAudit, NewEntry, RoomSettings};
-pub use credentials::{KeyAttestation, StoredCredential};
+pub use credentials::{KeyAttestation, StoredCredential, CREDENTIAL_HINTS, HINT_ROOMS_UP_TO};
 pub use web::{Invite, WebSession};
 
 use crate::identity::Did;

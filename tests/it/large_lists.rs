@@ -248,7 +248,9 @@ async fn removals_are_applied_while_a_bulk_import_runs() {
     let (mut inside, _) = admitted(&s, &room, &guest).await;
 
     let file = s.dir.path().join("bulk.txt");
-    let n = 160_000;
+    // Two batches: the removal is made between their commits.
+    let batch = keygate::whitelist::IMPORT_BATCH;
+    let n = 2 * batch;
     std::fs::write(&file, member_list(n, &[])).unwrap();
     let mut import = tokio::process::Command::new(keygate_bin())
         .args(["room", "allow", room.as_str(), file.to_str().unwrap(), "--db"])
@@ -259,7 +261,7 @@ async fn removals_are_applied_while_a_bulk_import_runs() {
     // Wait for its first batch to land, so the removal meets an import under way.
     let store = &s.server().gateway().store;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while store.whitelist_len(&room).await.unwrap() < 50_000 {
+    while (store.whitelist_len(&room).await.unwrap() as usize) < batch {
         assert!(std::time::Instant::now() < deadline, "the import never committed a batch");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }

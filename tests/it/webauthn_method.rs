@@ -282,3 +282,93 @@ async fn a_credential_row_whose_key_is_not_its_identity_admits_no_one() {
     assert_eq!(status, 403, "{who}");
     s.shutdown().await;
 }
+
+/// A room whose list has more passkey holders than a challenge offers as a hint:
+/// every one of them gets in (each answer is checked against the credential it
+/// names), and a large room offers none of its members' credential ids.
+#[tokio::test]
+async fn every_passkey_on_a_list_gets_in_however_many_there_are() {
+    use keygate::client::signer::ProofSigner;
+    let port = free_port();
+    let origin = format!("http://localhost:{port}");
+    let s = TestServer::with(|c| {
+        c.listen = format!("127.0.0.1:{port}").parse().unwrap();
+        c.webauthn_origins = vec![origin.clone()];
+        c.http_requests_per_minute = 100_000;
+    })
+    .await;
+    let owner = key();
+    let room = s.room(&owner, &[]).await;
+    let gw = s.server().gateway();
+    let hints = keygate::store::CREDENTIAL_HINTS as usize;
+    let mut holders = Vec::new();
+    for _ in 0..hints + 6 {
+        let mut signer = ProofSigner::generate_for(keygate::verify::Method::Webauthn, &origin).unwrap();
+        signer.enroll(&s.http()).await.unwrap();
+        let did = keygate::identity::Identity::parse(&signer.whitelist_entry().unwrap()).unwrap();
+        gw.store.allow(&room, &did, "holder").await;
+        holders.push(signer);
+    }
+    // Registered last, so not among the credentials offered as a hint.
+    for signer in [&holders[0], holders.last().unwrap()] {
+        let mut c = s.connect().await;
+        let challenge = c.request(signer.request(room.as_str())).await.unwrap();
+        let offered = challenge["webauthn"]["publicKey"]["allowCredentials"].as_array().unwrap().len();
+        assert_eq!(offered, hints, "a small room offers a bounded hint");
+        c.send(&signer.auth(&challenge).unwrap()).await.unwrap();
+        c.expect("welcome").await.unwrap();
+    }
+
+    // A room listing more keys than the hint is read for offers no credential ids.
+    let members: Vec<keygate::store::NewEntry> = (0..keygate::store::HINT_ROOMS_UP_TO as usize)
+        .map(|i| {
+            let raw = [
+                (i % 251) as u8,
+                (i / 251) as u8,
+                9,
+                9,
+                9,
+                9,
+                9,
+                9,
+                9,
+                9,
+                9,
+                9,
+                9,
+                9,
+                9,
+                9,
+                9,
+                9,
+                9,
+                9,
+                9,
+                9,
+                9,
+                9,
+                9,
+                9,
+                9,
+                9,
+                9,
+                9,
+                9,
+                9,
+            ];
+            let member = keygate::identity::Identity::from_key(keygate::identity::PublicKey::Ed25519(raw));
+            keygate::store::NewEntry::labelled(&member, "member")
+        })
+        .collect();
+    keygate::whitelist::Whitelist::new(&gw.store, None)
+        .add(&room, keygate::whitelist::Actor::operator(), &members)
+        .await
+        .unwrap();
+    let last = holders.last().unwrap();
+    let mut c = s.connect().await;
+    let challenge = c.request(last.request(room.as_str())).await.unwrap();
+    assert_eq!(challenge["webauthn"]["publicKey"]["allowCredentials"], json!([]), "{challenge}");
+    c.send(&last.auth(&challenge).unwrap()).await.unwrap();
+    c.expect("welcome").await.unwrap();
+    s.shutdown().await;
+}
