@@ -136,7 +136,12 @@ impl Settings {
     /// setting's name is not silently ignored.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.to_owned(), e))?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse(path.to_owned(), e.to_string()))
+        Self::from_toml(&text).map_err(|e| ConfigError::Parse(path.to_owned(), e))
+    }
+
+    /// Reads TOML text over the defaults (what [`Settings::from_file`] reads).
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
     }
 
     /// The origin that goes into challenges. On a loopback address it is

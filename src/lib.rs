@@ -30,6 +30,7 @@
 //! client:    protocol clients and signers (ssh-agent, key files, PIV cards), shared by
 //!            the CLI, the load tool and tests
 //! bench:     the load tool (`keygate bench`)
+//! fuzzing:   the fuzz targets' bodies and properties (fuzz/, and the corpus replay test)
 //! ```
 //!
 //! # The path of an admission
@@ -48,6 +49,7 @@ pub mod challenge;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod fuzzing;
 pub mod gateway;
 pub mod identity;
 pub mod ids;

@@ -10,8 +10,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-/// What a client may send.
-#[derive(Debug, Deserialize)]
+/// What a client may send. (Serialize is for clients and for the round-trip
+/// property the fuzzer and property tests check: what a client writes, the server
+/// reads back as the same message.)
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum ClientMessage {
     /// Ask for a challenge: to join `roomId`, or to create a room (`create: true`)
@@ -53,7 +55,7 @@ pub enum ClientMessage {
 }
 
 /// What a peer may report about another.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum PeerProblem {
     /// The remote SDP or live DTLS certificate has another fingerprint than the signed one.
@@ -76,7 +78,7 @@ impl PeerProblem {
 
 /// Ask for a challenge: to join `roomId`, or to create a room (`create: true`)
 /// owned by whoever then authenticates.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Request {
     pub room_id: Option<RoomId>,
@@ -98,7 +100,7 @@ pub struct Request {
 
 /// A key to whitelist: in any accepted format, optionally labelled. One entry may
 /// be a whole authorized_keys or allowed_signers file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum WhitelistAdd {
     Key(String),
@@ -111,6 +113,26 @@ pub enum WhitelistAdd {
 
 /// The message types a client may send, for the error that names them.
 pub const CLIENT_TYPES: &str = "request, auth, signal, verify-peer, whitelist, report, ping";
+
+/// Reads one client text frame (already bounded in size by the session), or names
+/// what is wrong with it: the one parser of `/ws` frames.
+pub fn read_frame(text: &str) -> Result<ClientMessage, (ErrorCode, String)> {
+    serde_json::from_str::<ClientMessage>(text).map_err(|e| classify_bad_frame(text, &e))
+}
+
+/// Names what is wrong with a frame that did not parse as a client message.
+fn classify_bad_frame(text: &str, err: &serde_json::Error) -> (ErrorCode, String) {
+    let Ok(value) = serde_json::from_str::<Value>(text) else {
+        return (code::BAD_JSON, format!("frame is not valid JSON: {err}"));
+    };
+    match value.get("type").and_then(|t| t.as_str()) {
+        None => (code::BAD_MESSAGE, format!("a message is a JSON object with a \"type\" ({CLIENT_TYPES})")),
+        Some(t) if !CLIENT_TYPES.split(", ").any(|k| k == t) => {
+            (code::UNKNOWN_TYPE, format!("unknown message type '{t}'; clients send {CLIENT_TYPES}"))
+        }
+        Some(t) => (code::BAD_MESSAGE, format!("malformed '{t}' message: {err}")),
+    }
+}
 
 /// A peer as others see it.
 #[derive(Clone, Debug, Serialize)]

@@ -113,7 +113,8 @@ pub fn rsa_from_parts(n: &[u8], e: &[u8]) -> Result<PublicKey, ParseError> {
     use pkcs1::der::Encode;
     let n = strip_leading_zeros(n);
     let e = strip_leading_zeros(e);
-    let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+    // After the zeros are stripped, the first byte (if any) is not zero.
+    let bits = n.first().map_or(0, |b| n.len() * 8 - b.leading_zeros() as usize);
     if bits < 2048 {
         return Err(ParseError::InvalidKey(format!("RSA modulus has {bits} bits; keygate accepts 2048 bits or more")));
     }

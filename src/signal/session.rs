@@ -25,8 +25,8 @@ use crate::gateway::Gateway;
 use crate::identity::{parse_key_list, EthAddress, Identity};
 use crate::ids::{PeerId, RoomId};
 use crate::protocol::{
-    code, AddedEntry, ClientMessage, EntryError, ErrorCode, PeerInfo, PeerProblem, Request, ServerMessage,
-    WhitelistAdd, CLIENT_TYPES,
+    code, read_frame, AddedEntry, ClientMessage, EntryError, ErrorCode, PeerInfo, PeerProblem, Request, ServerMessage,
+    WhitelistAdd,
 };
 use crate::rooms::{Kick, Outbound, PeerHandle};
 use crate::store::AuditEvent;
@@ -299,10 +299,9 @@ impl Session {
             send_error(socket, code::RATE_LIMITED, &message).await;
             return Flow::Continue;
         }
-        let msg = match serde_json::from_str::<ClientMessage>(text.as_str()) {
+        let msg = match read_frame(text.as_str()) {
             Ok(m) => m,
-            Err(e) => {
-                let (code, message) = classify_bad_frame(text.as_str(), &e);
+            Err((code, message)) => {
                 send_error(socket, code, &message).await;
                 return Flow::Continue;
             }
@@ -351,20 +350,6 @@ impl Session {
         if !self.gw.rooms.send_to(&a.room, to, frame) {
             send_error(socket, code::NO_SUCH_PEER, "no such peer in this room (it may have left)").await;
         }
-    }
-}
-
-/// Names what is wrong with a frame that did not parse as a client message.
-fn classify_bad_frame(text: &str, err: &serde_json::Error) -> (ErrorCode, String) {
-    let Ok(value) = serde_json::from_str::<Value>(text) else {
-        return (code::BAD_JSON, format!("frame is not valid JSON: {err}"));
-    };
-    match value.get("type").and_then(|t| t.as_str()) {
-        None => (code::BAD_MESSAGE, format!("a message is a JSON object with a \"type\" ({CLIENT_TYPES})")),
-        Some(t) if !CLIENT_TYPES.split(", ").any(|k| k == t) => {
-            (code::UNKNOWN_TYPE, format!("unknown message type '{t}'; clients send {CLIENT_TYPES}"))
-        }
-        Some(t) => (code::BAD_MESSAGE, format!("malformed '{t}' message: {err}")),
     }
 }
 

@@ -31,10 +31,13 @@ mod webcrypto;
 mod x509;
 
 pub use eth::{decode_signature as eth_signature, personal_message_hash, recover_signer, EthVerifier};
-pub use piv::{Attestation, PinPolicy, PivRequirement, PivVerifier, TouchPolicy};
+pub use piv::{
+    attestation_facts, verify_attestation, Attestation, PinPolicy, PivRequirement, PivVerifier, TouchPolicy,
+};
 pub use ssh::{SshVerifier, SSH_NAMESPACE};
 pub use webauthn::WebauthnVerifier;
 pub use webcrypto::WebCryptoVerifier;
+pub use x509::{read_certificate, read_certificates, subject_key};
 
 use crate::identity::Identity;
 use serde::{Deserialize, Serialize};

@@ -98,7 +98,13 @@ impl SshSig {
     pub fn decode(text: &str) -> Result<SshSig, VerifyError> {
         let text = text.trim();
         let body: String = match text.strip_prefix(ARMOR_BEGIN) {
-            Some(rest) => rest.split(ARMOR_END).next().unwrap_or_default().split_whitespace().collect(),
+            Some(rest) => {
+                let (body, after) = rest.split_once(ARMOR_END).unwrap_or((rest, ""));
+                if !after.is_empty() {
+                    return Err(malformed("text follows the -----END SSH SIGNATURE----- line; paste the block alone"));
+                }
+                body.split_whitespace().collect()
+            }
             None => text.split_whitespace().collect(),
         };
         let blob = BASE64.decode(&body).map_err(|_| {
