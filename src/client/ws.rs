@@ -30,6 +30,8 @@ pub struct Client {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     /// How long [`Client::recv`] waits.
     pub timeout: Duration,
+    /// Where every frame sent is also written, one file each ([`Client::record_to`]).
+    record: Option<std::path::PathBuf>,
 }
 
 impl Client {
@@ -39,7 +41,7 @@ impl Client {
         let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
             .await
             .map_err(|e| ClientError::Connect(e.to_string()))?;
-        Ok(Client { ws, timeout: Duration::from_secs(10) })
+        Ok(Client { ws, timeout: Duration::from_secs(10), record: None })
     }
 
     /// Connects from the local address `from` (e.g. another loopback address, so a
@@ -61,14 +63,28 @@ impl Client {
         let (ws, _) = tokio_tungstenite::client_async_with_config(url, MaybeTlsStream::Plain(stream), Some(config))
             .await
             .map_err(|e| connect(&e))?;
-        Ok(Client { ws, timeout: Duration::from_secs(10) })
+        Ok(Client { ws, timeout: Duration::from_secs(10), record: None })
     }
 
     pub async fn send(&mut self, frame: &Value) -> Result<(), ClientError> {
         self.send_text(frame.to_string()).await
     }
 
+    /// Writes every frame this client sends into `dir`, one file each named by its
+    /// hash: how the tests record real sessions' frames to seed the `frame` fuzz
+    /// target (`scripts/fuzz`). The frames hold proofs and tickets: record test
+    /// sessions only.
+    pub fn record_to(mut self, dir: std::path::PathBuf) -> Self {
+        self.record = Some(dir);
+        self
+    }
+
     pub async fn send_text(&mut self, text: String) -> Result<(), ClientError> {
+        if let Some(dir) = &self.record {
+            use sha2::Digest;
+            let name = crate::ids::hex(&sha2::Sha256::digest(text.as_bytes())[..8]);
+            let _ = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(dir.join(name), &text));
+        }
         self.ws.send(Message::Text(text.into())).await.map_err(|_| ClientError::Closed)
     }
 

@@ -15,7 +15,7 @@ use crate::protocol::{read_frame, ClientMessage};
 use crate::verify::siwe::{ForChallenge, SiweMessage};
 use crate::verify::webauthn::{Ceremony, Passkeys};
 use crate::verify::{Challenge, Method, Verifiers, VerifyError, SSH_NAMESPACE};
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use serde_json::{json, Value};
 use std::sync::OnceLock;
@@ -310,18 +310,24 @@ impl Codec {
         }
     }
 
+    /// Decodes as leniently as the verifiers read these fields (padding optional,
+    /// either base64 alphabet, `0x` optional, any case), so that only a change to
+    /// the bytes counts as a change.
     fn decode(self, text: &str) -> Option<Vec<u8>> {
+        let base64 = |t: &str| {
+            let t = t.trim_end_matches('=');
+            STANDARD_NO_PAD.decode(t).or_else(|_| URL_SAFE_NO_PAD.decode(t)).ok()
+        };
         match self {
             Codec::Armoured => {
                 let body: String = text.lines().filter(|l| !l.starts_with("-----")).map(str::trim).collect();
-                STANDARD.decode(body).ok()
+                base64(&body)
             }
             Codec::Hex => {
-                let hex = text.strip_prefix("0x")?;
+                let hex = text.strip_prefix("0x").unwrap_or(text);
                 (0..hex.len() / 2).map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()).collect()
             }
-            Codec::Base64Url => URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')).ok(),
-            Codec::Base64 => STANDARD.decode(text).ok(),
+            Codec::Base64Url | Codec::Base64 => base64(text),
             Codec::Text => Some(text.as_bytes().to_vec()),
         }
     }

@@ -312,8 +312,8 @@ impl SiweMessage {
         let chain_id = chain
             .parse::<u64>()
             .ok()
-            .filter(|_| chain.chars().all(|c| c.is_ascii_digit()))
-            .ok_or_else(|| invalid(Field::ChainId, "must be a number"))?;
+            .filter(|n| chain.chars().all(|c| c.is_ascii_digit()) && n.to_string() == chain)
+            .ok_or_else(|| invalid(Field::ChainId, "must be a number without leading zeros"))?;
         let nonce = take(next("the nonce")?, "Nonce: ", Field::Nonce)?;
         let issued_at = take(next("issued-at")?, "Issued At: ", Field::IssuedAt)?;
         let optional = |tag: &str, lines_peek: &mut std::iter::Peekable<std::str::Split<'_, char>>| {

@@ -70,3 +70,24 @@ fn every_target_has_its_harness_and_this_builds_seeds_pass() {
         assert!(seeds.iter().any(|(name, _)| *name == t.name), "no seed for {}", t.name);
     }
 }
+
+/// The faults fuzzing found, spelled out (their raw inputs are in fuzz/regressions/).
+#[test]
+fn an_rsa_key_without_a_modulus_is_refused_as_too_short() {
+    let err = keygate::identity::rsa_from_parts(&[], &[1, 0, 1]).unwrap_err();
+    assert!(err.to_string().contains("has 0 bits"), "{err}");
+    let err = keygate::identity::rsa_from_parts(&[0, 0], &[3]).unwrap_err();
+    assert!(err.to_string().contains("has 0 bits"), "{err}");
+}
+
+#[test]
+fn text_after_an_ssh_signature_is_refused() {
+    use keygate::verify::sshsig::SshSig;
+    let key = ssh_key::PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[3; 32]));
+    let armour =
+        key.sign("keygate", ssh_key::HashAlg::Sha512, b"hello").unwrap().to_pem(ssh_key::LineEnding::LF).unwrap();
+    assert!(SshSig::decode(&armour).unwrap().verify(b"hello", "keygate").is_ok());
+    assert!(SshSig::decode(&format!("{armour}\n\n")).is_ok(), "whitespace after the block is fine");
+    let err = SshSig::decode(&format!("{armour}\u{1}")).err().unwrap();
+    assert!(err.to_string().contains("text follows"), "{err}");
+}

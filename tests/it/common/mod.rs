@@ -49,8 +49,14 @@ impl TestServer {
         format!("http://{}", self.server().addr())
     }
 
+    /// A client; with `KEYGATE_RECORD_FRAMES=DIR` set (scripts/fuzz does), every
+    /// frame it sends is also written to DIR, to seed the frame fuzz target.
     pub async fn connect(&self) -> Client {
-        Client::connect(&self.url()).await.unwrap()
+        let client = Client::connect(&self.url()).await.unwrap();
+        match std::env::var_os("KEYGATE_RECORD_FRAMES") {
+            Some(dir) => client.record_to(dir.into()),
+            None => client,
+        }
     }
 
     /// Creates a room owned by `owner` whitelisting `allowed` (as the operator).
