@@ -334,6 +334,11 @@ impl SiweMessage {
                 resources.push(r.to_owned());
                 rest.next();
             }
+            // A message without resources has no Resources: line, so each message
+            // has one text.
+            if resources.is_empty() {
+                return Err(invalid(Field::Resources, "a Resources: line must be followed by at least one resource"));
+            }
         }
         if let Some(extra) = rest.next() {
             return Err(SiweError::Format(format!("unexpected line '{extra}' (fields out of order or unknown)")));
