@@ -41,27 +41,56 @@ enum Input {
     Query,
 }
 
-const ROUTES: &[(Method, &str, Input)] = &[
-    (Method::POST, "/rooms", Input::Form),
-    (Method::POST, "/rooms/{room}/allow", Input::Multipart),
-    (Method::POST, "/rooms/{room}/deny", Input::Form),
-    (Method::POST, "/rooms/{room}/settings", Input::Form),
-    (Method::POST, "/rooms/{room}/owners", Input::Form),
-    (Method::POST, "/rooms/{room}/kick", Input::Form),
-    (Method::POST, "/rooms/{room}/reverify", Input::Form),
-    (Method::POST, "/rooms/{room}/invites", Input::Form),
-    (Method::GET, "/rooms/{room}", Input::Query),
-    (Method::GET, "/rooms/{room}/audit", Input::Query),
-    (Method::GET, "/rooms/{room}/live", Input::Query),
-    (Method::GET, "/keys", Input::Query),
-    (Method::POST, "/identity", Input::Form),
-    (Method::POST, "/signin/challenge", Input::Json),
-    (Method::POST, "/signin/verify", Input::Json),
-    (Method::POST, "/webauthn/register/start", Input::Json),
-    (Method::POST, "/webauthn/register/finish", Input::Json),
-    (Method::POST, "/i/x/challenge", Input::Json),
-    (Method::POST, "/i/x/verify", Input::Json),
+const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl a@b";
+const DID: &str = "did%3Akey%3Az6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK";
+
+/// Each route, how it takes its input, and a typical body (the seed).
+const ROUTES: &[(Method, &str, Input, &str)] = &[
+    (Method::POST, "/rooms", Input::Form, "name=team"),
+    (Method::POST, "/rooms/{room}/allow", Input::Multipart, "label"),
+    (Method::POST, "/rooms/{room}/deny", Input::Form, "identity={did}"),
+    (Method::POST, "/rooms/{room}/settings", Input::Form, "require_uv=on&max_peers=4&freshness=60&reverify_every=600"),
+    (Method::POST, "/rooms/{room}/owners", Input::Form, "identity={did}"),
+    (Method::POST, "/rooms/{room}/kick", Input::Form, "peer=0123456789abcdef"),
+    (Method::POST, "/rooms/{room}/reverify", Input::Form, "peer=0123456789abcdef"),
+    (Method::POST, "/rooms/{room}/invites", Input::Form, "label=guest&uses=2&hours=1"),
+    (Method::GET, "/rooms/{room}", Input::Query, "q=team&after=did%3Akey%3Az"),
+    (Method::GET, "/rooms/{room}/audit", Input::Query, "before=10"),
+    (Method::GET, "/rooms/{room}/live", Input::Query, ""),
+    (Method::GET, "/keys", Input::Query, ""),
+    (
+        Method::POST,
+        "/identity",
+        Input::Form,
+        "key=ssh-ed25519+AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
+    ),
+    (Method::POST, "/signin/challenge", Input::Json, "{}"),
+    (Method::POST, "/signin/verify", Input::Json, r#"{"challengeId":"x","method":"webcrypto","payload":{}}"#),
+    (Method::POST, "/webauthn/register/start", Input::Json, r#"{"label":"k"}"#),
+    (Method::POST, "/webauthn/register/finish", Input::Json, r#"{"registrationId":"x","credential":{}}"#),
+    (Method::POST, "/i/x/challenge", Input::Json, "{}"),
+    (Method::POST, "/i/x/verify", Input::Json, r#"{"method":"ssh","signature":""}"#),
 ];
+
+/// Seeds: each route with its typical body, signed in with the form's token and not.
+pub fn seeds() -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for (route, (_, _, kind, body)) in ROUTES.iter().enumerate() {
+        let body = match kind {
+            Input::Multipart => format!(
+                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"label\"\r\n\r\nteam\r\n\
+                 --{BOUNDARY}\r\nContent-Disposition: form-data; name=\"keys\"\r\n\r\n{KEY}\r\n--{BOUNDARY}--\r\n"
+            ),
+            _ => body.replace("{did}", DID),
+        };
+        for flags in [3u8, 0] {
+            let mut input = vec![route as u8, flags];
+            input.extend_from_slice(body.as_bytes());
+            out.push(input);
+        }
+    }
+    out
+}
 
 fn s<T: std::fmt::Display>(x: T) -> String {
     x.to_string()
@@ -84,8 +113,7 @@ fn site() -> Result<&'static Site, String> {
     SITE.get_or_init(|| {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(s)?;
         let site = runtime.block_on(async {
-            let dir = std::env::temp_dir().join(format!("keygate-fuzz-http-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).map_err(s)?;
+            let dir = scratch_dir().map_err(s)?;
             let mut settings = Settings {
                 db: dir.join("keygate.db"),
                 http_requests_per_minute: 1_000_000_000,
@@ -148,6 +176,24 @@ fn site() -> Result<&'static Site, String> {
     .map_err(Clone::clone)
 }
 
+/// This process's database directory, `$TMP/keygate-fuzz-http/PID`. Those of
+/// processes that have ended (a replay test, a fuzzer) are removed first, so runs
+/// leave at most one behind.
+fn scratch_dir() -> std::io::Result<std::path::PathBuf> {
+    let root = std::env::temp_dir().join("keygate-fuzz-http");
+    std::fs::create_dir_all(&root)?;
+    for entry in std::fs::read_dir(&root)?.flatten() {
+        let pid = entry.file_name();
+        if !std::path::Path::new("/proc").join(&pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    let dir = root.join(std::process::id().to_string());
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
 /// Who may enter, as far as a request could change it: the change log's head and
 /// every room with its owners, settings and list length.
 async fn gate(gateway: &Gateway) -> Result<String, String> {
@@ -161,7 +207,7 @@ async fn gate(gateway: &Gateway) -> Result<String, String> {
 pub fn request(data: &[u8]) -> Outcome {
     let site = site()?;
     let [route, flags, body @ ..] = data else { return Ok(()) };
-    let (method, path, kind) = &ROUTES[usize::from(*route) % ROUTES.len()];
+    let (method, path, kind, _) = &ROUTES[usize::from(*route) % ROUTES.len()];
     let path = path.replace("{room}", &site.room);
     let signed_in = flags & 1 == 1;
     let with_csrf = flags & 2 == 2;

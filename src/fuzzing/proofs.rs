@@ -77,7 +77,7 @@ fn build() -> Result<Fixture, String> {
         .map_err(s)
         .map_err(e("webcrypto"))?;
     let identity = parsed(&key.public_jwk().to_string())?;
-    proofs.push(proof("webcrypto", frame, identity, &["/signature", "/publicKey/x", "/publicKey/y"]));
+    proofs.push(Proof { name: "webcrypto", frame, identity, bound: &["/signature", "/publicKey/x", "/publicKey/y"] });
 
     // OpenSSH keys: Ed25519 and ECDSA P-256, signed with ssh-key as ssh-keygen -Y sign does.
     let ed = ssh_key::PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[7u8; 32]));
@@ -96,7 +96,7 @@ fn build() -> Result<Fixture, String> {
             .map_err(e(name))?;
         let frame = json!({"type": "auth", "method": "ssh", "payload": payload_value, "signature": signature});
         let identity = parsed(&key.public_key().to_openssh().map_err(s).map_err(e(name))?)?;
-        proofs.push(proof(name, frame, identity, &["/signature"]));
+        proofs.push(Proof { name, frame, identity, bound: &["/signature"] });
     }
 
     // A wallet signing a Sign-In with Ethereum message.
@@ -117,7 +117,8 @@ fn build() -> Result<Fixture, String> {
     )
     .to_string();
     let frame = wallet.auth(&json!({"payload": payload_value, "siwe": siwe})).map_err(s).map_err(e("eth"))?;
-    proofs.push(proof("eth", frame, Identity::from_eth(*address), &["/message", "/signature"]));
+    let identity = Identity::from_eth(*address);
+    proofs.push(Proof { name: "eth", frame, identity, bound: &["/message", "/signature"] });
 
     // A PIV slot: its self-signed certificate, and an attestation chaining to the root.
     let pki = Pki::new().map_err(e("piv pki"))?;
@@ -125,11 +126,11 @@ fn build() -> Result<Fixture, String> {
     let frame = json!({"type": "auth", "method": "piv", "payload": payload_value,
         "certificate": pki.slot_pem, "signature": signature});
     let identity = parsed(&pki.slot_pem)?;
-    proofs.push(proof("piv", frame.clone(), identity.clone(), &["/signature"]));
+    proofs.push(Proof { name: "piv", frame: frame.clone(), identity: identity.clone(), bound: &["/signature"] });
     let mut attested = frame;
     attested["attestation"] = json!({"slot": pki.attestation_pem, "device": pki.device_pem});
     let bound = &["/signature", "/attestation/slot", "/attestation/device"];
-    proofs.push(proof("piv attested", attested, identity, bound));
+    proofs.push(Proof { name: "piv attested", frame: attested, identity, bound });
 
     // A passkey, registered with the relying party, answering the challenge's ceremony.
     let passkeys = Passkeys::new("localhost", &[ORIGIN.to_owned()]).map_err(s).map_err(e("relying party"))?;
@@ -148,17 +149,17 @@ fn build() -> Result<Fixture, String> {
         passkeys.challenge(&payload, vec![(credential, identity.clone())], false).map_err(s).map_err(e("ceremony"))?;
     let asserted = authenticator.assert(&ceremony.options).map_err(s).map_err(e("assert"))?;
     let frame = json!({"type": "auth", "method": "webauthn", "payload": payload_value, "credential": asserted});
-    proofs.push(proof(
-        "webauthn",
+    proofs.push(Proof {
+        name: "webauthn",
         frame,
         identity,
-        &[
+        bound: &[
             "/credential/rawId",
             "/credential/response/authenticatorData",
             "/credential/response/clientDataJSON",
             "/credential/response/signature",
         ],
-    ));
+    });
 
     let anchors = vec![pki.root.clone()];
     let fixture = Fixture {
@@ -183,10 +184,6 @@ fn build() -> Result<Fixture, String> {
         }
     }
     Ok(fixture)
-}
-
-fn proof(name: &'static str, frame: Value, identity: Identity, bound: &'static [&'static str]) -> Proof {
-    Proof { name, frame, identity, bound }
 }
 
 fn parsed(text: &str) -> Result<Identity, String> {

@@ -98,36 +98,9 @@ pub fn seeds() -> Result<Vec<(&'static str, Vec<u8>)>, String> {
         add("proof", vec![which, 0, 0, 0, 5, 1]);
     }
 
-    // Host pages: each route, signed in with the form's token, with a typical body.
-    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl a@b";
-    let multipart = format!(
-        "--fuzzboundary\r\nContent-Disposition: form-data; name=\"label\"\r\n\r\nteam\r\n\
-         --fuzzboundary\r\nContent-Disposition: form-data; name=\"keys\"\r\n\r\n{key}\r\n--fuzzboundary--\r\n"
-    );
-    let bodies: [&[u8]; 19] = [
-        b"name=team",
-        multipart.as_bytes(),
-        b"identity=did%3Akey%3Az6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK",
-        b"require_uv=on&max_peers=4&freshness=60&reverify_every=600",
-        b"identity=did%3Akey%3Az6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK",
-        b"peer=0123456789abcdef",
-        b"peer=0123456789abcdef",
-        b"label=guest&uses=2&hours=1",
-        b"q=team&after=did%3Akey%3Az",
-        b"before=10",
-        b"",
-        b"",
-        b"key=ssh-ed25519+AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
-        b"{}",
-        b"{\"challengeId\":\"x\",\"method\":\"webcrypto\",\"payload\":{}}",
-        b"{\"label\":\"k\"}",
-        b"{\"registrationId\":\"x\",\"credential\":{}}",
-        b"{}",
-        b"{\"method\":\"ssh\",\"signature\":\"\"}",
-    ];
-    for (route, body) in bodies.iter().enumerate() {
-        add("http", with(&[route as u8, 3], body));
-        add("http", with(&[route as u8, 0], body));
+    // Host pages: each route with a typical body, signed in with the form's token and not.
+    for input in super::http::seeds() {
+        add("http", input);
     }
 
     add(
