@@ -272,6 +272,8 @@ pub struct Admitted {
     pub forwarded: Option<Box<RawValue>>,
     /// The DTLS fingerprint the proof signed.
     pub fingerprint: Option<String>,
+    /// For a resume: when the key was last proved (otherwise now).
+    pub proved_at: Option<std::time::SystemTime>,
 }
 
 /// What a client may be told of a refusal. Everything else about it is in `reason`,
@@ -353,7 +355,7 @@ impl<'g> Admission<'g> {
         match purpose {
             Purpose::Join { create: false, ticket: false, .. } => {
                 let mut all = proofs;
-                all.push(Method::Ticket);
+                all.extend([Method::Ticket, Method::Resume]);
                 all.sort_by_key(|m| m.as_str());
                 all
             }
@@ -479,7 +481,7 @@ impl<'g> Admission<'g> {
     ) -> Result<Admitted, Refused> {
         let method = serde_json::from_value::<Method>(Value::String(answer.method.to_owned()))
             .ok()
-            .filter(|m| *m == Method::Ticket || self.gw.verifiers.get(*m).is_some());
+            .filter(|m| matches!(m, Method::Ticket | Method::Resume) || self.gw.verifiers.get(*m).is_some());
         let Some(method) = method else {
             let accepted: Vec<&str> = self.gw.methods().into_iter().map(Method::as_str).collect();
             let message =
@@ -534,15 +536,19 @@ impl<'g> Admission<'g> {
         };
         let challenge =
             Challenge { payload: issued.challenge.signed_bytes().as_bytes(), siwe: issued.siwe.as_deref(), webauthn };
-        let claim = match method {
-            Method::Ticket => self.ticket_claim(&proof, &issued)?,
+        let (claim, resumed) = match method {
+            Method::Ticket => (self.ticket_claim(&proof, &issued)?, None),
+            Method::Resume => {
+                let (claim, resumed) = self.resume_claim(&proof, &issued)?;
+                (claim, Some(resumed))
+            }
             _ => {
                 let verifier = gw.verifiers.get(method).ok_or_else(|| Refused::quiet("method no longer accepted"))?;
-                verifier.claim(&proof, &challenge)?
+                (verifier.claim(&proof, &challenge)?, None)
             }
         };
         let did = claim.identity.did().to_owned();
-        self.check_claim(issued, method, claim, proof).await.map_err(|r| Refused { identity: Some(did), ..r })
+        self.check_claim(issued, method, claim, proof, resumed).await.map_err(|r| Refused { identity: Some(did), ..r })
     }
 
     /// The claim against the purpose (the whitelist), then its signature, the
@@ -553,12 +559,20 @@ impl<'g> Admission<'g> {
         method: Method,
         claim: Claim,
         proof: Value,
+        resumed: Option<crate::resume::Resumed>,
     ) -> Result<Admitted, Refused> {
         let gw = self.gw;
         let identity = claim.identity.clone();
         let did = identity.did();
+        // A resume continues an admission: the whitelist is asked again under the
+        // method that admission used; its policies were met by that admission's proof.
+        let method = resumed.as_ref().map_or(method, |r| r.method);
         // The whitelist is consulted before the signature: an unknown key costs no crypto.
-        let entry = self.entry(&issued.purpose, &identity, method).await?;
+        let mut entry = self.entry(&issued.purpose, &identity, method).await?;
+        if resumed.is_some() {
+            entry.require_uv = false;
+            entry.piv = None;
+        }
         gw.stats.signature_checks.fetch_add(1, Ordering::Relaxed);
         let evidence = claim.check()?;
         if entry.require_uv && evidence.user_verified == Some(false) {
@@ -584,8 +598,9 @@ impl<'g> Admission<'g> {
                 tracing::warn!(error = %e, "recording an attestation failed");
             }
         }
+        // A resume has no proof to forward: peers keep what they checked before.
         let forwarded = match &issued.purpose {
-            Purpose::Join { .. } => {
+            Purpose::Join { .. } if resumed.is_none() => {
                 let fields = gw.verifiers.get(method).map_or(&[][..], |v| v.forwarded_fields());
                 forwarded_proof(method, fields, &issued.challenge, &proof)
             }
@@ -599,9 +614,30 @@ impl<'g> Admission<'g> {
             label: entry.label,
             owner: entry.owner,
             changes: entry.changes,
-            detail: evidence.attestation.as_ref().map(ToString::to_string),
+            detail: match &resumed {
+                Some(_) => Some("resumed".to_owned()),
+                None => evidence.attestation.as_ref().map(ToString::to_string),
+            },
             forwarded,
+            proved_at: resumed.map(|r| r.proved_at),
         })
+    }
+
+    /// A resume token: this server's word that it admitted the identity with a
+    /// method, for this room and DTLS certificate, a short while ago ([`crate::resume`]).
+    fn resume_claim(&self, proof: &Value, issued: &Issued) -> Result<(Claim, crate::resume::Resumed), Refused> {
+        let token = proof
+            .get("token")
+            .and_then(|t| t.as_str())
+            .ok_or_else(|| Refused::from(VerifyError::Malformed("missing token".into())))?;
+        let c = &issued.challenge;
+        let resumed = self
+            .gw
+            .resumes
+            .redeem(token, &c.room, c.fingerprint.as_deref(), std::time::SystemTime::now())
+            .map_err(Refused::quiet)?;
+        let claim = Claim::new(resumed.identity.clone(), c.signed_bytes().as_bytes(), |_| Ok(Evidence::default()));
+        Ok((claim, resumed))
     }
 
     /// A ticket: state this server keeps, taken once, for the challenge's room. Its
@@ -723,6 +759,8 @@ struct Entry {
 fn answering_methods(admitted_with: Method) -> Vec<Method> {
     match admitted_with {
         Method::Ticket => vec![Method::Ssh, Method::Piv],
+        // A resume keeps the method it continues; it is never what a seat holds.
+        Method::Resume => Vec::new(),
         method => vec![method],
     }
 }

@@ -118,6 +118,13 @@ struct ServeArgs {
     /// Seconds TURN credentials stay valid [default: 3600].
     #[arg(long = "turn-ttl", env = "KEYGATE_TURN_TTL")]
     turn_ttl: Option<f64>,
+    /// Seconds between pings on every socket (0: none) [default: 25].
+    #[arg(long = "ping-interval", env = "KEYGATE_PING_INTERVAL")]
+    ping_interval: Option<f64>,
+    /// Seconds after a dropped socket during which a peer comes back without a new
+    /// proof (0: never) [default: 120].
+    #[arg(long = "resume-window", env = "KEYGATE_RESUME_WINDOW")]
+    resume_window: Option<f64>,
 }
 
 #[derive(Subcommand)]
@@ -357,6 +364,12 @@ fn settings_from(args: ServeArgs) -> Result<Settings, Box<dyn std::error::Error>
     }
     if let Some(v) = args.turn_ttl {
         s.turn_ttl = Duration::try_from_secs_f64(v).map_err(|_| "--turn-ttl takes seconds")?;
+    }
+    if let Some(v) = args.ping_interval {
+        s.ping_interval = Duration::try_from_secs_f64(v).map_err(|_| "--ping-interval takes seconds")?;
+    }
+    if let Some(v) = args.resume_window {
+        s.resume_window = Duration::try_from_secs_f64(v).map_err(|_| "--resume-window takes seconds")?;
     }
     if !s.turn_urls.is_empty() && s.turn_secret.is_none() {
         return Err("TURN servers need --turn-secret (coturn's static-auth-secret)".into());

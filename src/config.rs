@@ -92,6 +92,15 @@ pub struct Settings {
     /// How long issued TURN credentials stay valid. A reconnect gets fresh ones.
     #[serde(with = "secs")]
     pub turn_ttl: Duration,
+    /// How often the server pings every socket (0: never). Keeps proxies from
+    /// closing quiet calls (nginx's default idle timeout is 60 s); a socket that
+    /// answers neither pings nor anything else for two intervals is closed.
+    #[serde(with = "secs")]
+    pub ping_interval: Duration,
+    /// How long after its socket drops a peer may come back without proving its key
+    /// again (method `resume`; 0: never).
+    #[serde(with = "secs")]
+    pub resume_window: Duration,
 }
 
 impl Default for Settings {
@@ -127,6 +136,8 @@ impl Default for Settings {
             turn_urls: Vec::new(),
             turn_secret: None,
             turn_ttl: Duration::from_secs(3600),
+            ping_interval: Duration::from_secs(25),
+            resume_window: Duration::from_secs(120),
         }
     }
 }

@@ -25,6 +25,8 @@ pub struct Gateway {
     pub passkeys: Arc<Passkeys>,
     /// One-time tickets issued to native clients (method `ticket`).
     pub tickets: Tickets,
+    /// Tokens that let a peer back in after its socket dropped (method `resume`).
+    pub resumes: crate::resume::Resumes,
     pub audit: AuditLog,
     /// Refusal rows per room and client address (strangers cannot fill the log).
     pub refusal_rows: crate::limits::RowBudget,
@@ -70,6 +72,7 @@ impl Gateway {
             rooms: Arc::new(Rooms::new(store.clone())),
             passkeys,
             tickets: Tickets::default(),
+            resumes: crate::resume::Resumes::ephemeral(),
             verifiers,
             audit,
             settings,
@@ -77,6 +80,13 @@ impl Gateway {
             shutdown,
             stats: Stats::default(),
         })
+    }
+
+    /// Resume tokens MAC'd with `secret`, so that they outlive a restart (the
+    /// server passes the key it keeps in the database).
+    pub fn with_resume_key(mut self, secret: &[u8]) -> Self {
+        self.resumes = crate::resume::Resumes::new(secret);
+        self
     }
 
     /// The whitelist service over this server's store and live rooms: every change
@@ -88,7 +98,7 @@ impl Gateway {
     /// Every method this server accepts, in a stable order.
     pub fn methods(&self) -> Vec<Method> {
         let mut all = self.verifiers.methods();
-        all.push(Method::Ticket);
+        all.extend([Method::Ticket, Method::Resume]);
         all.sort_by_key(|m| m.as_str());
         all
     }

@@ -55,6 +55,7 @@ pub mod identity;
 pub mod ids;
 pub mod limits;
 pub mod protocol;
+pub mod resume;
 pub mod rooms;
 pub mod server;
 pub mod signal;

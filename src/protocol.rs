@@ -219,6 +219,14 @@ pub struct ChallengeOffer<'a> {
     pub webauthn: Option<&'a Value>,
 }
 
+/// A resume token and how many seconds it stays valid.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResumeOffer<'a> {
+    pub token: &'a str,
+    pub expires_in: u64,
+}
+
 /// What the server sends.
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
@@ -236,7 +244,14 @@ pub enum ServerMessage<'a> {
         created: bool,
         peers: Vec<PeerInfo>,
         ice_servers: Vec<Value>,
+        /// A token to come back with if this socket drops (method `resume`), when
+        /// the server allows resuming and the request signed a DTLS fingerprint.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        resume: Option<ResumeOffer<'a>>,
     },
+    /// A newer resume token, sent every half `resume_window`; the older ones stay
+    /// valid until they expire.
+    Resume(ResumeOffer<'a>),
     PeerJoined(&'a PeerInfo),
     #[serde(rename_all = "camelCase")]
     PeerLeft {

@@ -1,9 +1,16 @@
 // The call page: camera preview, proving a key over protocol v1, then a mesh of
 // RTCPeerConnections (static/rtc.js) with each peer's identity bound to its DTLS
-// certificate, chat, "confirm identity", and reconnection.
+// certificate, chat, "confirm identity", and calls that outlive the signaling socket.
 //
 //   page ── request {roomId, fingerprint} ─▶ server ── challenge ─▶ page signs ── auth ─▶
-//   ◀── welcome {peers, iceServers} ; peer-joined / peer-left / signal / peer-verified …
+//   ◀── welcome {peers, iceServers, resume} ; peer-joined / peer-left / signal / peer-verified …
+//
+// Media flows peer to peer, so losing the socket (a proxy timeout, a network change,
+// a server restart) need not stop it: the page keeps every RTCPeerConnection, comes
+// back with its resume token (method `resume`: no signature, touch or wallet prompt),
+// and takes up each peer again when the server announces it with the same identity
+// and the same signed DTLS fingerprint. A peer that does not come back within
+// LOST_PEER_GRACE_MS is dropped.
 
 import {
   browserKey, browserKeyProof, identityOf, importBrowserKey, passkeyCredential, pemToDer, stored, walletAddress, walletSignature,
@@ -33,7 +40,13 @@ const state = {
   leaving: false,
   retries: 0,
   sharing: null,
+  resume: null, // { token, expires }: how to come back after losing the socket
 };
+
+/** How long a peer whose socket dropped keeps its tile and media, waiting for it. */
+const LOST_PEER_GRACE_MS = 30_000;
+/** `peer-left` reasons after which the peer is expected back. */
+const LOST = ["disconnected", "server shutting down", "slow-consumer"];
 
 const METHOD_NAMES = { webcrypto: "browser key", webauthn: "passkey", eth: "wallet", ssh: "SSH key", piv: "PIV card", ticket: "native client" };
 const short = (fp) => (fp || "").replace(/^SHA256:/, "").slice(0, 10);
@@ -157,7 +170,9 @@ function onMessage(m) {
     case "peer-joined":
       return addPeer(m);
     case "peer-left":
-      return removePeer(m.peerId, m.reason);
+      return LOST.includes(m.reason) ? suspendPeer(m.peerId) : removePeer(m.peerId, m.reason);
+    case "resume":
+      return keepResume(m);
     case "signal":
       return state.peers.get(m.from)?.peer.receive(m.data);
     case "challenge":
@@ -202,6 +217,7 @@ async function prove(method, ch) {
   if (method === "ticket") {
     return { type: "auth", method, payload, ticket: new URLSearchParams(location.hash.slice(1)).get("ticket") };
   }
+  if (method === "resume") return { type: "auth", method, payload, token: state.resume?.token };
   throw new Error(`this page cannot prove a key with ${method}`);
 }
 
@@ -226,10 +242,12 @@ async function refusalText(method, e) {
     : "This key is not on the room's list — send your identity to the host (the Keys page shows it).";
 }
 
+/** Joins with `method`; "resume" continues the admission this page had. */
 async function join(method) {
-  state.method = method;
+  const resuming = method === "resume";
+  if (!resuming) state.method = method;
   state.leaving = false;
-  status("Connecting…");
+  if (!resuming) status("Connecting…");
   for (const b of document.querySelectorAll("#lobby button")) b.disabled = true;
   try {
     await connect();
@@ -239,7 +257,7 @@ async function join(method) {
     send(request);
     const ch = await next(["challenge"]);
     if (!ch.methods.includes(method)) throw new Error(`this server does not accept ${METHOD_NAMES[method] || method}`);
-    status(method === "webauthn" ? "Touch your security key or confirm the passkey…" : method === "eth" ? "Confirm in your wallet…" : "Signing…");
+    if (!resuming) status(method === "webauthn" ? "Touch your security key or confirm the passkey…" : method === "eth" ? "Confirm in your wallet…" : "Signing…");
     send(await prove(method, ch));
     const welcome = await next(["welcome"]);
     if (method === "ticket") history.replaceState(null, "", location.pathname);
@@ -247,16 +265,21 @@ async function join(method) {
   } catch (e) {
     state.leaving = "refused";
     state.ws?.close();
-    status(await refusalText(method, e));
+    if (!resuming) status(await refusalText(method, e));
     for (const b of document.querySelectorAll("#lobby button")) b.disabled = false;
     throw e;
   }
+}
+
+function keepResume(offer) {
+  state.resume = offer?.token ? { token: offer.token, expires: Date.now() + offer.expiresIn * 1000 } : null;
 }
 
 function admitted(welcome) {
   state.me = welcome;
   state.retries = 0;
   state.iceServers = welcome.iceServers || [];
+  keepResume(welcome.resume);
   $("lobby").hidden = true;
   $("call").hidden = false;
   banner("");
@@ -270,29 +293,49 @@ function onClose(ws, e) {
   for (const w of state.waiters) w.reject(new Error(e.reason || "the connection closed"));
   state.waiters = [];
   if (!state.me) return;
-  for (const id of [...state.peers.keys()]) removePeer(id, "reconnecting");
   state.me = null;
   if (typeof state.leaving === "string" && state.leaving !== "refused" && state.leaving !== "left") {
-    banner(state.leaving);
-    return showLobby();
+    return leaveCall(state.leaving);
   }
   if (state.leaving) return;
+  // Media flows peer to peer: keep it while the signaling comes back.
+  for (const id of [...state.peers.keys()]) suspendPeer(id);
   reconnect();
 }
 
-/** After a network blip or a server restart: prove the key again, without a reload. */
+/** Ends the call on this page: every peer closed, the lobby shown with `why`. */
+function leaveCall(why) {
+  for (const id of [...state.peers.keys()]) removePeer(id, "reconnecting");
+  state.resume = null;
+  banner(why);
+  showLobby();
+}
+
+/**
+ * After a network blip or a server restart: back in with the resume token, without
+ * a reload or a prompt; with a new browser-key proof if the token is spent or
+ * expired; otherwise the person is asked to join again.
+ */
 async function reconnect() {
-  if (!["webcrypto", "webauthn", "eth"].includes(state.method) || state.retries >= 8) {
-    banner("Disconnected. Join again when you are ready.");
-    return showLobby();
-  }
-  const delay = Math.min(500 * 2 ** state.retries++, 8000);
-  banner(`Connection lost; reconnecting in ${Math.round(delay / 1000)} s…`);
+  if (state.retries >= 8) return leaveCall("Disconnected. Join again when you are ready.");
+  const delay = state.retries === 0 ? 250 : Math.min(500 * 2 ** state.retries, 8000);
+  state.retries++;
+  banner(`Connection to the server lost; reconnecting${delay >= 1000 ? ` in ${Math.round(delay / 1000)} s` : ""}… (the call goes on)`);
   await new Promise((r) => setTimeout(r, delay));
+  const resumable = state.resume && state.resume.expires > Date.now() + 1000;
+  if (!resumable && state.method !== "webcrypto") {
+    return leaveCall("The connection to the server was lost for too long: join again to prove your key.");
+  }
   try {
-    await join(state.method);
+    await join(resumable ? "resume" : state.method);
   } catch (e) {
-    if (e instanceof Refused && e.code !== "shutting-down") return showLobby();
+    if (resumable && e instanceof Refused && e.code === "not-admitted") {
+      // The server wants a proof: a browser key makes one silently; a person is asked.
+      state.resume = null;
+      if (state.method === "webcrypto") return reconnect();
+      return leaveCall("The server needs your key again (your session could not be resumed): join again.");
+    }
+    if (e instanceof Refused && e.code !== "shutting-down") return leaveCall(await refusalText(state.method, e));
     reconnect();
   }
 }
@@ -315,14 +358,16 @@ function ensureTile(id, info) {
     tile.dataset.peer = id;
     tile.innerHTML = `<video autoplay playsinline></video><figcaption><strong class="label"></strong>
       <code class="fp"></code> <span class="method"></span> <span class="badge"></span>
-      <span class="verify-state"></span></figcaption><p class="warning" hidden></p>`;
+      <span class="verify-state"></span> <span class="link"></span></figcaption><p class="warning" hidden></p>`;
     if (id !== "self") {
       const b = document.createElement("button");
       b.className = "secondary confirm";
       b.textContent = "Confirm identity";
       b.onclick = () => {
-        showVerified(id, "asked to confirm…", "pending");
-        send({ type: "verify-peer", peerId: id });
+        // The peer's current id: it changes when the peer reconnects.
+        const peerId = tile.dataset.peer;
+        showVerified(peerId, "asked to confirm…", "pending");
+        send({ type: "verify-peer", peerId });
       };
       tile.querySelector("figcaption").append(b);
     } else tile.querySelector("video").muted = true;
@@ -335,8 +380,43 @@ function ensureTile(id, info) {
   return { tile, video: tile.querySelector("video") };
 }
 
+/** A peer whose socket dropped: its media goes on while it comes back. */
+function suspendPeer(id) {
+  const entry = state.peers.get(id);
+  if (!entry || entry.suspended) return;
+  entry.tile.classList.add("reconnecting");
+  entry.tile.querySelector(".link").textContent = "reconnecting…";
+  entry.suspended = setTimeout(() => removePeer(id, "gone"), LOST_PEER_GRACE_MS);
+}
+
+/**
+ * Takes up a suspended peer announced again (under the same peer id when only this
+ * page reconnected, a new one when the peer did) when it is the same identity with
+ * the same signed DTLS fingerprint and its connection still lives: the media never
+ * stopped, so nothing is renegotiated.
+ */
+function adopt(info) {
+  if (!info.fingerprint) return false;
+  for (const [oldId, entry] of state.peers) {
+    if (!entry.suspended || entry.info.identity !== info.identity || entry.info.fingerprint !== info.fingerprint) continue;
+    if (entry.peer.broken || ["failed", "closed"].includes(entry.peer.pc.connectionState)) continue;
+    clearTimeout(entry.suspended);
+    entry.suspended = null;
+    state.peers.delete(oldId);
+    const { proof, ...fresh } = info; // a resumed peer forwards no proof; keep what was checked
+    Object.assign(entry.info, fresh, proof ? { proof } : {});
+    entry.peer.polite = state.me.peerId < info.peerId;
+    entry.tile.dataset.peer = info.peerId;
+    entry.tile.classList.remove("reconnecting");
+    entry.tile.querySelector(".link").textContent = "";
+    state.peers.set(info.peerId, entry);
+    return true;
+  }
+  return false;
+}
+
 function addPeer(info, initiator = false) {
-  if (state.peers.has(info.peerId) || !state.me) return;
+  if (!state.me || adopt(info) || state.peers.has(info.peerId)) return;
   const { tile, video } = ensureTile(info.peerId, info);
   const badge = tile.querySelector(".badge");
   badge.textContent = "admitted by the server";
@@ -381,6 +461,7 @@ function addPeer(info, initiator = false) {
 function removePeer(id, reason) {
   const entry = state.peers.get(id);
   if (!entry) return;
+  clearTimeout(entry.suspended);
   entry.peer.close();
   entry.tile.remove();
   state.peers.delete(id);
@@ -461,6 +542,7 @@ async function stopSharing() {
 }
 $("leave").onclick = () => {
   state.leaving = "left";
+  state.resume = null;
   state.ws?.close(1000, "left");
   for (const id of [...state.peers.keys()]) removePeer(id, "left");
   state.me = null;

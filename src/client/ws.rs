@@ -104,6 +104,15 @@ impl Client {
         }
     }
 
+    /// The next WebSocket message of any kind (pings included), without answering it.
+    pub async fn next_message(&mut self) -> Result<Message, ClientError> {
+        match tokio::time::timeout(self.timeout, self.ws.next()).await {
+            Err(_) => Err(ClientError::Timeout(self.timeout)),
+            Ok(Some(Ok(m))) => Ok(m),
+            Ok(_) => Err(ClientError::Closed),
+        }
+    }
+
     /// The next frame, which must have type `kind`; an `error` frame becomes an Err.
     pub async fn expect(&mut self, kind: &str) -> Result<Value, ClientError> {
         let frame = self.recv().await?;

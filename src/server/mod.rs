@@ -95,7 +95,8 @@ impl Server {
         settings.listen = addr;
         fit_to_file_limit(&mut settings, open_file_limit());
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let gateway = Arc::new(Gateway::build(settings, store, shutdown_rx.clone())?);
+        let resume_key = store.server_secret("resume").await?;
+        let gateway = Arc::new(Gateway::build(settings, store, shutdown_rx.clone())?.with_resume_key(&resume_key));
         gateway.rooms.start_following().await?;
         let follower = tokio::spawn(gateway.rooms.clone().follow_changes(CHANGE_POLL, shutdown_rx.clone()));
         let limits = accept::HttpLimits {

@@ -27,6 +27,7 @@ pub(super) async fn maintain(state: AppState, mut shutdown: watch::Receiver<bool
 pub(super) async fn maintain_once(state: &AppState) {
     state.prune();
     state.gateway.tickets.prune();
+    state.gateway.resumes.prune();
     let gw = &state.gateway;
     for (room, client, held_back) in gw.refusal_rows.drain() {
         let event = crate::store::AuditEvent {

@@ -74,6 +74,21 @@ struct Seat {
     proved_at: tokio::time::Instant,
     /// How often the room requires a confirmation; follows the room's setting.
     confirm_every: watch::Receiver<Option<std::time::Duration>>,
+    /// When the next resume token is due (`None`: this seat cannot resume).
+    resume_due: Option<tokio::time::Instant>,
+}
+
+impl Seat {
+    /// What a resume token says of this seat: who, admitted how, proved when.
+    fn resumable(&self) -> crate::resume::Resumed {
+        let ago = self.proved_at.elapsed();
+        let now = std::time::SystemTime::now();
+        crate::resume::Resumed {
+            identity: self.identity.clone(),
+            method: self.method,
+            proved_at: now.checked_sub(ago).unwrap_or(now),
+        }
+    }
 }
 
 /// A confirmation of identity ("confirm identity", or the room's schedule) waiting
@@ -137,6 +152,10 @@ struct Session {
     requested: Option<Requested>,
     admitted: Option<Seat>,
     rate: RateLimit,
+    /// When the client last sent anything (a pong included).
+    heard: tokio::time::Instant,
+    /// When the next ping is due (`None`: pings are off).
+    ping_due: Option<tokio::time::Instant>,
 }
 
 /// Runs one connection until it closes.
@@ -161,8 +180,16 @@ pub async fn run<S, E>(
         slot: Slot::default(),
         requested: None,
         admitted: None,
+        heard: connected_at,
+        ping_due: None,
     };
-    let mut leave_reason = "left";
+    let ping_every = s.gw.settings.ping_interval;
+    if !ping_every.is_zero() {
+        s.ping_due = Some(connected_at + ping_every);
+    }
+    // A socket that ends without a close frame (or with an unusual code) was lost,
+    // not left: its peers may keep its media while it comes back (method `resume`).
+    let mut leave_reason = "disconnected";
     loop {
         let confirm_by = s.admitted.as_ref().and_then(|a| a.confirming.as_ref()).map(|c| c.deadline);
         // A room may require every peer to prove its key again this often.
@@ -171,11 +198,29 @@ pub async fn run<S, E>(
             .as_ref()
             .filter(|a| a.confirming.is_none() && a.kick.borrow().is_none())
             .and_then(|a| a.confirm_every.borrow().map(|every| a.proved_at + every));
+        let resume_due = s.admitted.as_ref().and_then(|a| a.resume_due);
         let flow = tokio::select! {
             frame = socket.next() => match frame {
-                Some(Ok(msg)) => s.on_frame(msg, &mut socket).await,
+                Some(Ok(msg)) => {
+                    s.heard = tokio::time::Instant::now();
+                    // Closing normally (1000, or 1001 when a page goes away) is
+                    // leaving; any other code is a connection lost.
+                    if let Message::Close(frame) = &msg {
+                        if frame.as_ref().is_none_or(|f| matches!(f.code, 1000 | 1001)) {
+                            leave_reason = "left";
+                        }
+                    }
+                    s.on_frame(msg, &mut socket).await
+                }
                 _ => break,
             },
+            _ = tokio::time::sleep_until(s.ping_due.unwrap_or_else(tokio::time::Instant::now)), if s.ping_due.is_some() => {
+                s.ping(&mut socket, ping_every).await
+            }
+            _ = tokio::time::sleep_until(resume_due.unwrap_or_else(tokio::time::Instant::now)), if resume_due.is_some() => {
+                s.send_resume(&mut socket).await;
+                Flow::Continue
+            }
             event = peer_event(&mut s.admitted) => match event {
                 PeerEvent::Frame(frame) => {
                     if socket.send(Message::Text(frame.as_ref().into())).await.is_err() {
@@ -257,6 +302,51 @@ async fn peer_event(admitted: &mut Option<Seat>) -> PeerEvent {
                 Outbound::Reverify(requester) => PeerEvent::Reverify(requester),
             },
             else => return std::future::pending().await,
+        }
+    }
+}
+
+impl Session {
+    /// Pings, unless the client has been silent for two intervals: then it is gone
+    /// (a proxy or a network dropped it without a word) and the socket closes.
+    async fn ping<S: Sink<Message> + Unpin>(&mut self, socket: &mut S, every: std::time::Duration) -> Flow {
+        let now = tokio::time::Instant::now();
+        if now.duration_since(self.heard) > every * 2 {
+            return Flow::Close(CLOSE_GOING_AWAY, "no answer to pings");
+        }
+        self.ping_due = Some(now + every);
+        if socket.send(Message::Ping(Default::default())).await.is_err() {
+            return Flow::Close(CLOSE_GOING_AWAY, "gone");
+        }
+        Flow::Continue
+    }
+
+    /// A fresh resume token for this seat, if it can resume: with it, the token's
+    /// lifetime in seconds. Schedules the next one.
+    fn resume_offer(&mut self) -> Option<(String, u64)> {
+        let window = self.gw.settings.resume_window;
+        let seat = self.admitted.as_mut()?;
+        let fingerprint = seat.fingerprint.as_deref()?;
+        if window.is_zero() {
+            return None;
+        }
+        seat.resume_due = Some(tokio::time::Instant::now() + window / 2);
+        let resumable = seat.resumable();
+        let token =
+            self.gw.resumes.issue(&seat.room, &resumable, Some(fingerprint), std::time::SystemTime::now(), window);
+        Some((token, window.as_secs()))
+    }
+
+    async fn send_resume<S: Sink<Message> + Unpin>(&mut self, socket: &mut S) {
+        match self.resume_offer() {
+            Some((token, expires_in)) => {
+                send(socket, &ServerMessage::Resume(crate::protocol::ResumeOffer { token: &token, expires_in })).await
+            }
+            None => {
+                if let Some(seat) = self.admitted.as_mut() {
+                    seat.resume_due = None;
+                }
+            }
         }
     }
 }

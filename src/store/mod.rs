@@ -265,6 +265,20 @@ impl Store {
         Ok(())
     }
 
+    /// The secret named `name`: made (32 random bytes) the first time it is asked
+    /// for, and the same from then on, across restarts and processes.
+    pub async fn server_secret(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        sqlx::query("INSERT OR IGNORE INTO server_secrets (name, value) VALUES (?, ?)")
+            .bind(name)
+            .bind(crate::ids::random_bytes::<32>().to_vec())
+            .execute(&self.pool)
+            .await?;
+        Ok(sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = ?")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     async fn open_for(path: &Path, usage: Use) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::new()
             .filename(path)

@@ -54,6 +54,8 @@ pub enum Method {
     Piv,
     Eth,
     Ticket,
+    /// Continues an admission after its socket dropped ([`crate::resume`]).
+    Resume,
 }
 
 impl Method {
@@ -65,6 +67,7 @@ impl Method {
             Method::Piv => "piv",
             Method::Eth => "eth",
             Method::Ticket => "ticket",
+            Method::Resume => "resume",
         }
     }
 }

@@ -21,7 +21,7 @@ async fn whitelisted_key_is_admitted_and_peers_see_each_other() {
     let fp = "sha-256 AB:CD:EF:01:23";
     let challenge = b.request(json!({"type": "request", "roomId": room.as_str(), "fingerprint": fp})).await.unwrap();
     assert_eq!(challenge["payload"]["fingerprint"], fp);
-    assert_eq!(challenge["methods"], json!(["eth", "piv", "ssh", "ticket", "webauthn", "webcrypto"]));
+    assert_eq!(challenge["methods"], json!(["eth", "piv", "resume", "ssh", "ticket", "webauthn", "webcrypto"]));
     b.send(&Client::webcrypto_auth(&challenge, &guest).unwrap()).await.unwrap();
     let welcome_b = b.expect("welcome").await.unwrap();
     assert_eq!(welcome_b["identity"], identity(&guest).did().as_str());

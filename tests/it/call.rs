@@ -15,7 +15,7 @@ async fn three_methods_one_call_in_chromium() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_call_comes_back_after_a_server_restart() {
+async fn a_call_keeps_its_media_through_a_server_restart_and_a_dropped_socket() {
     use std::process::Stdio;
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let Some((mut s, mut node, artifacts)) = start_browser_script("reconnect.browser.mjs", |_| {}).await else {
@@ -43,6 +43,10 @@ async fn a_call_comes_back_after_a_server_restart() {
     let out = child.wait_with_output().await.unwrap();
     while let Ok(Some(line)) = stdout.next_line().await {
         seen.push(line);
+    }
+    // Measured, not asserted: the README quotes these.
+    if let Some(timings) = seen.iter().find(|l| l.starts_with('{')) {
+        eprintln!("restart timings: {timings}");
     }
     assert!(
         in_call && out.status.success() && seen.last().is_some_and(|l| l == "ok"),

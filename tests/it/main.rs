@@ -14,6 +14,7 @@ mod eth_method;
 mod fuzz_corpus;
 mod host_pages;
 mod identity_formats;
+mod keepalive;
 mod large_lists;
 mod load_tool;
 mod no_secrets_in_logs;

@@ -1,8 +1,8 @@
 //! "Never log secrets, tickets or session cookies": the real binary, at trace log
 //! level (every library's included), serves a sign-in (session cookie), an
-//! admission (signature) and a ticket, hands out TURN credentials, and refuses a
-//! private JWK sent by mistake, and none of them (nor the TURN secret) appears in
-//! what it logged.
+//! admission (signature) and a ticket, a resume token and its redemption, hands out
+//! TURN credentials, and refuses a private JWK sent by mistake, and none of them
+//! (nor the TURN secret) appears in what it logged.
 
 use crate::common::*;
 use serde_json::{json, Value};
@@ -60,10 +60,21 @@ async fn the_server_logs_no_cookie_ticket_or_signature() {
     c.send(&auth).await.unwrap();
     let ticket = c.expect("ticket").await.unwrap()["ticket"].as_str().unwrap().to_owned();
     let mut b = keygate::client::ws::Client::connect(&url).await.unwrap();
-    let ch = b.request(json!({"type": "request", "roomId": room})).await.unwrap();
+    let signed = json!({"type": "request", "roomId": room, "fingerprint": "sha-256 AB:CD"});
+    let ch = b.request(signed.clone()).await.unwrap();
     b.send(&json!({"type": "auth", "method": "ticket", "payload": ch["payload"], "ticket": ticket})).await.unwrap();
     let welcome = b.expect("welcome").await.unwrap();
     let turn_credential = welcome["iceServers"][0]["credential"].as_str().unwrap().to_owned();
+    // Its resume token, redeemed on another socket.
+    let resume_token = welcome["resume"]["token"].as_str().unwrap().to_owned();
+    drop(b);
+    let mut r = keygate::client::ws::Client::connect(&url).await.unwrap();
+    let ch = r.request(signed).await.unwrap();
+    r.send(&json!({"type": "auth", "method": "resume", "payload": ch["payload"], "token": resume_token}))
+        .await
+        .unwrap();
+    r.expect("welcome").await.unwrap();
+    let resume_mac = resume_token.split('.').nth(1).unwrap().to_owned();
 
     // A private key sent by mistake: refused, and its "d" logged nowhere.
     let private = keygate::client::p256_key::P256Key::generate().unwrap();
@@ -85,6 +96,8 @@ async fn the_server_logs_no_cookie_ticket_or_signature() {
     for (what, secret) in [
         ("session cookie", &cookie),
         ("ticket", &ticket),
+        ("resume token", &resume_token),
+        ("resume token's MAC", &resume_mac),
         ("signature", &signature),
         ("signature", &admission_signature),
         ("TURN secret", &"turn-shared-secret-for-the-log-test".to_owned()),

@@ -95,6 +95,7 @@ export async function participant(name, setup, initScript = COLLECT_PCS) {
   await ctx.addInitScript(initScript);
   const page = await ctx.newPage();
   page.on("pageerror", (e) => console.error(`[${name}] ${e.message}`));
+  page.on("console", (m) => m.type() !== "log" || console.error(`[${name}] console: ${m.text()}`));
   pages[name] = page;
   if (setup) await setup(ctx, page);
   return page;

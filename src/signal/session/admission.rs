@@ -155,7 +155,8 @@ impl Session {
         created: bool,
         admitted: Admitted,
     ) {
-        let Admitted { identity, method, label, owner, detail, forwarded, fingerprint, mut changes, .. } = admitted;
+        let Admitted { identity, method, label, owner, detail, forwarded, fingerprint, mut changes, proved_at, .. } =
+            admitted;
         let peer_id = PeerId::generate();
         let key_fingerprint = identity.fingerprint();
         let info = PeerInfo {
@@ -198,20 +199,12 @@ impl Session {
         };
         let ice_servers =
             crate::signal::ice::ice_servers(&self.gw.settings, &key_fingerprint, std::time::SystemTime::now());
-        let welcome = ServerMessage::Welcome {
-            peer_id: &peer_id,
-            room_id: &room,
-            identity: identity.did(),
-            key_fingerprint,
-            owner,
-            created,
-            peers: joined.others,
-            ice_servers,
-        };
-        send(socket, &welcome).await;
-        self.unadmitted = None;
+        // A resume keeps the time the key was last proved, for the room's schedule.
+        let now = tokio::time::Instant::now();
+        let proved_at = proved_at.and_then(|t| t.elapsed().ok()).and_then(|ago| now.checked_sub(ago)).unwrap_or(now);
         self.gw.stats.admissions.fetch_add(1, Ordering::Relaxed);
         self.audit(&room, "admitted", Some(identity.did().to_owned()), Some(method), detail).await;
+        self.unadmitted = None;
         self.admitted = Some(Seat {
             room,
             peer_id,
@@ -221,9 +214,26 @@ impl Session {
             rx,
             kick,
             confirming: None,
-            proved_at: tokio::time::Instant::now(),
+            proved_at,
             confirm_every: joined.confirm_every,
+            resume_due: None,
         });
+        let resume = self.resume_offer();
+        let Some(seat) = &self.admitted else { return };
+        let welcome = ServerMessage::Welcome {
+            peer_id: &seat.peer_id,
+            room_id: &seat.room,
+            identity: seat.identity.did(),
+            key_fingerprint,
+            owner,
+            created,
+            peers: joined.others,
+            ice_servers,
+            resume: resume
+                .as_ref()
+                .map(|(token, expires_in)| crate::protocol::ResumeOffer { token, expires_in: *expires_in }),
+        };
+        send(socket, &welcome).await;
     }
 
     /// Answers a proven `request {ticket: true}` with a one-time ticket.
