@@ -35,7 +35,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (HTTP pages and the /ws signaling endpoint).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print the normalized identity (DID) and fingerprint of a public key.
     Identity {
         /// A key in any accepted format: the text itself, a file path, or - for stdin.
@@ -125,6 +125,16 @@ struct ServeArgs {
     /// proof (0: never) [default: 120].
     #[arg(long = "resume-window", env = "KEYGATE_RESUME_WINDOW")]
     resume_window: Option<f64>,
+    /// Serve HTTPS/WSS with this PEM certificate chain (reloaded on SIGHUP or when it changes).
+    #[arg(long = "tls-cert", env = "KEYGATE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's PEM private key.
+    #[arg(long = "tls-key", env = "KEYGATE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// A reverse proxy (address or ADDRESS/PREFIX) whose X-Forwarded-For names the client
+    /// (repeat or comma-separate).
+    #[arg(long = "trusted-proxy", env = "KEYGATE_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -279,7 +289,7 @@ type CliResult = Result<ExitCode, Box<dyn std::error::Error>>;
 
 async fn run(command: Command) -> CliResult {
     match command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Identity { key: Some(key), .. } => identity(&key),
         Command::Identity { key: None, piv: true, slot, .. } => native::piv_identity(slot),
         Command::Identity { key: None, select, .. } => native::agent_identity(select),
@@ -370,6 +380,13 @@ fn settings_from(args: ServeArgs) -> Result<Settings, Box<dyn std::error::Error>
     }
     if let Some(v) = args.resume_window {
         s.resume_window = Duration::try_from_secs_f64(v).map_err(|_| "--resume-window takes seconds")?;
+    }
+    if args.tls_cert.is_some() {
+        s.tls_cert = args.tls_cert;
+        s.tls_key = args.tls_key;
+    }
+    if !args.trusted_proxies.is_empty() {
+        s.trusted_proxies = args.trusted_proxies;
     }
     if !s.turn_urls.is_empty() && s.turn_secret.is_none() {
         return Err("TURN servers need --turn-secret (coturn's static-auth-secret)".into());

@@ -101,6 +101,14 @@ pub struct Settings {
     /// again (method `resume`; 0: never).
     #[serde(with = "secs")]
     pub resume_window: Duration,
+    /// Serve HTTPS and WSS with this PEM certificate chain (with `tls_key`);
+    /// reloaded on SIGHUP and when the file changes.
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Reverse proxies (addresses or ADDRESS/PREFIX) whose `X-Forwarded-For` names
+    /// the client; from anyone else the header is ignored.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for Settings {
@@ -138,6 +146,9 @@ impl Default for Settings {
             turn_ttl: Duration::from_secs(3600),
             ping_interval: Duration::from_secs(25),
             resume_window: Duration::from_secs(120),
+            tls_cert: None,
+            tls_key: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -159,10 +170,11 @@ impl Settings {
     /// `http://localhost:PORT`, which browsers treat as a secure context (WebAuthn
     /// and WebCrypto work there without TLS).
     pub fn public_origin(&self) -> String {
+        let scheme = if self.tls_cert.is_some() { "https" } else { "http" };
         match &self.origin {
             Some(o) => o.trim_end_matches('/').to_owned(),
-            None if self.listen.ip().is_loopback() => format!("http://localhost:{}", self.listen.port()),
-            None => format!("http://{}", self.listen),
+            None if self.listen.ip().is_loopback() => format!("{scheme}://localhost:{}", self.listen.port()),
+            None => format!("{scheme}://{}", self.listen),
         }
     }
 

@@ -47,8 +47,20 @@ impl Client {
     /// Connects from the local address `from` (e.g. another loopback address, so a
     /// test or the load tool can act as several clients).
     pub async fn connect_from(url: &str, from: std::net::IpAddr) -> Result<Self, ClientError> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let request = url.into_client_request().map_err(|e| ClientError::Connect(e.to_string()))?;
+        Self::connect_request(request, from).await
+    }
+
+    /// Connects from `from` with a request of one's own (extra headers, e.g. what a
+    /// proxy would add).
+    pub async fn connect_request(
+        request: tokio_tungstenite::tungstenite::handshake::client::Request,
+        from: std::net::IpAddr,
+    ) -> Result<Self, ClientError> {
         let connect = |e: &dyn std::fmt::Display| ClientError::Connect(e.to_string());
-        let parsed = url::Url::parse(url).map_err(|e| connect(&e))?;
+        let url = request.uri().to_string();
+        let parsed = url::Url::parse(&url).map_err(|e| connect(&e))?;
         let addr = parsed
             .socket_addrs(|| None)
             .map_err(|e| connect(&e))?
@@ -60,9 +72,20 @@ impl Client {
         socket.bind(std::net::SocketAddr::new(from, 0)).map_err(|e| connect(&e))?;
         let stream = socket.connect(addr).await.map_err(|e| connect(&e))?;
         let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
-        let (ws, _) = tokio_tungstenite::client_async_with_config(url, MaybeTlsStream::Plain(stream), Some(config))
+        let (ws, _) = tokio_tungstenite::client_async_with_config(request, MaybeTlsStream::Plain(stream), Some(config))
             .await
             .map_err(|e| connect(&e))?;
+        Ok(Client { ws, timeout: Duration::from_secs(10), record: None })
+    }
+
+    /// Connects to a `wss://` URL trusting what `tls` trusts (e.g. a test's own
+    /// certificate authority).
+    pub async fn connect_tls(url: &str, tls: std::sync::Arc<rustls::ClientConfig>) -> Result<Self, ClientError> {
+        let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
+        let connector = tokio_tungstenite::Connector::Rustls(tls);
+        let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(url, Some(config), true, Some(connector))
+            .await
+            .map_err(|e| ClientError::Connect(e.to_string()))?;
         Ok(Client { ws, timeout: Duration::from_secs(10), record: None })
     }
 

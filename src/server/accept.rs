@@ -11,6 +11,10 @@
 //!   instead of spinning; the connection limits are sized so that they should not
 //!   happen (see [`super::fit_to_file_limit`]).
 //!
+//! - With TLS, the handshake must also finish within `http_header_timeout`.
+//! - Behind trusted proxies, each request carries the client's address from
+//!   `X-Forwarded-For` ([`super::proxy`]) instead of the proxy's.
+//!
 //! A connection that upgrades to a WebSocket leaves the HTTP count: it is counted
 //! under `max_connections` from then on.
 
@@ -26,6 +30,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt;
 
+/// What stands between the socket and the router: TLS, and whose forwarded
+/// addresses are believed.
+pub(super) struct Front {
+    pub tls: Option<Arc<super::tls::Tls>>,
+    pub proxies: Arc<super::proxy::TrustedProxies>,
+}
+
 pub(super) struct HttpLimits {
     pub max_connections: usize,
     pub header_timeout: Duration,
@@ -36,7 +47,13 @@ pub(super) struct HttpLimits {
 
 /// Serves `router` on `listener` until `shutdown` turns true, then lets open
 /// connections finish their current request.
-pub(super) async fn serve(listener: TcpListener, router: Router, limits: HttpLimits, shutdown: watch::Receiver<bool>) {
+pub(super) async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: HttpLimits,
+    front: Front,
+    shutdown: watch::Receiver<bool>,
+) {
     let mut stop = shutdown.clone();
     loop {
         let (stream, remote) = tokio::select! {
@@ -57,31 +74,56 @@ pub(super) async fn serve(listener: TcpListener, router: Router, limits: HttpLim
             continue;
         };
         let _ = stream.set_nodelay(true);
+        let proxies = front.proxies.clone();
         let service = router.clone().map_request(move |mut request: axum::extract::Request| {
-            request.extensions_mut().insert(ConnectInfo(remote));
+            let client = proxies.client(remote, request.headers());
+            request.extensions_mut().insert(ConnectInfo(client));
             request
         });
         let header_timeout = limits.header_timeout;
-        let mut stop = shutdown.clone();
+        let stop = shutdown.clone();
+        let tls = front.tls.clone();
         tokio::spawn(async move {
-            let service = TowerToHyperService::new(
-                service.map_request(|r: hyper::Request<hyper::body::Incoming>| r.map(axum::body::Body::new)),
-            );
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            tokio::pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => {}
-                _ = stopped(&mut stop) => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
+            match tls {
+                None => serve_connection(stream, service, header_timeout, stop).await,
+                // A handshake that fails or dawdles closes the connection, quietly:
+                // scanners and plain-HTTP clients do both all day.
+                Some(tls) => {
+                    if let Ok(Ok(stream)) = tokio::time::timeout(header_timeout, tls.acceptor.accept(stream)).await {
+                        serve_connection(stream, service, header_timeout, stop).await;
+                    }
                 }
             }
             drop(slot);
         });
+    }
+}
+
+/// Serves HTTP/1.1 (and upgrades) on one connection until it ends or the server stops.
+async fn serve_connection<I, S>(io: I, service: S, header_timeout: Duration, mut stop: watch::Receiver<bool>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: tower::Service<axum::extract::Request, Response = axum::response::Response, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let service = TowerToHyperService::new(
+        service.map_request(|r: hyper::Request<hyper::body::Incoming>| r.map(axum::body::Body::new)),
+    );
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        _ = stopped(&mut stop) => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
     }
 }
 

@@ -3,6 +3,8 @@
 //! up, and drain on shutdown. Tests start the same [`Server`] on port 0.
 
 mod accept;
+pub mod proxy;
+pub mod tls;
 mod upkeep;
 
 use crate::config::Settings;
@@ -31,6 +33,8 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
     #[error("configuration: {0}")]
     Config(String),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 impl From<ConfigError> for ServeError {
@@ -83,11 +87,19 @@ pub struct Server {
     http: JoinHandle<()>,
     follower: JoinHandle<()>,
     maintenance: JoinHandle<()>,
+    /// Reloads the TLS certificate, when serving TLS.
+    certificates: Option<JoinHandle<()>>,
 }
 
 impl Server {
     /// Opens the store, binds `settings.listen`, and starts serving.
     pub async fn start(settings: Settings) -> Result<Server, ServeError> {
+        let tls = match (&settings.tls_cert, &settings.tls_key) {
+            (Some(cert), Some(key)) => Some(Arc::new(tls::Tls::load(cert, key)?)),
+            (None, None) => None,
+            _ => return Err(ServeError::Config("tls_cert and tls_key go together: give both or neither".into())),
+        };
+        let proxies = proxy::TrustedProxies::parse(&settings.trusted_proxies).map_err(ServeError::Config)?;
         let store = Store::open(&settings.db).await?;
         let listener = TcpListener::bind(settings.listen).await.map_err(|e| ServeError::Bind(settings.listen, e))?;
         let addr = listener.local_addr()?;
@@ -107,8 +119,10 @@ impl Server {
         };
         let state = AppState::new(gateway.clone());
         let maintenance = tokio::spawn(upkeep::maintain(state.clone(), shutdown_rx.clone()));
-        let http = tokio::spawn(accept::serve(listener, crate::web::router(state.clone()), limits, shutdown_rx));
-        Ok(Server { addr, gateway, state, shutdown, http, follower, maintenance })
+        let certificates = tls.clone().map(|tls| tokio::spawn(tls.follow(shutdown_rx.clone())));
+        let front = accept::Front { tls, proxies: Arc::new(proxies) };
+        let http = tokio::spawn(accept::serve(listener, crate::web::router(state.clone()), limits, front, shutdown_rx));
+        Ok(Server { addr, gateway, state, shutdown, http, follower, maintenance, certificates })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -135,6 +149,9 @@ impl Server {
         let _ = tokio::time::timeout(DRAIN, self.http).await;
         let _ = self.follower.await;
         let _ = self.maintenance.await;
+        if let Some(c) = self.certificates {
+            let _ = c.await;
+        }
         self.gateway.audit.flush().await;
         self.gateway.store.close().await;
     }

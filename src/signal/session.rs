@@ -176,7 +176,7 @@ pub async fn run<S, E>(
         unadmitted: Some(unadmitted),
         rate: RateLimit::new(gw.settings.messages_per_second),
         gw,
-        remote: remote.map(|a| a.to_string()),
+        remote: remote.map(crate::server::proxy::remote_text),
         slot: Slot::default(),
         requested: None,
         admitted: None,

@@ -128,7 +128,11 @@ pub async fn redeem_answer(
     let method = proof.remove("method").and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
     let payload = proof.remove("payload").unwrap_or_default();
     let answer = Answer { method: &method, payload: &payload, proof };
-    let caller = Caller { client: Some(ClientKey::of(remote.ip())), remote: Some(remote.to_string()), room: None };
+    let caller = Caller {
+        client: Some(ClientKey::of(remote.ip())),
+        remote: Some(crate::server::proxy::remote_text(remote)),
+        room: None,
+    };
     let mut source = state.pending.by_id(&id, wanted);
     Ok(Admission::new(&state.gateway).redeem(&mut source, answer, &caller).await?)
 }

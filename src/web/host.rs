@@ -157,7 +157,7 @@ pub async fn create_room(
     };
     let name: String = form.name.trim().chars().take(100).collect();
     let id = RoomId::generate();
-    let remote = remote.to_string();
+    let remote = crate::server::proxy::remote_text(remote);
     let actor = Actor::owner(&session.identity, "host page", Some(&remote));
     let per_hour = Some(gw.settings.max_rooms_per_identity_per_hour);
     match gw.whitelist().create_room(&id, &name, &owner, actor, per_hour).await {
@@ -335,7 +335,7 @@ pub async fn allow(
 ) -> Result<Response, Error> {
     const UNREADABLE: Error = Error::page(StatusCode::BAD_REQUEST, "The form could not be read; try again.");
     let (mut csrf, mut label, mut piv_require) = (String::new(), String::new(), String::new());
-    let remote = remote.to_string();
+    let remote = crate::server::proxy::remote_text(remote);
     let service = state.gateway.whitelist();
     // Checked against the session's rooms below, before any key is read.
     let room_id = RoomId::parse(&room).map_err(|_| NOT_YOURS)?;
@@ -473,7 +473,7 @@ pub async fn deny(
     Form(form): Form<DenyForm>,
 ) -> Result<Response, Error> {
     let (id, record) = owner_form(&state, &session, &room, &form.csrf).await?;
-    let remote = remote.to_string();
+    let remote = crate::server::proxy::remote_text(remote);
     let actor = Actor::owner(&session.identity, "host page", Some(&remote));
     let problem = match Identity::parse(&form.identity) {
         Err(_) => "That is not an identity on this list.",
@@ -536,7 +536,7 @@ pub async fn settings(
         Ok(l) => l,
         Err(e) => return render_room_at("settings", &state, &session, &id, record, None, vec![e]).await,
     };
-    let remote = remote.to_string();
+    let remote = crate::server::proxy::remote_text(remote);
     let actor = Actor::owner(&session.identity, "host page", Some(&remote));
     let require_user_verification = form.require_uv.is_some();
     state
@@ -579,7 +579,7 @@ pub async fn owners(
             return render_room_at("owners", &state, &session, &id, record, None, vec![format!("Co-owner: {e}")]).await
         }
     };
-    let remote = remote.to_string();
+    let remote = crate::server::proxy::remote_text(remote);
     let actor = Actor::owner(&session.identity, "host page", Some(&remote));
     let service = state.gateway.whitelist();
     let changed = if form.remove.is_some() {
@@ -668,7 +668,7 @@ pub async fn kick(
 ) -> Result<Response, Error> {
     let (id, _) = owner_form(&state, &session, &room, &form.csrf).await?;
     let peer = form_peer(form.peer)?;
-    let remote = remote.to_string();
+    let remote = crate::server::proxy::remote_text(remote);
     let actor = Actor::owner(&session.identity, "host page", Some(&remote));
     match state.gateway.whitelist().kick(&id, actor, &peer).await {
         Ok(()) => Ok(Redirect::to(&format!("/rooms/{id}/live")).into_response()),

@@ -63,7 +63,7 @@ pub async fn create_invite(
         return render_room_at("invites", &state, &session, &id, record, None, errors).await;
     }
     let expires = Utc::now() + chrono::Duration::hours(form.hours);
-    let remote = remote.to_string();
+    let remote = crate::server::proxy::remote_text(remote);
     let actor = crate::whitelist::Actor::owner(&session.identity, "host page", Some(&remote));
     let invite = state
         .gateway
@@ -132,7 +132,7 @@ pub async fn invite_verify(
         return Err(Error::json(StatusCode::FORBIDDEN, "this proof is for another room"));
     }
     let identity = admitted.identity;
-    let remote = remote.to_string();
+    let remote = crate::server::proxy::remote_text(remote);
     match gw.whitelist().redeem_invite(&room, &invite.id, &invite.label, &identity, Some(&remote)).await {
         Ok(()) => {}
         Err(crate::whitelist::ChangeError::InviteUsed) => {

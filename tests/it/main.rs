@@ -10,6 +10,7 @@ mod browser;
 mod call;
 mod call_protocol;
 mod cli;
+mod deploy;
 mod eth_method;
 mod fuzz_corpus;
 mod host_pages;

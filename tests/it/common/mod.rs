@@ -169,8 +169,14 @@ pub fn vectors() -> Option<PathBuf> {
 
 /// A system tool the test needs: in CI its absence fails the test.
 pub fn tool(name: &str) -> Option<PathBuf> {
+    // Daemons (nginx, pcscd) live in sbin, which a user's PATH may not have.
     let found = std::env::var_os("PATH")
-        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(name)).find(|p| p.is_file()));
+        .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|p| p.join(name))
+        .find(|p| p.is_file());
     if found.is_none() {
         assert!(!in_ci(), "{name} is required for this test and is not installed");
         eprintln!("skipping: {name} is not installed");
