@@ -22,6 +22,7 @@ macro_rules! say {
     }};
 }
 
+mod data;
 mod native;
 mod room;
 
@@ -65,6 +66,23 @@ enum Command {
     },
     /// Sign a challenge for pasting into a join page (ssh-agent, a key file or a YubiKey).
     Sign(native::SignArgs),
+    /// Write a consistent copy of the database to FILE, while the server runs.
+    Backup {
+        #[command(flatten)]
+        db: DbArg,
+        /// Where the copy goes; must not exist yet.
+        file: PathBuf,
+    },
+    /// Replace the database with a backup (stop the server first).
+    Restore {
+        #[command(flatten)]
+        db: DbArg,
+        /// A file written by `keygate backup`.
+        file: PathBuf,
+        /// Replace an existing database (it is kept beside, as DB.before-restore).
+        #[arg(long)]
+        force: bool,
+    },
     /// Measure admissions per second and memory per idle socket.
     Bench(BenchArgs),
 }
@@ -74,6 +92,10 @@ struct DbArg {
     /// The SQLite database file.
     #[arg(long, env = "KEYGATE_DB", default_value = "keygate.db", global = true)]
     db: PathBuf,
+    /// Create the database if it does not exist (otherwise a mistyped --db is an
+    /// error, not a new empty database).
+    #[arg(long, global = true)]
+    create_db: bool,
 }
 
 #[derive(Args)]
@@ -160,6 +182,9 @@ enum RoomCommand {
     },
     /// Remove a key from the whitelist; its live sessions are ejected.
     Deny { room: String, key: String },
+    /// Delete a room with its whitelist, owners and invites; its live peers are
+    /// ejected, its audit log is kept.
+    Delete { room: String },
     /// Change a room's policy.
     Set {
         room: String,
@@ -294,7 +319,9 @@ async fn run(command: Command) -> CliResult {
         Command::Identity { key: None, piv: true, slot, .. } => native::piv_identity(slot),
         Command::Identity { key: None, select, .. } => native::agent_identity(select),
         Command::Join(args) => native::join(args).await,
-        Command::Room { db, command } => room::run(&db.db, command).await,
+        Command::Room { db, command } => room::run(&db.db, db.create_db, command).await,
+        Command::Backup { db, file } => data::backup(&db.db, &file).await,
+        Command::Restore { db, file, force } => data::restore(&db.db, &file, force).await,
         Command::Sign(args) => native::sign(args),
         Command::Bench(args) if !args.whitelist.is_empty() => {
             let report = bench::run_whitelist(bench::WhitelistOptions {

@@ -329,6 +329,7 @@ pub enum ErrorCode {
     NotOwner,
     NoSuchPeer,
     Revoked,
+    RoomDeleted,
     NotConfirmed,
     SlowConsumer,
     ShuttingDown,
@@ -336,7 +337,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 23] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownType,
         ErrorCode::BadMessage,
@@ -357,6 +358,7 @@ impl ErrorCode {
         ErrorCode::NoSuchPeer,
         ErrorCode::Revoked,
         ErrorCode::NotConfirmed,
+        ErrorCode::RoomDeleted,
         ErrorCode::SlowConsumer,
         ErrorCode::ShuttingDown,
         ErrorCode::Internal,
@@ -384,6 +386,7 @@ impl ErrorCode {
             ErrorCode::NotOwner => "not-owner",
             ErrorCode::NoSuchPeer => "no-such-peer",
             ErrorCode::Revoked => "revoked",
+            ErrorCode::RoomDeleted => "room-deleted",
             ErrorCode::NotConfirmed => "not-confirmed",
             ErrorCode::SlowConsumer => "slow-consumer",
             ErrorCode::ShuttingDown => "shutting-down",
@@ -397,6 +400,7 @@ impl ErrorCode {
             ErrorCode::ServerFull => Some(1013),
             ErrorCode::AuthTimeout => Some(4001),
             ErrorCode::Revoked => Some(4003),
+            ErrorCode::RoomDeleted => Some(4004),
             ErrorCode::NotConfirmed => Some(4003),
             ErrorCode::SlowConsumer => Some(4008),
             ErrorCode::ShuttingDown => Some(1001),
@@ -433,6 +437,7 @@ pub mod code {
     pub const NOT_OWNER: ErrorCode = ErrorCode::NotOwner;
     pub const NO_SUCH_PEER: ErrorCode = ErrorCode::NoSuchPeer;
     pub const REVOKED: ErrorCode = ErrorCode::Revoked;
+    pub const ROOM_DELETED: ErrorCode = ErrorCode::RoomDeleted;
     pub const NOT_CONFIRMED: ErrorCode = ErrorCode::NotConfirmed;
     pub const SLOW_CONSUMER: ErrorCode = ErrorCode::SlowConsumer;
     pub const SHUTTING_DOWN: ErrorCode = ErrorCode::ShuttingDown;

@@ -330,6 +330,21 @@ impl Rooms {
         }
     }
 
+    /// Ejects every live session of a deleted room and forgets the room.
+    pub fn close(&self, room: &RoomId) {
+        self.changes.fetch_add(1, Ordering::AcqRel);
+        let mut live = self.lock();
+        if let Some(r) = live.get(room) {
+            for p in r.peers.values() {
+                p.kick(code::ROOM_DELETED, "this room was deleted by its owner");
+            }
+        }
+        if let Some(r) = live.get_mut(room) {
+            r.loaded = false;
+            r.entries.clear();
+        }
+    }
+
     /// Forgets what was cached of `did`'s entry in `room` (it changed).
     pub fn forget(&self, room: &RoomId, did: &Did) {
         self.changes.fetch_add(1, Ordering::AcqRel);
@@ -424,7 +439,9 @@ impl Rooms {
                 let Ok(room) = RoomId::parse(&c.room) else {
                     continue;
                 };
-                if c.removed {
+                if c.removed && c.identity.is_empty() {
+                    self.close(&room);
+                } else if c.removed {
                     self.revoke(&room, &c.identity);
                 } else if c.identity.is_empty() {
                     self.invalidate(&room);

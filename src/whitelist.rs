@@ -204,6 +204,16 @@ impl<'a> Whitelist<'a> {
         self.finish(change, room, &actor, "whitelist-remove", Some(identity.did()), None).await
     }
 
+    /// Deletes a room: its whitelist, owners, settings and invites. Its live peers
+    /// are ejected at once (and by any other server on the database within a poll);
+    /// its audit log is kept, with this deletion as its last row.
+    pub async fn delete_room(&self, room: &RoomId, actor: Actor<'_>) -> Result<(), ChangeError> {
+        let mut change = self.authorised(room, &actor).await?;
+        let entries = change.delete_room(room).await?;
+        let detail = format!("with {entries} whitelisted key{}", if entries == 1 { "" } else { "s" });
+        self.finish(change, room, &actor, "room-deleted", None, Some(detail)).await
+    }
+
     /// Makes `identity` a co-owner (and whitelists it).
     pub async fn add_owner(&self, room: &RoomId, actor: Actor<'_>, identity: &Identity) -> Result<(), ChangeError> {
         let mut change = self.authorised(room, &actor).await?;

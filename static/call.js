@@ -182,7 +182,7 @@ function onMessage(m) {
     case "peer-verification-failed":
       return showVerified(m.peerId, m.reason === "timeout" ? "did not confirm in time" : "confirmation FAILED", "bad");
     case "error":
-      if (m.code === "revoked" || m.code === "not-confirmed") state.leaving = `You are out of the call: ${m.message}.`;
+      if (["revoked", "not-confirmed", "room-deleted"].includes(m.code)) state.leaving = `You are out of the call: ${m.message}.`;
       else if (m.code === "shutting-down") banner("The server is restarting; reconnecting…");
       else if (m.code === "slow-consumer") banner("The connection fell behind; reconnecting…");
       else if (state.me) banner(m.message);

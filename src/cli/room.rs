@@ -11,7 +11,10 @@ use crate::whitelist::{Actor, ChangeError, Whitelist, AUDIT_EACH_UP_TO};
 use std::io::Write;
 use std::process::ExitCode;
 
-pub(super) async fn run(db: &std::path::Path, command: RoomCommand) -> CliResult {
+pub(super) async fn run(db: &std::path::Path, create_db: bool, command: RoomCommand) -> CliResult {
+    if !create_db {
+        super::data::must_exist(db)?;
+    }
     let store = match &command {
         RoomCommand::Allow { .. } => Store::open_for_import(db).await?,
         _ => Store::open(db).await?,
@@ -41,6 +44,20 @@ pub(super) async fn run(db: &std::path::Path, command: RoomCommand) -> CliResult
                 }
                 Err(ChangeError::NotListed) => {
                     eprintln!("{identity} is not on the whitelist of {room}");
+                    ExitCode::FAILURE
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        RoomCommand::Delete { room } => {
+            let room = parse_room(&room)?;
+            match Whitelist::new(&store, None).delete_room(&room, Actor::operator()).await {
+                Ok(()) => {
+                    say!("deleted room {room}; its audit log is kept (keygate room show {room})");
+                    ExitCode::SUCCESS
+                }
+                Err(ChangeError::NoRoom) => {
+                    eprintln!("no room {room} in {}", db.display());
                     ExitCode::FAILURE
                 }
                 Err(e) => return Err(e.into()),
@@ -250,7 +267,14 @@ async fn show(
     all: bool,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let Some(record) = store.room(room).await? else {
-        return Err(format!("no room {room}").into());
+        // A deleted room keeps its audit log.
+        let audit = store.audit(room, 20, None).await?;
+        if audit.is_empty() {
+            return Err(format!("no room {room}").into());
+        }
+        say!("room {room} was deleted; its last audit events:");
+        audit_lines(&audit);
+        return Ok(ExitCode::SUCCESS);
     };
     say!("room     {}\nname     {}\ncreated  {}", record.id, record.name, record.created_at);
     if record.require_user_verification {
@@ -301,7 +325,12 @@ async fn show(
         }
     }
     say!("\nrecent audit events:");
-    for a in store.audit(room, 20, None).await? {
+    audit_lines(&store.audit(room, 20, None).await?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn audit_lines(records: &[crate::store::AuditRecord]) {
+    for a in records {
         say!(
             "  {}  {:<16} {}  {}  {}",
             a.at,
@@ -311,5 +340,4 @@ async fn show(
             a.reason.as_deref().unwrap_or("")
         );
     }
-    Ok(ExitCode::SUCCESS)
 }

@@ -70,6 +70,9 @@ const ROUTES: &[(Method, &str, Input, &str)] = &[
     (Method::POST, "/webauthn/register/finish", Input::Json, r#"{"registrationId":"x","credential":{}}"#),
     (Method::POST, "/i/x/challenge", Input::Json, "{}"),
     (Method::POST, "/i/x/verify", Input::Json, r#"{"method":"ssh","signature":""}"#),
+    // Later routes go last, so the committed corpus keeps reaching the routes it was found for.
+    (Method::POST, "/rooms/{room}/delete", Input::Form, "confirm=x"),
+    (Method::GET, "/rooms", Input::Query, "deleted=5i9U78HiRkrdWRYo2"),
 ];
 
 /// Seeds: each route with its typical body, signed in with the form's token and not.

@@ -153,6 +153,11 @@ impl Server {
             let _ = c.await;
         }
         self.gateway.audit.flush().await;
+        // Everything in the write-ahead log goes into the database file, so the file
+        // alone is whole once the server has stopped.
+        if let Err(e) = self.gateway.store.checkpoint().await {
+            tracing::warn!(error = %e, "checkpointing the database on shutdown failed");
+        }
         self.gateway.store.close().await;
     }
 }

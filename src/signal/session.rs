@@ -236,10 +236,14 @@ pub async fn run<S, E>(
                 PeerEvent::ScheduleChanged => Flow::Continue,
                 PeerEvent::Kicked(kick) => {
                     send_error(&mut socket, kick.code, &kick.message).await;
-                    leave_reason = if kick.code == code::REVOKED { "removed" } else { kick.code.as_str() };
+                    leave_reason = match kick.code {
+                        code::REVOKED => "removed",
+                        other => other.as_str(),
+                    };
                     let reason = match kick.code {
                         code::REVOKED => "revoked",
                         code::NOT_CONFIRMED => "identity not confirmed",
+                        code::ROOM_DELETED => "room deleted",
                         code::SHUTTING_DOWN => "server shutting down",
                         _ => "too slow",
                     };

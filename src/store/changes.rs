@@ -238,6 +238,19 @@ impl Change {
         Ok(rows > 0)
     }
 
+    /// Deletes a room with its whitelist, owners, settings and invites; returns how
+    /// many whitelist entries went with it. Its audit rows stay. The change log gets
+    /// one row for the whole room (migration 0013).
+    pub async fn delete_room(&mut self, room: &RoomId) -> Result<i64, StoreError> {
+        let entries: i64 = sqlx::query_scalar("SELECT entries FROM rooms WHERE id = ?")
+            .bind(room.as_str())
+            .fetch_optional(&mut *self.tx)
+            .await?
+            .unwrap_or(0);
+        sqlx::query("DELETE FROM rooms WHERE id = ?").bind(room.as_str()).execute(&mut *self.tx).await?;
+        Ok(entries)
+    }
+
     /// Removes an entry; returns whether it was there.
     pub async fn delete_entry(&mut self, room: &RoomId, identity: &Did) -> Result<bool, StoreError> {
         let removed = self.touch("DELETE FROM whitelist WHERE room_id = ? AND identity = ?", room, identity).await?;

@@ -37,6 +37,14 @@ pub enum StoreError {
     RoomExists(String),
     #[error("this credential is already registered")]
     CredentialExists,
+    #[error("cannot open the database at {0}: {1}")]
+    Open(std::path::PathBuf, sqlx::Error),
+    #[error("the database at {0} could not be migrated: {1}")]
+    MigrateAt(std::path::PathBuf, sqlx::migrate::MigrateError),
+    #[error("not a keygate database: {0}")]
+    NotKeygate(String),
+    #[error("integrity check failed: {0}")]
+    Damaged(String),
 }
 
 /// How a process uses the database, which sets the page cache and checkpoints.
@@ -295,8 +303,13 @@ impl Store {
             .pragma("journal_size_limit", (64 * 1024 * 1024).to_string())
             .busy_timeout(Duration::from_secs(5))
             .log_slow_statements(usage.slow_statement_level(), Duration::from_secs(1));
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
+        let shown = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Open(shown.clone(), e))?;
+        sqlx::migrate!("./migrations").run(&pool).await.map_err(|e| StoreError::MigrateAt(shown, e))?;
         let store = Store { pool };
         store.fill_in_fingerprints().await?;
         Ok(store)
@@ -571,6 +584,75 @@ impl Store {
             .await?
             .rows_affected();
         Ok(pruned)
+    }
+
+    /// Opens a database file without changing it (no migration, no log file): to
+    /// check a backup. Fails unless it is a keygate database.
+    pub async fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        let shown = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+        let options = SqliteConnectOptions::new().filename(path).read_only(true).immutable(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Open(shown.clone(), e))?;
+        let store = Store { pool };
+        let tables: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('_sqlx_migrations', 'rooms', 'whitelist', 'audit')",
+        )
+        .fetch_one(&store.pool)
+        .await
+        .map_err(|e| StoreError::NotKeygate(e.to_string()))?;
+        if tables != 4 {
+            store.close().await;
+            return Err(StoreError::NotKeygate(format!("{} has no keygate tables", shown.display())));
+        }
+        Ok(store)
+    }
+
+    /// SQLite's own check of every page and index.
+    pub async fn integrity(&self) -> Result<(), StoreError> {
+        let result: String = sqlx::query_scalar("PRAGMA integrity_check(1)").fetch_one(&self.pool).await?;
+        if result == "ok" {
+            Ok(())
+        } else {
+            Err(StoreError::Damaged(result))
+        }
+    }
+
+    /// Rooms, whitelisted keys (from the rooms' counters) and audit rows.
+    pub async fn counts(&self) -> Result<(i64, i64, i64), StoreError> {
+        let (rooms, keys): (i64, i64) =
+            sqlx::query_as("SELECT count(*), coalesce(sum(entries), 0) FROM rooms").fetch_one(&self.pool).await?;
+        let audit: i64 = sqlx::query_scalar("SELECT count(*) FROM audit").fetch_one(&self.pool).await?;
+        Ok((rooms, keys, audit))
+    }
+
+    /// Writes a consistent copy of the database to `path` (which must not exist):
+    /// one read transaction, so everything committed before it and nothing after,
+    /// while other connections and processes go on reading and writing.
+    pub async fn backup_to(&self, path: &Path) -> Result<(), StoreError> {
+        let target = path.to_str().ok_or_else(|| StoreError::NotKeygate("the backup path is not UTF-8".into()))?;
+        sqlx::query("VACUUM INTO ?").bind(target).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Whether another connection (a running server, a CLI command) has the
+    /// database at `path` open: an exclusive lock cannot be had then.
+    pub async fn in_use(path: &Path) -> Result<bool, StoreError> {
+        let shown = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(false)
+            .locking_mode(sqlx::sqlite::SqliteLockingMode::Exclusive)
+            .busy_timeout(Duration::from_millis(200));
+        let mut conn = options.connect().await.map_err(|e| StoreError::Open(shown, e))?;
+        let locked = sqlx::query("BEGIN EXCLUSIVE").execute(&mut conn).await.is_err();
+        if !locked {
+            let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
+        }
+        let _ = sqlx::Connection::close(conn).await;
+        Ok(locked)
     }
 
     pub(crate) fn pool(&self) -> &SqlitePool {

@@ -33,6 +33,7 @@ pub fn router() -> Router<AppState> {
         .route("/rooms/{room}/allow", post(allow).layer(axum::extract::DefaultBodyLimit::max(MAX_UPLOAD)))
         .route("/rooms/{room}/deny", post(deny))
         .route("/rooms/{room}/settings", post(settings))
+        .route("/rooms/{room}/delete", post(delete_room))
         .route("/rooms/{room}/owners", post(owners))
         .route("/rooms/{room}/audit", get(audit_page))
         .route("/rooms/{room}/live", get(live_page))
@@ -117,9 +118,20 @@ struct RoomsPage {
     identity: Did,
     csrf: String,
     rooms: Vec<(String, String, i64, usize)>,
+    notice: Option<String>,
 }
 
-pub async fn my_rooms(State(state): State<AppState>, Host(session): Host) -> Result<Response, Error> {
+#[derive(Deserialize)]
+pub struct RoomsQuery {
+    /// A room just deleted (Post/Redirect/Get), to say so.
+    deleted: Option<String>,
+}
+
+pub async fn my_rooms(
+    State(state): State<AppState>,
+    Host(session): Host,
+    Query(query): Query<RoomsQuery>,
+) -> Result<Response, Error> {
     let gw = &state.gateway;
     let rooms = gw.store.rooms_owned_by(&session.identity).await.map_err(|e| Error::internal("listing rooms", e))?;
     let rooms = rooms
@@ -129,7 +141,11 @@ pub async fn my_rooms(State(state): State<AppState>, Host(session): Host) -> Res
             (id.to_string(), name, entries, live)
         })
         .collect();
-    Ok(render(&RoomsPage { identity: session.identity, csrf: session.csrf, rooms }))
+    let notice = query
+        .deleted
+        .and_then(|d| RoomId::parse(&d).ok())
+        .map(|d| format!("Room {d} was deleted; everyone in it was sent out. Its audit log is kept."));
+    Ok(render(&RoomsPage { identity: session.identity, csrf: session.csrf, rooms, notice }))
 }
 
 #[derive(Deserialize)]
@@ -553,6 +569,35 @@ pub async fn settings(
         .await
         .map_err(refused_change)?;
     Ok(Redirect::to(&format!("/rooms/{id}")).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct DeleteForm {
+    #[serde(default)]
+    csrf: String,
+    /// The room's id, typed again: deleting is not undone.
+    #[serde(default)]
+    confirm: String,
+}
+
+/// Deletes the room: its whitelist, owners, invites and settings; everyone in it is
+/// sent out; its audit log is kept.
+pub async fn delete_room(
+    State(state): State<AppState>,
+    Host(session): Host,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    Path(room): Path<String>,
+    Form(form): Form<DeleteForm>,
+) -> Result<Response, Error> {
+    let (id, record) = owner_form(&state, &session, &room, &form.csrf).await?;
+    if form.confirm.trim() != id.as_str() {
+        let e = format!("To delete this room, type its id ({id}) in the box.");
+        return render_room_at("delete", &state, &session, &id, record, None, vec![e]).await;
+    }
+    let remote = crate::server::proxy::remote_text(remote);
+    let actor = Actor::owner(&session.identity, "host page", Some(&remote));
+    state.gateway.whitelist().delete_room(&id, actor).await.map_err(refused_change)?;
+    Ok(Redirect::to(&format!("/rooms?deleted={id}")).into_response())
 }
 
 #[derive(Deserialize)]

@@ -52,7 +52,8 @@ fn rooms_are_scripted_without_a_browser() {
         .unwrap();
     let owner_pub = owner.with_extension("pub");
 
-    let created = keygate(&["room", "create", "--owner", owner_pub.to_str().unwrap(), "--name", "Standup"], &db);
+    let created =
+        keygate(&["room", "create", "--create-db", "--owner", owner_pub.to_str().unwrap(), "--name", "Standup"], &db);
     assert!(created.status.success(), "{}", stderr(&created));
     let room = stdout(&created).trim().to_owned();
     assert!(keygate::ids::RoomId::parse(&room).is_ok(), "{room}");
@@ -113,7 +114,7 @@ fn cli_changes_are_audited_and_a_key_lands_with_its_requirement() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("k.db");
     let owner = key();
-    let created = keygate(&["room", "create", "--owner", &owner.public_jwk().to_string()], &db);
+    let created = keygate(&["room", "create", "--create-db", "--owner", &owner.public_jwk().to_string()], &db);
     assert!(created.status.success(), "{}", stderr(&created));
     let room = stdout(&created).trim().to_owned();
     let card = key();

@@ -82,7 +82,7 @@ async fn the_server_speaks_tls_and_reloads_its_certificate_on_sighup_and_on_chan
     let db = dir.path().join("k.db");
     let room = {
         let out = Command::new(keygate_bin())
-            .args(["room", "create", "--owner", &owner.public_jwk().to_string(), "--db"])
+            .args(["room", "create", "--create-db", "--owner", &owner.public_jwk().to_string(), "--db"])
             .arg(&db)
             .output()
             .unwrap();

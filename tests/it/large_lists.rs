@@ -28,7 +28,7 @@ fn member_list(n: usize, bad: &[usize]) -> String {
 }
 
 fn room_with_owner(db: &std::path::Path, owner: &keygate::client::p256_key::P256Key) -> String {
-    let created = keygate(&["room", "create", "--owner", &owner.public_jwk().to_string()], db);
+    let created = keygate(&["room", "create", "--create-db", "--owner", &owner.public_jwk().to_string()], db);
     assert!(created.status.success(), "{}", stderr(&created));
     stdout(&created).trim().to_owned()
 }

@@ -10,6 +10,7 @@ mod browser;
 mod call;
 mod call_protocol;
 mod cli;
+mod data_safety;
 mod deploy;
 mod eth_method;
 mod fuzz_corpus;

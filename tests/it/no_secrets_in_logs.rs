@@ -17,7 +17,7 @@ async fn the_server_logs_no_cookie_ticket_or_signature() {
     let owner = key();
     let room = {
         let out = Command::new(keygate_bin())
-            .args(["room", "create", "--owner", &owner.public_jwk().to_string(), "--db"])
+            .args(["room", "create", "--create-db", "--owner", &owner.public_jwk().to_string(), "--db"])
             .arg(&db)
             .output()
             .unwrap();

@@ -98,6 +98,13 @@ impl TestServer {
         self.server = Some(Server::start(settings).await.unwrap());
     }
 
+    /// Stops the server and keeps its directory (the database stays for inspection).
+    pub async fn stop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+    }
+
     pub async fn shutdown(mut self) {
         if let Some(s) = self.server.take() {
             s.shutdown().await;
