@@ -12,7 +12,6 @@ use crate::server::Server;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 /// Prints a line to stdout; a closed pipe (`keygate room list | head`) is not an error.
 macro_rules! say {
@@ -25,6 +24,7 @@ macro_rules! say {
 mod data;
 mod native;
 mod room;
+mod settings_args;
 
 #[derive(Parser)]
 #[command(name = "keygate", version, about = "Video rooms that admit only the holders of whitelisted keys")]
@@ -85,6 +85,11 @@ enum Command {
     },
     /// Measure admissions per second and memory per idle socket.
     Bench(BenchArgs),
+    /// Settings: `keygate config example` prints a commented settings file.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
 }
 
 #[derive(Args)]
@@ -100,63 +105,24 @@ struct DbArg {
 
 #[derive(Args)]
 struct ServeArgs {
-    /// Address to listen on [default: 127.0.0.1:8080].
-    #[arg(long, env = "KEYGATE_LISTEN")]
-    listen: Option<std::net::SocketAddr>,
-    /// SQLite database file, created if missing [default: keygate.db].
-    #[arg(long, env = "KEYGATE_DB")]
-    db: Option<PathBuf>,
-    /// Public origin put into challenges, e.g. https://meet.example.com [default: http://localhost:PORT
-    /// on a loopback address, else http://LISTEN].
-    #[arg(long, env = "KEYGATE_ORIGIN")]
-    origin: Option<String>,
-    /// TOML settings file; flags and environment variables override it.
+    /// TOML settings file (`keygate config example` prints one); flags and
+    /// environment variables override it.
     #[arg(long, env = "KEYGATE_CONFIG")]
     config: Option<PathBuf>,
-    /// Most peers in one room [default: 8].
-    #[arg(long, env = "KEYGATE_MAX_PEERS")]
-    max_peers: Option<usize>,
-    /// Most open WebSocket connections [default: 16384].
-    #[arg(long, env = "KEYGATE_MAX_CONNECTIONS")]
-    max_connections: Option<usize>,
-    /// Seconds a challenge stays valid [default: 120].
-    #[arg(long, env = "KEYGATE_FRESHNESS")]
-    freshness: Option<f64>,
-    /// Seconds an unadmitted socket may stay open [default: 30].
-    #[arg(long, env = "KEYGATE_AUTH_TIMEOUT")]
-    auth_timeout: Option<f64>,
-    /// PEM file of certificates PIV attestations must chain to (repeat for several).
-    #[arg(long = "piv-roots", env = "KEYGATE_PIV_ROOTS", value_delimiter = ',')]
-    piv_roots: Vec<PathBuf>,
-    /// STUN server URL given to admitted peers (repeat or comma-separate).
-    #[arg(long = "stun-url", env = "KEYGATE_STUN_URLS", value_delimiter = ',')]
-    stun_urls: Vec<String>,
-    /// TURN server URL given to admitted peers with REST credentials (repeat or comma-separate).
-    #[arg(long = "turn-url", env = "KEYGATE_TURN_URLS", value_delimiter = ',')]
-    turn_urls: Vec<String>,
-    /// coturn's static-auth-secret; prefer the environment variable or the config file.
-    #[arg(long = "turn-secret", env = "KEYGATE_TURN_SECRET", hide_env_values = true)]
-    turn_secret: Option<String>,
-    /// Seconds TURN credentials stay valid [default: 3600].
-    #[arg(long = "turn-ttl", env = "KEYGATE_TURN_TTL")]
-    turn_ttl: Option<f64>,
-    /// Seconds between pings on every socket (0: none) [default: 25].
-    #[arg(long = "ping-interval", env = "KEYGATE_PING_INTERVAL")]
-    ping_interval: Option<f64>,
-    /// Seconds after a dropped socket during which a peer comes back without a new
-    /// proof (0: never) [default: 120].
-    #[arg(long = "resume-window", env = "KEYGATE_RESUME_WINDOW")]
-    resume_window: Option<f64>,
-    /// Serve HTTPS/WSS with this PEM certificate chain (reloaded on SIGHUP or when it changes).
-    #[arg(long = "tls-cert", env = "KEYGATE_TLS_CERT", requires = "tls_key")]
-    tls_cert: Option<PathBuf>,
-    /// The certificate's PEM private key.
-    #[arg(long = "tls-key", env = "KEYGATE_TLS_KEY", requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
-    /// A reverse proxy (address or ADDRESS/PREFIX) whose X-Forwarded-For names the client
-    /// (repeat or comma-separate).
-    #[arg(long = "trusted-proxy", env = "KEYGATE_TRUSTED_PROXIES", value_delimiter = ',')]
-    trusted_proxies: Vec<String>,
+    #[command(flatten)]
+    settings: settings_args::SettingArgs,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print a settings file with every setting, its meaning and its default.
+    Example,
+    /// Read the settings as `keygate serve` would (file, variables) and say what is wrong.
+    Check {
+        /// The TOML settings file.
+        #[arg(long, env = "KEYGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -321,6 +287,19 @@ async fn run(command: Command) -> CliResult {
         Command::Join(args) => native::join(args).await,
         Command::Room { db, command } => room::run(&db.db, db.create_db, command).await,
         Command::Backup { db, file } => data::backup(&db.db, &file).await,
+        Command::Config { command: ConfigCommand::Example } => {
+            say!("{}", Settings::example());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config { command: ConfigCommand::Check { config } } => {
+            let given = settings_args::SettingArgs::from_environment();
+            let mut settings = Settings::layered(config.as_deref(), &given.0)?;
+            for warning in settings.check()? {
+                say!("warning: {warning}");
+            }
+            say!("settings are valid; origin {}", settings.public_origin());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Restore { db, file, force } => data::restore(&db.db, &file, force).await,
         Command::Sign(args) => native::sign(args),
         Command::Bench(args) if !args.whitelist.is_empty() => {
@@ -362,76 +341,51 @@ async fn run(command: Command) -> CliResult {
 }
 
 fn settings_from(args: ServeArgs) -> Result<Settings, Box<dyn std::error::Error>> {
-    let mut s = match &args.config {
-        Some(path) => Settings::from_file(path)?,
-        None => Settings::default(),
-    };
-    if let Some(v) = args.listen {
-        s.listen = v;
-    }
-    if let Some(v) = args.db {
-        s.db = v;
-    }
-    if let Some(v) = args.origin {
-        s.origin = Some(v);
-    }
-    if let Some(v) = args.max_peers {
-        s.max_peers_per_room = v.max(1);
-    }
-    if let Some(v) = args.max_connections {
-        s.max_connections = v;
-    }
-    if let Some(v) = args.freshness {
-        s.freshness_past = Duration::try_from_secs_f64(v).map_err(|_| "--freshness takes seconds")?;
-    }
-    if !args.piv_roots.is_empty() {
-        s.piv_attestation_roots = args.piv_roots;
-    }
-    if let Some(v) = args.auth_timeout {
-        s.auth_timeout = Duration::try_from_secs_f64(v).map_err(|_| "--auth-timeout takes seconds")?;
-    }
-    if !args.stun_urls.is_empty() {
-        s.stun_urls = args.stun_urls;
-    }
-    if !args.turn_urls.is_empty() {
-        s.turn_urls = args.turn_urls;
-    }
-    if args.turn_secret.is_some() {
-        s.turn_secret = args.turn_secret;
-    }
-    if let Some(v) = args.turn_ttl {
-        s.turn_ttl = Duration::try_from_secs_f64(v).map_err(|_| "--turn-ttl takes seconds")?;
-    }
-    if let Some(v) = args.ping_interval {
-        s.ping_interval = Duration::try_from_secs_f64(v).map_err(|_| "--ping-interval takes seconds")?;
-    }
-    if let Some(v) = args.resume_window {
-        s.resume_window = Duration::try_from_secs_f64(v).map_err(|_| "--resume-window takes seconds")?;
-    }
-    if args.tls_cert.is_some() {
-        s.tls_cert = args.tls_cert;
-        s.tls_key = args.tls_key;
-    }
-    if !args.trusted_proxies.is_empty() {
-        s.trusted_proxies = args.trusted_proxies;
-    }
-    if !s.turn_urls.is_empty() && s.turn_secret.is_none() {
-        return Err("TURN servers need --turn-secret (coturn's static-auth-secret)".into());
-    }
-    Ok(s)
+    Ok(Settings::layered(args.config.as_deref(), &args.settings.0)?)
 }
 
 async fn serve(args: ServeArgs) -> CliResult {
     let settings = settings_from(args)?;
     // Every socket is a file descriptor; the soft default of 1024 is far too low.
     let _ = rlimit::increase_nofile_limit(u64::MAX);
-    let db = settings.db.clone();
     let server = Server::start(settings).await?;
-    say!("keygate listening on {} (database {})", server.gateway().origin, db.display());
+    say!("{}", startup_summary(&server));
     wait_for_signal().await;
     tracing::info!("shutting down");
     server.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a new operator wants to see at start: where, on what, accepting what.
+fn startup_summary(server: &Server) -> String {
+    let gw = server.gateway();
+    let s = &gw.settings;
+    let db = std::path::absolute(&s.db).unwrap_or_else(|_| s.db.clone());
+    let methods: Vec<&str> = gw.verifiers.methods().into_iter().map(crate::verify::Method::as_str).collect();
+    let tls = match &s.tls_cert {
+        Some(cert) => format!("on, {} (reloaded on SIGHUP or when it changes)", cert.display()),
+        None => "off".to_owned(),
+    };
+    let turn = match s.turn_urls.len() {
+        0 => "off".to_owned(),
+        n => format!("{n} server(s), credentials valid {} s", s.turn_ttl.as_secs()),
+    };
+    let proxies = if s.trusted_proxies.is_empty() { "none".to_owned() } else { s.trusted_proxies.join(", ") };
+    let every = |d: std::time::Duration| if d.is_zero() { "off".to_owned() } else { format!("{} s", d.as_secs_f64()) };
+    format!(
+        "keygate listening on {} ({})\n  database  {}\n  methods   {}; and ticket, resume\n  TLS       {tls}\n  \
+         TURN      {turn}\n  proxies   {proxies} trusted\n  limits    {} peers per room, {} connections ({} not yet \
+         admitted), ping {}, resume window {}",
+        gw.origin,
+        server.addr(),
+        db.display(),
+        methods.join(", "),
+        s.max_peers_per_room,
+        s.max_connections,
+        s.max_unadmitted,
+        every(s.ping_interval),
+        every(s.resume_window),
+    )
 }
 
 async fn wait_for_signal() {

@@ -1,17 +1,22 @@
 //! Settings: defaults, then an optional TOML file, then `KEYGATE_*` environment
-//! variables and flags (clap merges those two). Owns no behaviour.
+//! variables and flags, every setting under one name in all three
+//! ([`catalogue`]). Checked and normalized once at start ([`Settings::check`]).
+//! Owns no behaviour.
 
-use serde::Deserialize;
+pub mod catalogue;
+
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Everything a running server needs to know. Every field has a sane default, so
 /// `keygate serve` works with no configuration at all.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// Where to listen for HTTP and WebSocket connections.
+    #[serde(deserialize_with = "listen_address")]
     pub listen: SocketAddr,
     /// The SQLite file; created and migrated on start.
     pub db: PathBuf,
@@ -186,6 +191,48 @@ impl Settings {
         })
     }
 
+    /// Checks what can be checked before anything starts, and normalizes the
+    /// origins (lower case, no default port, no trailing slash). Returns warnings
+    /// for settings that work but probably not as meant; an error names the setting.
+    pub fn check(&mut self) -> Result<Vec<String>, String> {
+        let mut warnings = Vec::new();
+        if let Some(origin) = &self.origin {
+            self.origin = Some(normalized_origin(origin).map_err(|e| format!("origin: {e}"))?);
+        }
+        self.webauthn_origins = self
+            .webauthn_origins
+            .iter()
+            .map(|o| normalized_origin(o).map_err(|e| format!("webauthn_origins: {e}")))
+            .collect::<Result<_, _>>()?;
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) | (None, Some(_)) => {
+                return Err("tls_cert and tls_key go together: give both or neither".into());
+            }
+            _ => {}
+        }
+        if !self.turn_urls.is_empty() && self.turn_secret.is_none() {
+            return Err("turn_urls need turn_secret (coturn's static-auth-secret)".into());
+        }
+        if self.origin.is_none() && self.listen.ip().is_unspecified() {
+            warnings.push(format!(
+                "listening on {} without an origin: challenges will name {}, which no browser opens;                  set origin (--origin https://your.host)",
+                self.listen,
+                self.public_origin()
+            ));
+        }
+        let origin = self.public_origin();
+        if let Ok(url) = url::Url::parse(&origin) {
+            let local = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"))
+                || url.host_str().is_some_and(|h| h.ends_with(".localhost"));
+            if url.scheme() == "http" && !local {
+                warnings.push(format!(
+                    "the origin {origin} is not a secure context: browsers offer neither WebCrypto keys nor passkeys                      there; serve https (--tls-cert/--tls-key) or put keygate behind an https proxy"
+                ));
+            }
+        }
+        Ok(warnings)
+    }
+
     /// Origins allowed to make WebAuthn assertions.
     pub fn webauthn_origins(&self) -> Vec<String> {
         if self.webauthn_origins.is_empty() {
@@ -196,6 +243,26 @@ impl Settings {
     }
 }
 
+/// `scheme://host[:port]`, as browsers write origins: lower case, without the
+/// scheme's default port, with nothing after the authority.
+pub fn normalized_origin(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if !text.contains("://") {
+        return Err(format!("'{text}' needs a scheme: https://{text}"));
+    }
+    let url = url::Url::parse(text).map_err(|e| format!("'{text}' is not an origin: {e}"))?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err(format!("'{text}' must start with https:// (or http:// on this machine)"));
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("'{text}' is an origin only, scheme://host[:port], without a path"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!("'{text}' must not carry a user name or password"));
+    }
+    Ok(url.origin().ascii_serialization())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {0}: {1}")]
@@ -204,10 +271,23 @@ pub enum ConfigError {
     Parse(PathBuf, String),
 }
 
+/// A listen address; a bare port gets a hint instead of "invalid socket address".
+fn listen_address<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map_err(|_| {
+        let hint = catalogue::listen(&text).err().unwrap_or_default();
+        serde::de::Error::custom(format!("listen {hint}"))
+    })
+}
+
 /// Durations are written in seconds in the config file.
 mod secs {
-    use serde::{Deserialize, Deserializer};
+    use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let secs = f64::deserialize(d)?;
@@ -215,5 +295,53 @@ mod secs {
             return Err(serde::de::Error::custom("expected seconds between 0 and 86400"));
         }
         Ok(Duration::from_secs_f64(secs))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_are_normalized_and_anything_else_is_refused_with_the_fix() {
+        for (given, origin) in [
+            ("HTTPS://Meet.Example.COM:443/", "https://meet.example.com"),
+            ("https://meet.example.com:8443", "https://meet.example.com:8443"),
+            ("http://localhost:80", "http://localhost"),
+            (" https://xn--bcher-kva.example ", "https://xn--bcher-kva.example"),
+        ] {
+            assert_eq!(normalized_origin(given).as_deref(), Ok(origin), "{given}");
+        }
+        for (given, says) in [
+            ("meet.example.com", "needs a scheme: https://meet.example.com"),
+            ("https://h/path", "without a path"),
+            ("https://h?x=1", "without a path"),
+            ("ftp://h", "must start with https://"),
+            ("https://user:pw@h", "user name or password"),
+        ] {
+            let e = normalized_origin(given).err().unwrap_or_default();
+            assert!(e.contains(says), "{given}: {e}");
+        }
+    }
+
+    #[test]
+    fn start_up_checks_name_the_setting_and_warn_of_unusable_origins() {
+        let mut s = Settings { origin: Some("HTTPS://Meet.Example.com:443".into()), ..Settings::default() };
+        assert_eq!(s.check(), Ok(vec![]));
+        assert_eq!(s.public_origin(), "https://meet.example.com");
+
+        let mut s = Settings { listen: SocketAddr::from(([0, 0, 0, 0], 8080)), ..Settings::default() };
+        let warnings = s.check().unwrap_or_default();
+        assert!(warnings.iter().any(|w| w.contains("without an origin")), "{warnings:?}");
+        assert!(warnings.iter().any(|w| w.contains("not a secure context")), "{warnings:?}");
+
+        let mut s = Settings { origin: Some("http://meet.example.com".into()), ..Settings::default() };
+        assert!(s.check().is_ok_and(|w| w.len() == 1 && w[0].contains("not a secure context")));
+        let mut s = Settings { webauthn_origins: vec!["meet.example.com".into()], ..Settings::default() };
+        assert!(s.check().is_err_and(|e| e.starts_with("webauthn_origins:")));
+        let mut s = Settings { tls_cert: Some("c.pem".into()), ..Settings::default() };
+        assert!(s.check().is_err_and(|e| e.contains("tls_key")));
+        let mut s = Settings { turn_urls: vec!["turn:t:3478".into()], ..Settings::default() };
+        assert!(s.check().is_err_and(|e| e.contains("turn_secret")));
     }
 }

@@ -29,6 +29,11 @@ struct Site {
 
 static SITE: OnceLock<Result<Site, String>> = OnceLock::new();
 
+/// One request at a time on the site: a request with a session from another thread
+/// (the tests replay seeds and the corpus at once) must not land between the
+/// before and after of a request without one.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 const BOUNDARY: &str = "fuzzboundary";
 const REMOTE: ([u8; 4], u16) = ([192, 0, 2, 7], 40_000);
 
@@ -70,7 +75,6 @@ const ROUTES: &[(Method, &str, Input, &str)] = &[
     (Method::POST, "/webauthn/register/finish", Input::Json, r#"{"registrationId":"x","credential":{}}"#),
     (Method::POST, "/i/x/challenge", Input::Json, "{}"),
     (Method::POST, "/i/x/verify", Input::Json, r#"{"method":"ssh","signature":""}"#),
-    // Later routes go last, so the committed corpus keeps reaching the routes it was found for.
     (Method::POST, "/rooms/{room}/delete", Input::Form, "confirm=x"),
     (Method::GET, "/rooms", Input::Query, "deleted=5i9U78HiRkrdWRYo2"),
 ];
@@ -209,6 +213,7 @@ async fn gate(gateway: &Gateway) -> Result<String, String> {
 /// then the body (or query string).
 pub fn request(data: &[u8]) -> Outcome {
     let site = site()?;
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let [route, flags, body @ ..] = data else { return Ok(()) };
     let (method, path, kind, _) = &ROUTES[usize::from(*route) % ROUTES.len()];
     let path = path.replace("{room}", &site.room);

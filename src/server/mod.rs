@@ -93,7 +93,10 @@ pub struct Server {
 
 impl Server {
     /// Opens the store, binds `settings.listen`, and starts serving.
-    pub async fn start(settings: Settings) -> Result<Server, ServeError> {
+    pub async fn start(mut settings: Settings) -> Result<Server, ServeError> {
+        for warning in settings.check().map_err(ServeError::Config)? {
+            tracing::warn!("{warning}");
+        }
         let tls = match (&settings.tls_cert, &settings.tls_key) {
             (Some(cert), Some(key)) => Some(Arc::new(tls::Tls::load(cert, key)?)),
             (None, None) => None,
@@ -103,7 +106,6 @@ impl Server {
         let store = Store::open(&settings.db).await?;
         let listener = TcpListener::bind(settings.listen).await.map_err(|e| ServeError::Bind(settings.listen, e))?;
         let addr = listener.local_addr()?;
-        let mut settings = settings;
         settings.listen = addr;
         fit_to_file_limit(&mut settings, open_file_limit());
         let (shutdown, shutdown_rx) = watch::channel(false);

@@ -179,7 +179,7 @@ fn a_certificate_that_cannot_be_served_stops_the_start_with_its_path() {
     assert!(e.contains("holds no PEM private key") && e.contains("empty.pem"), "{e}");
     // One without the other is refused by the command line itself.
     let out = Command::new(keygate_bin()).args(["serve", "--tls-cert", "x.pem"]).output().unwrap();
-    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--tls-key"));
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("tls_key"));
 }
 
 /// Debian's nginx on loopback in a temporary directory, in front of two keygate

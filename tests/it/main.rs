@@ -25,6 +25,7 @@ mod piv_method;
 mod piv_native;
 mod properties;
 mod security_limits;
+mod settings;
 mod ssh_agent;
 mod ssh_method;
 mod turn;

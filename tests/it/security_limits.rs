@@ -363,7 +363,8 @@ async fn connection_limits_fit_the_open_file_limit() {
     let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
-    let port: u16 = line.trim().rsplit(':').next().unwrap().split(' ').next().unwrap().parse().unwrap();
+    // "keygate listening on ORIGIN (ADDRESS:PORT)"
+    let port: u16 = line.trim().trim_end_matches(')').rsplit(':').next().unwrap().parse().unwrap();
     let url = format!("ws://127.0.0.1:{port}/ws");
     let mut open = Vec::new();
     let mut refused = 0;
