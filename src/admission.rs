@@ -58,6 +58,18 @@ impl Purpose {
         }
     }
 
+    /// What the proof was for, in a log line.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Purpose::Join { create: true, .. } => "create",
+            Purpose::Join { ticket: true, .. } => "ticket",
+            Purpose::Join { .. } => "join",
+            Purpose::Reverify { .. } => "confirm",
+            Purpose::SignIn => "sign-in",
+            Purpose::Enrol { .. } => "enrol",
+        }
+    }
+
     /// The payload's `purpose` field: proofs for one purpose never pass for another.
     fn payload_label(&self) -> Option<&'static str> {
         match self {
@@ -479,6 +491,56 @@ impl<'g> Admission<'g> {
         answer: Answer<'_>,
         caller: &Caller,
     ) -> Result<Admitted, Refused> {
+        let started = std::time::Instant::now();
+        let label = serde_json::from_value::<Method>(Value::String(answer.method.to_owned()))
+            .map(Method::as_str)
+            .unwrap_or("other");
+        let outcome = self.decide(source, answer, caller).await;
+        let took = started.elapsed();
+        let ms = took.as_secs_f64() * 1000.0;
+        // One line per decision, for operators: who, how, where, why; never a proof,
+        // ticket or token.
+        match &outcome {
+            Ok(a) => {
+                self.gw.metrics.proof(label, crate::metrics::Outcome::Admitted, took);
+                let room = a.purpose.room().or(caller.room.as_ref()).map_or("-", RoomId::as_str);
+                tracing::info!(
+                    event = "admitted",
+                    purpose = a.purpose.kind(),
+                    room,
+                    identity = %a.identity.did(),
+                    method = a.method.as_str(),
+                    detail = a.detail.as_deref().unwrap_or(""),
+                    remote = caller.remote.as_deref().unwrap_or("-"),
+                    duration_ms = ms,
+                    "proof accepted"
+                );
+            }
+            Err(r) => {
+                let internal = matches!(r.tell, Tell::Internal(_));
+                let o = if internal { crate::metrics::Outcome::Error } else { crate::metrics::Outcome::Refused };
+                self.gw.metrics.proof(label, o, took);
+                tracing::info!(
+                    event = "refused",
+                    room = caller.room.as_ref().map_or("-", RoomId::as_str),
+                    identity = r.identity.as_ref().map_or("-", |d| d.as_str()),
+                    method = label,
+                    reason = %r.reason,
+                    remote = caller.remote.as_deref().unwrap_or("-"),
+                    duration_ms = ms,
+                    "proof refused"
+                );
+            }
+        }
+        outcome
+    }
+
+    async fn decide(
+        &self,
+        source: &mut (dyn Source + Send),
+        answer: Answer<'_>,
+        caller: &Caller,
+    ) -> Result<Admitted, Refused> {
         let method = serde_json::from_value::<Method>(Value::String(answer.method.to_owned()))
             .ok()
             .filter(|m| matches!(m, Method::Ticket | Method::Resume) || self.gw.verifiers.get(*m).is_some());
@@ -574,7 +636,10 @@ impl<'g> Admission<'g> {
             entry.piv = None;
         }
         gw.stats.signature_checks.fetch_add(1, Ordering::Relaxed);
-        let evidence = claim.check()?;
+        let checking = std::time::Instant::now();
+        let evidence = claim.check();
+        gw.metrics.signature(method.as_str(), checking.elapsed());
+        let evidence = evidence?;
         if entry.require_uv && evidence.user_verified == Some(false) {
             return Err(Refused::quiet(
                 "the room requires user verification (PIN or biometric); the key only proved presence",

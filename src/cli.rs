@@ -27,8 +27,18 @@ mod room;
 mod settings_args;
 
 #[derive(Parser)]
-#[command(name = "keygate", version, about = "Video rooms that admit only the holders of whitelisted keys")]
+#[command(
+    name = "keygate",
+    version,
+    about = "Video rooms that admit only the holders of whitelisted keys",
+    after_help = "Logging: KEYGATE_LOG sets what is logged, as a filter: info (the default), debug, \
+                  keygate=debug,warn, …; --log-format json writes one JSON object per line. Logs go to \
+                  standard error, without colours unless it is a terminal."
+)]
 struct Cli {
+    /// How log lines are written: text, or json (one object per line).
+    #[arg(long, env = "KEYGATE_LOG_FORMAT", global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -53,7 +63,7 @@ enum Command {
         piv: bool,
         /// With --piv: the slot.
         #[arg(long, requires = "piv", default_value = "9a", value_parser = native::parse_slot)]
-        slot: yubikey::piv::SlotId,
+        slot: crate::client::piv_signer::SlotId,
     },
     /// Prove a key for a room and open it in the browser with a one-time ticket.
     Join(native::JoinArgs),
@@ -259,7 +269,13 @@ pub fn main() -> ExitCode {
             filter = filter.add_directive(d);
         }
     }
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour);
+    if cli.log_format == "json" {
+        logs.json().flatten_event(true).with_current_span(false).init();
+    } else {
+        logs.init();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -371,10 +387,14 @@ fn startup_summary(server: &Server) -> String {
         n => format!("{n} server(s), credentials valid {} s", s.turn_ttl.as_secs()),
     };
     let proxies = if s.trusted_proxies.is_empty() { "none".to_owned() } else { s.trusted_proxies.join(", ") };
+    let metrics = match server.metrics_addr() {
+        Some(at) => format!("http://{at}/metrics (only there)"),
+        None => format!("{}/metrics, /healthz, /readyz", gw.origin),
+    };
     let every = |d: std::time::Duration| if d.is_zero() { "off".to_owned() } else { format!("{} s", d.as_secs_f64()) };
     format!(
         "keygate listening on {} ({})\n  database  {}\n  methods   {}; and ticket, resume\n  TLS       {tls}\n  \
-         TURN      {turn}\n  proxies   {proxies} trusted\n  limits    {} peers per room, {} connections ({} not yet \
+         TURN      {turn}\n  proxies   {proxies} trusted\n  metrics   {metrics}\n  limits    {} peers per room, {} connections ({} not yet \
          admitted), ping {}, resume window {}",
         gw.origin,
         server.addr(),

@@ -114,6 +114,9 @@ pub struct Settings {
     /// Reverse proxies (addresses or ADDRESS/PREFIX) whose `X-Forwarded-For` names
     /// the client; from anyone else the header is ignored.
     pub trusted_proxies: Vec<String>,
+    /// Serve `/metrics` on this address only (e.g. a private interface), instead
+    /// of on `listen`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for Settings {
@@ -154,6 +157,7 @@ impl Default for Settings {
             tls_cert: None,
             tls_key: None,
             trusted_proxies: Vec::new(),
+            metrics_listen: None,
         }
     }
 }

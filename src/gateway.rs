@@ -32,7 +32,9 @@ pub struct Gateway {
     pub refusal_rows: crate::limits::RowBudget,
     /// Flips to `true` when the server starts shutting down.
     pub shutdown: watch::Receiver<bool>,
-    pub stats: Stats,
+    pub stats: Arc<Stats>,
+    /// What `/metrics` exports.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Settings that cannot be used as given.
@@ -66,10 +68,13 @@ impl Gateway {
         );
         let verifiers = Verifiers::new(anchors, Some(passkeys.core()));
         let (audit, _writer) = AuditLog::start(store.clone());
+        let stats = Arc::new(Stats::default());
+        let rooms = Arc::new(Rooms::new(store.clone()));
         Ok(Gateway {
             origin: settings.public_origin(),
             refusal_rows: crate::limits::RowBudget::new(settings.refusal_rows_per_minute),
-            rooms: Arc::new(Rooms::new(store.clone())),
+            metrics: crate::metrics::Metrics::new(stats.clone(), rooms.clone()),
+            rooms,
             passkeys,
             tickets: Tickets::default(),
             resumes: crate::resume::Resumes::ephemeral(),
@@ -78,7 +83,7 @@ impl Gateway {
             settings,
             store,
             shutdown,
-            stats: Stats::default(),
+            stats,
         })
     }
 

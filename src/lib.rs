@@ -54,6 +54,7 @@ pub mod gateway;
 pub mod identity;
 pub mod ids;
 pub mod limits;
+pub mod metrics;
 pub mod protocol;
 pub mod resume;
 pub mod rooms;

@@ -13,6 +13,7 @@
 //! ```
 
 use super::CliResult;
+use crate::client::piv_signer::SlotId;
 use crate::client::piv_signer::{self, PivSource};
 use crate::client::ssh_signer::{self, SshKeySource};
 use crate::identity::Identity;
@@ -22,7 +23,6 @@ use serde_json::{json, Value};
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use yubikey::piv::SlotId;
 
 pub use piv_signer::parse_slot;
 

@@ -80,6 +80,8 @@ pub const SETTINGS: &[Setting] = &[
     s("trusted_proxies", List, "Reverse proxies (ADDRESS or ADDRESS/PREFIX) whose X-Forwarded-For names the client.")
         .example("[\"127.0.0.1\"]")
         .alias(&["trusted-proxy"]),
+    s("metrics_listen", Text, "Serve /metrics on this address only (e.g. 127.0.0.1:9100), not on listen.")
+        .example("127.0.0.1:9100"),
     s("freshness_past", Secs, "How old a challenge may be when its answer arrives.").alias(&["freshness"]),
     s("manual_freshness", Secs, "How old a challenge may be for proofs made by hand (pasting an ssh-keygen signature)."),
     s("freshness_future", Secs, "Tolerated clock skew for a challenge's time in the future."),

@@ -89,6 +89,9 @@ pub struct Server {
     maintenance: JoinHandle<()>,
     /// Reloads the TLS certificate, when serving TLS.
     certificates: Option<JoinHandle<()>>,
+    /// Serves `/metrics` on `metrics_listen`, when set.
+    metrics: Option<JoinHandle<()>>,
+    metrics_addr: Option<SocketAddr>,
 }
 
 impl Server {
@@ -122,13 +125,36 @@ impl Server {
         let state = AppState::new(gateway.clone());
         let maintenance = tokio::spawn(upkeep::maintain(state.clone(), shutdown_rx.clone()));
         let certificates = tls.clone().map(|tls| tokio::spawn(tls.follow(shutdown_rx.clone())));
+        let (metrics, metrics_addr) = match gateway.settings.metrics_listen {
+            None => (None, None),
+            Some(at) => {
+                let listener = TcpListener::bind(at).await.map_err(|e| ServeError::Bind(at, e))?;
+                let bound = listener.local_addr()?;
+                let app = crate::web::metrics_app(state.clone());
+                let mut stop = shutdown_rx.clone();
+                let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                });
+                (
+                    Some(tokio::spawn(async move {
+                        let _ = serve.await;
+                    })),
+                    Some(bound),
+                )
+            }
+        };
         let front = accept::Front { tls, proxies: Arc::new(proxies) };
         let http = tokio::spawn(accept::serve(listener, crate::web::router(state.clone()), limits, front, shutdown_rx));
-        Ok(Server { addr, gateway, state, shutdown, http, follower, maintenance, certificates })
+        Ok(Server { addr, gateway, state, shutdown, http, follower, maintenance, certificates, metrics, metrics_addr })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where `/metrics` is served when it has an address of its own.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     pub fn gateway(&self) -> &Arc<Gateway> {
@@ -151,8 +177,8 @@ impl Server {
         let _ = tokio::time::timeout(DRAIN, self.http).await;
         let _ = self.follower.await;
         let _ = self.maintenance.await;
-        if let Some(c) = self.certificates {
-            let _ = c.await;
+        for task in [self.certificates, self.metrics].into_iter().flatten() {
+            let _ = task.await;
         }
         self.gateway.audit.flush().await;
         // Everything in the write-ahead log goes into the database file, so the file

@@ -610,6 +610,12 @@ impl Store {
         Ok(store)
     }
 
+    /// Whether the database answers a query.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1 FROM rooms LIMIT 1").fetch_optional(&self.pool).await?;
+        Ok(())
+    }
+
     /// SQLite's own check of every page and index.
     pub async fn integrity(&self) -> Result<(), StoreError> {
         let result: String = sqlx::query_scalar("PRAGMA integrity_check(1)").fetch_one(&self.pool).await?;

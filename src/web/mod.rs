@@ -8,7 +8,7 @@
 //!      ├─ passkeys POST /webauthn/register/start, /finish
 //!      ├─ call     /r/{room}
 //!      ├─ socket   /ws → signal::session
-//!      └─ ops      /healthz, /metrics
+//!      └─ ops      /healthz, /readyz, /metrics (or on metrics_listen)
 //! ```
 //!
 //! Each feature gives its routes for signed-in or page use (`router()`), and the
@@ -140,10 +140,15 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(invites::router())
         .merge(call::router())
         .merge(socket::router())
-        .merge(ops::router())
+        .merge(ops::router(state.gateway.settings.metrics_listen.is_some()))
         .merge(open)
         .layer(axum::middleware::from_fn_with_state(state.clone(), harden))
         .with_state(state)
+}
+
+/// What the separate metrics address serves (`metrics_listen`).
+pub fn metrics_app(state: AppState) -> Router {
+    ops::metrics_only().with_state(state)
 }
 
 /// Refuses (429, with Retry-After) a client address past its budget.

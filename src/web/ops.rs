@@ -1,44 +1,46 @@
-//! What operators poll: `/healthz` and `/metrics`.
+//! What operators poll: `/healthz` (the process answers), `/readyz` (the database
+//! answers too) and `/metrics` ([`crate::metrics`]).
 
 use super::AppState;
 use crate::gateway::Gateway;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/healthz", get(|| async { "ok\n" })).route("/metrics", get(metrics))
+/// `/healthz`, `/readyz`, and `/metrics` unless it has an address of its own.
+pub fn router(metrics_elsewhere: bool) -> Router<AppState> {
+    let probes = Router::new().route("/healthz", get(|| async { "ok\n" })).route("/readyz", get(ready));
+    if metrics_elsewhere {
+        probes
+    } else {
+        probes.route("/metrics", get(metrics))
+    }
+}
+
+/// What the metrics address serves.
+pub fn metrics_only() -> Router<AppState> {
+    Router::new().route("/metrics", get(metrics)).route("/healthz", get(|| async { "ok\n" }))
+}
+
+/// Ready to take calls: the database answers, and the server is not stopping (a
+/// load balancer stops sending new clients during a drain).
+async fn ready(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
+    if *gw.shutdown.borrow() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".to_owned());
+    }
+    match tokio::time::timeout(std::time::Duration::from_secs(2), gw.store.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready\n".to_owned()),
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("database unavailable: {e}\n")),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database did not answer within 2 s\n".to_owned()),
+    }
 }
 
 async fn metrics(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
-    let s = &gw.stats;
-    let body = format!(
-        "# TYPE keygate_connections gauge\nkeygate_connections {}\n\
-         # TYPE keygate_admitted_peers gauge\nkeygate_admitted_peers {}\n\
-         # TYPE keygate_admissions_total counter\nkeygate_admissions_total {}\n\
-         # TYPE keygate_refusals_total counter\nkeygate_refusals_total {}\n\
-         # TYPE keygate_signature_checks_total counter\nkeygate_signature_checks_total {}\n\
-         # TYPE keygate_unadmitted_connections gauge\nkeygate_unadmitted_connections {}\n\
-         # TYPE keygate_http_connections gauge\nkeygate_http_connections {}\n\
-         # TYPE keygate_limited_total counter\nkeygate_limited_total {}\n\
-         # TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}\n\
-         # TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {}\n",
-        s.connections.get(),
-        gw.rooms.peer_count(),
-        s.admissions.load(Ordering::Relaxed),
-        s.refusals.load(Ordering::Relaxed),
-        s.signature_checks.load(Ordering::Relaxed),
-        s.unadmitted.count(),
-        s.http_connections.get(),
-        s.limited.load(Ordering::Relaxed),
-        resident_memory_bytes().unwrap_or(0),
-        cpu_seconds().unwrap_or(0.0),
-    );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    ([(header::CONTENT_TYPE, content_type)], gw.metrics.render())
 }
 
 /// This process's resident set size, from /proc (Linux).

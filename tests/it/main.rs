@@ -21,6 +21,8 @@ mod large_lists;
 mod load_tool;
 mod no_secrets_in_logs;
 mod node_webcrypto;
+mod observability;
+mod packaging;
 mod piv_method;
 mod piv_native;
 mod properties;

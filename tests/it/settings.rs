@@ -99,7 +99,7 @@ fn serve_says_what_it_runs_with() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let summary: Vec<String> = (0..7).map_while(|_| lines.next().and_then(Result::ok)).collect();
+    let summary: Vec<String> = (0..8).map_while(|_| lines.next().and_then(Result::ok)).collect();
     child.kill().unwrap();
     let out = child.wait_with_output().unwrap();
     let summary = summary.join("\n");
