@@ -80,14 +80,7 @@ async fn the_server_speaks_tls_and_reloads_its_certificate_on_sighup_and_on_chan
     write_pair(dir.path(), &a);
     let owner = key();
     let db = dir.path().join("k.db");
-    let room = {
-        let out = Command::new(keygate_bin())
-            .args(["room", "create", "--create-db", "--owner", &owner.public_jwk().to_string(), "--db"])
-            .arg(&db)
-            .output()
-            .unwrap();
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    };
+    let room = room_from_cli(&db, &owner);
     let port = free_port();
     let log = dir.path().join("server.log");
     let mut server = Command::new(keygate_bin())

@@ -15,14 +15,7 @@ async fn the_server_logs_no_cookie_ticket_or_signature() {
     let db = dir.path().join("k.db");
     let port = free_port();
     let owner = key();
-    let room = {
-        let out = Command::new(keygate_bin())
-            .args(["room", "create", "--create-db", "--owner", &owner.public_jwk().to_string(), "--db"])
-            .arg(&db)
-            .output()
-            .unwrap();
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    };
+    let room = room_from_cli(&db, &owner);
     let mut server = Command::new(keygate_bin())
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--db"])
         .arg(&db)

@@ -71,14 +71,7 @@ async fn one_json_log_line_per_admission_and_refusal() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("k.db");
     let owner = key();
-    let room = {
-        let out = Command::new(keygate_bin())
-            .args(["room", "create", "--create-db", "--owner", &owner.public_jwk().to_string(), "--db"])
-            .arg(&db)
-            .output()
-            .unwrap();
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    };
+    let room = room_from_cli(&db, &owner);
     let port = free_port();
     let log = dir.path().join("log");
     let mut server = Command::new(keygate_bin())

@@ -191,6 +191,18 @@ pub fn tool(name: &str) -> Option<PathBuf> {
     found
 }
 
+/// Creates a database at `db` with one room owned by `owner`, as an operator
+/// would before the first start (`keygate room create --create-db`); its id.
+pub fn room_from_cli(db: &Path, owner: &P256Key) -> String {
+    let out = std::process::Command::new(keygate_bin())
+        .args(["room", "create", "--create-db", "--owner", &owner.public_jwk().to_string(), "--db"])
+        .arg(db)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
 /// The keygate binary built for these tests.
 pub fn keygate_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_keygate"))
