@@ -124,7 +124,12 @@ impl Server {
         };
         let state = AppState::new(gateway.clone());
         let maintenance = tokio::spawn(upkeep::maintain(state.clone(), shutdown_rx.clone()));
-        let certificates = tls.clone().map(|tls| tokio::spawn(tls.follow(shutdown_rx.clone())));
+        // SIGHUP reloads the certificate; without one it must not end the process
+        // (`systemctl reload` sends it whatever the settings).
+        let certificates = Some(match tls.clone() {
+            Some(tls) => tokio::spawn(tls.follow(shutdown_rx.clone())),
+            None => tokio::spawn(tls::ignore_hangups(shutdown_rx.clone())),
+        });
         let (metrics, metrics_addr) = match gateway.settings.metrics_listen {
             None => (None, None),
             Some(at) => {

@@ -52,6 +52,17 @@ impl ResolvesServerCert for Current {
     }
 }
 
+/// Without TLS, SIGHUP has nothing to reload: it is noted, and the server goes on.
+pub async fn ignore_hangups(mut shutdown: watch::Receiver<bool>) {
+    let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+    loop {
+        tokio::select! {
+            Some(()) = hangup.recv() => tracing::info!("SIGHUP: no TLS certificate to reload"),
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}
+
 /// A TLS acceptor whose certificate follows its files.
 pub struct Tls {
     pub acceptor: TlsAcceptor,

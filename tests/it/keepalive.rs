@@ -117,8 +117,11 @@ async fn a_dropped_peer_resumes_once_with_its_token_for_its_room_and_certificate
     assert_eq!(server_code(e), "not-admitted");
 
     // Back in, as the same identity admitted the same way, with no new signature.
+    let checks = || s.server().gateway().stats.signature_checks.load(std::sync::atomic::Ordering::Relaxed);
+    let before = checks();
     let mut b2 = s.connect().await;
     let back = resume(&mut b2, &room, FP, &token).await.unwrap();
+    assert_eq!(checks(), before, "a resume checks no signature");
     assert_eq!(back["identity"], identity(&guest).did().as_str());
     assert!(back["resume"]["token"].as_str().is_some_and(|t| t != token), "{back}");
     let joined = until(&mut a, "peer-joined").await;

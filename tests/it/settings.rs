@@ -100,6 +100,11 @@ fn serve_says_what_it_runs_with() {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let summary: Vec<String> = (0..8).map_while(|_| lines.next().and_then(Result::ok)).collect();
+    // `systemctl reload` sends SIGHUP whatever the settings: without TLS it is noted, not fatal.
+    let hup = Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap();
+    assert!(hup.success());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(child.try_wait().unwrap().is_none(), "SIGHUP ended the server");
     child.kill().unwrap();
     let out = child.wait_with_output().unwrap();
     let summary = summary.join("\n");
@@ -117,4 +122,5 @@ fn serve_says_what_it_runs_with() {
     }
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("without an origin") && log.contains("not a secure context"), "{log}");
+    assert!(log.contains("SIGHUP: no TLS certificate to reload"), "{log}");
 }
