@@ -70,6 +70,7 @@ async function certificate() {
 async function startPreview() {
   const video = $("camera").value, audio = $("microphone").value;
   for (const t of state.stream?.getTracks() || []) t.stop();
+  $("media-on").hidden = true;
   try {
     state.stream = await navigator.mediaDevices.getUserMedia({
       video: video ? { deviceId: { exact: video } } : true,
@@ -92,6 +93,20 @@ async function startPreview() {
     }
   }
 }
+
+/** Out of the call: the camera and microphone go off (their lights too). */
+function stopMedia() {
+  for (const t of state.stream?.getTracks() || []) t.stop();
+  state.stream = null;
+  $("preview").srcObject = null;
+  $("media-status").textContent = "Your camera and microphone are off.";
+  $("media-on").hidden = false;
+}
+
+$("media-on").addEventListener("click", async () => {
+  $("media-on").hidden = true;
+  await startPreview();
+});
 
 async function listDevices() {
   const devices = await navigator.mediaDevices.enumerateDevices();
@@ -250,6 +265,7 @@ async function join(method) {
   if (!resuming) status("Connecting…");
   for (const b of document.querySelectorAll("#lobby button")) b.disabled = true;
   try {
+    if (!state.stream && !resuming) await startPreview();
     await connect();
     const request = { type: "request", roomId: ROOM, fingerprint: state.fingerprint };
     if (method === "webauthn") request.webauthn = true;
@@ -307,6 +323,7 @@ function onClose(ws, e) {
 function leaveCall(why) {
   for (const id of [...state.peers.keys()]) removePeer(id, "reconnecting");
   state.resume = null;
+  stopMedia();
   banner(why);
   showLobby();
 }
@@ -546,6 +563,7 @@ $("leave").onclick = () => {
   state.ws?.close(1000, "left");
   for (const id of [...state.peers.keys()]) removePeer(id, "left");
   state.me = null;
+  stopMedia();
   showLobby();
   status("You left the call.");
 };

@@ -125,14 +125,38 @@ fn load_private_key(path: &Path) -> Result<PrivateKey, SshSignError> {
     if text.contains("-----BEGIN PRIVATE KEY-----") || text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
         return pkcs8_private_key(&text, &name);
     }
-    let key = PrivateKey::from_openssh(&text).map_err(|e| {
-        SshSignError::KeyFile(name.clone(), format!("{e} (expected an OpenSSH or PKCS#8 PEM private key)"))
-    })?;
+    // OpenSSH wraps the base64 at 70 columns, and the parser insists on it; other
+    // tools (Python's cryptography, editors, Windows line ends) wrap otherwise.
+    let key = PrivateKey::from_openssh(&text)
+        .or_else(|e| rewrapped_openssh(&text).ok_or(e).and_then(PrivateKey::from_openssh))
+        .map_err(|e| {
+            SshSignError::KeyFile(name.clone(), format!("{e} (expected an OpenSSH or PKCS#8 PEM private key)"))
+        })?;
     if !key.is_encrypted() {
         return Ok(key);
     }
     let passphrase = passphrase(&name)?;
     key.decrypt(passphrase.as_bytes()).map_err(|_| SshSignError::Passphrase(name))
+}
+
+/// An OpenSSH private key file as OpenSSH writes it: its base64 re-wrapped at 70
+/// columns, LF line ends. `None` unless the text holds one such armoured block.
+fn rewrapped_openssh(text: &str) -> Option<String> {
+    const BEGIN: &str = "-----BEGIN OPENSSH PRIVATE KEY-----";
+    const END: &str = "-----END OPENSSH PRIVATE KEY-----";
+    let body = text.split_once(BEGIN)?.1.split_once(END)?.0;
+    let base64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+    if base64.is_empty() || !base64.is_ascii() {
+        return None;
+    }
+    let mut out = format!("{BEGIN}\n");
+    for line in base64.as_bytes().chunks(70) {
+        out.push_str(std::str::from_utf8(line).ok()?);
+        out.push('\n');
+    }
+    out.push_str(END);
+    out.push('\n');
+    Some(out)
 }
 
 fn passphrase(name: &str) -> Result<zeroize::Zeroizing<String>, SshSignError> {

@@ -341,3 +341,44 @@ fn an_empty_agent_says_to_add_a_key() {
         Command::new(keygate_bin()).args(["identity", "--ssh"]).env("SSH_AUTH_SOCK", &agent.socket).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("holds no keys"));
 }
+
+/// Key files from any common tool load: an OpenSSH private key wrapped at 64
+/// columns (as Python's cryptography writes it), or with Windows line ends.
+#[tokio::test]
+async fn openssh_key_files_wrapped_otherwise_sign_too() {
+    let Some(_) = tool("ssh-keygen") else { return };
+    let s = TestServer::start().await;
+    let owner = key();
+    let room = s.room(&owner, &[]).await;
+    let dir = s.dir.path();
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "wrapped", "-f"])
+        .arg(dir.join("id"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let id = Identity::parse(&std::fs::read_to_string(dir.join("id.pub")).unwrap()).unwrap();
+    s.server().gateway().store.allow(&room, &id, "wrapped").await;
+    s.server().gateway().rooms.invalidate(&room);
+    let original = std::fs::read_to_string(dir.join("id")).unwrap();
+    let lines: Vec<&str> = original.lines().collect();
+    let base64: String = lines[1..lines.len() - 1].concat();
+    let at64: Vec<String> = base64.as_bytes().chunks(64).map(|c| String::from_utf8(c.to_vec()).unwrap()).collect();
+    for (file, eol) in [("at64", "\n"), ("crlf", "\r\n")] {
+        let text = format!("{}{eol}{}{eol}{}{eol}", lines[0], at64.join(eol), lines[lines.len() - 1]);
+        std::fs::write(dir.join(file), text).unwrap();
+        let mut c = s.connect().await;
+        let challenge = c.request(join(&room)).await.unwrap();
+        let out = Command::new(keygate_bin())
+            .args(["sign", "--key-file", dir.join(file).to_str().unwrap(), &challenge["payload"].to_string()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
+        let signature = String::from_utf8(out.stdout).unwrap();
+        c.send(&json!({"type": "auth", "method": "ssh", "payload": challenge["payload"], "signature": signature}))
+            .await
+            .unwrap();
+        assert_eq!(c.expect("welcome").await.unwrap()["identity"], id.did().as_str(), "{file}");
+    }
+    s.shutdown().await;
+}

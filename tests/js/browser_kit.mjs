@@ -45,6 +45,16 @@ export async function run(name, flow) {
 
 // Every page keeps its RTCPeerConnections where the test can read their stats.
 export const COLLECT_PCS = () => {
+  // The camera and microphone streams the page opened, to see that it closes them.
+  window.__streams = [];
+  const getUserMedia = navigator.mediaDevices?.getUserMedia.bind(navigator.mediaDevices);
+  if (getUserMedia) {
+    navigator.mediaDevices.getUserMedia = async (...args) => {
+      const stream = await getUserMedia(...args);
+      window.__streams.push(stream);
+      return stream;
+    };
+  }
   const Native = window.RTCPeerConnection;
   window.__pcs = [];
   window.RTCPeerConnection = class extends Native {
@@ -146,6 +156,10 @@ export async function receivesMedia(page, peers, minFrames = 5) {
 }
 
 export const tile = (page, label) => page.locator(".tile", { hasText: label });
+
+/** Whether every camera and microphone track the page opened has been stopped. */
+export const mediaStopped = (page) =>
+  page.evaluate(() => window.__streams.length > 0 && window.__streams.every((s) => s.getTracks().every((t) => t.readyState === "ended")));
 
 /** Signs in on the host pages with this profile's browser key and creates a room. */
 export async function createRoom(host, name) {

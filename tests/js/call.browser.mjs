@@ -15,8 +15,8 @@
 
 import { Wallet, getBytes } from "ethers";
 import {
-  SWAP_CERTIFICATE, base, createRoom, expect, firstRemoteFrame, invite, joinWith, openCall, pages, participant,
-  receivesMedia, run, tile, virtualAuthenticator,
+  SWAP_CERTIFICATE, base, createRoom, expect, firstRemoteFrame, invite, joinWith, mediaStopped, openCall, pages,
+  participant, receivesMedia, run, tile, virtualAuthenticator,
 } from "./browser_kit.mjs";
 
 await run("call flow", async () => {
@@ -129,6 +129,15 @@ await run("call flow", async () => {
   await hostAdmin.locator("tr", { hasText: "Wallet person" }).locator("text=Remove").click();
   await walletPage.locator("#banner", { hasText: "your key was removed from this room's whitelist" }).waitFor({ timeout: 5000 });
   await tile(host, "Wallet person").waitFor({ state: "detached", timeout: 5000 });
+  // Ejected, its camera and microphone are off, until the person turns them on again.
+  expect(await mediaStopped(walletPage), "the ejected page's camera and microphone are stopped");
+  expect(await walletPage.isVisible("#media-on"), "the lobby offers to turn them on again");
+  // Leaving stops them too.
+  await pk.click("#leave");
+  await pk.waitForSelector("#lobby:not([hidden])");
+  expect(await mediaStopped(pk), "a page that left has its camera and microphone stopped");
+  await pk.click("#media-on");
+  await pk.waitForFunction(() => document.getElementById("preview").srcObject?.active === true);
 
   // The audit log has the report and the confirmations.
   await hostAdmin.goto(`${roomUrl}/audit`);
