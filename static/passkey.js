@@ -1,9 +1,11 @@
 // Registers a passkey or security key with keygate: options from the server,
 // navigator.credentials.create in the browser, the result back to the server.
 
-import { b64u, credentialJSON, post } from "/static/proof.js";
+import { b64u, credentialJSON, passkeyAddressProblem, post } from "/static/proof.js";
 
 export async function registerPasskey(label) {
+  const problem = passkeyAddressProblem();
+  if (problem) throw new Error(problem);
   const { registrationId, options } = await post("/webauthn/register/start", { label });
   const pk = options.publicKey;
   pk.challenge = b64u.decode(pk.challenge);
@@ -24,6 +26,21 @@ export async function registerPasskey(label) {
 }
 
 const form = document.getElementById("register");
+// Said before anyone tries: the browser's own words ("invalid domain") explain nothing.
+if (form && passkeyAddressProblem()) {
+  const warning = document.createElement("p");
+  warning.className = "error";
+  warning.setAttribute("role", "alert");
+  const localhost = `${location.protocol}//localhost${location.port ? `:${location.port}` : ""}${location.pathname}`;
+  warning.append(passkeyAddressProblem().replace(/ Open .*$/, " "));
+  if (["127.0.0.1", "[::1]"].includes(location.hostname)) {
+    const link = document.createElement("a");
+    link.href = localhost;
+    link.textContent = `Open ${localhost}`;
+    warning.append(link);
+  }
+  form.before(warning);
+}
 if (form) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();

@@ -98,7 +98,24 @@ export async function browserKeyProof(payload) {
 }
 
 /** A passkey assertion for the server's request options, as the `webauthn` proof's `credential`. */
+/**
+ * Why passkeys cannot work on this page's address, or "" when they can: browsers
+ * refuse WebAuthn on an IP address ("This is an invalid domain"); on this machine,
+ * the same server answers at localhost.
+ */
+export function passkeyAddressProblem() {
+  const host = location.hostname;
+  const ip = /^\d+\.\d+\.\d+\.\d+$/.test(host) || host.includes(":") || host.startsWith("[");
+  if (!ip) return "";
+  const loopback = host === "127.0.0.1" || host === "[::1]" || host === "::1";
+  return loopback
+    ? `Passkeys need a name, not an address: browsers refuse them on ${host}. Open ${location.protocol}//localhost${location.port ? `:${location.port}` : ""}${location.pathname} instead.`
+    : `Passkeys need a name, not an address: browsers refuse them on ${host}. Open this page by the server's domain name.`;
+}
+
 export async function passkeyCredential(options) {
+  const problem = passkeyAddressProblem();
+  if (problem) throw new Error(problem);
   const pk = options.publicKey;
   pk.challenge = b64u.decode(pk.challenge);
   // Offer the passkeys this browser registered, besides any the server offers.

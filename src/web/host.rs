@@ -115,7 +115,8 @@ fn form_peer(text: String) -> Result<PeerId, Error> {
 #[derive(Template)]
 #[template(path = "rooms.html")]
 struct RoomsPage {
-    identity: Did,
+    /// Who is signed in (the header).
+    me: String,
     csrf: String,
     rooms: Vec<(String, String, i64, usize)>,
     notice: Option<String>,
@@ -145,7 +146,7 @@ pub async fn my_rooms(
         .deleted
         .and_then(|d| RoomId::parse(&d).ok())
         .map(|d| format!("Room {d} was deleted; everyone in it was sent out. Its audit log is kept."));
-    Ok(render(&RoomsPage { identity: session.identity, csrf: session.csrf, rooms, notice }))
+    Ok(render(&RoomsPage { me: session.identity.to_string(), csrf: session.csrf, rooms, notice }))
 }
 
 #[derive(Deserialize)]
@@ -212,6 +213,8 @@ fn method_hints(kind: &str) -> &'static str {
 struct RoomPage {
     room: String,
     name: String,
+    /// Who is signed in (the header).
+    me: String,
     csrf: String,
     origin: String,
     /// One page of the whitelist.
@@ -304,6 +307,7 @@ async fn render_room(
     let page = RoomPage {
         room: id.to_string(),
         name: record.name,
+        me: session.identity.to_string(),
         csrf: session.csrf.clone(),
         origin: gw.origin.clone(),
         rows,
@@ -650,6 +654,8 @@ pub async fn owners(
 #[template(path = "audit.html")]
 struct AuditPage {
     room: String,
+    me: String,
+    csrf: String,
     events: Vec<AuditRecord>,
     older: Option<i64>,
 }
@@ -676,13 +682,14 @@ pub async fn audit_page(
         .await
         .map_err(|e| Error::internal("reading the audit log", e))?;
     let older = (events.len() as i64 == AUDIT_PAGE).then(|| events.last().map(|e| e.id)).flatten();
-    Ok(render(&AuditPage { room: id.to_string(), events, older }))
+    Ok(render(&AuditPage { room: id.to_string(), me: session.identity.to_string(), csrf: session.csrf, events, older }))
 }
 
 #[derive(Template)]
 #[template(path = "live.html")]
 struct LivePage {
     room: String,
+    me: String,
     csrf: String,
     peers: Vec<PeerInfo>,
 }
@@ -694,7 +701,7 @@ pub async fn live_page(
 ) -> Result<Response, Error> {
     let (id, _) = owned_room(&state, &session, &room).await?;
     let peers = state.gateway.rooms.peers(&id);
-    Ok(render(&LivePage { room: id.to_string(), csrf: session.csrf, peers }))
+    Ok(render(&LivePage { room: id.to_string(), me: session.identity.to_string(), csrf: session.csrf, peers }))
 }
 
 #[derive(Deserialize)]

@@ -636,3 +636,102 @@ async fn pages_are_hardened_and_forms_without_csrf_are_refused_clearly() {
     assert!(res.headers()["content-security-policy"].to_str().unwrap().contains("wss://meet.example.com"));
     s.shutdown().await;
 }
+
+/// One key per line, in every format, pasted on the room page and given to
+/// `keygate room allow`: every good line added, the bad one named, on both roads.
+#[tokio::test]
+async fn a_list_of_every_format_is_read_the_same_on_the_page_and_by_the_cli() {
+    let s = TestServer::start().await;
+    let base = s.http();
+    let host = browser();
+    let owner = key();
+    sign_in(&s, &host, &owner).await;
+    let (jwk_line, jwk_pretty, did_line, pem_key) = (key(), key(), key(), key());
+    let pem = {
+        use p256::pkcs8::EncodePublicKey;
+        let jwk = pem_key.public_jwk();
+        let coordinate = |c: &str| {
+            use base64::Engine;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(jwk[c].as_str().unwrap()).unwrap()
+        };
+        let point = [&[4u8][..], &coordinate("x"), &coordinate("y")].concat();
+        p256::PublicKey::from_sec1_bytes(&point).unwrap().to_public_key_pem(p256::pkcs8::LineEnding::LF).unwrap()
+    };
+    let ed = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice@laptop";
+    let eth = "0x52908400098527886E0F7030069857D2E4169EE7";
+    let list = format!(
+        "{ed}\n{}\n{}\nthis is not a key\n{pem}{} Dave\n{eth}\n",
+        jwk_line.public_jwk(),
+        serde_json::to_string_pretty(&jwk_pretty.public_jwk()).unwrap(),
+        identity(&did_line).did(),
+    );
+    let expected: Vec<String> = [
+        keygate::identity::Identity::parse(ed).unwrap().did().to_string(),
+        identity(&jwk_line).did().to_string(),
+        identity(&jwk_pretty).did().to_string(),
+        identity(&pem_key).did().to_string(),
+        identity(&did_line).did().to_string(),
+        keygate::identity::Identity::parse(eth).unwrap().did().to_string(),
+    ]
+    .into();
+    let bad_line = 3 + serde_json::to_string_pretty(&jwk_pretty.public_jwk()).unwrap().lines().count();
+
+    // On the page.
+    let room = s.room(&owner, &[]).await;
+    let path = format!("{base}/rooms/{room}");
+    let (_, html) = page(&host, &path).await;
+    let form = reqwest::multipart::Form::new().text("csrf", csrf(&html)).text("keys", list.clone()).text("label", "");
+    let html = host.post(format!("{path}/allow")).multipart(form).send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("Added 6 keys."), "{html}");
+    assert!(html.contains(&format!("line {bad_line}")), "the bad line is named: {html}");
+    for did in &expected {
+        let entry = s.server().gateway().store.entry(&room, did).await.unwrap();
+        assert!(entry.is_some(), "{did} missing after the paste");
+    }
+
+    // With the CLI, from a file.
+    let other = s.room(&owner, &[]).await;
+    let file = s.dir.path().join("mixed.txt");
+    std::fs::write(&file, &list).unwrap();
+    let out = std::process::Command::new(keygate_bin())
+        .args(["room", "allow", other.as_str(), file.to_str().unwrap(), "--db"])
+        .arg(&s.db)
+        .output()
+        .unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains(&format!("line {bad_line}")), "{said}");
+    for did in &expected {
+        let entry = s.server().gateway().store.entry(&other, did).await.unwrap();
+        assert!(
+            entry.is_some(),
+            "{did} missing after room allow:
+{said}"
+        );
+    }
+    s.shutdown().await;
+}
+
+/// Every signed-in page's header says who is signed in and offers to sign out;
+/// pages for everyone offer to sign in.
+#[tokio::test]
+async fn the_header_says_who_is_signed_in() {
+    let s = TestServer::start().await;
+    let base = s.http();
+    let host = browser();
+    let owner = key();
+    let (_, html) = page(&host, &format!("{base}/keys")).await;
+    assert!(html.contains("href=\"/signin\">Sign in</a>") && !html.contains("Signed in as"), "{html}");
+    sign_in(&s, &host, &owner).await;
+    let room = s.room(&owner, &[]).await;
+    let did = identity(&owner).did().to_string();
+    for path in
+        ["/rooms".to_owned(), format!("/rooms/{room}"), format!("/rooms/{room}/audit"), format!("/rooms/{room}/live")]
+    {
+        let (status, html) = page(&host, &format!("{base}{path}")).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        let header = &html[html.find("<header>").unwrap()..html.find("</header>").unwrap()];
+        assert!(header.contains("Signed in as") && header.contains(&format!("title=\"{did}\"")), "{path}: {header}");
+        assert!(header.contains("action=\"/signout\"") && !header.contains(">Sign in<"), "{path}: {header}");
+    }
+    s.shutdown().await;
+}

@@ -112,6 +112,13 @@ await run("browser flow", async () => {
   await pk.click("#passkey");
   await pk.waitForURL(`${base}/rooms`);
 
+  // On 127.0.0.1 the browser refuses passkeys ("invalid domain"): the page says why
+  // and links to the same page on localhost.
+  await pk.goto(`${base.replace("localhost", "127.0.0.1")}/passkey`);
+  const alert = pk.locator("[role=alert]", { hasText: "Passkeys need a name, not an address" });
+  await alert.waitFor();
+  expect((await alert.locator("a").getAttribute("href")) === `${base}/passkey`, "the alert links to localhost");
+
   // The audit log tells the story.
   await host.goto(`${roomUrl}/audit`);
   await host.waitForSelector("text=whitelist-remove");
