@@ -411,17 +411,24 @@ impl<'g> Admission<'g> {
                 Purpose::Join { room, create: false, .. } | Purpose::Reverify { room, .. } if asks.webauthn => {
                     self.room_offer(room, challenge.signed_bytes()).await?
                 }
-                Purpose::SignIn | Purpose::Enrol { .. } => {
-                    match gw.passkeys.challenge(challenge.signed_bytes(), Vec::new(), false) {
-                        Ok(ceremony) => Passkey::Offered { options: ceremony.options, require_uv: false },
-                        Err(_) => Passkey::Absent,
-                    }
-                }
+                // Creating a room, signing in, enrolling: no list to hint from; the
+                // authenticator offers a discoverable credential.
+                Purpose::Join { create: true, .. } if asks.webauthn => self.discoverable(challenge.signed_bytes()),
+                Purpose::SignIn | Purpose::Enrol { .. } => self.discoverable(challenge.signed_bytes()),
                 _ => Passkey::Absent,
             }
         };
         let by_hand = methods.iter().any(|m| gw.verifiers.get(*m).is_some_and(|v| v.by_hand()));
         Ok(Issued { purpose, challenge, siwe, passkey, methods, by_hand })
+    }
+
+    /// A WebAuthn challenge naming no credential: the authenticator offers its
+    /// discoverable ones, and the answer names which.
+    fn discoverable(&self, signed: &str) -> Passkey {
+        match self.gw.passkeys.challenge(signed, Vec::new(), false) {
+            Ok(ceremony) => Passkey::Offered { options: ceremony.options, require_uv: false },
+            Err(_) => Passkey::Absent,
+        }
     }
 
     /// The WebAuthn half of a challenge for `room`: the room's user-verification

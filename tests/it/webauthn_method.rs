@@ -372,3 +372,39 @@ async fn every_passkey_on_a_list_gets_in_however_many_there_are() {
     c.expect("welcome").await.unwrap();
     s.shutdown().await;
 }
+
+/// Passkeys are asked to be discoverable (with a fallback: "preferred"), and a room
+/// can be created with one: the create challenge names no credential, the answer
+/// names the registered one, and its holder owns the new room.
+#[tokio::test]
+async fn a_room_is_created_with_a_discoverable_passkey() {
+    let port = free_port();
+    let origin = Url::parse(&format!("http://localhost:{port}")).unwrap();
+    let s = TestServer::with(|c| c.listen = format!("127.0.0.1:{port}").parse().unwrap()).await;
+    let (status, started) = post_json(&s, "/webauthn/register/start", &json!({"label": "creator"})).await;
+    assert_eq!(status, 200);
+    let selection = &started["options"]["publicKey"]["authenticatorSelection"];
+    assert_eq!(selection["residentKey"], "preferred", "{selection}");
+    assert_eq!(selection["requireResidentKey"], false, "{selection}");
+    let mut passkey = SoftPasskey::new(false);
+    let (did, credential_id) = register(&s, &origin, &mut passkey).await;
+
+    let mut c = s.connect().await;
+    let challenge =
+        c.request(json!({"type": "request", "create": true, "name": "By passkey", "webauthn": true})).await.unwrap();
+    let mut options = challenge["webauthn"].clone();
+    assert_eq!(options["publicKey"]["allowCredentials"], json!([]), "no list to hint from: {options}");
+    // The software authenticator keeps no discoverable credential: the browser
+    // would offer its own; name it here as the browser's list would.
+    options["publicKey"]["allowCredentials"] = json!([{"type": "public-key", "id": credential_id}]);
+    let assertion = passkey.do_authentication(origin.clone(), serde_json::from_value(options).unwrap()).unwrap();
+    c.send(&auth(&challenge, &assertion)).await.unwrap();
+    let welcome = c.expect("welcome").await.unwrap();
+    assert_eq!(welcome["created"], true);
+    assert_eq!(welcome["owner"], true);
+    assert_eq!(welcome["identity"], did);
+    let room = RoomId::parse(welcome["roomId"].as_str().unwrap()).unwrap();
+    let record = s.server().gateway().store.room(&room).await.unwrap().unwrap();
+    assert_eq!(record.owners.iter().map(|o| o.to_string()).collect::<Vec<_>>(), vec![did]);
+    s.shutdown().await;
+}

@@ -112,6 +112,17 @@ await run("browser flow", async () => {
   await pk.click("#passkey");
   await pk.waitForURL(`${base}/rooms`);
 
+  // It is discoverable: with this browser's memory of it and its session gone, it
+  // still signs in without anything typed, and creates a room.
+  await pk.evaluate(() => localStorage.removeItem("keygate-passkeys"));
+  await pkCtx.clearCookies();
+  await pk.goto(`${base}/signin`);
+  await pk.click("#passkey");
+  await pk.waitForURL(`${base}/rooms`);
+  await pk.fill("#name", "Passkey room");
+  await pk.click("button:text-is(\"Create room\")");
+  await pk.waitForURL(/\/rooms\/[A-Za-z0-9]+$/);
+
   // On 127.0.0.1 the browser refuses passkeys ("invalid domain"): the page says why
   // and links to the same page on localhost.
   await pk.goto(`${base.replace("localhost", "127.0.0.1")}/passkey`);

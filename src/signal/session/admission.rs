@@ -81,7 +81,7 @@ impl Session {
             },
         };
         let purpose = Purpose::Join { room: room.clone(), create, ticket };
-        let asks = Asks { fingerprint, address, webauthn: webauthn && !create };
+        let asks = Asks { fingerprint, address, webauthn };
         let issued = match Admission::new(&self.gw).issue(purpose, asks).await {
             Ok(issued) => issued,
             Err(e) => return send_error(socket, code::INTERNAL, e.0).await,

@@ -114,7 +114,15 @@ impl Passkeys {
         let (options, state) =
             self.core.generate_challenge_register(builder).map_err(|e| PasskeyError::Rejected(e.to_string()))?;
         let id = self.pending.put(client, state);
-        let options = serde_json::to_value(&options).map_err(|e| PasskeyError::Rejected(e.to_string()))?;
+        let mut options = serde_json::to_value(&options).map_err(|e| PasskeyError::Rejected(e.to_string()))?;
+        // A discoverable credential (a passkey proper) where the authenticator can
+        // keep one, so that signing in needs nothing typed and works from any browser
+        // the passkey syncs to; an authenticator that cannot still registers one.
+        // (The registration's checks do not depend on it.)
+        if let Some(selection) = options.pointer_mut("/publicKey/authenticatorSelection") {
+            selection["residentKey"] = "preferred".into();
+            selection["requireResidentKey"] = false.into();
+        }
         Ok((id, options))
     }
 
