@@ -265,13 +265,49 @@ impl ListPage {
     }
 }
 
-/// The room page's list position: `?q=` searches, `?after=` pages on.
+/// The room page's list position: `?q=` searches, `?after=` pages on; `?done=`
+/// names what the change that redirected here did.
 #[derive(Deserialize, Default)]
 pub struct ListQuery {
     #[serde(default)]
     q: String,
     #[serde(default)]
     after: String,
+    #[serde(default)]
+    done: String,
+}
+
+/// What a change did, for the page after its redirect: only that session's, and
+/// once.
+pub struct Flash {
+    /// The session's CSRF token: no other session can read it.
+    session: String,
+    room: RoomId,
+    section: &'static str,
+    notice: Option<String>,
+    errors: Vec<String>,
+}
+
+/// Post/Redirect/Get: keeps what the change did and sends the browser to the room
+/// page, which shows it once; a reload shows the page, not the change again.
+pub(super) fn show_after_change(
+    state: &AppState,
+    session: &WebSession,
+    client: crate::limits::ClientKey,
+    room: &RoomId,
+    section: &'static str,
+    notice: Option<String>,
+    errors: Vec<String>,
+) -> Response {
+    // The notice is at the top; lines that could not be read are in the section.
+    let anchor = match (errors.is_empty(), section) {
+        (true, _) => String::new(),
+        (false, "keys") => "#keys-section".to_owned(),
+        (false, other) => format!("#{other}"),
+    };
+    let flash = Flash { session: session.csrf.clone(), room: room.clone(), section, notice, errors };
+    let id = state.flashes.put(client, flash);
+    Redirect::to(&format!("/rooms/{room}?done={id}{anchor}")).into_response()
 }
 
 async fn render_room(
@@ -335,6 +371,11 @@ pub async fn room_page(
     Query(query): Query<ListQuery>,
 ) -> Result<Response, Error> {
     let (id, record) = owned_room(&state, &session, &room).await?;
+    if !query.done.is_empty() {
+        if let Some(f) = state.flashes.take(&query.done).filter(|f| f.session == session.csrf && f.room == id) {
+            return render_room_at(f.section, &state, &session, &id, record, f.notice, f.errors).await;
+        }
+    }
     let mut list = ListPage::first(Search::parse(&query.q));
     list.after = Some(query.after).filter(|a| !a.is_empty());
     render_room(&state, &session, &id, record, None, Vec::new(), list).await
@@ -355,6 +396,7 @@ pub async fn allow(
 ) -> Result<Response, Error> {
     const UNREADABLE: Error = Error::page(StatusCode::BAD_REQUEST, "The form could not be read; try again.");
     let (mut csrf, mut label, mut piv_require) = (String::new(), String::new(), String::new());
+    let client = crate::limits::ClientKey::of(remote.ip());
     let remote = crate::server::proxy::remote_text(remote);
     let service = state.gateway.whitelist();
     // Checked against the session's rooms below, before any key is read.
@@ -448,7 +490,11 @@ pub async fn allow(
         _ if errors.is_empty() => errors.push("No key given: paste one or more keys, or upload a file.".into()),
         _ => {}
     }
-    render_room_at("keys", &state, &session, &room_id, record, notice, errors).await
+    if notice.is_none() {
+        // Nothing changed: the form is shown again with what was wrong.
+        return render_room_at("keys", &state, &session, &room_id, record, notice, errors).await;
+    }
+    Ok(show_after_change(&state, &session, client, &room_id, "keys", notice, errors))
 }
 
 /// Bad lines named on the page; the rest are counted.

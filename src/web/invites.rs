@@ -63,6 +63,7 @@ pub async fn create_invite(
         return render_room_at("invites", &state, &session, &id, record, None, errors).await;
     }
     let expires = Utc::now() + chrono::Duration::hours(form.hours);
+    let client = crate::limits::ClientKey::of(remote.ip());
     let remote = crate::server::proxy::remote_text(remote);
     let actor = crate::whitelist::Actor::owner(&session.identity, "host page", Some(&remote));
     let invite = state
@@ -72,7 +73,7 @@ pub async fn create_invite(
         .await
         .map_err(|e| Error::internal("creating an invite", e))?;
     let notice = Some(format!("Invite created: {}/i/{invite}", state.gateway.origin));
-    render_room_at("invites", &state, &session, &id, record, notice, Vec::new()).await
+    Ok(super::host::show_after_change(&state, &session, client, &id, "invites", notice, Vec::new()))
 }
 
 #[derive(Template)]

@@ -49,6 +49,9 @@ pub struct AppState {
     pub gateway: Arc<Gateway>,
     pub pending: Arc<crate::admission::Pending>,
     pub limiter: Arc<governor::DefaultKeyedRateLimiter<ClientKey>>,
+    /// What a change on a host page did, kept for the page it redirects to
+    /// (Post/Redirect/Get: a reload never repeats the change).
+    pub flashes: Arc<crate::limits::PendingMap<host::Flash>>,
     /// The browser-side hardening every answer carries, computed once.
     headers: Arc<Vec<(header::HeaderName, header::HeaderValue)>>,
 }
@@ -97,6 +100,7 @@ impl AppState {
             headers: Arc::new(hardening_headers(&gateway.origin)),
             gateway,
             limiter: Arc::new(limiter),
+            flashes: Arc::new(crate::limits::PendingMap::new(std::time::Duration::from_secs(600), 32, 10_000)),
         }
     }
 
@@ -104,6 +108,7 @@ impl AppState {
     /// limiter's memory of addresses that have gone quiet.
     pub fn prune(&self) {
         self.pending.prune();
+        self.flashes.prune();
         self.gateway.passkeys.prune();
         self.limiter.retain_recent();
         self.limiter.shrink_to_fit();

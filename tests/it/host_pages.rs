@@ -11,6 +11,18 @@ fn browser() -> reqwest::Client {
     reqwest::Client::builder().cookie_store(true).redirect(Policy::none()).build().unwrap()
 }
 
+/// A change on a host page answers with a redirect (Post/Redirect/Get); the page it
+/// leads to says what the change did, once.
+async fn after_change(client: &reqwest::Client, base: &str, res: reqwest::Response) -> String {
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "a change redirects");
+    let to = res.headers()["location"].to_str().unwrap().to_owned();
+    let (status, html) = page(client, &format!("{base}{to}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, again) = page(client, &format!("{base}{to}")).await;
+    assert!(!again.contains("class=\"notice\""), "a reload shows the page, not the change again");
+    html
+}
+
 async fn page(client: &reqwest::Client, url: &str) -> (StatusCode, String) {
     let res = client.get(url).send().await.unwrap();
     (res.status(), res.text().await.unwrap())
@@ -48,8 +60,7 @@ async fn a_host_signs_in_creates_a_room_and_manages_its_whitelist() {
         .part("file", reqwest::multipart::Part::text(file).file_name("authorized_keys"))
         .text("label", "");
     let res = host.post(format!("{base}{room_path}/allow")).multipart(form).send().await.unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let html = res.text().await.unwrap();
+    let html = after_change(&host, &base, res).await;
     assert!(html.contains("Added 3 keys."), "{html}");
     assert!(html.contains("file line 3"), "{html}");
     for k in [&alice, &bob, &carol] {
@@ -106,7 +117,7 @@ async fn a_host_signs_in_creates_a_room_and_manages_its_whitelist() {
         .send()
         .await
         .unwrap();
-    let html = res.text().await.unwrap();
+    let html = after_change(&host, &base, res).await;
     let at = html.find("/i/").unwrap() + 3;
     let invite: String = html[at..].chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
     let guest = browser();
@@ -488,7 +499,10 @@ async fn every_host_page_change_is_audited_in_its_own_transaction() {
         .text("keys", identity(&guest).did().as_str().to_owned())
         .text("label", "guest")
         .text("piv_require", "");
-    assert_eq!(host.post(format!("{path}/allow")).multipart(form).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        host.post(format!("{path}/allow")).multipart(form).send().await.unwrap().status(),
+        StatusCode::SEE_OTHER
+    );
     let post = |action: &'static str, fields: Vec<(&'static str, String)>| {
         let (host, path, token) = (host.clone(), path.clone(), token.clone());
         async move {
@@ -508,7 +522,7 @@ async fn every_host_page_change_is_audited_in_its_own_transaction() {
     assert_eq!(post("settings", vec![("max_peers", "4".into())]).await, StatusCode::SEE_OTHER);
     assert_eq!(
         post("invites", vec![("uses", "2".into()), ("hours", "1".into()), ("label", "team".into())]).await,
-        StatusCode::OK
+        StatusCode::SEE_OTHER
     );
     let (mut guest_socket, welcome) = admitted(&s, &room, &guest).await;
     let peer = welcome["peerId"].as_str().unwrap().to_owned();
@@ -592,7 +606,7 @@ async fn pages_are_hardened_and_forms_without_csrf_are_refused_clearly() {
             .send()
             .await
             .unwrap();
-        let html = res.text().await.unwrap();
+        let html = after_change(&host, &base, res).await;
         let at = html.find("/i/").unwrap() + 3;
         html[at..].split(|c: char| !c.is_ascii_alphanumeric()).next().unwrap().to_owned()
     };
@@ -681,7 +695,8 @@ async fn a_list_of_every_format_is_read_the_same_on_the_page_and_by_the_cli() {
     let path = format!("{base}/rooms/{room}");
     let (_, html) = page(&host, &path).await;
     let form = reqwest::multipart::Form::new().text("csrf", csrf(&html)).text("keys", list.clone()).text("label", "");
-    let html = host.post(format!("{path}/allow")).multipart(form).send().await.unwrap().text().await.unwrap();
+    let res = host.post(format!("{path}/allow")).multipart(form).send().await.unwrap();
+    let html = after_change(&host, &base, res).await;
     assert!(html.contains("Added 6 keys."), "{html}");
     assert!(html.contains(&format!("line {bad_line}")), "the bad line is named: {html}");
     for did in &expected {
