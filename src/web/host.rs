@@ -702,13 +702,39 @@ struct AuditPage {
     room: String,
     me: String,
     csrf: String,
+    /// The event shown ("": all).
+    event: String,
+    events_known: &'static [&'static str],
     events: Vec<AuditRecord>,
     older: Option<i64>,
 }
 
+/// The events the audit log records, for its filter.
+const AUDIT_EVENTS: &[&str] = &[
+    "admitted",
+    "refused",
+    "left",
+    "reverified",
+    "reverify-failed",
+    "peer-reported",
+    "kicked",
+    "ticket-issued",
+    "whitelist-add",
+    "whitelist-import",
+    "whitelist-remove",
+    "owner-add",
+    "owner-remove",
+    "settings",
+    "invite-created",
+    "room-created",
+    "room-deleted",
+];
+
 #[derive(Deserialize)]
 pub struct Page {
     before: Option<i64>,
+    #[serde(default)]
+    event: String,
 }
 
 const AUDIT_PAGE: i64 = 50;
@@ -721,14 +747,24 @@ pub async fn audit_page(
 ) -> Result<Response, Error> {
     let (id, _) = owned_room(&state, &session, &room).await?;
     state.gateway.audit.flush().await;
+    // Only the events there are: anything else is no filter.
+    let event = AUDIT_EVENTS.iter().find(|e| **e == page.event).copied();
     let events = state
         .gateway
         .store
-        .audit(&id, AUDIT_PAGE, page.before)
+        .audit_of(&id, event, AUDIT_PAGE, page.before)
         .await
         .map_err(|e| Error::internal("reading the audit log", e))?;
     let older = (events.len() as i64 == AUDIT_PAGE).then(|| events.last().map(|e| e.id)).flatten();
-    Ok(render(&AuditPage { room: id.to_string(), me: session.identity.to_string(), csrf: session.csrf, events, older }))
+    Ok(render(&AuditPage {
+        room: id.to_string(),
+        me: session.identity.to_string(),
+        csrf: session.csrf,
+        event: event.unwrap_or_default().to_owned(),
+        events_known: AUDIT_EVENTS,
+        events,
+        older,
+    }))
 }
 
 #[derive(Template)]

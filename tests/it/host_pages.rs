@@ -750,3 +750,38 @@ async fn the_header_says_who_is_signed_in() {
     }
     s.shutdown().await;
 }
+
+/// The audit page shows one kind of event on request, a page at a time, the filter
+/// kept from page to page.
+#[tokio::test]
+async fn the_audit_page_filters_by_event_and_pages() {
+    let s = TestServer::start().await;
+    let base = s.http();
+    let host = browser();
+    let owner = key();
+    sign_in(&s, &host, &owner).await;
+    let room = s.room(&owner, &[]).await;
+    let entries: Vec<keygate::store::NewEntry> =
+        (0..60).map(|_| keygate::store::NewEntry::labelled(&identity(&key()), "member")).collect();
+    s.server().gateway().whitelist().add(&room, keygate::whitelist::Actor::operator(), &entries).await.unwrap();
+    admitted(&s, &room, &owner).await;
+    s.server().gateway().audit.flush().await;
+
+    let rows = |html: &str, event: &str| html.matches(&format!("<tr class=\"{event}\">")).count();
+    let (_, html) = page(&host, &format!("{base}/rooms/{room}/audit?event=admitted")).await;
+    assert_eq!((rows(&html, "admitted"), rows(&html, "whitelist-add")), (1, 0), "{html}");
+    assert!(html.contains("<option value=\"admitted\" selected>"), "the filter shows what is shown");
+
+    let (_, html) = page(&host, &format!("{base}/rooms/{room}/audit?event=whitelist-add")).await;
+    assert_eq!((rows(&html, "whitelist-add"), rows(&html, "admitted")), (50, 0));
+    let older =
+        html.split("href=\"").find(|h| h.contains("before=")).unwrap().split('"').next().unwrap().replace("&amp;", "&");
+    assert!(older.contains("event=whitelist-add"), "the next page keeps the filter: {older}");
+    let (_, html) = page(&host, &format!("{base}{older}")).await;
+    assert_eq!(rows(&html, "whitelist-add"), 10, "the other ten on the next page");
+
+    // No such event: everything.
+    let (_, html) = page(&host, &format!("{base}/rooms/{room}/audit?event=%3Cscript%3E")).await;
+    assert!(rows(&html, "admitted") == 1 && !html.contains("<script>"), "{html}");
+    s.shutdown().await;
+}
