@@ -141,8 +141,8 @@ await run("call flow", async () => {
 
   // The audit log has the report and the confirmations.
   await hostAdmin.goto(`${roomUrl}/audit`);
-  await hostAdmin.waitForSelector("text=peer-reported");
-  await hostAdmin.waitForSelector("text=reverified");
+  await hostAdmin.waitForSelector("tr.peer-reported");
+  await hostAdmin.waitForSelector("tr.reverified");
 
   console.log(JSON.stringify({
     passkeySecondToJoin: { admittedMs: pkAdmitted, firstRemoteFrameMs: pkFirstFrame },

@@ -132,6 +132,6 @@ await run("browser flow", async () => {
 
   // The audit log tells the story.
   await host.goto(`${roomUrl}/audit`);
-  await host.waitForSelector("text=whitelist-remove");
+  await host.waitForSelector("tr.whitelist-remove");
   pages["audit"] = host;
 });
