@@ -13,7 +13,8 @@
 // LOST_PEER_GRACE_MS is dropped.
 
 import {
-  browserKey, browserKeyProof, identityOf, importBrowserKey, passkeyCredential, pemToDer, stored, walletAddress, walletSignature,
+  browserKey, browserKeyProof, identityOf, importBrowserKey, lastPasskeyIdentity, passkeyCredential, pemToDer, stored, walletAddress,
+  walletSignature,
 } from "/static/proof.js";
 import { Peer, certificateFingerprint } from "/static/rtc.js";
 import { verifyForwardedProof } from "/static/identity.js";
@@ -247,6 +248,8 @@ async function refusalText(method, e) {
       who = (await identityOf({ kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y })).identity;
     } else if (method === "eth") {
       who = (await identityOf(await walletAddress())).identity;
+    } else if (method === "webauthn") {
+      who = lastPasskeyIdentity();
     }
   } catch {
     /* the identity is a courtesy */
@@ -254,12 +257,15 @@ async function refusalText(method, e) {
   if (method === "ticket") return "The ticket was not accepted (it is single use and valid for 60 s): run keygate join again.";
   return who
     ? `This key is not on the room's list — send your identity to the host: ${who}`
-    : "This key is not on the room's list — send your identity to the host (the Keys page shows it).";
+    : method === "webauthn"
+      ? "This passkey is not on the room's list — send its identity to the host (the passkey page shows it when you register it)."
+      : "This key is not on the room's list — send your identity to the host (the Keys page shows it).";
 }
 
 /** Joins with `method`; "resume" continues the admission this page had. */
 async function join(method) {
   const resuming = method === "resume";
+  if (!resuming) banner("");
   if (!resuming) state.method = method;
   state.leaving = false;
   if (!resuming) status("Connecting…");
@@ -281,7 +287,13 @@ async function join(method) {
   } catch (e) {
     state.leaving = "refused";
     state.ws?.close();
-    if (!resuming) status(await refusalText(method, e));
+    if (!resuming) {
+      // At the top of the page, where it is seen, saying what to do.
+      const text = await refusalText(method, e);
+      status(text);
+      banner(text);
+      $("banner").scrollIntoView({ block: "nearest" });
+    }
     for (const b of document.querySelectorAll("#lobby button")) b.disabled = false;
     throw e;
   }

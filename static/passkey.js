@@ -22,6 +22,10 @@ export async function registerPasskey(label) {
   // even if the authenticator did not keep a discoverable credential.
   const known = JSON.parse(localStorage.getItem("keygate-passkeys") || "[]");
   localStorage.setItem("keygate-passkeys", JSON.stringify([...new Set([...known, result.credentialId])]));
+  // And its identity, so that a refused page can say which identity to send the host.
+  const identities = JSON.parse(localStorage.getItem("keygate-passkey-identities") || "{}");
+  identities[result.credentialId] = result.identity;
+  localStorage.setItem("keygate-passkey-identities", JSON.stringify(identities));
   return result;
 }
 

@@ -113,6 +113,13 @@ export function passkeyAddressProblem() {
     : `Passkeys need a name, not an address: browsers refuse them on ${host}. Open this page by the server's domain name.`;
 }
 
+/** The identity of the passkey this page last used, when this browser registered it. */
+export function lastPasskeyIdentity() {
+  const identities = JSON.parse(localStorage.getItem("keygate-passkey-identities") || "{}");
+  return (lastPasskey && identities[lastPasskey]) || "";
+}
+let lastPasskey = null;
+
 export async function passkeyCredential(options) {
   const problem = passkeyAddressProblem();
   if (problem) throw new Error(problem);
@@ -126,6 +133,7 @@ export async function passkeyCredential(options) {
   }
   for (const c of pk.allowCredentials || []) c.id = b64u.decode(c.id);
   const cred = await navigator.credentials.get({ publicKey: pk });
+  lastPasskey = cred.id;
   return credentialJSON(cred, {
     authenticatorData: b64u.encode(cred.response.authenticatorData),
     clientDataJSON: b64u.encode(cred.response.clientDataJSON),

@@ -8,7 +8,7 @@
 // Prints "ok" and exits 0 on success; on failure saves a screenshot of every open
 // page into ARTIFACT_DIR and exits 1.
 
-import { base, browser, expect, pages, run, virtualAuthenticator } from "./browser_kit.mjs";
+import { base, browser, createRoom, expect, pages, run, virtualAuthenticator } from "./browser_kit.mjs";
 
 await run("browser flow", async () => {
   const hostCtx = await browser.newContext();
@@ -122,6 +122,16 @@ await run("browser flow", async () => {
   await pk.fill("#name", "Passkey room");
   await pk.click("button:text-is(\"Create room\")");
   await pk.waitForURL(/\/rooms\/[A-Za-z0-9]+$/);
+
+  // Refused in a room whose list does not have it, the passkey's page says so at
+  // the top, with the identity to send the host.
+  const passkeyRoom = (await createRoom(host, "Without the passkey")).split("/").pop();
+  await pk.goto(`${base}/r/${passkeyRoom}`);
+  await pk.waitForSelector("#call-root[data-ready=true]");
+  await pk.click("#join-passkey");
+  const refusal = pk.locator("#banner[role=alert]", { hasText: "not on the room's list" });
+  await refusal.waitFor({ timeout: 20000 });
+  expect((await refusal.textContent()).includes(passkeyDid), "the refusal names the passkey's identity");
 
   // On 127.0.0.1 the browser refuses passkeys ("invalid domain"): the page says why
   // and links to the same page on localhost.
