@@ -140,6 +140,45 @@ await run("browser flow", async () => {
   await alert.waitFor();
   expect((await alert.locator("a").getAttribute("href")) === `${base}/passkey`, "the alert links to localhost");
 
+  // On a phone-width screen nothing is wider than the screen, the focus is visible,
+  // and text has WCAG AA contrast with what is behind it.
+  await host.setViewportSize({ width: 390, height: 844 });
+  for (const url of [`${base}/rooms`, roomUrl, `${roomUrl}/audit`, `${base}/r/${roomUrl.split("/").pop()}`, `${base}/keys`]) {
+    await host.goto(url);
+    const wide = await host.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    expect(wide <= 0, `${url} is ${wide} px wider than a 390 px screen`);
+    await host.keyboard.press("Tab");
+    const outline = await host.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);
+    expect(outline !== "none", `${url}: the focused element shows no outline`);
+    const low = await host.evaluate(() => {
+      const lum = (rgb) => {
+        const [r, g, b] = rgb.match(/\d+(\.\d+)?/g).slice(0, 3).map(Number).map((v) => {
+          v /= 255;
+          return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+        });
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+      };
+      const background = (el) => {
+        for (let e = el; e; e = e.parentElement) {
+          const c = getComputedStyle(e).backgroundColor;
+          if (c && !c.startsWith("rgba(0, 0, 0, 0)") && c !== "transparent") return c;
+        }
+        return "rgb(255, 255, 255)";
+      };
+      const bad = [];
+      for (const el of document.querySelectorAll("body *")) {
+        const text = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+        if (!text || el.closest("video, option, [hidden]") || !el.getClientRects().length) continue;
+        const [a, b] = [lum(getComputedStyle(el).color), lum(background(el))];
+        const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+        if (ratio < 4.5) bad.push(`${el.tagName.toLowerCase()}.${el.className} ${ratio.toFixed(2)}`);
+      }
+      return bad;
+    });
+    expect(low.length === 0, `${url}: text below 4.5:1 contrast: ${low.join(", ")}`);
+  }
+  await host.setViewportSize({ width: 1280, height: 800 });
+
   // The audit log tells the story.
   await host.goto(`${roomUrl}/audit`);
   await host.waitForSelector("tr.whitelist-remove");
