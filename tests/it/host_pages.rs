@@ -23,6 +23,16 @@ async fn after_change(client: &reqwest::Client, base: &str, res: reqwest::Respon
     html
 }
 
+/// A server, a browser signed in as a room's owner, and the room.
+async fn signed_in_owner_of_a_room(
+) -> (TestServer, String, reqwest::Client, keygate::client::p256_key::P256Key, keygate::ids::RoomId) {
+    let s = TestServer::start().await;
+    let (base, host, owner) = (s.http(), browser(), key());
+    sign_in(&s, &host, &owner).await;
+    let room = s.room(&owner, &[]).await;
+    (s, base, host, owner, room)
+}
+
 async fn page(client: &reqwest::Client, url: &str) -> (StatusCode, String) {
     let res = client.get(url).send().await.unwrap();
     (res.status(), res.text().await.unwrap())
@@ -591,12 +601,7 @@ async fn room_creation_is_capped_per_identity_per_hour() {
 /// product's refusal page.
 #[tokio::test]
 async fn pages_are_hardened_and_forms_without_csrf_are_refused_clearly() {
-    let s = TestServer::start().await;
-    let base = s.http();
-    let host = browser();
-    let owner = key();
-    sign_in(&s, &host, &owner).await;
-    let room = s.room(&owner, &[]).await;
+    let (s, base, host, _owner, room) = signed_in_owner_of_a_room().await;
     let invite = {
         let (_, html) = page(&host, &format!("{base}/rooms/{room}")).await;
         let token = csrf(&html);
@@ -755,12 +760,7 @@ async fn the_header_says_who_is_signed_in() {
 /// kept from page to page.
 #[tokio::test]
 async fn the_audit_page_filters_by_event_and_pages() {
-    let s = TestServer::start().await;
-    let base = s.http();
-    let host = browser();
-    let owner = key();
-    sign_in(&s, &host, &owner).await;
-    let room = s.room(&owner, &[]).await;
+    let (s, base, host, owner, room) = signed_in_owner_of_a_room().await;
     let entries: Vec<keygate::store::NewEntry> =
         (0..60).map(|_| keygate::store::NewEntry::labelled(&identity(&key()), "member")).collect();
     s.server().gateway().whitelist().add(&room, keygate::whitelist::Actor::operator(), &entries).await.unwrap();

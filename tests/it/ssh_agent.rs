@@ -297,18 +297,8 @@ async fn pkcs8_pem_key_files_sign_too() {
         s.server().gateway().rooms.invalidate(&room);
 
         let mut c = s.connect().await;
-        let challenge = c.request(join(&room)).await.unwrap();
-        let out = Command::new(keygate_bin())
-            .args(["sign", "--key-file", dir.join(file).to_str().unwrap(), &challenge["payload"].to_string()])
-            .env("KEYGATE_KEY_PASSPHRASE", "secret")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
-        let signature = String::from_utf8(out.stdout).unwrap();
-        c.send(&json!({"type": "auth", "method": "ssh", "payload": challenge["payload"], "signature": signature}))
-            .await
-            .unwrap();
-        assert_eq!(c.expect("welcome").await.unwrap()["identity"], id.did().as_str(), "{file}");
+        let welcome = join_signed_with_key_file(&mut c, &room, &dir.join(file), Some("secret")).await;
+        assert_eq!(welcome["identity"], id.did().as_str(), "{file}");
     }
 
     // The wrong passphrase, and a key type this signer does not take, are named.
@@ -368,17 +358,31 @@ async fn openssh_key_files_wrapped_otherwise_sign_too() {
         let text = format!("{}{eol}{}{eol}{}{eol}", lines[0], at64.join(eol), lines[lines.len() - 1]);
         std::fs::write(dir.join(file), text).unwrap();
         let mut c = s.connect().await;
-        let challenge = c.request(join(&room)).await.unwrap();
-        let out = Command::new(keygate_bin())
-            .args(["sign", "--key-file", dir.join(file).to_str().unwrap(), &challenge["payload"].to_string()])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
-        let signature = String::from_utf8(out.stdout).unwrap();
-        c.send(&json!({"type": "auth", "method": "ssh", "payload": challenge["payload"], "signature": signature}))
-            .await
-            .unwrap();
-        assert_eq!(c.expect("welcome").await.unwrap()["identity"], id.did().as_str(), "{file}");
+        let welcome = join_signed_with_key_file(&mut c, &room, &dir.join(file), None).await;
+        assert_eq!(welcome["identity"], id.did().as_str(), "{file}");
     }
     s.shutdown().await;
+}
+
+/// Joins `room` on `c` with an SSH signature that `keygate sign --key-file` made
+/// (with `passphrase` for a locked file); the welcome.
+async fn join_signed_with_key_file(
+    c: &mut keygate::client::ws::Client,
+    room: &keygate::ids::RoomId,
+    file: &std::path::Path,
+    passphrase: Option<&str>,
+) -> serde_json::Value {
+    let challenge = c.request(join(room)).await.unwrap();
+    let mut sign = Command::new(keygate_bin());
+    sign.args(["sign", "--key-file", file.to_str().unwrap(), &challenge["payload"].to_string()]);
+    if let Some(p) = passphrase {
+        sign.env("KEYGATE_KEY_PASSPHRASE", p);
+    }
+    let out = sign.output().unwrap();
+    assert!(out.status.success(), "{}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
+    let signature = String::from_utf8(out.stdout).unwrap();
+    c.send(&json!({"type": "auth", "method": "ssh", "payload": challenge["payload"], "signature": signature}))
+        .await
+        .unwrap();
+    c.expect("welcome").await.unwrap()
 }
