@@ -80,6 +80,17 @@ await run("call flow", async () => {
   await tile(pk, "owner").locator("text=verified by your browser").waitFor();
   await tile(host, "Wallet person").locator("text=admitted by the server").waitFor();
 
+  // On a phone-width screen the call fits: tiles and controls one above the other,
+  // nothing wider than the screen, every control reachable.
+  await walletPage.setViewportSize({ width: 390, height: 844 });
+  const overflow = await walletPage.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  expect(overflow <= 0, `the call is ${overflow} px wider than a 390 px screen`);
+  for (const control of ["#leave", "#toggle-audio", "#toggle-video", "#chat-input"]) {
+    const box = await walletPage.locator(control).boundingBox();
+    expect(box && box.x >= 0 && box.x + box.width <= 390, `${control} is on the screen`);
+  }
+  await walletPage.setViewportSize({ width: 1280, height: 800 });
+
   // Chat over the data channels.
   await host.fill("#chat-input", "hello from the host");
   await host.click("#chat-form button");
