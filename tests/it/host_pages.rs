@@ -707,6 +707,9 @@ async fn a_list_of_every_format_is_read_the_same_on_the_page_and_by_the_cli() {
     for did in &expected {
         let entry = s.server().gateway().store.entry(&room, did).await.unwrap();
         assert!(entry.is_some(), "{did} missing after the paste");
+        // A compact row: its short fingerprint, a button that copies the DID, the DID on demand.
+        let fp = &entry.unwrap().fingerprint;
+        assert!(html.contains(&format!("data-copy=\"{did}\"")) && html.contains(&format!("title=\"{fp}\"")), "{did}");
     }
 
     // With the CLI, from a file.

@@ -183,7 +183,8 @@ async fn the_host_page_pages_and_searches_a_long_list() {
         .text()
         .await
         .unwrap();
-    let first_next = next.split("<td><code class=\"did\">").nth(1).and_then(|r| r.split('<').next()).unwrap();
+    let first_next =
+        next.split("<summary>Details</summary><code class=\"did\">").nth(1).and_then(|r| r.split('<').next()).unwrap();
     assert!(first_next > after.as_str(), "the next page starts after the last entry shown");
 
     let found = client

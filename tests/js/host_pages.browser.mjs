@@ -33,7 +33,7 @@ await run("browser flow", async () => {
   await host.fill("#keys", pasted);
   await host.fill("#label", "Pasted key");
   await host.click("button:text-is(\"Add\")");
-  await host.waitForSelector(`text=${pasted}`);
+  await host.waitForSelector(`button.copy[data-copy="${pasted}"]`);
   expect(await host.isVisible("text=Added 1 key."), "the added notice");
 
   // Create an invite for Guest.
@@ -53,7 +53,7 @@ await run("browser flow", async () => {
 
   // The host sees it appear.
   await host.goto(roomUrl);
-  await host.waitForSelector(`text=${guestDid}`);
+  await host.waitForSelector(`button.copy[data-copy="${guestDid}"]`);
   expect(await host.isVisible("text=Guest"), "the invite's label");
 
   // The guest joins the room over the socket with the same browser key...
@@ -83,10 +83,10 @@ await run("browser flow", async () => {
   await host.goto(`${roomUrl}/live`);
   await host.waitForSelector(`text=${guestDid}`);
   await host.goto(roomUrl);
-  const row = host.locator("tr", { hasText: guestDid });
+  const row = host.locator("tr", { has: host.locator(`button.copy[data-copy="${guestDid}"]`) });
   await row.locator("text=Remove").click();
   await host.waitForURL(roomUrl);
-  expect(!(await host.isVisible(`text=${guestDid}`)), "the removed key is gone from the list");
+  expect((await host.locator(`button.copy[data-copy="${guestDid}"]`).count()) === 0, "the removed key is gone from the list");
   await guest.waitForFunction(() => window.kgEvents.some((m) => m.type === "error" && m.code === "revoked"), null, { timeout: 5000 });
 
   // A third profile, with only a (virtual) platform authenticator, creates a passkey
@@ -104,7 +104,7 @@ await run("browser flow", async () => {
   await pk.waitForSelector("text=is now on the room's list");
   const passkeyDid = (await pk.textContent("#status")).match(/did:key:\S+/)[0];
   await host.goto(roomUrl);
-  await host.waitForSelector(`text=${passkeyDid}`);
+  await host.waitForSelector(`button.copy[data-copy="${passkeyDid}"]`);
   expect(await host.isVisible("text=Passkey person"), "the passkey invitee's label");
 
   // The same passkey signs in to the host pages.
