@@ -499,10 +499,10 @@ impl<'g> Admission<'g> {
         caller: &Caller,
     ) -> Result<Admitted, Refused> {
         let started = std::time::Instant::now();
-        let label = serde_json::from_value::<Method>(Value::String(answer.method.to_owned()))
-            .map(Method::as_str)
-            .unwrap_or("other");
-        let outcome = self.decide(source, answer, caller).await;
+        // Parsed once: the decision and the metrics' label both use it.
+        let parsed = serde_json::from_value::<Method>(Value::String(answer.method.to_owned())).ok();
+        let label = parsed.map_or("other", Method::as_str);
+        let outcome = self.decide(source, parsed, answer, caller).await;
         let took = started.elapsed();
         let ms = took.as_secs_f64() * 1000.0;
         // One line per decision, for operators: who, how, where, why; never a proof,
@@ -545,12 +545,12 @@ impl<'g> Admission<'g> {
     async fn decide(
         &self,
         source: &mut (dyn Source + Send),
+        parsed: Option<Method>,
         answer: Answer<'_>,
         caller: &Caller,
     ) -> Result<Admitted, Refused> {
-        let method = serde_json::from_value::<Method>(Value::String(answer.method.to_owned()))
-            .ok()
-            .filter(|m| matches!(m, Method::Ticket | Method::Resume) || self.gw.verifiers.get(*m).is_some());
+        let method =
+            parsed.filter(|m| matches!(m, Method::Ticket | Method::Resume) || self.gw.verifiers.get(*m).is_some());
         let Some(method) = method else {
             let accepted: Vec<&str> = self.gw.methods().into_iter().map(Method::as_str).collect();
             let message =

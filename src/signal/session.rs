@@ -338,7 +338,8 @@ impl Session {
         let resumable = seat.resumable();
         let token =
             self.gw.resumes.issue(&seat.room, &resumable, Some(fingerprint), std::time::SystemTime::now(), window);
-        Some((token, window.as_secs()))
+        // Whole seconds, rounded up: a page must not take a live token for spent.
+        Some((token, window.as_millis().div_ceil(1000).try_into().unwrap_or(u64::MAX)))
     }
 
     async fn send_resume<S: Sink<Message> + Unpin>(&mut self, socket: &mut S) {

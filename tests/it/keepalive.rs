@@ -189,6 +189,7 @@ async fn fresh_tokens_arrive_every_half_window_and_a_zero_window_gives_none() {
     let mut a = s.connect().await;
     let wa = a.join_webcrypto(join_signed(&room, FP), &owner).await.unwrap();
     let first = wa["resume"]["token"].as_str().unwrap().to_owned();
+    assert_eq!(wa["resume"]["expiresIn"], 1, "a window under a second is not said to be over");
     let next = until(&mut a, "resume").await;
     assert!(next["token"].as_str().is_some_and(|t| t != first), "{next}");
     // The first token expired (0.4 s) by the time a third arrives.
