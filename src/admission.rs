@@ -303,6 +303,10 @@ pub enum Tell {
     PrivateKey,
     /// The method is not accepted here (the challenge stays answerable).
     Unsupported(String),
+    /// The key is on the list and its signature is good, but a rule of its entry or
+    /// of the room refuses it: the message names the rule. Only the key's holder can
+    /// be told this (it comes after the signature), so it reveals nothing to others.
+    Restricted(String),
     /// The server failed; try again.
     Internal(&'static str),
 }
@@ -329,6 +333,13 @@ impl Refused {
 
     fn quiet(reason: impl Into<String>) -> Self {
         Refused::new(reason, Tell::NotAdmitted)
+    }
+
+    /// A rule refused a proven key: the holder is told which, the audit log too.
+    fn restricted(reason: impl Into<String>, advice: &str) -> Self {
+        let reason = reason.into();
+        let tell = Tell::Restricted(format!("{reason}; {advice}"));
+        Refused::new(reason, tell)
     }
 }
 
@@ -652,13 +663,22 @@ impl<'g> Admission<'g> {
             gw.metrics.signature(method.as_str(), checking.elapsed());
             evidence?
         };
+        // Rules are applied to a proven key only, so that saying which one refused
+        // tells nothing to someone who merely knows a listed public key.
+        if let Some(why) = entry.restriction {
+            return Err(Refused::restricted(why, "ask the room's host to change the key's entry"));
+        }
         if entry.require_uv && evidence.user_verified == Some(false) {
-            return Err(Refused::quiet(
+            return Err(Refused::restricted(
                 "the room requires user verification (PIN or biometric); the key only proved presence",
+                "set a PIN on the key or use one that verifies you",
             ));
         }
         if let Some(why) = entry.piv.as_ref().and_then(|r| r.unmet(evidence.attestation.as_ref())) {
-            return Err(Refused::quiet(why));
+            return Err(Refused::restricted(
+                why,
+                "join with an attested YubiKey slot (keygate join --piv) or ask the host",
+            ));
         }
         self.advance_counters(did, &evidence).await?;
         if let Some(a) = &evidence.attestation {
@@ -749,18 +769,22 @@ impl<'g> Admission<'g> {
                 let Some(allowed) = access.allowed else {
                     return Err(Refused::quiet("unknown key"));
                 };
-                if method == Method::Ssh
-                    && allowed.ssh_namespaces.as_ref().is_some_and(|n| !n.iter().any(|n| n == SSH_NAMESPACE))
-                {
-                    let reason = format!("allowed_signers namespaces of this key exclude '{SSH_NAMESPACE}'");
-                    return Err(Refused::quiet(reason));
-                }
+                let restriction = match &allowed.ssh_namespaces {
+                    Some(n) if method == Method::Ssh && !n.iter().any(|n| n == SSH_NAMESPACE) => Some(format!(
+                        "the key is on the room's list for namespaces=\"{}\" only, not '{SSH_NAMESPACE}'",
+                        n.join(",")
+                    )),
+                    _ => {
+                        allowed.valid.refuses(Utc::now()).map(|why| format!("the key's entry on the room's list {why}"))
+                    }
+                };
                 Ok(Entry {
                     label: allowed.label,
                     owner: access.owner,
                     changes: access.changes,
                     require_uv: access.require_user_verification,
                     piv: allowed.piv,
+                    restriction,
                 })
             }
             Purpose::Reverify { identity: admitted, .. } => {
@@ -828,6 +852,9 @@ struct Entry {
     changes: u64,
     require_uv: bool,
     piv: Option<crate::verify::PivRequirement>,
+    /// A rule of the entry that refuses the key now (SSH namespaces, validity),
+    /// applied once the signature is good.
+    restriction: Option<String>,
 }
 
 /// The methods a re-verification may be answered with: the admission's own. A

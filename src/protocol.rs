@@ -324,6 +324,7 @@ pub enum ErrorCode {
     PrivateKey,
     BadProof,
     NotAdmitted,
+    Restricted,
     AlreadyAdmitted,
     Unauthenticated,
     NotOwner,
@@ -337,7 +338,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 25] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownType,
         ErrorCode::BadMessage,
@@ -352,6 +353,7 @@ impl ErrorCode {
         ErrorCode::PrivateKey,
         ErrorCode::BadProof,
         ErrorCode::NotAdmitted,
+        ErrorCode::Restricted,
         ErrorCode::AlreadyAdmitted,
         ErrorCode::Unauthenticated,
         ErrorCode::NotOwner,
@@ -381,6 +383,7 @@ impl ErrorCode {
             ErrorCode::PrivateKey => "private-key",
             ErrorCode::BadProof => "bad-proof",
             ErrorCode::NotAdmitted => "not-admitted",
+            ErrorCode::Restricted => "restricted",
             ErrorCode::AlreadyAdmitted => "already-admitted",
             ErrorCode::Unauthenticated => "unauthenticated",
             ErrorCode::NotOwner => "not-owner",
@@ -432,6 +435,7 @@ pub mod code {
     pub const PRIVATE_KEY: ErrorCode = ErrorCode::PrivateKey;
     pub const BAD_PROOF: ErrorCode = ErrorCode::BadProof;
     pub const NOT_ADMITTED: ErrorCode = ErrorCode::NotAdmitted;
+    pub const RESTRICTED: ErrorCode = ErrorCode::Restricted;
     pub const ALREADY_ADMITTED: ErrorCode = ErrorCode::AlreadyAdmitted;
     pub const UNAUTHENTICATED: ErrorCode = ErrorCode::Unauthenticated;
     pub const NOT_OWNER: ErrorCode = ErrorCode::NotOwner;

@@ -77,6 +77,8 @@ pub struct Allowed {
     pub ssh_namespaces: Option<Vec<String>>,
     /// What a PIV key must prove beyond its signature.
     pub piv: Option<PivRequirement>,
+    /// When the key may be used (allowed_signers `valid-after` / `valid-before`).
+    pub valid: crate::identity::Validity,
 }
 
 impl Allowed {
@@ -85,7 +87,7 @@ impl Allowed {
         let piv = e.piv_requirement.as_deref().map(|r| {
             PivRequirement::parse(r).unwrap_or(PivRequirement { attested: true, ..PivRequirement::default() })
         });
-        Allowed { label: e.label, ssh_namespaces: e.ssh_namespaces, piv }
+        Allowed { label: e.label, ssh_namespaces: e.ssh_namespaces, piv, valid: e.valid }
     }
 }
 

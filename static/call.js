@@ -163,6 +163,7 @@ const REFUSALS = {
   "room-not-found": () => "There is no such room. Check the link you were sent.",
   "bad-proof": (m) => `The proof was not accepted: ${m.message}`,
   "private-key": (m) => m.message,
+  restricted: (m) => `Your key is on the room's list, but it was refused: ${m.message}.`,
   "auth-timeout": () => "The challenge expired before it was answered; try again.",
 };
 

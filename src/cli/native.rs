@@ -168,7 +168,16 @@ pub async fn join(args: JoinArgs) -> CliResult {
     let (ws, room) = room_link(&args.url)?;
     let signer = std::sync::Arc::new(args.signer.signer());
     let mut client = Client::connect(&ws).await?;
-    let challenge = client.request(json!({"type": "request", "roomId": room.as_str(), "ticket": true})).await?;
+    let challenge = match client.request(json!({"type": "request", "roomId": room.as_str(), "ticket": true})).await {
+        Ok(c) => c,
+        Err(ClientError::Server { code, message }) if code == "room-full" => {
+            return Err(format!("{message}: try again when someone leaves").into());
+        }
+        Err(ClientError::Server { code, message }) if code == "room-not-found" => {
+            return Err(format!("{message} (the room may have been deleted)").into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     let text = challenge["payload"].to_string();
     // Card and agent calls block (and may wait for a PIN or a touch).
     let proof = tokio::task::spawn_blocking({
@@ -188,6 +197,10 @@ pub async fn join(args: JoinArgs) -> CliResult {
             let who = tokio::task::spawn_blocking(move || signer.identity()).await?;
             let who = who.map(|i| i.to_string()).unwrap_or_default();
             return Err(format!("this key is not on the room's list — send your identity to the host: {who}").into());
+        }
+        // The key is listed and proved, but a rule refuses it: the server says which.
+        Err(ClientError::Server { code, message }) if code == "restricted" => {
+            return Err(format!("refused: {message}").into());
         }
         Err(e) => return Err(e.into()),
     };

@@ -256,6 +256,9 @@ fn entry_lines(e: &WhitelistEntry) {
     if let Some(ns) = &e.ssh_namespaces {
         say!("      SSH namespaces: {}", ns.join(","));
     }
+    if let Some(valid) = e.valid_text() {
+        say!("      {valid}");
+    }
 }
 
 async fn show(

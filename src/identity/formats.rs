@@ -8,6 +8,7 @@
 use super::ssh_wire::{parse_public_key_blob, SSH_KEY_TYPES};
 use super::{did, rsa_from_parts, EthAddress, Identity, PublicKey};
 use base64::Engine;
+use chrono::{DateTime, Utc};
 
 /// Shown to whoever pastes something keygate cannot read.
 pub const ACCEPTED_FORMATS: &str = "a DID (did:key:z… or did:pkh:eip155:1:0x…), a JWK \
@@ -59,13 +60,16 @@ pub struct KeyLine {
     pub comment: Option<String>,
     /// `namespaces="…"` of an allowed_signers line, when present.
     pub namespaces: Option<Vec<String>>,
+    /// `valid-after="…"` and `valid-before="…"` of an allowed_signers line: the key
+    /// is accepted only between these instants.
+    pub valid: Validity,
     /// Which format the key arrived in ("ssh", "jwk", "pem", "did", "eth").
     pub format: &'static str,
 }
 
 impl KeyLine {
     fn bare(identity: Identity, format: &'static str) -> Self {
-        KeyLine { identity, comment: None, namespaces: None, format }
+        KeyLine { identity, comment: None, namespaces: None, valid: Validity::default(), format }
     }
 }
 
@@ -306,17 +310,74 @@ fn parse_ssh_line(line: &str) -> Result<KeyLine, ParseError> {
         return Err(ParseError::InvalidKey(format!("the line says {named_type} but the key data is {kind}")));
     }
     let before = &tokens[..at];
-    let namespaces = before.iter().find_map(|t| {
-        split_options(t).into_iter().find_map(|opt| {
-            opt.strip_prefix("namespaces=")
-                .map(|v| v.trim_matches('"').split(',').map(str::to_owned).collect::<Vec<_>>())
+    let option = |name: &str| {
+        before.iter().find_map(|t| {
+            split_options(t).into_iter().find_map(|opt| opt.strip_prefix(name).map(|v| v.trim_matches('"').to_owned()))
         })
-    });
+    };
+    let namespaces = option("namespaces=").map(|v| v.split(',').map(str::to_owned).collect::<Vec<_>>());
+    let valid = Validity {
+        after: option("valid-after=").map(|v| ssh_time("valid-after", &v)).transpose()?,
+        before: option("valid-before=").map(|v| ssh_time("valid-before", &v)).transpose()?,
+    };
     // allowed_signers: the first token is a principals list unless it is an option.
     let principals = before.first().filter(|t| !t.contains('=') && !is_bare_option(t)).map(|t| t.to_string());
     let trailing = tokens[at + 2..].join(" ");
     let comment = (!trailing.is_empty()).then_some(trailing).or(principals);
-    Ok(KeyLine { identity: Identity::from_key(key), comment, namespaces, format: "ssh" })
+    Ok(KeyLine { identity: Identity::from_key(key), comment, namespaces, valid, format: "ssh" })
+}
+
+/// When a listed key may be used: allowed_signers `valid-after` / `valid-before`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Validity {
+    pub after: Option<DateTime<Utc>>,
+    pub before: Option<DateTime<Utc>>,
+}
+
+impl Validity {
+    /// Why the key may not be used at `now`, if it may not.
+    pub fn refuses(&self, now: DateTime<Utc>) -> Option<String> {
+        let at = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        match (self.after, self.before) {
+            (Some(after), _) if now < after => Some(format!("is valid only from {}", at(after))),
+            (_, Some(before)) if now >= before => Some(format!("expired at {}", at(before))),
+            _ => None,
+        }
+    }
+}
+
+/// An allowed_signers time, as OpenSSH reads it: `YYYYMMDD[Z]` or
+/// `YYYYMMDDHHMM[SS][Z]`, in UTC with `Z` and in this machine's time zone without.
+pub(crate) fn ssh_time(option: &str, text: &str) -> Result<DateTime<Utc>, ParseError> {
+    use chrono::{NaiveDate, NaiveDateTime, TimeZone};
+    let bad =
+        || ParseError::InvalidKey(format!("{option}=\"{text}\" is not a time (YYYYMMDD[Z] or YYYYMMDDHHMM[SS][Z])"));
+    let (digits, utc) = match text.strip_suffix(['Z', 'z']) {
+        Some(d) => (d, true),
+        None => (text, false),
+    };
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let field = |range: std::ops::Range<usize>| digits.get(range).and_then(|d| d.parse::<u32>().ok());
+    let date = NaiveDate::from_ymd_opt(
+        field(0..4).ok_or_else(bad)? as i32,
+        field(4..6).ok_or_else(bad)?,
+        field(6..8).ok_or_else(bad)?,
+    )
+    .ok_or_else(bad)?;
+    let (h, m, sec) = match digits.len() {
+        8 => (0, 0, 0),
+        12 => (field(8..10).ok_or_else(bad)?, field(10..12).ok_or_else(bad)?, 0),
+        14 => (field(8..10).ok_or_else(bad)?, field(10..12).ok_or_else(bad)?, field(12..14).ok_or_else(bad)?),
+        _ => return Err(bad()),
+    };
+    let naive: NaiveDateTime = date.and_hms_opt(h, m, sec).ok_or_else(bad)?;
+    if utc {
+        return Ok(Utc.from_utc_datetime(&naive));
+    }
+    // A local time that a clock change skips or repeats takes its earlier reading.
+    chrono::Local.from_local_datetime(&naive).earliest().map(|t| t.with_timezone(&Utc)).ok_or_else(bad)
 }
 
 /// Splits an options field (`a,b="x,y",c`) on commas outside double quotes.

@@ -16,7 +16,8 @@ pub(crate) mod ssh_wire;
 
 pub use eth::EthAddress;
 pub use formats::{
-    key_from_spki, parse_jwk, parse_key_list, KeyLine, KeyListReader, ParseError, ACCEPTED_FORMATS, MAX_KEY_TEXT,
+    key_from_spki, parse_jwk, parse_key_list, KeyLine, KeyListReader, ParseError, Validity, ACCEPTED_FORMATS,
+    MAX_KEY_TEXT,
 };
 
 use sha2::{Digest, Sha256};

@@ -5,7 +5,7 @@
 //! [`crate::whitelist::Whitelist`] opens one.
 
 use super::{now_text, Store, StoreError};
-use crate::identity::{Did, Identity, KeyLine};
+use crate::identity::{Did, Identity, KeyLine, Validity};
 use crate::ids::RoomId;
 use sqlx::{Sqlite, Transaction};
 
@@ -20,6 +20,8 @@ pub struct NewEntry {
     pub label: String,
     /// allowed_signers `namespaces=`, replacing any earlier restriction.
     pub ssh_namespaces: Option<Vec<String>>,
+    /// allowed_signers `valid-after=` / `valid-before=`, replacing any earlier ones.
+    pub valid: Validity,
     /// What a PIV key must prove; `None` keeps an existing requirement.
     pub piv_requirement: Option<String>,
 }
@@ -32,6 +34,7 @@ impl NewEntry {
             fingerprint: identity.fingerprint(),
             label: label.into(),
             ssh_namespaces: None,
+            valid: Validity::default(),
             piv_requirement: None,
         }
     }
@@ -44,6 +47,7 @@ impl NewEntry {
         NewEntry {
             label: label.to_owned(),
             ssh_namespaces: line.namespaces,
+            valid: line.valid,
             piv_requirement,
             ..NewEntry::labelled(&line.identity, "")
         }
@@ -203,7 +207,7 @@ impl Change {
     ) -> Result<(), StoreError> {
         let mut q = sqlx::QueryBuilder::new(
             "INSERT INTO whitelist (room_id, identity, label, added_by, added_at, ssh_namespaces, piv_requirement, \
-             fingerprint) ",
+             fingerprint, valid_after, valid_before) ",
         );
         q.push_values(rows, |mut row, e| {
             row.push_bind(room.as_str())
@@ -213,7 +217,9 @@ impl Change {
                 .push_bind(now)
                 .push_bind(e.ssh_namespaces.as_ref().map(|n| n.join(",")))
                 .push_bind(&e.piv_requirement)
-                .push_bind(&e.fingerprint);
+                .push_bind(&e.fingerprint)
+                .push_bind(e.valid.after.map(crate::store::instant))
+                .push_bind(e.valid.before.map(crate::store::instant));
         });
         if !update {
             // None of them is listed: this transaction just looked.
@@ -225,7 +231,9 @@ impl Change {
                label = CASE WHEN excluded.label <> '' THEN excluded.label ELSE whitelist.label END, \
                ssh_namespaces = excluded.ssh_namespaces, \
                piv_requirement = coalesce(excluded.piv_requirement, whitelist.piv_requirement), \
-               fingerprint = excluded.fingerprint",
+               fingerprint = excluded.fingerprint, \
+               valid_after = excluded.valid_after, \
+               valid_before = excluded.valid_before",
         );
         q.build().execute(&mut *self.tx).await?;
         Ok(())

@@ -16,7 +16,7 @@ pub use changes::{Change, ChangeAudit, NewEntry, RoomSettings};
 pub use credentials::{KeyAttestation, StoredCredential, CREDENTIAL_HINTS, HINT_ROOMS_UP_TO};
 pub use web::{Invite, WebSession};
 
-use crate::identity::Did;
+use crate::identity::{Did, Validity};
 use crate::ids::RoomId;
 use chrono::{SecondsFormat, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -125,6 +125,8 @@ pub struct WhitelistEntry {
     pub ssh_namespaces: Option<Vec<String>>,
     /// What a PIV key must prove beyond its signature (attestation, policies).
     pub piv_requirement: Option<String>,
+    /// allowed_signers `valid-after` / `valid-before`, if the key came with them.
+    pub valid: Validity,
     /// `SHA256:…`, as pages print it.
     pub fingerprint: String,
 }
@@ -140,8 +142,39 @@ macro_rules! select_entries {
         concat!(select_entries!(columns), "FROM whitelist NOT INDEXED WHERE room_id = ")
     };
     (columns) => {
-        "SELECT identity, label, added_by, added_at, last_admitted_at, ssh_namespaces, piv_requirement, fingerprint "
+        "SELECT identity, label, added_by, added_at, last_admitted_at, ssh_namespaces, piv_requirement, fingerprint, \
+         valid_after, valid_before "
     };
+}
+
+/// An instant as the whitelist stores it (RFC 3339, UTC, to the second), so that
+/// equal instants are equal text and the change trigger sees real changes only.
+pub(crate) fn instant(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// A stored instant; one that does not read (which only a hand edit makes) is
+/// taken as `unreadable`, chosen so that the entry refuses rather than allows.
+fn stored_instant(
+    row: &sqlx::sqlite::SqliteRow,
+    column: &str,
+    unreadable: chrono::DateTime<Utc>,
+) -> Option<chrono::DateTime<Utc>> {
+    row.get::<Option<String>, _>(column)
+        .map(|t| chrono::DateTime::parse_from_rfc3339(&t).map_or(unreadable, |t| t.to_utc()))
+}
+
+impl WhitelistEntry {
+    /// The entry's validity as pages and the CLI print it, if it has one.
+    pub fn valid_text(&self) -> Option<String> {
+        let at = |t: chrono::DateTime<Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
+        match (self.valid.after, self.valid.before) {
+            (None, None) => None,
+            (Some(a), None) => Some(format!("valid from {}", at(a))),
+            (None, Some(b)) => Some(format!("valid until {}", at(b))),
+            (Some(a), Some(b)) => Some(format!("valid from {} until {}", at(a), at(b))),
+        }
+    }
 }
 
 fn entry_from_row(row: &sqlx::sqlite::SqliteRow) -> WhitelistEntry {
@@ -155,6 +188,10 @@ fn entry_from_row(row: &sqlx::sqlite::SqliteRow) -> WhitelistEntry {
             .get::<Option<String>, _>("ssh_namespaces")
             .map(|n| n.split(',').map(str::to_owned).collect()),
         piv_requirement: row.get("piv_requirement"),
+        valid: Validity {
+            after: stored_instant(row, "valid_after", chrono::DateTime::<Utc>::MAX_UTC),
+            before: stored_instant(row, "valid_before", chrono::DateTime::<Utc>::MIN_UTC),
+        },
         fingerprint: row.get::<Option<String>, _>("fingerprint").unwrap_or_default(),
     }
 }

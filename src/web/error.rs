@@ -58,6 +58,7 @@ impl From<Refused> for Error {
             }
             Tell::BadProof(message) | Tell::Unsupported(message) => Error::json(StatusCode::BAD_REQUEST, message),
             Tell::PrivateKey => Error::json(StatusCode::BAD_REQUEST, "send only the public key"),
+            Tell::Restricted(message) => Error::json(StatusCode::FORBIDDEN, message),
             Tell::Internal(message) => Error::json(StatusCode::INTERNAL_SERVER_ERROR, message),
         }
     }

@@ -65,9 +65,12 @@ async fn piv_slots_sign_their_way_in_with_attestation_and_policy() {
         }
     };
     assert_eq!(try_join("p256", Some("p256")).await["type"], "welcome");
-    assert_eq!(try_join("p256", None).await["code"], "not-admitted");
+    // The card's holder is told which requirement it did not meet.
+    let refused = try_join("p256", None).await;
+    assert_eq!(refused["code"], "restricted");
+    assert!(refused["message"].as_str().unwrap().starts_with("the whitelist entry requires a YubiKey attestation"));
     s.audit_has(&room, |e| e.reason.as_deref() == Some("the whitelist entry requires a YubiKey attestation")).await;
-    assert_eq!(try_join("p384", Some("p384")).await["code"], "not-admitted");
+    assert_eq!(try_join("p384", Some("p384")).await["code"], "restricted");
     s.audit_has(&room, |e| e.reason.as_deref() == Some("the whitelist entry requires touch policy always or stricter"))
         .await;
 

@@ -194,6 +194,16 @@ async fn a_yubikey_joins_signs_and_says_what_went_wrong() {
 
     // sign --piv --slot 9c (P-384): the printed proof admits over the socket.
     store.allow(&room, &pki.identity("slot9c"), "yubikey 9c").await;
+    // An entry that requires an attestation: join says so once the card has signed.
+    store.set_piv_requirement(&room, &pki.identity("slot9c"), Some("attested")).await;
+    s.server().gateway().rooms.invalidate(&room);
+    let out = keygate(&["join", &link, "--piv", "--slot", "9c", "--no-open"], PIN);
+    assert!(!out.status.success());
+    let expected = "refused: the whitelist entry requires a YubiKey attestation; join with an attested YubiKey slot";
+    assert!(stderr(&out).contains(expected), "{}", stderr(&out));
+    let whitelist = keygate::whitelist::Whitelist::new(store, None);
+    whitelist.remove(&room, keygate::whitelist::Actor::operator(), &pki.identity("slot9c")).await.unwrap();
+    store.allow(&room, &pki.identity("slot9c"), "yubikey 9c").await;
     s.server().gateway().rooms.invalidate(&room);
     let mut c = s.connect().await;
     let challenge = c.request(json!({"type": "request", "roomId": room.as_str()})).await.unwrap();

@@ -266,6 +266,42 @@ async fn keygate_join_gets_a_one_time_ticket_with_an_agent_key() {
     s.shutdown().await;
 }
 
+/// `keygate join` names what refuses a listed key (its namespaces, its dates, a
+/// full room) instead of "not on the room's list".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keygate_join_names_the_rule_that_refuses_a_listed_key() {
+    let Some(_) = tool("ssh-keygen") else { return };
+    let s = TestServer::with(|c| c.max_peers_per_room = 1).await;
+    let owner = key();
+    let room = s.room(&owner, &[]).await;
+    let path = keygen(s.dir.path(), "ed25519", "");
+    let line = std::fs::read_to_string(path.with_extension("pub")).unwrap();
+    let link = format!("http://{}/r/{room}", s.server().addr());
+    let gw = s.server().gateway();
+    let join = || {
+        let out = keygate_cmd(&["join", &link, "--key-file", path.to_str().unwrap(), "--no-open"], Path::new("/none"));
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    for (options, expected) in [
+        ("namespaces=\"git\"", "refused: the key is on the room's list for namespaces=\"git\" only, not 'keygate'"),
+        ("valid-before=\"20200101Z\"", "refused: the key's entry on the room's list expired at 2020-01-01T00:00:00Z"),
+    ] {
+        gw.store.allow_line(&room, &format!("dave {options} {line}")).await;
+        gw.rooms.invalidate(&room);
+        let (ok, err) = join();
+        assert!(!ok && err.contains(expected), "{options}: {err}");
+        assert!(err.contains("ask the room's host"), "{err}");
+    }
+    gw.store.allow_line(&room, &line).await;
+    gw.rooms.invalidate(&room);
+    assert!(join().0, "the plain line admits");
+    // The room's one seat taken: a ticket would be refused in the browser, so none is made.
+    let _seated = admitted(&s, &room, &owner).await;
+    let (ok, err) = join();
+    assert!(!ok && err.contains("the room is full (1 peers): try again when someone leaves"), "{err}");
+    s.shutdown().await;
+}
+
 #[tokio::test]
 async fn pkcs8_pem_key_files_sign_too() {
     let (Some(_), Some(_)) = (tool("ssh-keygen"), tool("openssl")) else { return };

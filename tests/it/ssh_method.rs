@@ -126,22 +126,35 @@ async fn ssh_refusals() {
     assert_eq!(code_of(c.expect("welcome").await), "not-admitted");
     s.audit_has(&room, |e| e.reason.as_deref() == Some("unknown key")).await;
 
-    // Whitelisted from an allowed_signers line whose namespaces exclude keygate.
+    // Whitelisted from an allowed_signers line whose namespaces exclude keygate: the
+    // holder, once its signature is good, is told which rule refuses it.
     let gw = s.server().gateway();
-    let entry = format!("alice@example.com namespaces=\"git,file\" {line}");
-    let parsed = keygate::identity::parse_key_list(&entry).pop().unwrap().1.unwrap();
-    gw.store.allow_key(&room, &parsed.identity, "alice", parsed.namespaces.as_deref()).await;
+    gw.store.allow_line(&room, &format!("alice@example.com namespaces=\"git,file\" {line}")).await;
     gw.rooms.invalidate(&room);
     let mut c = s.connect().await;
     let challenge = c.request(join(&room)).await.unwrap();
     c.send(&ssh_auth(&challenge, &run_challenge_command(&challenge, &key_path))).await.unwrap();
-    assert_eq!(code_of(c.expect("welcome").await), "not-admitted");
+    match c.expect("welcome").await.unwrap_err() {
+        ClientError::Server { code, message } => {
+            assert_eq!(code, "restricted");
+            assert!(message.contains("namespaces=\"git,file\" only"), "{message}");
+        }
+        other => panic!("{other}"),
+    }
     s.audit_has(&room, |e| e.reason.as_deref().is_some_and(|r| r.contains("namespaces"))).await;
+    // Someone who only knows the listed public key learns nothing of the rule.
+    let mut c = s.connect().await;
+    let challenge = c.request(join(&room)).await.unwrap();
+    c.send(&ssh_auth(&challenge, &sign_with_ssh_keygen(&key_path, "keygate", b"other bytes"))).await.unwrap();
+    match c.expect("welcome").await.unwrap_err() {
+        ClientError::Server { code, message } => {
+            assert_eq!((code.as_str(), message.as_str()), ("not-admitted", "not admitted"))
+        }
+        other => panic!("{other}"),
+    }
 
     // The same line allowing keygate admits.
-    let entry = format!("alice@example.com namespaces=\"git,keygate\" {line}");
-    let parsed = keygate::identity::parse_key_list(&entry).pop().unwrap().1.unwrap();
-    gw.store.allow_key(&room, &parsed.identity, "alice", parsed.namespaces.as_deref()).await;
+    gw.store.allow_line(&room, &format!("alice@example.com namespaces=\"git,keygate\" {line}")).await;
     gw.rooms.invalidate(&room);
     let mut c = s.connect().await;
     let challenge = c.request(join(&room)).await.unwrap();
@@ -175,6 +188,76 @@ async fn ssh_refusals() {
     let challenge = c.request(join(&room)).await.unwrap();
     c.send(&ssh_auth(&challenge, "-----BEGIN SSH SIGNATURE-----\nAAAA\n-----END SSH SIGNATURE-----")).await.unwrap();
     assert_eq!(code_of(c.expect("welcome").await), "not-admitted");
+    s.shutdown().await;
+}
+
+/// allowed_signers `valid-after` / `valid-before`: a listed key is accepted only
+/// between them, and its holder is told which bound refused it; a forged signature
+/// with the same key hears only "not admitted".
+#[tokio::test]
+async fn an_allowed_signers_entry_is_valid_only_between_its_dates() {
+    let Some(_) = tool("ssh-keygen") else { return };
+    let s = TestServer::start().await;
+    let owner = key();
+    let room = s.room(&owner, &[]).await;
+    let key_path = ssh_keygen(s.dir.path(), "ed25519", "");
+    let line = std::fs::read_to_string(key_path.with_extension("pub")).unwrap();
+    let gw = s.server().gateway();
+    let attempt = |sign_other: bool| {
+        let (s, room, key_path) = (&s, room.clone(), key_path.clone());
+        async move {
+            let mut c = s.connect().await;
+            let challenge = c.request(join(&room)).await.unwrap();
+            let signature = if sign_other {
+                sign_with_ssh_keygen(&key_path, "keygate", b"other bytes")
+            } else {
+                run_challenge_command(&challenge, &key_path)
+            };
+            c.send(&ssh_auth(&challenge, &signature)).await.unwrap();
+            c.expect("welcome").await
+        }
+    };
+    let told = |r: Result<Value, ClientError>| match r {
+        Err(ClientError::Server { code, message }) => format!("{code}: {message}"),
+        Ok(v) => format!("admitted: {v}"),
+        Err(e) => format!("{e}"),
+    };
+    for (options, expected) in [
+        (
+            "valid-before=\"20200101Z\"",
+            "restricted: the key's entry on the room's list expired at 2020-01-01T00:00:00Z",
+        ),
+        (
+            "valid-after=\"29990101000000Z\"",
+            "restricted: the key's entry on the room's list is valid only from 2999-01-01T00:00:00Z",
+        ),
+        (
+            "valid-after=\"202001011230Z\",valid-before=\"20200102Z\"",
+            "restricted: the key's entry on the room's list expired at 2020-01-02T00:00:00Z",
+        ),
+    ] {
+        let id = gw.store.allow_line(&room, &format!("carol {options} {line}")).await;
+        gw.rooms.invalidate(&room);
+        let said = told(attempt(false).await);
+        assert!(said.starts_with(expected), "{options}: {said}");
+        assert_eq!(told(attempt(true).await), "not-admitted: not admitted", "{options}");
+        // The room page and the CLI show the dates.
+        let entry = gw.store.listed(&room).await.into_iter().find(|e| &e.identity == id.did()).unwrap();
+        assert!(entry.valid_text().is_some(), "{options}");
+    }
+    // Within its dates the key gets in; adding the plain line again lifts the dates.
+    gw.store.allow_line(&room, &format!("carol valid-after=\"20200101\",valid-before=\"29991231Z\" {line}")).await;
+    gw.rooms.invalidate(&room);
+    attempt(false).await.unwrap();
+    gw.store.allow_line(&room, &format!("carol valid-before=\"20200101Z\" {line}")).await;
+    gw.rooms.invalidate(&room);
+    assert!(told(attempt(false).await).starts_with("restricted"));
+    gw.store.allow_line(&room, &line).await;
+    gw.rooms.invalidate(&room);
+    attempt(false).await.unwrap();
+    // A date that is not one is named, and the line is not added.
+    let err = keygate::identity::parse_key_list(&format!("carol valid-before=\"2020-01-01\" {line}")).pop().unwrap().1;
+    assert!(err.unwrap_err().to_string().contains("valid-before=\"2020-01-01\" is not a time"));
     s.shutdown().await;
 }
 
@@ -324,7 +407,7 @@ async fn security_keys_need_presence_and_rooms_can_require_verification() {
     assert_eq!(attempt(0x01).await.unwrap()["identity"], id.did().as_str());
     gw.store.set_require_user_verification(&room, true).await;
     gw.rooms.invalidate(&room);
-    assert_eq!(code_of(attempt(0x01).await), "not-admitted");
+    assert_eq!(code_of(attempt(0x01).await), "restricted");
     s.audit_has(&room, |e| e.reason.as_deref().is_some_and(|r| r.contains("requires user verification"))).await;
     // Touch and PIN: admitted.
     assert_eq!(attempt(0x05).await.unwrap()["identity"], id.did().as_str());

@@ -70,10 +70,8 @@ impl Session {
                         .await;
                 }
                 Ok(None) => return send_error(socket, code::ROOM_NOT_FOUND, "no such room; check the link").await,
-                Ok(Some(n))
-                    if !ticket
-                        && n >= self.gw.rooms.max_peers(&room).unwrap_or(self.gw.settings.max_peers_per_room) =>
-                {
+                // A ticket for a full room would only be refused in the browser.
+                Ok(Some(n)) if n >= self.gw.rooms.max_peers(&room).unwrap_or(self.gw.settings.max_peers_per_room) => {
                     let message = format!("the room is full ({n} peers)");
                     return send_error(socket, code::ROOM_FULL, &message).await;
                 }
@@ -267,6 +265,7 @@ pub(super) async fn send_refusal<S: Sink<Message> + Unpin>(socket: &mut S, tell:
             send_error(socket, code::PRIVATE_KEY, message).await
         }
         Tell::Unsupported(message) => send_error(socket, code::UNSUPPORTED_METHOD, message).await,
+        Tell::Restricted(message) => send_error(socket, code::RESTRICTED, message).await,
         Tell::Internal(message) => send_error(socket, code::INTERNAL, message).await,
     }
 }

@@ -313,6 +313,9 @@ pub trait Seed {
         label: &str,
         ssh_namespaces: Option<&[String]>,
     ) -> bool;
+    /// Adds the key of one line of a key list (an allowed_signers line keeps its
+    /// options) and returns its identity.
+    async fn allow_line(&self, room: &RoomId, line: &str) -> Identity;
     async fn set_piv_requirement(&self, room: &RoomId, identity: &Identity, requirement: Option<&str>);
     async fn set_reverify_every(&self, room: &RoomId, secs: Option<i64>);
     async fn set_require_user_verification(&self, room: &RoomId, on: bool);
@@ -344,6 +347,16 @@ impl Seed for Store {
         let mut entry = NewEntry::labelled(identity, label);
         entry.ssh_namespaces = ssh_namespaces.map(<[String]>::to_vec);
         Whitelist::new(self, None).add(room, Actor::operator(), &[entry]).await.unwrap()[0]
+    }
+
+    async fn allow_line(&self, room: &RoomId, line: &str) -> Identity {
+        let parsed = keygate::identity::parse_key_list(line).pop().unwrap().1.unwrap();
+        let identity = parsed.identity.clone();
+        Whitelist::new(self, None)
+            .add(room, Actor::operator(), &[NewEntry::from_line(parsed, "", None)])
+            .await
+            .unwrap();
+        identity
     }
 
     async fn set_piv_requirement(&self, room: &RoomId, identity: &Identity, requirement: Option<&str>) {
