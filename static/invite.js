@@ -8,7 +8,13 @@ const invite = encodeURIComponent(status.dataset.invite);
 const urls = {
   challenge: `/i/${invite}/challenge`,
   verify: `/i/${invite}/verify`,
-  done: (r) => { status.textContent = `Your key ${r.identity} is now on the room's list.`; },
+  done: (r) => {
+    status.textContent = `Your key ${r.identity} is now on the room's list.`;
+    const join = document.getElementById("join-now");
+    join.href = `/r/${encodeURIComponent(r.room)}`;
+    join.hidden = false;
+    join.focus();
+  },
 };
 signIn(urls);
 document.getElementById("create-passkey").addEventListener("click", async (event) => {

@@ -63,6 +63,20 @@ fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// The signed-in identity of a request, if any.
 pub struct SignedIn(pub Option<(WebSession, String)>);
 
+/// Who is looking at a page anyone may open: the header shows them signed in, with
+/// the sign-out button, or offers to sign in (`me` empty).
+#[derive(Default)]
+pub struct Viewer {
+    pub me: String,
+    pub csrf: String,
+}
+
+impl From<SignedIn> for Viewer {
+    fn from(signed_in: SignedIn) -> Self {
+        signed_in.0.map_or_else(Viewer::default, |(s, _)| Viewer { me: s.identity.to_string(), csrf: s.csrf })
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for SignedIn
 where
     Arc<Gateway>: axum::extract::FromRef<S>,

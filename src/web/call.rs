@@ -24,11 +24,16 @@ pub fn router() -> Router<AppState> {
 struct CallPage<'a> {
     room: &'a str,
     methods: Vec<&'static str>,
+    viewer: super::auth::Viewer,
 }
 
 const NO_SUCH_ROOM: Error = Error::page(StatusCode::NOT_FOUND, "There is no such room. Check the link you were sent.");
 
-pub async fn call_page(State(gw): State<Arc<Gateway>>, Path(room): Path<String>) -> Result<Response, Error> {
+pub async fn call_page(
+    State(gw): State<Arc<Gateway>>,
+    who: super::auth::SignedIn,
+    Path(room): Path<String>,
+) -> Result<Response, Error> {
     let room = RoomId::parse(&room).map_err(|_| NO_SUCH_ROOM)?;
     match gw.store.room(&room).await {
         Ok(Some(_)) => {}
@@ -36,5 +41,5 @@ pub async fn call_page(State(gw): State<Arc<Gateway>>, Path(room): Path<String>)
         Err(e) => return Err(Error::internal("room lookup", e)),
     }
     let methods = gw.methods().into_iter().map(|m| m.as_str()).collect();
-    Ok(render(&CallPage { room: room.as_str(), methods }))
+    Ok(render(&CallPage { room: room.as_str(), methods, viewer: who.into() }))
 }

@@ -234,7 +234,10 @@ struct RoomPage {
     /// Minutes between required confirmations of identity; empty: none required.
     reverify_every: String,
     invites: Vec<Invite>,
-    live: usize,
+    /// Who is in the call now.
+    peers: Vec<crate::protocol::PeerInfo>,
+    /// The latest few audit events.
+    recent: Vec<AuditRecord>,
     /// What the last form did, e.g. "added 3 keys".
     notice: Option<String>,
     /// What could not be done, with why, tagged with the form it belongs beside
@@ -255,6 +258,9 @@ pub(super) async fn render_room_at(
     let errors = errors.into_iter().map(|e| (section, e)).collect();
     render_room(state, session, id, record, notice, errors, ListPage::first(Search::All)).await
 }
+
+/// Audit events the room page shows (the audit page has the rest).
+const RECENT_EVENTS: i64 = 5;
 
 /// Entries per page of the room page's whitelist.
 const PAGE_ENTRIES: i64 = 50;
@@ -299,11 +305,13 @@ pub(super) fn show_after_change(
     notice: Option<String>,
     errors: Vec<String>,
 ) -> Response {
-    // The notice is at the top; lines that could not be read are in the section.
-    let anchor = match (errors.is_empty(), section) {
-        (true, _) => String::new(),
-        (false, "keys") => "#keys-section".to_owned(),
-        (false, other) => format!("#{other}"),
+    // The page opens on the form's section (its tab), where any errors are; keys
+    // added without a bad line show in the list. The notice is above the tabs.
+    let anchor = match section {
+        "keys" if errors.is_empty() => "#who".to_owned(),
+        "keys" => "#keys-section".to_owned(),
+        "whitelist" => "#who".to_owned(),
+        other => format!("#{other}"),
     };
     let flash = Flash { session: session.csrf.clone(), room: room.clone(), section, notice, errors };
     let id = state.flashes.put(client, flash);
@@ -340,6 +348,12 @@ async fn render_room(
             }
         })
         .collect();
+    gw.audit.flush().await;
+    let recent = gw
+        .store
+        .audit_of(id, None, RECENT_EVENTS, None)
+        .await
+        .map_err(|e| Error::internal("reading the audit log", e))?;
     let page = RoomPage {
         room: id.to_string(),
         name: record.name,
@@ -357,7 +371,8 @@ async fn render_room(
         freshness: record.freshness_secs.map(|n| n.to_string()).unwrap_or_default(),
         reverify_every: record.reverify_every_secs.map(|n| (n / 60).to_string()).unwrap_or_default(),
         invites,
-        live: gw.rooms.peers(id).len(),
+        peers: gw.rooms.peers(id),
+        recent,
         notice,
         errors,
     };
@@ -791,6 +806,15 @@ pub struct KickForm {
     #[serde(default)]
     csrf: String,
     peer: String,
+    /// "room": the form is on the room page, which the answer goes back to.
+    #[serde(default)]
+    back: String,
+}
+
+/// Where a live-peer form goes back to: the room page's live section or the live page.
+fn live_back(id: &RoomId, back: &str) -> Response {
+    let to = if back == "room" { format!("/rooms/{id}#live") } else { format!("/rooms/{id}/live") };
+    Redirect::to(&to).into_response()
 }
 
 pub async fn kick(
@@ -805,7 +829,7 @@ pub async fn kick(
     let remote = crate::server::proxy::remote_text(remote);
     let actor = Actor::owner(&session.identity, "host page", Some(&remote));
     match state.gateway.whitelist().kick(&id, actor, &peer).await {
-        Ok(()) => Ok(Redirect::to(&format!("/rooms/{id}/live")).into_response()),
+        Ok(()) => Ok(live_back(&id, &form.back)),
         Err(ChangeError::NoSuchPeer) => Err(Error::page(StatusCode::NOT_FOUND, "That participant has left the room.")),
         Err(e) => Err(refused_change(e)),
     }
@@ -823,5 +847,5 @@ pub async fn reverify(
     if !state.gateway.rooms.request_reverify(&id, &peer, None) {
         return Err(Error::page(StatusCode::NOT_FOUND, "That participant has left the room."));
     }
-    Ok(Redirect::to(&format!("/rooms/{id}/live")).into_response())
+    Ok(live_back(&id, &form.back))
 }

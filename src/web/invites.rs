@@ -82,6 +82,7 @@ struct InvitePage {
     invite: String,
     label: String,
     room_name: String,
+    viewer: super::auth::Viewer,
 }
 
 async fn usable_invite(state: &AppState, invite: &str) -> Result<Invite, Error> {
@@ -91,13 +92,17 @@ async fn usable_invite(state: &AppState, invite: &str) -> Result<Invite, Error> 
     ))
 }
 
-pub async fn invite_page(State(state): State<AppState>, Path(invite): Path<String>) -> Result<Response, Error> {
+pub async fn invite_page(
+    State(state): State<AppState>,
+    who: super::auth::SignedIn,
+    Path(invite): Path<String>,
+) -> Result<Response, Error> {
     let invite = usable_invite(&state, &invite).await?;
     let room_name = match RoomId::parse(&invite.room) {
         Ok(id) => state.gateway.store.room(&id).await.ok().flatten().map(|r| r.name).unwrap_or_default(),
         Err(_) => String::new(),
     };
-    Ok(render(&InvitePage { invite: invite.id, label: invite.label, room_name }))
+    Ok(render(&InvitePage { invite: invite.id, label: invite.label, room_name, viewer: who.into() }))
 }
 
 /// The invite's room, for the JSON endpoints.

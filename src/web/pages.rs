@@ -1,5 +1,6 @@
 //! Server-rendered pages (askama templates in `templates/`).
 
+use super::auth::{SignedIn, Viewer};
 use super::AppState;
 use crate::gateway::Gateway;
 use askama::Template;
@@ -28,11 +29,12 @@ pub fn open() -> Router<AppState> {
 struct IndexPage<'a> {
     origin: &'a str,
     methods: Vec<&'static str>,
+    viewer: Viewer,
 }
 
-pub async fn index(State(gw): State<Arc<Gateway>>) -> Response {
-    let page = IndexPage { origin: &gw.origin, methods: gw.methods().into_iter().map(|m| m.as_str()).collect() };
-    render(&page)
+pub async fn index(State(gw): State<Arc<Gateway>>, who: SignedIn) -> Response {
+    let methods = gw.methods().into_iter().map(|m| m.as_str()).collect();
+    render(&IndexPage { origin: &gw.origin, methods, viewer: who.into() })
 }
 
 pub(super) fn render<T: Template>(page: &T) -> Response {
@@ -47,11 +49,13 @@ pub(super) fn render<T: Template>(page: &T) -> Response {
 
 #[derive(Template)]
 #[template(path = "keys.html")]
-struct KeysPage;
+struct KeysPage {
+    viewer: Viewer,
+}
 
 /// Key tools for anyone: the browser key, passkeys, and any key's identity.
-pub async fn keys() -> Response {
-    render(&KeysPage)
+pub async fn keys(who: SignedIn) -> Response {
+    render(&KeysPage { viewer: who.into() })
 }
 
 #[derive(serde::Deserialize)]
@@ -75,11 +79,12 @@ pub async fn identity(axum::Json(body): axum::Json<IdentityRequest>) -> Response
 #[template(path = "passkey.html")]
 struct PasskeyPage<'a> {
     rp_id: &'a str,
+    viewer: Viewer,
 }
 
 /// Register a passkey or security key and see the identity to send to a host.
-pub async fn passkey(State(gw): State<Arc<Gateway>>) -> Response {
-    render(&PasskeyPage { rp_id: &gw.settings.webauthn_rp_id() })
+pub async fn passkey(State(gw): State<Arc<Gateway>>, who: SignedIn) -> Response {
+    render(&PasskeyPage { rp_id: &gw.settings.webauthn_rp_id(), viewer: who.into() })
 }
 
 /// The pages' static files, compiled into the binary so a deployment is one file.
@@ -92,6 +97,7 @@ pub async fn static_file(Path(name): Path<String>) -> Response {
         "signin.js" => (JS, include_str!("../../static/signin.js")),
         "keys.js" => (JS, include_str!("../../static/keys.js")),
         "invite.js" => (JS, include_str!("../../static/invite.js")),
+        "room.js" => (JS, include_str!("../../static/room.js")),
         "call.js" => (JS, include_str!("../../static/call.js")),
         "rtc.js" => (JS, include_str!("../../static/rtc.js")),
         "identity.js" => (JS, include_str!("../../static/identity.js")),

@@ -33,6 +33,11 @@ async fn signed_in_owner_of_a_room(
     (s, base, host, owner, room)
 }
 
+/// The `/static/…` files a page or module names in quotes.
+fn static_refs(text: &str) -> Vec<String> {
+    text.split("\"/static/").skip(1).map(|rest| format!("/static/{}", rest.split('"').next().unwrap())).collect()
+}
+
 async fn page(client: &reqwest::Client, url: &str) -> (StatusCode, String) {
     let res = client.get(url).send().await.unwrap();
     (res.status(), res.text().await.unwrap())
@@ -638,6 +643,15 @@ async fn pages_are_hardened_and_forms_without_csrf_are_refused_clearly() {
             let tag = script.split('>').next().unwrap();
             assert!(tag.contains("src=\"/static/"), "{path}: an inline script: <script{tag}>");
         }
+        // Every file the page loads is served, and every module those import.
+        let mut files: Vec<String> = static_refs(&html);
+        while let Some(file) = files.pop() {
+            let res = host.get(format!("{base}{file}")).send().await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK, "{path} loads {file}");
+            if file.ends_with(".js") {
+                files.extend(static_refs(&res.text().await.unwrap()));
+            }
+        }
     }
     // A POST with no csrf field: the refusal page, not a plain-text 422.
     let res = host.post(format!("{base}/rooms/{room}/deny")).form(&[("identity", "x")]).send().await.unwrap();
@@ -747,9 +761,17 @@ async fn the_header_says_who_is_signed_in() {
     sign_in(&s, &host, &owner).await;
     let room = s.room(&owner, &[]).await;
     let did = identity(&owner).did().to_string();
-    for path in
-        ["/rooms".to_owned(), format!("/rooms/{room}"), format!("/rooms/{room}/audit"), format!("/rooms/{room}/live")]
-    {
+    // The pages anyone may open say so too, once signed in.
+    for path in [
+        "/rooms".to_owned(),
+        format!("/rooms/{room}"),
+        format!("/rooms/{room}/audit"),
+        format!("/rooms/{room}/live"),
+        "/".to_owned(),
+        "/keys".to_owned(),
+        "/passkey".to_owned(),
+        format!("/r/{room}"),
+    ] {
         let (status, html) = page(&host, &format!("{base}{path}")).await;
         assert_eq!(status, StatusCode::OK, "{path}");
         let header = &html[html.find("<header>").unwrap()..html.find("</header>").unwrap()];

@@ -174,6 +174,7 @@ export async function createRoom(host, name) {
 
 /** Makes an invite link on the room page (open in `host`); returns its id. */
 export async function invite(host, label) {
+  await host.click("nav.sections a:has-text(\"Invites\")");
   await host.fill("#invite-label", label);
   await host.click("button:text-is(\"Create invite link\")");
   return (await host.textContent(".notice")).match(/\/i\/([A-Za-z0-9]+)/)[1];

@@ -26,6 +26,7 @@ await run("call flow", async () => {
   const roomUrl = await createRoom(host, "Call room");
   const room = roomUrl.split("/").pop();
   const wallet = Wallet.createRandom();
+  await host.click("nav.sections a:has-text(\"Add keys\")");
   await host.fill("#keys", wallet.address);
   await host.fill("#label", "Wallet person");
   await host.click("button:text-is(\"Add\")");

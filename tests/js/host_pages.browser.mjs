@@ -11,7 +11,7 @@
 import { base, browser, createRoom, expect, pages, run, virtualAuthenticator } from "./browser_kit.mjs";
 
 await run("browser flow", async () => {
-  const hostCtx = await browser.newContext();
+  const hostCtx = await browser.newContext({ permissions: ["clipboard-read", "clipboard-write"] });
   const host = await hostCtx.newPage();
   pages.host = host;
 
@@ -30,13 +30,56 @@ await run("browser flow", async () => {
 
   // Add a key by pasting it; it is listed.
   const pasted = "did:key:zDnaerx9CtbPJ1q36T5Ln5wYt3MQYeGRG5ehnPAmxcf5mDZpv";
+  await host.click("nav.sections a:has-text(\"Add keys\")");
   await host.fill("#keys", pasted);
   await host.fill("#label", "Pasted key");
   await host.click("button:text-is(\"Add\")");
   await host.waitForSelector(`button.copy[data-copy="${pasted}"]`);
   expect(await host.isVisible("text=Added 1 key."), "the added notice");
+  // Its DID is one click from the clipboard.
+  await host.click(`button.copy[data-copy="${pasted}"]`);
+  await host.waitForSelector(`button.copy[data-copy="${pasted}"]:text-is("Copied")`);
+  expect((await host.evaluate(() => navigator.clipboard.readText())) === pasted, "the DID is on the clipboard");
+
+  // A mixed list pasted at once, one key per line in every format: each is added, and
+  // a line that is no key is named without losing the others.
+  const made = await host.evaluate(async () => {
+    const pair = await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign"]);
+    const { kty, crv, x, y } = await crypto.subtle.exportKey("jwk", pair.publicKey);
+    const other = await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign"]);
+    const spki = btoa(String.fromCharCode(...new Uint8Array(await crypto.subtle.exportKey("spki", other.publicKey))));
+    const pem = `-----BEGIN PUBLIC KEY-----\n${spki.match(/.{1,64}/g).join("\n")}\n-----END PUBLIC KEY-----`;
+    return { jwk: JSON.stringify({ kty, crv, x, y }), pem };
+  });
+  const mixed = [
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl mixed-ssh",
+    made.jwk,
+    "0x52908400098527886e0f7030069857d2e4169ee7",
+    made.pem,
+    "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK",
+    "this is not a key",
+  ].join("\n");
+  await host.click("nav.sections a:has-text(\"Add keys\")");
+  await host.fill("#keys", mixed);
+  await host.click("button:text-is(\"Add\")");
+  await host.waitForSelector(".notice");
+  const said = (await host.textContent("main")) || "";
+  expect(/Added 5 keys/.test(said), `five keys of five formats added: ${said.slice(0, 400)}`);
+  expect(/pasted line 9: not a key format keygate understands/.test(said), "the bad line is named by its number");
+  expect((await host.locator("tr.entry").count()) === 7, "seven keys listed (the owner, one pasted before, five now)");
+
+  // The room page's sections are one bar away, and the header says who is signed in.
+  for (const [link, section] of [["Live now", "#live"], ["Invites", "#invites"], ["Who may enter", "#who"]]) {
+    await host.click(`nav.sections a:has-text("${link}")`);
+    expect(host.url().endsWith(section), `${link} leads to ${section}`);
+    await host.waitForSelector(`${section} h2`);
+    // One tab at a time: the other sections are out of the way.
+    expect((await host.locator("section.panel:visible").count()) === 1, `only ${section} shows`);
+  }
+  expect(await host.isVisible("header >> text=Sign out"), "sign out is in the header");
 
   // Create an invite for Guest.
+  await host.click("nav.sections a:has-text(\"Invites\")");
   await host.fill("#invite-label", "Guest");
   await host.click("button:text-is(\"Create invite link\")");
   const notice = await host.textContent(".notice");
@@ -92,6 +135,7 @@ await run("browser flow", async () => {
   // A third profile, with only a (virtual) platform authenticator, creates a passkey
   // right on a new invite's page and is enrolled with it.
   await host.goto(roomUrl);
+  await host.click("nav.sections a:has-text(\"Invites\")");
   await host.fill("#invite-label", "Passkey person");
   await host.click("button:text-is(\"Create invite link\")");
   const invite2 = (await host.textContent(".notice")).match(/\/i\/([A-Za-z0-9]+)/)[1];
@@ -146,7 +190,17 @@ await run("browser flow", async () => {
   for (const url of [`${base}/rooms`, roomUrl, `${roomUrl}/audit`, `${base}/r/${roomUrl.split("/").pop()}`, `${base}/keys`]) {
     await host.goto(url);
     const wide = await host.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-    expect(wide <= 0, `${url} is ${wide} px wider than a 390 px screen`);
+    const over = await host.evaluate(() =>
+      [...document.querySelectorAll("body *")]
+        .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 0.5)
+        .filter((e) => {
+          for (let a = e.parentElement; a; a = a.parentElement) if (/auto|scroll/.test(getComputedStyle(a).overflowX)) return false;
+          return true;
+        })
+        .slice(0, 5)
+        .map((e) => `${e.tagName.toLowerCase()}${e.id ? "#" + e.id : ""}.${e.className} ${Math.round(e.getBoundingClientRect().right)}`),
+    );
+    expect(wide <= 0, `${url} is ${wide} px wider than a 390 px screen: ${over.join(", ")}`);
     await host.keyboard.press("Tab");
     const outline = await host.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);
     expect(outline !== "none", `${url}: the focused element shows no outline`);
@@ -179,8 +233,13 @@ await run("browser flow", async () => {
   }
   await host.setViewportSize({ width: 1280, height: 800 });
 
-  // The audit log tells the story.
+  // The audit log tells the story, and shows one kind of event on request.
   await host.goto(`${roomUrl}/audit`);
   await host.waitForSelector("tr.whitelist-remove");
+  await host.selectOption("#event", "whitelist-add");
+  await host.click("button:text-is(\"Filter\")");
+  await host.waitForURL(/event=whitelist-add/);
+  const kinds = await host.$$eval("tbody tr", (rows) => [...new Set(rows.map((r) => r.className))]);
+  expect(kinds.length === 1 && kinds[0] === "whitelist-add", `only whitelist-add rows: ${kinds}`);
   pages["audit"] = host;
 });
