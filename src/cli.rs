@@ -104,7 +104,7 @@ enum Command {
 
 #[derive(Args)]
 struct DbArg {
-    /// The SQLite database file.
+    /// The SQLite database file, or a PostgreSQL URL (postgres://USER@HOST/DB).
     #[arg(long, env = "KEYGATE_DB", default_value = "keygate.db", global = true)]
     db: PathBuf,
     /// Create the database if it does not exist (otherwise a mistyped --db is an

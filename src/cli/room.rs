@@ -12,7 +12,8 @@ use std::io::Write;
 use std::process::ExitCode;
 
 pub(super) async fn run(db: &std::path::Path, create_db: bool, command: RoomCommand) -> CliResult {
-    if !create_db {
+    // A PostgreSQL database is made by its administrator; only a file is checked.
+    if !create_db && !crate::store::is_postgres(db) {
         super::data::must_exist(db)?;
     }
     let store = match &command {

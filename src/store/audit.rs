@@ -22,7 +22,7 @@ pub struct AuditEvent {
 }
 
 /// An event as stored.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct AuditRecord {
     pub id: i64,
     pub at: String,
@@ -121,33 +121,37 @@ const ROWS_PER_STATEMENT: usize = 256;
 /// Writes a batch in one transaction with few statements: each statement is a
 /// round trip to the database thread, which would otherwise cost more than the write.
 async fn write(store: &Store, batch: &[(String, AuditEvent)]) -> Result<(), sqlx::Error> {
-    let mut tx = store.pool().begin().await?;
-    for chunk in batch.chunks(ROWS_PER_STATEMENT) {
-        let mut insert =
-            sqlx::QueryBuilder::new("INSERT INTO audit (room_id, at, event, identity, method, reason, remote) ");
-        insert.push_values(chunk, |mut row, (at, e)| {
-            row.push_bind(e.room.as_str())
-                .push_bind(at)
-                .push_bind(e.event)
-                .push_bind(&e.identity)
-                .push_bind(e.method)
-                .push_bind(&e.reason)
-                .push_bind(&e.remote);
-        });
-        insert.build().execute(&mut *tx).await?;
-
-        let admitted: Vec<_> = chunk.iter().filter(|(_, e)| e.event == "admitted").collect();
-        if !admitted.is_empty() {
-            let mut update = sqlx::QueryBuilder::new(
-                "UPDATE whitelist SET last_admitted_at = v.at FROM (SELECT column1 AS room_id, column2 AS identity, max(column3) AS at FROM (",
-            );
-            update.push_values(admitted, |mut row, (at, e)| {
-                row.push_bind(e.room.as_str()).push_bind(&e.identity).push_bind(at);
+    on_db!(store.db(), pool => {
+        let mut tx = pool.begin().await?;
+        for chunk in batch.chunks(ROWS_PER_STATEMENT) {
+            let mut insert =
+                sqlx::QueryBuilder::new("INSERT INTO audit (room_id, at, event, identity, method, reason, remote) ");
+            insert.push_values(chunk, |mut row, (at, e)| {
+                row.push_bind(e.room.as_str())
+                    .push_bind(at.as_str())
+                    .push_bind(e.event)
+                    .push_bind(e.identity.as_ref().map(|i| i.as_str()))
+                    .push_bind(e.method)
+                    .push_bind(e.reason.as_deref())
+                    .push_bind(e.remote.as_deref());
             });
-            update
-                .push(") GROUP BY 1, 2) AS v WHERE whitelist.room_id = v.room_id AND whitelist.identity = v.identity");
-            update.build().execute(&mut *tx).await?;
+            insert.build().execute(&mut *tx).await?;
+
+            let admitted: Vec<_> = chunk.iter().filter(|(_, e)| e.event == "admitted").collect();
+            if !admitted.is_empty() {
+                // A VALUES list names its columns column1, column2… in both databases.
+                let mut update = sqlx::QueryBuilder::new(
+                    "UPDATE whitelist SET last_admitted_at = v.at FROM (SELECT column1 AS room_id, column2 AS identity, max(column3) AS at FROM (",
+                );
+                update.push_values(admitted, |mut row, (at, e)| {
+                    row.push_bind(e.room.as_str()).push_bind(e.identity.as_ref().map(|i| i.as_str())).push_bind(at.as_str());
+                });
+                update.push(
+                    ") AS listed GROUP BY 1, 2) AS v WHERE whitelist.room_id = v.room_id AND whitelist.identity = v.identity",
+                );
+                update.build().execute(&mut *tx).await?;
+            }
         }
-    }
-    tx.commit().await
+        tx.commit().await
+    })
 }

@@ -7,7 +7,7 @@
 use super::{now_text, Store, StoreError};
 use crate::identity::{Did, Identity, KeyLine, Validity};
 use crate::ids::RoomId;
-use sqlx::{Sqlite, Transaction};
+use sqlx::{Postgres, Sqlite, Transaction};
 
 /// A whitelist entry to write: the key, and what it must prove.
 #[derive(Clone, Debug)]
@@ -55,7 +55,7 @@ impl NewEntry {
 }
 
 /// A room's settings as a host sets them (`None`: the server's default).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct RoomSettings {
     pub require_user_verification: bool,
     pub max_peers: Option<i64>,
@@ -76,64 +76,107 @@ const ENTRIES_PER_STATEMENT: usize = 500;
 
 /// An open change; dropped without [`Change::commit`], it writes nothing.
 pub struct Change {
-    tx: Transaction<'static, Sqlite>,
+    tx: Tx,
 }
+
+/// A change's transaction, in whichever database the store is.
+enum Tx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+/// Runs `$body` with `$conn` bound to the change's connection.
+macro_rules! on_tx {
+    ($tx:expr, $conn:ident => $body:expr) => {
+        match $tx {
+            Tx::Sqlite(tx) => {
+                let $conn = &mut **tx;
+                $body
+            }
+            Tx::Postgres(tx) => {
+                let $conn = &mut **tx;
+                $body
+            }
+        }
+    };
+}
+
+/// The key of the advisory lock every change holds on PostgreSQL ("kgchange").
+const CHANGE_LOCK: i64 = 0x6b67_6368_616e_6765;
 
 impl Store {
     pub(crate) async fn change(&self) -> Result<Change, StoreError> {
-        // IMMEDIATE: a change reads (who owns the room) before it writes, and a read
-        // transaction that must then become a write one fails at once (SQLITE_BUSY,
-        // no waiting) if anyone wrote in between. Taking the write lock first makes
-        // concurrent changes wait their turn under the busy timeout instead.
-        Ok(Change { tx: self.pool().begin_with("BEGIN IMMEDIATE").await? })
+        let tx = match self.db() {
+            // IMMEDIATE: a change reads (who owns the room) before it writes, and a
+            // read transaction that must then become a write one fails at once
+            // (SQLITE_BUSY, no waiting) if anyone wrote in between. Taking the write
+            // lock first makes concurrent changes wait their turn under the busy
+            // timeout instead.
+            super::Db::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            // The same on PostgreSQL, whichever node the change comes from: changes
+            // take their turn under one transaction-scoped lock, so what a change
+            // read (who owns the room, which keys are listed) still holds when it
+            // writes, as it does under SQLite's single writer.
+            super::Db::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CHANGE_LOCK).execute(&mut *tx).await?;
+                Tx::Postgres(tx)
+            }
+        };
+        Ok(Change { tx })
     }
 }
 
 impl Change {
     pub async fn commit(self) -> Result<(), StoreError> {
-        Ok(self.tx.commit().await?)
+        match self.tx {
+            Tx::Sqlite(tx) => tx.commit().await?,
+            Tx::Postgres(tx) => tx.commit().await?,
+        }
+        Ok(())
     }
 
     pub async fn room_exists(&mut self, room: &RoomId) -> Result<bool, StoreError> {
-        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM rooms WHERE id = ?")
+        let found: Option<i64> = on_tx!(&mut self.tx, conn => sqlx::query_scalar("SELECT CAST(1 AS BIGINT) FROM rooms WHERE id = $1")
             .bind(room.as_str())
-            .fetch_optional(&mut *self.tx)
-            .await?;
+            .fetch_optional(conn)
+            .await?);
         Ok(found.is_some())
     }
 
     /// Whether `identity` owns `room` now.
     pub async fn owns(&mut self, room: &RoomId, identity: &Did) -> Result<bool, StoreError> {
-        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM room_owners WHERE room_id = ? AND identity = ?")
+        let found: Option<i64> = on_tx!(&mut self.tx, conn => sqlx::query_scalar("SELECT CAST(1 AS BIGINT) FROM room_owners WHERE room_id = $1 AND identity = $2")
             .bind(room.as_str())
             .bind(identity)
-            .fetch_optional(&mut *self.tx)
-            .await?;
+            .fetch_optional(conn)
+            .await?);
         Ok(found.is_some())
     }
 
     /// Rooms `identity` created since `since` (RFC 3339).
     pub async fn rooms_created_since(&mut self, identity: &Did, since: &str) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT count(*) FROM rooms WHERE created_by = ? AND created_at > ?")
+        Ok(
+            on_tx!(&mut self.tx, conn => sqlx::query_scalar("SELECT count(*) FROM rooms WHERE created_by = $1 AND created_at > $2")
             .bind(identity)
             .bind(since)
-            .fetch_one(&mut *self.tx)
-            .await?)
+            .fetch_one(conn)
+            .await?),
+        )
     }
 
     /// Creates a room owned by `owner`, who is also its first whitelist entry.
     pub async fn create_room(&mut self, id: &RoomId, name: &str, owner: &Identity) -> Result<(), StoreError> {
         let (identity, owner) = (owner, owner.did());
         let now = now_text();
-        let inserted =
-            sqlx::query("INSERT OR IGNORE INTO rooms (id, name, created_at, created_by) VALUES (?, ?, ?, ?)")
+        let inserted = on_tx!(&mut self.tx, conn => sqlx::query("INSERT INTO rooms (id, name, created_at, created_by) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING")
                 .bind(id.as_str())
                 .bind(name)
                 .bind(&now)
                 .bind(owner)
-                .execute(&mut *self.tx)
-                .await?;
-        if inserted.rows_affected() == 0 {
+                .execute(conn)
+                .await?.rows_affected());
+        if inserted == 0 {
             return Err(StoreError::RoomExists(id.to_string()));
         }
         self.add_owner(id, owner).await?;
@@ -160,14 +203,16 @@ impl Change {
             let rows: Vec<&NewEntry> = chunk.iter().map(|&i| &entries[i]).collect();
             // Which are listed already (written earlier, or by an earlier chunk of
             // this batch): only those rows come back, none for a fresh import.
-            let mut q = sqlx::QueryBuilder::new("SELECT identity FROM whitelist WHERE room_id = ");
-            q.push_bind(room.as_str()).push(" AND identity IN (");
-            let mut ids = q.separated(", ");
-            for entry in &rows {
-                ids.push_bind(&entry.identity);
-            }
-            q.push(")");
-            let listed: Vec<String> = q.build_query_scalar().fetch_all(&mut *self.tx).await?;
+            let listed: Vec<String> = on_tx!(&mut self.tx, conn => {
+                let mut q = sqlx::QueryBuilder::new("SELECT identity FROM whitelist WHERE room_id = ");
+                q.push_bind(room.as_str()).push(" AND identity IN (");
+                let mut ids = q.separated(", ");
+                for entry in &rows {
+                    ids.push_bind(entry.identity.as_str());
+                }
+                q.push(")");
+                q.build_query_scalar().fetch_all(conn).await?
+            });
             let listed: std::collections::HashSet<String> = listed.into_iter().collect();
             // A key listed twice is new once; its later line updates what it added
             // (sorted, repeats are neighbours, in line order).
@@ -205,44 +250,45 @@ impl Change {
         now: &str,
         update: bool,
     ) -> Result<(), StoreError> {
-        let mut q = sqlx::QueryBuilder::new(
-            "INSERT INTO whitelist (room_id, identity, label, added_by, added_at, ssh_namespaces, piv_requirement, \
-             fingerprint, valid_after, valid_before) ",
-        );
-        q.push_values(rows, |mut row, e| {
-            row.push_bind(room.as_str())
-                .push_bind(&e.identity)
-                .push_bind(&e.label)
-                .push_bind(added_by)
-                .push_bind(now)
-                .push_bind(e.ssh_namespaces.as_ref().map(|n| n.join(",")))
-                .push_bind(&e.piv_requirement)
-                .push_bind(&e.fingerprint)
-                .push_bind(e.valid.after.map(crate::store::instant))
-                .push_bind(e.valid.before.map(crate::store::instant));
+        on_tx!(&mut self.tx, conn => {
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO whitelist (room_id, identity, label, added_by, added_at, ssh_namespaces, piv_requirement, \
+                 fingerprint, valid_after, valid_before) ",
+            );
+            q.push_values(rows, |mut row, e| {
+                row.push_bind(room.as_str())
+                    .push_bind(e.identity.as_str())
+                    .push_bind(e.label.as_str())
+                    .push_bind(added_by)
+                    .push_bind(now)
+                    .push_bind(e.ssh_namespaces.as_ref().map(|n| n.join(",")))
+                    .push_bind(e.piv_requirement.as_deref())
+                    .push_bind(e.fingerprint.as_str())
+                    .push_bind(e.valid.after.map(crate::store::instant))
+                    .push_bind(e.valid.before.map(crate::store::instant));
+            });
+            // Without `update`, none of them is listed: this transaction just looked.
+            if update {
+                q.push(
+                    " ON CONFLICT (room_id, identity) DO UPDATE SET \
+                       label = CASE WHEN excluded.label <> '' THEN excluded.label ELSE whitelist.label END, \
+                       ssh_namespaces = excluded.ssh_namespaces, \
+                       piv_requirement = coalesce(excluded.piv_requirement, whitelist.piv_requirement), \
+                       fingerprint = excluded.fingerprint, \
+                       valid_after = excluded.valid_after, \
+                       valid_before = excluded.valid_before",
+                );
+            }
+            q.build().execute(conn).await?
+        .rows_affected()
         });
-        if !update {
-            // None of them is listed: this transaction just looked.
-            q.build().execute(&mut *self.tx).await?;
-            return Ok(());
-        }
-        q.push(
-            " ON CONFLICT (room_id, identity) DO UPDATE SET \
-               label = CASE WHEN excluded.label <> '' THEN excluded.label ELSE whitelist.label END, \
-               ssh_namespaces = excluded.ssh_namespaces, \
-               piv_requirement = coalesce(excluded.piv_requirement, whitelist.piv_requirement), \
-               fingerprint = excluded.fingerprint, \
-               valid_after = excluded.valid_after, \
-               valid_before = excluded.valid_before",
-        );
-        q.build().execute(&mut *self.tx).await?;
         Ok(())
     }
 
     /// Runs `sql` with the room and identity as its two parameters; returns whether
     /// it changed a row.
     async fn touch(&mut self, sql: &'static str, room: &RoomId, identity: &Did) -> Result<bool, StoreError> {
-        let rows = sqlx::query(sql).bind(room.as_str()).bind(identity).execute(&mut *self.tx).await?.rows_affected();
+        let rows = on_tx!(&mut self.tx, conn => sqlx::query(sql).bind(room.as_str()).bind(identity).execute(conn).await?.rows_affected());
         Ok(rows > 0)
     }
 
@@ -250,18 +296,18 @@ impl Change {
     /// many whitelist entries went with it. Its audit rows stay. The change log gets
     /// one row for the whole room (migration 0013).
     pub async fn delete_room(&mut self, room: &RoomId) -> Result<i64, StoreError> {
-        let entries: i64 = sqlx::query_scalar("SELECT entries FROM rooms WHERE id = ?")
+        let entries: i64 = on_tx!(&mut self.tx, conn => sqlx::query_scalar("SELECT entries FROM rooms WHERE id = $1")
             .bind(room.as_str())
-            .fetch_optional(&mut *self.tx)
-            .await?
-            .unwrap_or(0);
-        sqlx::query("DELETE FROM rooms WHERE id = ?").bind(room.as_str()).execute(&mut *self.tx).await?;
+            .fetch_optional(conn)
+            .await?)
+        .unwrap_or(0);
+        on_tx!(&mut self.tx, conn => sqlx::query("DELETE FROM rooms WHERE id = $1").bind(room.as_str()).execute(conn).await?.rows_affected());
         Ok(entries)
     }
 
     /// Removes an entry; returns whether it was there.
     pub async fn delete_entry(&mut self, room: &RoomId, identity: &Did) -> Result<bool, StoreError> {
-        let removed = self.touch("DELETE FROM whitelist WHERE room_id = ? AND identity = ?", room, identity).await?;
+        let removed = self.touch("DELETE FROM whitelist WHERE room_id = $1 AND identity = $2", room, identity).await?;
         if removed {
             self.count_entries(room, -1).await?;
         }
@@ -271,58 +317,56 @@ impl Change {
     /// Keeps `rooms.entries` in step with the rows written.
     async fn count_entries(&mut self, room: &RoomId, delta: i64) -> Result<(), StoreError> {
         if delta != 0 {
-            sqlx::query("UPDATE rooms SET entries = entries + ? WHERE id = ?")
+            on_tx!(&mut self.tx, conn => sqlx::query("UPDATE rooms SET entries = entries + $1 WHERE id = $2")
                 .bind(delta)
                 .bind(room.as_str())
-                .execute(&mut *self.tx)
-                .await?;
+                .execute(conn)
+                .await?.rows_affected());
         }
         Ok(())
     }
 
     /// Makes `identity` an owner; returns whether it was new.
     pub async fn add_owner(&mut self, room: &RoomId, identity: &Did) -> Result<bool, StoreError> {
-        self.touch("INSERT OR IGNORE INTO room_owners (room_id, identity) VALUES (?, ?)", room, identity).await
+        self.touch(
+            "INSERT INTO room_owners (room_id, identity) VALUES ($1, $2) ON CONFLICT (room_id, identity) DO NOTHING",
+            room,
+            identity,
+        )
+        .await
     }
 
     /// Removes an owner unless it is the last; returns whether it was removed.
     pub async fn remove_owner(&mut self, room: &RoomId, identity: &Did) -> Result<bool, StoreError> {
-        let sql = "DELETE FROM room_owners WHERE room_id = ?1 AND identity = ?2 \
-                   AND (SELECT count(*) FROM room_owners WHERE room_id = ?1) > 1";
+        let sql = "DELETE FROM room_owners WHERE room_id = $1 AND identity = $2 \
+                   AND (SELECT count(*) FROM room_owners WHERE room_id = $1) > 1";
         self.touch(sql, room, identity).await
     }
 
     pub async fn set_settings(&mut self, room: &RoomId, s: &RoomSettings) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE rooms SET require_user_verification = ?, max_peers = ?, freshness_secs = ?, \
-             reverify_every_secs = ? WHERE id = ?",
+        on_tx!(&mut self.tx, conn => sqlx::query(
+            "UPDATE rooms SET require_user_verification = $1, max_peers = $2, freshness_secs = $3, \
+             reverify_every_secs = $4 WHERE id = $5",
         )
         .bind(s.require_user_verification)
         .bind(s.max_peers)
         .bind(s.freshness_secs)
         .bind(s.reverify_every_secs)
         .bind(room.as_str())
-        .execute(&mut *self.tx)
-        .await?;
+        .execute(conn)
+        .await?.rows_affected());
         Ok(())
     }
 
     /// The room's settings now.
     pub async fn settings(&mut self, room: &RoomId) -> Result<RoomSettings, StoreError> {
-        use sqlx::Row;
-        let row = sqlx::query(
-            "SELECT require_user_verification, max_peers, freshness_secs, reverify_every_secs FROM rooms WHERE id = ?",
+        let row: Option<RoomSettings> = on_tx!(&mut self.tx, conn => sqlx::query_as(
+            "SELECT require_user_verification, max_peers, freshness_secs, reverify_every_secs FROM rooms WHERE id = $1",
         )
         .bind(room.as_str())
-        .fetch_optional(&mut *self.tx)
-        .await?
-        .ok_or_else(|| StoreError::NoRoom(room.to_string()))?;
-        Ok(RoomSettings {
-            require_user_verification: row.get("require_user_verification"),
-            max_peers: row.get("max_peers"),
-            freshness_secs: row.get("freshness_secs"),
-            reverify_every_secs: row.get("reverify_every_secs"),
-        })
+        .fetch_optional(conn)
+        .await?);
+        row.ok_or_else(|| StoreError::NoRoom(room.to_string()))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -335,9 +379,9 @@ impl Change {
         expires_at: &str,
         created_by: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        on_tx!(&mut self.tx, conn => sqlx::query(
             "INSERT INTO invites (id, room_id, label, uses_left, expires_at, created_by, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(id)
         .bind(room.as_str())
@@ -346,29 +390,29 @@ impl Change {
         .bind(expires_at)
         .bind(created_by)
         .bind(now_text())
-        .execute(&mut *self.tx)
-        .await?;
+        .execute(conn)
+        .await?.rows_affected());
         Ok(())
     }
 
     /// Takes one use of an invite for `room`; false if none was left (or it expired).
     pub async fn use_invite(&mut self, id: &str, room: &RoomId) -> Result<bool, StoreError> {
-        let changed = sqlx::query(
+        let changed = on_tx!(&mut self.tx, conn => sqlx::query(
             "UPDATE invites SET uses_left = uses_left - 1 \
-             WHERE id = ? AND room_id = ? AND uses_left > 0 AND expires_at > ?",
+             WHERE id = $1 AND room_id = $2 AND uses_left > 0 AND expires_at > $3",
         )
         .bind(id)
         .bind(room.as_str())
         .bind(now_text())
-        .execute(&mut *self.tx)
+        .execute(conn)
         .await?
-        .rows_affected();
+        .rows_affected());
         Ok(changed > 0)
     }
 
     pub async fn audit(&mut self, room: &RoomId, row: ChangeAudit<'_>) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO audit (room_id, at, event, identity, method, reason, remote) VALUES (?, ?, ?, ?, NULL, ?, ?)",
+        on_tx!(&mut self.tx, conn => sqlx::query(
+            "INSERT INTO audit (room_id, at, event, identity, method, reason, remote) VALUES ($1, $2, $3, $4, NULL, $5, $6)",
         )
         .bind(room.as_str())
         .bind(now_text())
@@ -376,8 +420,8 @@ impl Change {
         .bind(row.identity)
         .bind(row.reason)
         .bind(row.remote)
-        .execute(&mut *self.tx)
-        .await?;
+        .execute(conn)
+        .await?.rows_affected());
         Ok(())
     }
 }

@@ -4,20 +4,29 @@
 use super::{now_text, Store, StoreError};
 use crate::identity::Did;
 use crate::ids::RoomId;
-use sqlx::Row;
 
 /// Rooms listing at most this many keys offer their members' passkeys as a hint.
 pub const HINT_ROOMS_UP_TO: i64 = 1_000;
 /// Most passkeys a challenge offers as a hint.
 pub const CREDENTIAL_HINTS: i64 = 64;
 
-/// A credential row (columns id, identity, credential, counter).
-fn stored(r: &sqlx::sqlite::SqliteRow) -> StoredCredential {
-    StoredCredential {
-        id: r.get("id"),
-        identity: r.get("identity"),
-        credential: r.get("credential"),
-        counter: u32::try_from(r.get::<i64, _>("counter")).unwrap_or(u32::MAX),
+/// A credential's columns, as either database returns them.
+#[derive(sqlx::FromRow)]
+struct CredentialRow {
+    id: String,
+    identity: String,
+    credential: String,
+    counter: i64,
+}
+
+impl From<CredentialRow> for StoredCredential {
+    fn from(r: CredentialRow) -> Self {
+        StoredCredential {
+            id: r.id,
+            identity: Did::from_stored(&r.identity),
+            credential: r.credential,
+            counter: u32::try_from(r.counter).unwrap_or(u32::MAX),
+        }
     }
 }
 
@@ -43,8 +52,8 @@ impl Store {
         credential: &str,
         label: &str,
     ) -> Result<(), StoreError> {
-        let inserted = sqlx::query(
-            "INSERT INTO webauthn_credentials (id, identity, credential, label, created_at) VALUES (?, ?, ?, ?, ?) \
+        let inserted = on_db!(self.db(), pool => sqlx::query(
+            "INSERT INTO webauthn_credentials (id, identity, credential, label, created_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(id)
@@ -52,9 +61,9 @@ impl Store {
         .bind(credential)
         .bind(label)
         .bind(now_text())
-        .execute(self.pool())
+        .execute(pool)
         .await?
-        .rows_affected();
+        .rows_affected());
         if inserted == 0 {
             return Err(StoreError::CredentialExists);
         }
@@ -63,11 +72,13 @@ impl Store {
 
     /// A credential by its id (base64url).
     pub async fn credential(&self, id: &str) -> Result<Option<StoredCredential>, StoreError> {
-        let row = sqlx::query("SELECT id, identity, credential, counter FROM webauthn_credentials WHERE id = ?")
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?;
-        Ok(row.as_ref().map(stored))
+        let row: Option<CredentialRow> = on_db!(self.db(), pool => {
+            sqlx::query_as("SELECT id, identity, credential, counter FROM webauthn_credentials WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row.map(StoredCredential::from))
     }
 
     /// Up to [`CREDENTIAL_HINTS`] credentials of identities whitelisted in `room`,
@@ -77,28 +88,36 @@ impl Store {
     /// number of passkeys registered. An answer is checked against the credential
     /// it names, never against this list.
     pub async fn room_credentials(&self, room: &RoomId) -> Result<Vec<StoredCredential>, StoreError> {
-        let rows = sqlx::query(
+        // SQLite: CROSS JOIN keeps the room's list as the outer loop; PostgreSQL
+        // plans the join itself (and has no CROSS JOIN … ON).
+        let join = if self.is_postgres() { "JOIN" } else { "CROSS JOIN" };
+        let sql = format!(
             "SELECT c.id, c.identity, c.credential, c.counter \
-             FROM whitelist w CROSS JOIN webauthn_credentials c ON c.identity = w.identity \
-             WHERE w.room_id = ? AND (SELECT entries FROM rooms WHERE id = ?) <= ? \
-             ORDER BY c.created_at LIMIT ?",
-        )
-        .bind(room.as_str())
-        .bind(room.as_str())
-        .bind(HINT_ROOMS_UP_TO)
-        .bind(CREDENTIAL_HINTS)
-        .fetch_all(self.pool())
-        .await?;
-        Ok(rows.iter().map(stored).collect())
+             FROM whitelist w {join} webauthn_credentials c ON c.identity = w.identity \
+             WHERE w.room_id = $1 AND (SELECT entries FROM rooms WHERE id = $1) <= $2 \
+             ORDER BY c.created_at LIMIT $3"
+        );
+        let rows: Vec<CredentialRow> = on_db!(self.db(), pool => {
+            sqlx::query_as(&sql)
+                .bind(room.as_str())
+                .bind(HINT_ROOMS_UP_TO)
+                .bind(CREDENTIAL_HINTS)
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(rows.into_iter().map(StoredCredential::from).collect())
     }
 
     /// Keeps what a verified attestation showed about `identity`'s key (the newest
     /// wins).
     pub async fn record_attestation(&self, identity: &Did, a: &KeyAttestation) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT OR REPLACE INTO key_attestations \
+        on_db!(self.db(), pool => sqlx::query(
+            "INSERT INTO key_attestations \
              (identity, serial, firmware, pin_policy, touch_policy, form_factor, summary, attested_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (identity) DO UPDATE SET serial = excluded.serial, firmware = excluded.firmware, \
+               pin_policy = excluded.pin_policy, touch_policy = excluded.touch_policy, \
+               form_factor = excluded.form_factor, summary = excluded.summary, attested_at = excluded.attested_at",
         )
         .bind(identity)
         .bind(a.serial.map(i64::from))
@@ -108,8 +127,8 @@ impl Store {
         .bind(a.form_factor.map(i64::from))
         .bind(&a.summary)
         .bind(super::now_text())
-        .execute(&self.pool)
-        .await?;
+        .execute(pool)
+        .await?.rows_affected());
         Ok(())
     }
 
@@ -122,14 +141,16 @@ impl Store {
         if identities.is_empty() {
             return Ok(Default::default());
         }
-        let mut q = sqlx::QueryBuilder::new("SELECT identity, summary FROM key_attestations WHERE identity IN (");
-        let mut list = q.separated(", ");
-        for identity in identities {
-            list.push_bind(*identity);
-        }
-        list.push_unseparated(")");
-        let rows = q.build().fetch_all(&self.pool).await?;
-        Ok(rows.into_iter().map(|r| (r.get("identity"), r.get("summary"))).collect())
+        let rows: Vec<(String, String)> = on_db!(self.db(), pool => {
+            let mut q = sqlx::QueryBuilder::new("SELECT identity, summary FROM key_attestations WHERE identity IN (");
+            let mut list = q.separated(", ");
+            for identity in identities {
+                list.push_bind(*identity);
+            }
+            list.push_unseparated(")");
+            q.build_query_as().fetch_all(pool).await?
+        });
+        Ok(rows.into_iter().collect())
     }
 
     /// Moves an authenticator's sign counters forward: the key's, kept per identity
@@ -144,47 +165,62 @@ impl Store {
         credential_id: Option<&str>,
     ) -> Result<bool, StoreError> {
         let now = now_text();
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
-        let key = sqlx::query(
-            "INSERT INTO key_counters (identity, counter, updated_at) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (identity) DO UPDATE SET counter = excluded.counter, updated_at = excluded.updated_at \
-             WHERE excluded.counter > key_counters.counter OR (excluded.counter = 0 AND key_counters.counter = 0)",
-        )
-        .bind(identity)
-        .bind(i64::from(counter))
-        .bind(&now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if key == 0 {
-            return Ok(false);
+        macro_rules! advance {
+            ($tx:expr) => {{
+                let mut tx = $tx;
+                let key = sqlx::query(
+                    "INSERT INTO key_counters (identity, counter, updated_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (identity) DO UPDATE SET counter = excluded.counter, updated_at = excluded.updated_at \
+                     WHERE excluded.counter > key_counters.counter OR (excluded.counter = 0 AND key_counters.counter = 0)",
+                )
+                .bind(identity)
+                .bind(i64::from(counter))
+                .bind(&now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if key == 0 {
+                    return Ok(false);
+                }
+                if let Some(id) = credential_id {
+                    let credential = sqlx::query(
+                        "UPDATE webauthn_credentials SET counter = $1, last_used_at = $2 \
+                         WHERE id = $3 AND ($1 > counter OR ($1 = 0 AND counter = 0))",
+                    )
+                    .bind(i64::from(counter))
+                    .bind(&now)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if credential == 0 {
+                        return Ok(false);
+                    }
+                }
+                tx.commit().await?;
+                Ok(true)
+            }};
         }
-        if let Some(id) = credential_id {
-            let credential = sqlx::query(
-                "UPDATE webauthn_credentials SET counter = ?1, last_used_at = ?2 \
-                 WHERE id = ?3 AND (?1 > counter OR (?1 = 0 AND counter = 0))",
-            )
-            .bind(i64::from(counter))
-            .bind(&now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if credential == 0 {
-                return Ok(false);
-            }
+        // The key's row is written first and holds its lock (SQLite: the write lock
+        // taken at BEGIN IMMEDIATE; PostgreSQL: the row lock of the upsert) until the
+        // credential's counter has moved too, so two signatures by one key, on any
+        // node, cannot both move it past the same value.
+        match self.db() {
+            super::Db::Sqlite(pool) => advance!(pool.begin_with("BEGIN IMMEDIATE").await?),
+            super::Db::Postgres(pool) => advance!(pool.begin().await?),
         }
-        tx.commit().await?;
-        Ok(true)
     }
 
     /// Sets a credential's stored counter (tests and repairs).
     pub async fn set_counter(&self, id: &str, counter: u32) -> Result<(), StoreError> {
-        sqlx::query("UPDATE webauthn_credentials SET counter = ? WHERE id = ?")
-            .bind(i64::from(counter))
-            .bind(id)
-            .execute(self.pool())
-            .await?;
+        on_db!(self.db(), pool => {
+            sqlx::query("UPDATE webauthn_credentials SET counter = $1 WHERE id = $2")
+                .bind(i64::from(counter))
+                .bind(id)
+                .execute(pool)
+                .await?
+        .rows_affected()
+        });
         Ok(())
     }
 }

@@ -28,3 +28,25 @@ impl<'r> Decode<'r, Sqlite> for Did {
         Ok(Did::from_stored(<&str as Decode<'r, Sqlite>>::decode(value)?))
     }
 }
+
+impl Type<sqlx::Postgres> for Did {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <String as Type<sqlx::Postgres>>::type_info()
+    }
+
+    fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+        <String as Type<sqlx::Postgres>>::compatible(ty)
+    }
+}
+
+impl<'q> Encode<'q, sqlx::Postgres> for Did {
+    fn encode_by_ref(&self, buf: &mut sqlx::postgres::PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        <&str as Encode<'q, sqlx::Postgres>>::encode(self.as_str(), buf)
+    }
+}
+
+impl<'r> Decode<'r, sqlx::Postgres> for Did {
+    fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, BoxDynError> {
+        Ok(Did::from_stored(<&str as Decode<'r, sqlx::Postgres>>::decode(value)?))
+    }
+}

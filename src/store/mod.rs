@@ -1,9 +1,25 @@
-//! The SQLite store: rooms, owners, whitelists, audit log.
+//! The store: rooms, owners, whitelists, audit log, in SQLite (embedded, the
+//! default) or PostgreSQL (`--db postgres://…`, which many nodes can share).
 //!
-//! Owns all SQL. Speaks in identities and room ids, never in sockets. Audit events
+//! Owns all SQL. A query is written once, with `$N` parameters (which SQLite reads
+//! too), and runs on either database through [`on_db!`]; the few statements that
+//! differ (SQLite's pragmas and index hints, string aggregation, case-insensitive
+//! LIKE) say so where they are. Migrations are kept per database: `migrations/`
+//! for SQLite and `migrations/postgres/` for PostgreSQL, the same schema in each. Speaks in identities and room ids, never in sockets. Audit events
 //! are written in batches by [`AuditLog`] so that admissions never wait on a disk
 //! write; everything else is written synchronously, since a whitelist change must be
 //! durable before it is acknowledged.
+
+/// Runs `$body` with `$pool` bound to the store's pool, whichever database it is:
+/// the same code, type-checked once for each.
+macro_rules! on_db {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::store::Db::Sqlite($pool) => $body,
+            $crate::store::Db::Postgres($pool) => $body,
+        }
+    };
+}
 
 mod audit;
 mod changes;
@@ -19,9 +35,10 @@ pub use web::{Invite, WebSession};
 use crate::identity::{Did, Validity};
 use crate::ids::RoomId;
 use chrono::{SecondsFormat, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::ConnectOptions;
-use sqlx::{Row, SqlitePool};
+use sqlx::SqlitePool;
 use std::path::Path;
 use std::time::Duration;
 
@@ -45,6 +62,8 @@ pub enum StoreError {
     NotKeygate(String),
     #[error("integrity check failed: {0}")]
     Damaged(String),
+    #[error("{0} works on a SQLite database only; for PostgreSQL use its own tools (pg_dump, pg_restore)")]
+    SqliteOnly(&'static str),
 }
 
 /// How a process uses the database, which sets the page cache and checkpoints.
@@ -89,10 +108,23 @@ impl Use {
 /// How many change-log entries one read returns at most.
 pub const CHANGES_PAGE: usize = 10_000;
 
+/// The database behind a store.
+#[derive(Clone)]
+pub(crate) enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
 /// A handle to the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    db: Db,
+}
+
+/// Whether `db` (the `--db` setting) names a PostgreSQL database rather than a
+/// SQLite file.
+pub fn is_postgres(db: &Path) -> bool {
+    db.to_str().is_some_and(|d| d.starts_with("postgres://") || d.starts_with("postgresql://"))
 }
 
 /// A room as stored.
@@ -155,13 +187,74 @@ pub(crate) fn instant(t: chrono::DateTime<chrono::Utc>) -> String {
 
 /// A stored instant; one that does not read (which only a hand edit makes) is
 /// taken as `unreadable`, chosen so that the entry refuses rather than allows.
-fn stored_instant(
-    row: &sqlx::sqlite::SqliteRow,
-    column: &str,
-    unreadable: chrono::DateTime<Utc>,
-) -> Option<chrono::DateTime<Utc>> {
-    row.get::<Option<String>, _>(column)
-        .map(|t| chrono::DateTime::parse_from_rfc3339(&t).map_or(unreadable, |t| t.to_utc()))
+fn stored_instant(text: Option<String>, unreadable: chrono::DateTime<Utc>) -> Option<chrono::DateTime<Utc>> {
+    text.map(|t| chrono::DateTime::parse_from_rfc3339(&t).map_or(unreadable, |t| t.to_utc()))
+}
+
+/// The columns of [`select_entries!`], as either database returns them.
+#[derive(sqlx::FromRow)]
+struct EntryRow {
+    identity: String,
+    label: String,
+    added_by: String,
+    added_at: String,
+    last_admitted_at: Option<String>,
+    ssh_namespaces: Option<String>,
+    piv_requirement: Option<String>,
+    fingerprint: Option<String>,
+    valid_after: Option<String>,
+    valid_before: Option<String>,
+}
+
+impl From<EntryRow> for WhitelistEntry {
+    fn from(row: EntryRow) -> Self {
+        WhitelistEntry {
+            identity: Did::from_stored(&row.identity),
+            label: row.label,
+            added_by: row.added_by,
+            added_at: row.added_at,
+            last_admitted_at: row.last_admitted_at,
+            ssh_namespaces: row.ssh_namespaces.map(|n| n.split(',').map(str::to_owned).collect()),
+            piv_requirement: row.piv_requirement,
+            valid: Validity {
+                after: stored_instant(row.valid_after, chrono::DateTime::<Utc>::MAX_UTC),
+                before: stored_instant(row.valid_before, chrono::DateTime::<Utc>::MIN_UTC),
+            },
+            fingerprint: row.fingerprint.unwrap_or_default(),
+        }
+    }
+}
+
+/// A room's columns, as either database returns them.
+#[derive(sqlx::FromRow)]
+struct RoomRow {
+    id: String,
+    name: String,
+    created_at: String,
+    created_by: String,
+    require_user_verification: bool,
+    max_peers: Option<i64>,
+    freshness_secs: Option<i64>,
+    reverify_every_secs: Option<i64>,
+}
+
+impl RoomRow {
+    const COLUMNS: &'static str =
+        "id, name, created_at, created_by, require_user_verification, max_peers, freshness_secs, reverify_every_secs";
+
+    fn record(self, id: RoomId, owners: Vec<Did>) -> RoomRecord {
+        RoomRecord {
+            id,
+            name: self.name,
+            created_at: self.created_at,
+            created_by: self.created_by,
+            owners,
+            require_user_verification: self.require_user_verification,
+            max_peers: self.max_peers,
+            freshness_secs: self.freshness_secs,
+            reverify_every_secs: self.reverify_every_secs,
+        }
+    }
 }
 
 impl WhitelistEntry {
@@ -174,25 +267,6 @@ impl WhitelistEntry {
             (None, Some(b)) => Some(format!("valid until {}", at(b))),
             (Some(a), Some(b)) => Some(format!("valid from {} until {}", at(a), at(b))),
         }
-    }
-}
-
-fn entry_from_row(row: &sqlx::sqlite::SqliteRow) -> WhitelistEntry {
-    WhitelistEntry {
-        identity: row.get("identity"),
-        label: row.get("label"),
-        added_by: row.get("added_by"),
-        added_at: row.get("added_at"),
-        last_admitted_at: row.get("last_admitted_at"),
-        ssh_namespaces: row
-            .get::<Option<String>, _>("ssh_namespaces")
-            .map(|n| n.split(',').map(str::to_owned).collect()),
-        piv_requirement: row.get("piv_requirement"),
-        valid: Validity {
-            after: stored_instant(row, "valid_after", chrono::DateTime::<Utc>::MAX_UTC),
-            before: stored_instant(row, "valid_before", chrono::DateTime::<Utc>::MIN_UTC),
-        },
-        fingerprint: row.get::<Option<String>, _>("fingerprint").unwrap_or_default(),
     }
 }
 
@@ -289,42 +363,54 @@ pub fn now_text() -> String {
 }
 
 impl Store {
-    /// Opens (creating if needed) and migrates the database at `path`, in WAL mode,
-    /// for a server: a modest page cache per connection.
-    pub async fn open(path: &Path) -> Result<Self, StoreError> {
-        Self::open_for(path, Use::Server).await
+    /// Opens (creating if needed) and migrates the database `db`: a SQLite file, in
+    /// WAL mode with a modest page cache per connection, or a `postgres://` URL.
+    pub async fn open(db: &Path) -> Result<Self, StoreError> {
+        Self::open_for(db, Use::Server).await
     }
 
     /// Opens the database for a short-lived process that may write a million rows
     /// (see [`Use::Import`]); it calls [`Store::checkpoint`] when done.
-    pub async fn open_for_import(path: &Path) -> Result<Self, StoreError> {
-        Self::open_for(path, Use::Import).await
+    pub async fn open_for_import(db: &Path) -> Result<Self, StoreError> {
+        Self::open_for(db, Use::Import).await
+    }
+
+    /// Whether this store is on PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.db, Db::Postgres(_))
     }
 
     /// Copies what the write-ahead log holds into the database file and empties the
     /// log (a million-key import leaves hundreds of MB in it). Readers, such as a
     /// running server's, are waited for up to the busy timeout; if one still reads
     /// from the log then, the copy stops where it must and the log shrinks later.
+    /// PostgreSQL checkpoints by itself.
     pub async fn checkpoint(&self) -> Result<(), StoreError> {
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await?;
+        if let Db::Sqlite(pool) = &self.db {
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(pool).await?;
+        }
         Ok(())
     }
 
     /// The secret named `name`: made (32 random bytes) the first time it is asked
-    /// for, and the same from then on, across restarts and processes.
+    /// for, and the same from then on, across restarts, processes and nodes.
     pub async fn server_secret(&self, name: &str) -> Result<Vec<u8>, StoreError> {
-        sqlx::query("INSERT OR IGNORE INTO server_secrets (name, value) VALUES (?, ?)")
-            .bind(name)
-            .bind(crate::ids::random_bytes::<32>().to_vec())
-            .execute(&self.pool)
-            .await?;
-        Ok(sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = ?")
-            .bind(name)
-            .fetch_one(&self.pool)
-            .await?)
+        let value = crate::ids::random_bytes::<32>().to_vec();
+        Ok(on_db!(&self.db, pool => {
+            sqlx::query("INSERT INTO server_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+                .bind(name)
+                .bind(value)
+                .execute(pool)
+                .await?;
+            sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = $1").bind(name).fetch_one(pool).await?
+        }))
     }
 
-    async fn open_for(path: &Path, usage: Use) -> Result<Self, StoreError> {
+    async fn open_for(db: &Path, usage: Use) -> Result<Self, StoreError> {
+        if is_postgres(db) {
+            return Self::open_postgres(db).await;
+        }
+        let path = db;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -347,29 +433,50 @@ impl Store {
             .await
             .map_err(|e| StoreError::Open(shown.clone(), e))?;
         sqlx::migrate!("./migrations").run(&pool).await.map_err(|e| StoreError::MigrateAt(shown, e))?;
-        let store = Store { pool };
+        let store = Store { db: Db::Sqlite(pool) };
         store.fill_in_fingerprints().await?;
         Ok(store)
     }
 
+    /// Connects to PostgreSQL and migrates it. Many nodes may start at once: the
+    /// migrator holds PostgreSQL's advisory lock while it works.
+    async fn open_postgres(db: &Path) -> Result<Self, StoreError> {
+        let url = db.to_str().unwrap_or_default();
+        let options: PgConnectOptions = url.parse().map_err(|e| StoreError::Open(shown_url(url), e))?;
+        let options = options.log_slow_statements(log::LevelFilter::Warn, Duration::from_secs(1));
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Open(shown_url(url), e))?;
+        sqlx::migrate!("./migrations/postgres")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::MigrateAt(shown_url(url), e))?;
+        Ok(Store { db: Db::Postgres(pool) })
+    }
+
     /// Gives entries written before fingerprints were stored theirs (once; the
-    /// partial index makes finding none free).
+    /// partial index makes finding none free). A PostgreSQL database was never
+    /// without them.
     async fn fill_in_fingerprints(&self) -> Result<(), StoreError> {
+        let Db::Sqlite(pool) = &self.db else { return Ok(()) };
         loop {
             let rows: Vec<(i64, String)> = sqlx::query_as(
                 "SELECT rowid, identity FROM whitelist INDEXED BY whitelist_without_fingerprint \
                  WHERE fingerprint IS NULL LIMIT 1000",
             )
-            .fetch_all(&self.pool)
+            .fetch_all(pool)
             .await?;
             if rows.is_empty() {
                 return Ok(());
             }
-            let mut tx = self.pool.begin().await?;
+            let mut tx = pool.begin().await?;
             for (rowid, identity) in rows {
                 // An identity that no longer parses keeps an empty fingerprint.
                 let fp = crate::identity::Identity::parse(&identity).map(|i| i.fingerprint()).unwrap_or_default();
-                sqlx::query("UPDATE whitelist SET fingerprint = ? WHERE rowid = ?")
+                sqlx::query("UPDATE whitelist SET fingerprint = $1 WHERE rowid = $2")
                     .bind(fp)
                     .bind(rowid)
                     .execute(&mut *tx)
@@ -380,62 +487,48 @@ impl Store {
     }
 
     pub async fn room(&self, id: &RoomId) -> Result<Option<RoomRecord>, StoreError> {
-        let Some(row) = sqlx::query(
-            "SELECT id, name, created_at, created_by, require_user_verification, max_peers, freshness_secs, \
-             reverify_every_secs FROM rooms WHERE id = ?",
-        )
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await?
-        else {
-            return Ok(None);
-        };
-        let owners = sqlx::query_scalar("SELECT identity FROM room_owners WHERE room_id = ? ORDER BY identity")
-            .bind(id.as_str())
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(Some(RoomRecord {
-            id: id.clone(),
-            name: row.get("name"),
-            created_at: row.get("created_at"),
-            created_by: row.get("created_by"),
-            owners,
-            require_user_verification: row.get("require_user_verification"),
-            max_peers: row.get("max_peers"),
-            freshness_secs: row.get("freshness_secs"),
-            reverify_every_secs: row.get("reverify_every_secs"),
-        }))
+        let select = format!("SELECT {} FROM rooms WHERE id = $1", RoomRow::COLUMNS);
+        let found: Option<(RoomRow, Vec<String>)> = on_db!(&self.db, pool => {
+            match sqlx::query_as::<_, RoomRow>(&select).bind(id.as_str()).fetch_optional(pool).await? {
+                None => None,
+                Some(row) => {
+                    let owners =
+                        sqlx::query_scalar("SELECT identity FROM room_owners WHERE room_id = $1 ORDER BY identity")
+                            .bind(id.as_str())
+                            .fetch_all(pool)
+                            .await?;
+                    Some((row, owners))
+                }
+            }
+        });
+        Ok(found.map(|(row, owners)| row.record(id.clone(), owners.iter().map(|o| Did::from_stored(o)).collect())))
     }
 
     /// All rooms, newest first, with how many identities each whitelists.
     pub async fn rooms(&self) -> Result<Vec<(RoomRecord, i64)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT r.id, r.name, r.created_at, r.created_by, r.require_user_verification, r.max_peers, r.freshness_secs, r.reverify_every_secs, \
-               r.entries, \
-               (SELECT group_concat(identity, ' ') FROM room_owners o WHERE o.room_id = r.id) AS owners \
+        #[derive(sqlx::FromRow)]
+        struct Listed {
+            #[sqlx(flatten)]
+            room: RoomRow,
+            entries: i64,
+            owners: Option<String>,
+        }
+        let owners = match &self.db {
+            Db::Sqlite(_) => "group_concat(identity, ' ')",
+            Db::Postgres(_) => "string_agg(identity, ' ')",
+        };
+        let select = format!(
+            "SELECT {}, entries, (SELECT {owners} FROM room_owners o WHERE o.room_id = r.id) AS owners \
              FROM rooms r ORDER BY r.created_at DESC, r.id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+            RoomRow::COLUMNS
+        );
+        let rows: Vec<Listed> = on_db!(&self.db, pool => sqlx::query_as(&select).fetch_all(pool).await?);
         Ok(rows
             .into_iter()
             .filter_map(|row| {
-                let id = RoomId::parse(row.get::<&str, _>("id")).ok()?;
-                let owners: Option<String> = row.get("owners");
-                Some((
-                    RoomRecord {
-                        id,
-                        name: row.get("name"),
-                        created_at: row.get("created_at"),
-                        created_by: row.get("created_by"),
-                        owners: owners.unwrap_or_default().split(' ').map(Did::from_stored).collect(),
-                        require_user_verification: row.get("require_user_verification"),
-                        max_peers: row.get("max_peers"),
-                        freshness_secs: row.get("freshness_secs"),
-                        reverify_every_secs: row.get("reverify_every_secs"),
-                    },
-                    row.get("entries"),
-                ))
+                let id = RoomId::parse(&row.room.id).ok()?;
+                let owners = row.owners.unwrap_or_default().split(' ').map(Did::from_stored).collect();
+                Some((row.room.record(id, owners), row.entries))
             })
             .collect())
     }
@@ -443,12 +536,14 @@ impl Store {
     /// One identity's entry in a room's whitelist: a lookup by the primary key, as
     /// cheap at a million entries as at ten.
     pub async fn entry(&self, room: &RoomId, identity: &str) -> Result<Option<WhitelistEntry>, StoreError> {
-        let row = sqlx::query(concat!(select_entries!(), "? AND identity = ?"))
-            .bind(room.as_str())
-            .bind(identity)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.as_ref().map(entry_from_row))
+        let row: Option<EntryRow> = on_db!(&self.db, pool => {
+            sqlx::query_as(concat!(select_entries!(), "$1 AND identity = $2"))
+                .bind(room.as_str())
+                .bind(identity)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row.map(WhitelistEntry::from))
     }
 
     /// A page of a room's whitelist in identity order, after `page.after`, matching
@@ -459,52 +554,60 @@ impl Store {
     /// the room's rows in key order, each fetched from its place in the table, or,
     /// when the room holds at least a quarter of the table, the whole table in its
     /// own order, which reads pages in sequence (measured at a million entries with
-    /// few matches: about 0.15 s against 0.55 s).
+    /// few matches: about 0.15 s against 0.55 s). PostgreSQL chooses its own plan.
     pub async fn whitelist_page(&self, room: &RoomId, page: &ListPage) -> Result<Vec<WhitelistEntry>, StoreError> {
         let scan = matches!(page.search, Search::Label(_) | Search::Fingerprint(_)) && self.mostly(room).await?;
-        let mut q = sqlx::QueryBuilder::new(if scan { select_entries!(in table order) } else { select_entries!() });
-        q.push_bind(room.as_str());
-        match &page.search {
-            Search::All => {}
-            Search::Identity(prefix) => {
-                q.push(" AND identity >= ").push_bind(prefix.clone());
-                q.push(" AND identity < ").push_bind(format!("{prefix}\u{10ffff}"));
+        // LIKE ignores ASCII case in SQLite; ILIKE does in PostgreSQL.
+        let like = if self.is_postgres() { " AND label ILIKE " } else { " AND label LIKE " };
+        let rows: Vec<EntryRow> = on_db!(&self.db, pool => {
+            let mut q = sqlx::QueryBuilder::new(if scan { select_entries!(in table order) } else { select_entries!() });
+            q.push_bind(room.as_str());
+            match &page.search {
+                Search::All => {}
+                Search::Identity(prefix) => {
+                    q.push(" AND identity >= ").push_bind(prefix.clone());
+                    q.push(" AND identity < ").push_bind(format!("{prefix}\u{10ffff}"));
+                }
+                // The prefix's own % and _ are escaped.
+                Search::Label(prefix) => {
+                    q.push(like).push_bind(like_prefix(prefix)).push(" ESCAPE '\\'");
+                }
+                Search::Fingerprint(prefix) => {
+                    q.push(" AND fingerprint >= ").push_bind(prefix.clone());
+                    q.push(" AND fingerprint < ").push_bind(format!("{prefix}\u{10ffff}"));
+                }
             }
-            // LIKE ignores ASCII case; the prefix's own % and _ are escaped.
-            Search::Label(prefix) => {
-                q.push(" AND label LIKE ").push_bind(like_prefix(prefix)).push(" ESCAPE '\\'");
+            if let Some(after) = &page.after {
+                q.push(" AND identity > ").push_bind(after.clone());
             }
-            Search::Fingerprint(prefix) => {
-                q.push(" AND fingerprint >= ").push_bind(prefix.clone());
-                q.push(" AND fingerprint < ").push_bind(format!("{prefix}\u{10ffff}"));
-            }
-        }
-        if let Some(after) = &page.after {
-            q.push(" AND identity > ").push_bind(after.clone());
-        }
-        q.push(" ORDER BY identity LIMIT ").push_bind(page.limit);
-        let rows = q.build().fetch_all(&self.pool).await?;
-        Ok(rows.iter().map(entry_from_row).collect())
+            q.push(" ORDER BY identity LIMIT ").push_bind(page.limit);
+            q.build_query_as().fetch_all(pool).await?
+        });
+        Ok(rows.into_iter().map(WhitelistEntry::from).collect())
     }
 
     /// Whether `room` holds at least a quarter of all whitelist rows (the highest
-    /// rowid counts every row the table holds, and some deleted ones).
+    /// rowid counts every row the table holds, and some deleted ones). Only SQLite
+    /// is told how to read the table.
     async fn mostly(&self, room: &RoomId) -> Result<bool, StoreError> {
+        let Db::Sqlite(pool) = &self.db else { return Ok(false) };
         Ok(sqlx::query_scalar(
-            "SELECT coalesce((SELECT entries FROM rooms WHERE id = ?), 0) * 4 \
+            "SELECT coalesce((SELECT entries FROM rooms WHERE id = $1), 0) * 4 \
              >= coalesce((SELECT max(rowid) FROM whitelist), 0)",
         )
         .bind(room.as_str())
-        .fetch_one(&self.pool)
+        .fetch_one(pool)
         .await?)
     }
 
     /// How many identities a room whitelists.
     pub async fn whitelist_len(&self, room: &RoomId) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT coalesce((SELECT entries FROM rooms WHERE id = ?), 0)")
-            .bind(room.as_str())
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(on_db!(&self.db, pool => {
+            sqlx::query_scalar("SELECT coalesce((SELECT entries FROM rooms WHERE id = $1), 0)")
+                .bind(room.as_str())
+                .fetch_one(pool)
+                .await?
+        }))
     }
 
     /// Every entry of a room's whitelist, in identity order, as a stream (an export
@@ -512,47 +615,54 @@ impl Store {
     pub fn whitelist_stream<'a>(
         &'a self,
         room: &'a RoomId,
-    ) -> impl futures_util::Stream<Item = Result<WhitelistEntry, StoreError>> + 'a {
+    ) -> std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<WhitelistEntry, StoreError>> + Send + 'a>> {
         use futures_util::StreamExt;
-        sqlx::query(concat!(select_entries!(), "? ORDER BY identity"))
-            .bind(room.as_str())
-            .fetch(&self.pool)
-            .map(|row| row.map(|r| entry_from_row(&r)).map_err(StoreError::from))
+        on_db!(&self.db, pool => {
+            sqlx::query_as::<_, EntryRow>(concat!(select_entries!(), "$1 ORDER BY identity"))
+                .bind(room.as_str())
+                .fetch(pool)
+                .map(|row| row.map(WhitelistEntry::from).map_err(StoreError::from))
+                .boxed()
+        })
     }
 
-    /// Whitelist changes after `seq`, oldest first.
     /// Changes since `seq`, at most [`CHANGES_PAGE`] of them, oldest first.
     pub async fn changes_since(&self, seq: i64) -> Result<Vec<WhitelistChange>, StoreError> {
-        let rows =
-            sqlx::query("SELECT seq, room_id, identity, op FROM whitelist_changes WHERE seq > ? ORDER BY seq LIMIT ?")
+        let rows: Vec<(i64, String, String, String)> = on_db!(&self.db, pool => {
+            sqlx::query_as("SELECT seq, room_id, identity, op FROM whitelist_changes WHERE seq > $1 ORDER BY seq LIMIT $2")
                 .bind(seq)
                 .bind(CHANGES_PAGE as i64)
-                .fetch_all(&self.pool)
-                .await?;
+                .fetch_all(pool)
+                .await?
+        });
         Ok(rows
             .into_iter()
-            .map(|row| WhitelistChange {
-                seq: row.get("seq"),
-                room: row.get("room_id"),
-                identity: row.get("identity"),
-                removed: row.get::<&str, _>("op") == "remove",
+            .map(|(seq, room, identity, op)| WhitelistChange {
+                seq,
+                room,
+                identity: Did::from_stored(&identity),
+                removed: op == "remove",
             })
             .collect())
     }
 
     /// The newest change's sequence number (0 when there is none).
     pub async fn last_change(&self) -> Result<i64, StoreError> {
-        let seq: Option<i64> =
-            sqlx::query_scalar("SELECT max(seq) FROM whitelist_changes").fetch_one(&self.pool).await?;
+        let seq: Option<i64> = on_db!(&self.db, pool => {
+            sqlx::query_scalar("SELECT max(seq) FROM whitelist_changes").fetch_one(pool).await?
+        });
         Ok(seq.unwrap_or(0))
     }
 
     /// Forgets changes older than the newest `keep`: every live server has long seen them.
     pub async fn prune_changes(&self, keep: i64) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM whitelist_changes WHERE seq <= (SELECT max(seq) FROM whitelist_changes) - ?")
-            .bind(keep)
-            .execute(&self.pool)
-            .await?;
+        on_db!(&self.db, pool => {
+            sqlx::query("DELETE FROM whitelist_changes WHERE seq <= (SELECT max(seq) FROM whitelist_changes) - $1")
+                .bind(keep)
+                .execute(pool)
+                .await?
+        .rows_affected()
+        });
         Ok(())
     }
 
@@ -570,32 +680,30 @@ impl Store {
         limit: i64,
         before: Option<i64>,
     ) -> Result<Vec<AuditRecord>, StoreError> {
-        let query = match event {
-            None => sqlx::query(
+        let sql = match (event, &self.db) {
+            (None, _) => {
                 "SELECT id, at, event, identity, method, reason, remote FROM audit \
-                 WHERE room_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
-            )
-            .bind(room.as_str()),
-            Some(event) => sqlx::query(
+                 WHERE room_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
+            }
+            // SQLite would pick the room's index and filter; this one finds the event.
+            (Some(_), Db::Sqlite(_)) => {
                 "SELECT id, at, event, identity, method, reason, remote FROM audit INDEXED BY audit_by_event \
-                 WHERE room_id = ? AND event = ? AND id < ? ORDER BY id DESC LIMIT ?",
-            )
-            .bind(room.as_str())
-            .bind(event.to_owned()),
+                 WHERE room_id = $1 AND event = $4 AND id < $2 ORDER BY id DESC LIMIT $3"
+            }
+            (Some(_), Db::Postgres(_)) => {
+                "SELECT id, at, event, identity, method, reason, remote FROM audit \
+                 WHERE room_id = $1 AND event = $4 AND id < $2 ORDER BY id DESC LIMIT $3"
+            }
         };
-        let rows = query.bind(before.unwrap_or(i64::MAX)).bind(limit).fetch_all(&self.pool).await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| AuditRecord {
-                id: row.get("id"),
-                at: row.get("at"),
-                event: row.get("event"),
-                identity: row.get("identity"),
-                method: row.get("method"),
-                reason: row.get("reason"),
-                remote: row.get("remote"),
-            })
-            .collect())
+        Ok(on_db!(&self.db, pool => {
+            let query = sqlx::query_as(sql).bind(room.as_str()).bind(before.unwrap_or(i64::MAX)).bind(limit);
+            match event {
+                Some(event) => query.bind(event.to_owned()),
+                None => query,
+            }
+            .fetch_all(pool)
+            .await?
+        }))
     }
 
     /// Deletes what has lapsed by `now`: audit rows older than `retention` (`None`:
@@ -612,14 +720,14 @@ impl Store {
         if let Some(retention) = retention {
             let cutoff = text(now - retention);
             loop {
-                let deleted = sqlx::query(
-                    "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < ? ORDER BY at LIMIT ?)",
-                )
-                .bind(&cutoff)
-                .bind(BATCH)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
+                let deleted = on_db!(&self.db, pool => {
+                    sqlx::query("DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < $1 ORDER BY at LIMIT $2)")
+                        .bind(&cutoff)
+                        .bind(BATCH)
+                        .execute(pool)
+                        .await?
+                        .rows_affected()
+                });
                 pruned.audit_rows += deleted;
                 if deleted < BATCH as u64 {
                     break;
@@ -627,16 +735,18 @@ impl Store {
             }
         }
         let now = text(now);
-        pruned.sessions = sqlx::query("DELETE FROM web_sessions WHERE expires_at < ?")
-            .bind(&now)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        pruned.invites = sqlx::query("DELETE FROM invites WHERE expires_at < ? OR uses_left <= 0")
-            .bind(&now)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+        on_db!(&self.db, pool => {
+            pruned.sessions = sqlx::query("DELETE FROM web_sessions WHERE expires_at < $1")
+                .bind(&now)
+                .execute(pool)
+                .await?
+                .rows_affected();
+            pruned.invites = sqlx::query("DELETE FROM invites WHERE expires_at < $1 OR uses_left <= 0")
+                .bind(&now)
+                .execute(pool)
+                .await?
+                .rows_affected();
+        });
         Ok(pruned)
     }
 
@@ -650,13 +760,13 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(|e| StoreError::Open(shown.clone(), e))?;
-        let store = Store { pool };
         let tables: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('_sqlx_migrations', 'rooms', 'whitelist', 'audit')",
         )
-        .fetch_one(&store.pool)
+        .fetch_one(&pool)
         .await
         .map_err(|e| StoreError::NotKeygate(e.to_string()))?;
+        let store = Store { db: Db::Sqlite(pool) };
         if tables != 4 {
             store.close().await;
             return Err(StoreError::NotKeygate(format!("{} has no keygate tables", shown.display())));
@@ -666,13 +776,16 @@ impl Store {
 
     /// Whether the database answers a query.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1 FROM rooms LIMIT 1").fetch_optional(&self.pool).await?;
+        let _: Option<String> =
+            on_db!(&self.db, pool => sqlx::query_scalar("SELECT id FROM rooms LIMIT 1").fetch_optional(pool).await?);
         Ok(())
     }
 
-    /// SQLite's own check of every page and index.
+    /// SQLite's own check of every page and index (PostgreSQL checks its pages as
+    /// it reads them: there, whether it answers).
     pub async fn integrity(&self) -> Result<(), StoreError> {
-        let result: String = sqlx::query_scalar("PRAGMA integrity_check(1)").fetch_one(&self.pool).await?;
+        let Db::Sqlite(pool) = &self.db else { return self.ping().await };
+        let result: String = sqlx::query_scalar("PRAGMA integrity_check(1)").fetch_one(pool).await?;
         if result == "ok" {
             Ok(())
         } else {
@@ -682,18 +795,23 @@ impl Store {
 
     /// Rooms, whitelisted keys (from the rooms' counters) and audit rows.
     pub async fn counts(&self) -> Result<(i64, i64, i64), StoreError> {
-        let (rooms, keys): (i64, i64) =
-            sqlx::query_as("SELECT count(*), coalesce(sum(entries), 0) FROM rooms").fetch_one(&self.pool).await?;
-        let audit: i64 = sqlx::query_scalar("SELECT count(*) FROM audit").fetch_one(&self.pool).await?;
-        Ok((rooms, keys, audit))
+        Ok(on_db!(&self.db, pool => {
+            let (rooms, keys): (i64, i64) =
+                sqlx::query_as("SELECT count(*), CAST(coalesce(sum(entries), 0) AS BIGINT) FROM rooms")
+                    .fetch_one(pool)
+                    .await?;
+            let audit: i64 = sqlx::query_scalar("SELECT count(*) FROM audit").fetch_one(pool).await?;
+            (rooms, keys, audit)
+        }))
     }
 
     /// Writes a consistent copy of the database to `path` (which must not exist):
     /// one read transaction, so everything committed before it and nothing after,
     /// while other connections and processes go on reading and writing.
     pub async fn backup_to(&self, path: &Path) -> Result<(), StoreError> {
+        let Db::Sqlite(pool) = &self.db else { return Err(StoreError::SqliteOnly("keygate backup")) };
         let target = path.to_str().ok_or_else(|| StoreError::NotKeygate("the backup path is not UTF-8".into()))?;
-        sqlx::query("VACUUM INTO ?").bind(target).execute(&self.pool).await?;
+        sqlx::query("VACUUM INTO $1").bind(target).execute(pool).await?;
         Ok(())
     }
 
@@ -715,12 +833,27 @@ impl Store {
         Ok(locked)
     }
 
-    pub(crate) fn pool(&self) -> &SqlitePool {
-        &self.pool
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
     }
 
     /// Waits for pending writes and closes every connection.
     pub async fn close(&self) {
-        self.pool.close().await;
+        on_db!(&self.db, pool => pool.close().await);
     }
+}
+
+/// A database URL as errors show it: without its password.
+fn shown_url(url: &str) -> std::path::PathBuf {
+    let mut shown = url::Url::parse(url).map_or_else(
+        |_| "postgres://…".to_owned(),
+        |mut u| {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("…"));
+            }
+            u.to_string()
+        },
+    );
+    shown.truncate(200);
+    std::path::PathBuf::from(shown)
 }

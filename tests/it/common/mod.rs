@@ -30,7 +30,10 @@ impl TestServer {
 
     pub async fn with(adjust: impl FnOnce(&mut Settings)) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("keygate.db");
+        let db = match std::env::var("KEYGATE_TEST_STORE").as_deref() {
+            Ok("postgres") => postgres_database().await,
+            _ => dir.path().join("keygate.db"),
+        };
         let mut settings = Settings { listen: "127.0.0.1:0".parse().unwrap(), db: db.clone(), ..Settings::default() };
         adjust(&mut settings);
         let server = Server::start(settings).await.unwrap();
@@ -269,6 +272,20 @@ pub async fn run_browser_script(script: &str, adjust: impl FnOnce(&mut Settings)
     );
     s.shutdown().await;
     Some(stdout)
+}
+
+/// A new, empty database in the PostgreSQL server that `scripts/with-postgres`
+/// started (`KEYGATE_TEST_POSTGRES`), as the `--db` URL of a server.
+pub async fn postgres_database() -> PathBuf {
+    let admin = std::env::var("KEYGATE_TEST_POSTGRES")
+        .expect("KEYGATE_TEST_POSTGRES is not set: run the tests under scripts/with-postgres");
+    let name =
+        format!("kg_{}", keygate::ids::random_bytes::<8>().iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
+    let _ = sqlx::Connection::close(conn).await;
+    let base = admin.rsplit_once('/').unwrap().0;
+    PathBuf::from(format!("{base}/{name}"))
 }
 
 /// A server on a fixed loopback port and the `node` command that runs `script`
