@@ -617,9 +617,9 @@ impl<'g> Admission<'g> {
         let challenge =
             Challenge { payload: issued.challenge.signed_bytes().as_bytes(), siwe: issued.siwe.as_deref(), webauthn };
         let (claim, resumed) = match method {
-            Method::Ticket => (self.ticket_claim(&proof, &issued)?, None),
+            Method::Ticket => (self.ticket_claim(&proof, &issued).await?, None),
             Method::Resume => {
-                let (claim, resumed) = self.resume_claim(&proof, &issued)?;
+                let (claim, resumed) = self.resume_claim(&proof, &issued).await?;
                 (claim, Some(resumed))
             }
             _ => {
@@ -722,29 +722,36 @@ impl<'g> Admission<'g> {
 
     /// A resume token: this server's word that it admitted the identity with a
     /// method, for this room and DTLS certificate, a short while ago ([`crate::resume`]).
-    fn resume_claim(&self, proof: &Value, issued: &Issued) -> Result<(Claim, crate::resume::Resumed), Refused> {
+    async fn resume_claim(&self, proof: &Value, issued: &Issued) -> Result<(Claim, crate::resume::Resumed), Refused> {
         let token = proof
             .get("token")
             .and_then(|t| t.as_str())
             .ok_or_else(|| Refused::from(VerifyError::Malformed("missing token".into())))?;
         let c = &issued.challenge;
-        let resumed = self
+        let (resumed, once) = self
             .gw
             .resumes
             .redeem(token, &c.room, c.fingerprint.as_deref(), std::time::SystemTime::now())
             .map_err(Refused::quiet)?;
+        // Spent in the store: once in the whole service, and across restarts.
+        match self.gw.store.spend(&once.token, &once.expires_at).await {
+            Ok(true) => {}
+            Ok(false) => return Err(Refused::quiet("resume token already used")),
+            Err(e) => return Err(Refused::internal("spending a resume token", e)),
+        }
         let claim = Claim::new(resumed.identity.clone(), c.signed_bytes().as_bytes(), |_| Ok(Evidence::default()));
         Ok((claim, resumed))
     }
 
-    /// A ticket: state this server keeps, taken once, for the challenge's room. Its
-    /// proof was the signature that obtained it.
-    fn ticket_claim(&self, proof: &Value, issued: &Issued) -> Result<Claim, Refused> {
+    /// A ticket: state the service keeps (in the store), taken once, for the
+    /// challenge's room. Its proof was the signature that obtained it.
+    async fn ticket_claim(&self, proof: &Value, issued: &Issued) -> Result<Claim, Refused> {
         let ticket = proof
             .get("ticket")
             .and_then(|t| t.as_str())
             .ok_or_else(|| Refused::from(VerifyError::Malformed("missing ticket".into())))?;
-        let identity = self.gw.tickets.redeem(ticket, &issued.challenge.room).map_err(Refused::quiet)?;
+        let identity =
+            crate::tickets::redeem(&self.gw.store, ticket, &issued.challenge.room).await.map_err(Refused::quiet)?;
         Ok(Claim::new(identity, issued.challenge.signed_bytes().as_bytes(), |_| Ok(Evidence::default())))
     }
 

@@ -6,7 +6,6 @@ use crate::config::Settings;
 use crate::identity::Identity;
 use crate::rooms::Rooms;
 use crate::store::{AuditLog, Store};
-use crate::tickets::Tickets;
 use crate::verify::webauthn::Passkeys;
 use crate::verify::{Method, Verifiers};
 use std::sync::atomic::AtomicU64;
@@ -23,8 +22,6 @@ pub struct Gateway {
     pub verifiers: Verifiers,
     /// The WebAuthn relying party (registration and the WebAuthn half of challenges).
     pub passkeys: Arc<Passkeys>,
-    /// One-time tickets issued to native clients (method `ticket`).
-    pub tickets: Tickets,
     /// Tokens that let a peer back in after its socket dropped (method `resume`).
     pub resumes: crate::resume::Resumes,
     pub audit: AuditLog,
@@ -76,7 +73,6 @@ impl Gateway {
             metrics: crate::metrics::Metrics::new(stats.clone(), rooms.clone()),
             rooms,
             passkeys,
-            tickets: Tickets::default(),
             resumes: crate::resume::Resumes::ephemeral(),
             verifiers,
             audit,

@@ -16,9 +16,9 @@
 //! certificate, so media stays bound to the same key), until it expires (the
 //! `resume_window` setting), and once; the whitelist is checked again as for any
 //! method, so a key removed in the meantime stays out. Its MAC key lives in the
-//! database, so tokens outlive a restart (the set of spent tokens does not: after a
-//! restart an unexpired token could be used once more, by the holder of the same
-//! DTLS certificate only as far as other peers are concerned, since they check it).
+//! database, so tokens outlive a restart and work on every server of the service;
+//! spent tokens are recorded there too ([`crate::store::Store::spend`]), so a token
+//! is good once in the whole service, across restarts.
 //! The room's re-verification schedule counts from when the key was last proved,
 //! not from the resume.
 
@@ -29,14 +29,10 @@ use aws_lc_rs::hmac;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The longest token read: what this server issues is about 300–500 bytes.
 const MAX_TOKEN: usize = 1024;
-/// Most spent tokens remembered at once (each until it would have expired).
-const MAX_SPENT: usize = 200_000;
 
 /// What a token vouches for.
 #[derive(Serialize, Deserialize)]
@@ -67,11 +63,18 @@ pub struct Resumed {
     pub proved_at: SystemTime,
 }
 
-/// Issues and redeems resume tokens.
+/// Issues and checks resume tokens.
 pub struct Resumes {
     key: hmac::Key,
-    /// Spent tokens' nonces, with when they expire.
-    spent: Mutex<HashMap<String, u64>>,
+}
+
+/// What makes a checked token single use: it must be spent, once, in the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Once {
+    /// The token's own nonce, as the store records it.
+    pub token: String,
+    /// When the token expires (RFC 3339): the record is kept until then.
+    pub expires_at: String,
 }
 
 fn millis(t: SystemTime) -> u64 {
@@ -82,16 +85,12 @@ impl Resumes {
     /// Tokens MAC'd with `secret` (kept in the database: see
     /// [`crate::store::Store::server_secret`]).
     pub fn new(secret: &[u8]) -> Self {
-        Resumes { key: hmac::Key::new(hmac::HMAC_SHA256, secret), spent: Mutex::new(HashMap::new()) }
+        Resumes { key: hmac::Key::new(hmac::HMAC_SHA256, secret) }
     }
 
     /// With a key of its own, for a gateway without a database key (tests, fuzzing).
     pub fn ephemeral() -> Self {
         Self::new(&crate::ids::random_bytes::<32>())
-    }
-
-    fn spent(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
-        self.spent.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A token for `identity`, admitted to `room` with `method` for `fingerprint`,
@@ -119,15 +118,16 @@ impl Resumes {
         format!("{body}.{}", B64.encode(tag.as_ref()))
     }
 
-    /// Spends `token` for a new connection to `room` that signs `fingerprint`: the
-    /// admission it continues, or why not (for the audit log only).
+    /// Checks `token` for a new connection to `room` that signs `fingerprint`: the
+    /// admission it continues and what must be spent for it (once, in the store),
+    /// or why not (for the audit log only).
     pub fn redeem(
         &self,
         token: &str,
         room: &RoomId,
         fingerprint: Option<&str>,
         now: SystemTime,
-    ) -> Result<Resumed, &'static str> {
+    ) -> Result<(Resumed, Once), &'static str> {
         if token.len() > MAX_TOKEN {
             return Err("resume token too long");
         }
@@ -152,27 +152,14 @@ impl Resumes {
             return Err("resume token for another DTLS certificate");
         }
         let identity = Identity::parse(&body.id).map_err(|_| "unreadable resume token")?;
-        {
-            let mut spent = self.spent();
-            if spent.contains_key(&body.n) {
-                return Err("resume token already used");
-            }
-            if spent.len() >= MAX_SPENT {
-                spent.retain(|_, exp| *exp > now);
-                if spent.len() >= MAX_SPENT {
-                    return Err("too many resumes at once");
-                }
-            }
-            spent.insert(body.n, body.exp);
-        }
+        let expires = UNIX_EPOCH + Duration::from_millis(body.exp);
+        let once = Once {
+            token: format!("resume:{}", body.n),
+            expires_at: chrono::DateTime::<chrono::Utc>::from(expires)
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        };
         let proved_at = UNIX_EPOCH + Duration::from_millis(body.proved.min(now));
-        Ok(Resumed { identity, method: body.method, proved_at })
-    }
-
-    /// Forgets spent tokens that have expired anyway.
-    pub fn prune(&self) {
-        let now = millis(SystemTime::now());
-        self.spent().retain(|_, exp| *exp > now);
+        Ok((Resumed { identity, method: body.method, proved_at }, once))
     }
 }
 
@@ -190,12 +177,16 @@ mod tests {
     const FP: Option<&str> = Some("sha-256 AB:CD");
 
     #[test]
-    fn a_token_continues_its_admission_once() {
+    fn a_token_continues_its_admission_and_names_what_to_spend() {
         let (r, room, resumed) = fixture();
         let now = SystemTime::now();
         let token = r.issue(&room, &resumed, FP, now, Duration::from_secs(60));
-        assert_eq!(r.redeem(&token, &room, FP, now), Ok(resumed));
-        assert_eq!(r.redeem(&token, &room, FP, now), Err("resume token already used"));
+        let (continued, once) = r.redeem(&token, &room, FP, now).unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(continued, resumed);
+        // The same token names the same thing to spend; another token another.
+        assert_eq!(r.redeem(&token, &room, FP, now).map(|(_, o)| o), Ok(once.clone()));
+        let other = r.issue(&room, &resumed, FP, now, Duration::from_secs(60));
+        assert_ne!(r.redeem(&other, &room, FP, now).map(|(_, o)| o), Ok(once));
     }
 
     #[test]

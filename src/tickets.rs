@@ -17,59 +17,63 @@
 
 use crate::identity::Identity;
 use crate::ids::RoomId;
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use crate::store::{Store, StoreError, StoredTicket};
+use chrono::{SecondsFormat, Utc};
+use sha2::{Digest, Sha256};
+use std::time::Duration;
 
-/// Most tickets outstanding at once, server-wide.
-const MAX_TICKETS: usize = 100_000;
+/// Most tickets outstanding at once, in the whole service.
+const MAX_TICKETS: i64 = 100_000;
 
-struct Ticket {
-    room: RoomId,
-    identity: Identity,
-    expires: Instant,
+/// What the store keeps a ticket under: its SHA-256, so a database reader holds
+/// nothing it could present.
+fn hash(ticket: &str) -> String {
+    crate::ids::hex(&Sha256::digest(ticket.as_bytes()))
 }
 
-/// Tickets issued and not yet redeemed.
-#[derive(Default)]
-pub struct Tickets {
-    open: Mutex<HashMap<String, Ticket>>,
+fn time_text(t: chrono::DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-impl Tickets {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Ticket>> {
-        self.open.lock().unwrap_or_else(|p| p.into_inner())
-    }
+/// Issues a ticket for `identity` to join `room` within `ttl`, kept in the store so
+/// that any server of the service can redeem it (once). `None` when too many are
+/// outstanding.
+pub async fn issue(
+    store: &Store,
+    room: &RoomId,
+    identity: &Identity,
+    ttl: Duration,
+) -> Result<Option<String>, StoreError> {
+    let ticket = crate::ids::hex(&crate::ids::random_bytes::<24>());
+    let expires = Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+    let stored = StoredTicket {
+        room_id: room.to_string(),
+        identity: identity.did().to_string(),
+        expires_at: time_text(expires),
+    };
+    Ok(store.put_ticket(&hash(&ticket), &stored, MAX_TICKETS).await?.then_some(ticket))
+}
 
-    /// Issues a ticket for `identity` to join `room` within `ttl`.
-    pub fn issue(&self, room: &RoomId, identity: &Identity, ttl: Duration) -> Option<String> {
-        let mut open = self.lock();
-        let now = Instant::now();
-        open.retain(|_, t| t.expires > now);
-        if open.len() >= MAX_TICKETS {
-            return None;
-        }
-        let ticket = crate::ids::hex(&crate::ids::random_bytes::<24>());
-        open.insert(ticket.clone(), Ticket { room: room.clone(), identity: identity.clone(), expires: now + ttl });
-        Some(ticket)
+/// Takes a ticket (single use, whatever follows, on every server): its identity if
+/// it is for `room` and unexpired; otherwise why not, for the audit log.
+pub async fn redeem(store: &Store, ticket: &str, room: &RoomId) -> Result<Identity, &'static str> {
+    // A ticket is 48 hex digits; anything else was never issued.
+    if ticket.len() != 48 || !ticket.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err("unknown or already used ticket");
     }
-
-    /// Takes a ticket (single use, whatever follows): its identity if it is for
-    /// `room` and unexpired; otherwise why not, for the audit log.
-    pub fn redeem(&self, ticket: &str, room: &RoomId) -> Result<Identity, &'static str> {
-        let t = self.lock().remove(ticket).ok_or("unknown or already used ticket")?;
-        if t.expires <= Instant::now() {
-            return Err("expired ticket");
+    let t = match store.take_ticket(&hash(ticket)).await {
+        Ok(Some(t)) => t,
+        Ok(None) => return Err("unknown or already used ticket"),
+        Err(e) => {
+            tracing::error!(error = %e, "ticket lookup failed");
+            return Err("the ticket could not be looked up");
         }
-        if t.room != *room {
-            return Err("ticket for another room");
-        }
-        Ok(t.identity)
+    };
+    if t.expires_at <= time_text(Utc::now()) {
+        return Err("expired ticket");
     }
-
-    /// Forgets expired tickets.
-    pub fn prune(&self) {
-        let now = Instant::now();
-        self.lock().retain(|_, t| t.expires > now);
+    if t.room_id != room.as_str() {
+        return Err("ticket for another room");
     }
+    Identity::parse(&t.identity).map_err(|_| "unreadable ticket")
 }

@@ -26,8 +26,6 @@ pub(super) async fn maintain(state: AppState, mut shutdown: watch::Receiver<bool
 /// rows past their time (audit rows past the retention, lapsed sessions and invites).
 pub(super) async fn maintain_once(state: &AppState) {
     state.prune();
-    state.gateway.tickets.prune();
-    state.gateway.resumes.prune();
     let gw = &state.gateway;
     for (room, client, held_back) in gw.refusal_rows.drain() {
         let event = crate::store::AuditEvent {

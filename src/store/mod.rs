@@ -25,11 +25,13 @@ mod audit;
 mod changes;
 mod credentials;
 mod did_column;
+mod once;
 mod web;
 
 pub use audit::{AuditEvent, AuditLog, AuditRecord};
 pub use changes::{Change, ChangeAudit, NewEntry, RoomSettings};
 pub use credentials::{KeyAttestation, StoredCredential, CREDENTIAL_HINTS, HINT_ROOMS_UP_TO};
+pub use once::StoredTicket;
 pub use web::{Invite, WebSession};
 
 use crate::identity::{Did, Validity};
@@ -350,6 +352,8 @@ pub struct Pruned {
     pub audit_rows: u64,
     pub sessions: u64,
     pub invites: u64,
+    /// Expired tickets and spent tokens past their expiry.
+    pub single_use: u64,
 }
 
 impl Pruned {
@@ -746,6 +750,16 @@ impl Store {
                 .execute(pool)
                 .await?
                 .rows_affected();
+            pruned.single_use = sqlx::query("DELETE FROM tickets WHERE expires_at < $1")
+                .bind(&now)
+                .execute(pool)
+                .await?
+                .rows_affected()
+                + sqlx::query("DELETE FROM spent_tokens WHERE expires_at < $1")
+                    .bind(&now)
+                    .execute(pool)
+                    .await?
+                    .rows_affected();
         });
         Ok(pruned)
     }

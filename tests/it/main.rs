@@ -19,6 +19,7 @@ mod identity_formats;
 mod keepalive;
 mod large_lists;
 mod load_tool;
+mod many_nodes;
 mod no_secrets_in_logs;
 mod node_webcrypto;
 mod observability;

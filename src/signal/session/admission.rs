@@ -238,8 +238,15 @@ impl Session {
     async fn issue_ticket<S: Sink<Message> + Unpin>(&mut self, socket: &mut S, room: &RoomId, admitted: &Admitted) {
         let ttl = self.gw.settings.ticket_ttl;
         let identity = &admitted.identity;
-        let Some(ticket) = self.gw.tickets.issue(room, identity, ttl) else {
-            return send_error(socket, code::SERVER_FULL, "too many tickets outstanding; try again shortly").await;
+        let ticket = match crate::tickets::issue(&self.gw.store, room, identity, ttl).await {
+            Ok(Some(ticket)) => ticket,
+            Ok(None) => {
+                return send_error(socket, code::SERVER_FULL, "too many tickets outstanding; try again shortly").await
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "storing a ticket failed");
+                return send_error(socket, code::INTERNAL, "the server could not issue a ticket; try again").await;
+            }
         };
         let (did, method) = (Some(identity.did().to_owned()), Some(admitted.method));
         self.audit(room, "ticket-issued", did, method, admitted.detail.clone()).await;
