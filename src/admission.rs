@@ -7,7 +7,7 @@
 //! ```text
 //!  issue(purpose, asks) ──▶ Issued { challenge bytes, SIWE text?, WebAuthn ceremony?, methods }
 //!      │  offer(): what the client is sent (the socket's `challenge` frame, HTTP JSON)
-//!      ▼  kept by the caller: a socket's Slot, or a PendingMap by id over HTTP
+//!      ▼  kept by the caller: a socket's Slot; over HTTP, sealed into the challenge id
 //!  redeem(source, answer, caller)
 //!      method accepted? ─▶ take (single use) ─▶ payload and freshness ─▶ claim (parse only)
 //!      ─▶ whitelist and purpose ─▶ signature ─▶ policies ─▶ sign counters
@@ -22,7 +22,7 @@ use crate::challenge::{Freshness, IssuedChallenge, Refusal, SIGN_IN_ROOM};
 use crate::gateway::Gateway;
 use crate::identity::{Did, EthAddress, Identity};
 use crate::ids::RoomId;
-use crate::limits::{ClientKey, PendingMap};
+use crate::limits::ClientKey;
 use crate::protocol::{ChallengeOffer, SshHint};
 use crate::store::AuditEvent;
 use crate::verify::siwe::{ForChallenge, SiweMessage};
@@ -218,51 +218,113 @@ impl Source for Slot {
     }
 }
 
-/// Challenges issued over HTTP, each under a random id.
-pub struct Pending(PendingMap<Issued>);
+/// Challenges issued over HTTP (sign-in, invites). A challenge's state travels
+/// with the client, sealed into its id ([`crate::sealed`]): any server of the
+/// service takes the answer (a load balancer need not stick), none keeps anything
+/// until then, and each is taken once in the whole service.
+pub struct Pending(crate::sealed::Sealer);
 
-/// Proofs in progress at once over HTTP (sign-ins and invites), server-wide.
-const MAX_PENDING: usize = 10_000;
-/// … and from one client address: a sign-in takes one; a person who reloads a few
-/// times, or a small office behind one address, stays far below it.
-const MAX_PENDING_PER_CLIENT: usize = 32;
+/// The longest challenge id read: what this server seals is about 1–2 KiB.
+const MAX_SEALED: usize = 8 * 1024;
+
+/// What a sealed HTTP challenge carries: what answering it needs, not the options
+/// the client was sent.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Sealed {
+    /// The invite's room when enrolling; none when signing in.
+    enrol: Option<RoomId>,
+    room: RoomId,
+    nonce: String,
+    issued_at: String,
+    payload: String,
+    fingerprint: Option<String>,
+    siwe: Option<String>,
+    /// The passkey ceremony's user-verification requirement, when one was offered.
+    passkey_uv: Option<bool>,
+    methods: Vec<Method>,
+    by_hand: bool,
+}
 
 impl Pending {
-    /// Kept as long as the longest challenge lifetime.
-    pub fn new(settings: &crate::config::Settings) -> Self {
-        let ttl = settings.manual_freshness.max(settings.freshness_past);
-        Pending(PendingMap::new(ttl, MAX_PENDING_PER_CLIENT, MAX_PENDING))
+    /// Challenges sealed under `secret` (kept in the database: see
+    /// [`crate::store::Store::server_secret`]).
+    pub fn new(secret: &[u8]) -> Self {
+        Pending(crate::sealed::Sealer::new("challenge", secret))
     }
 
-    /// Keeps `issued` for `client`; returns its id.
-    pub fn put(&self, client: ClientKey, issued: Issued) -> String {
-        self.0.put(client, issued)
+    /// With a key of its own, for a gateway without a database key (tests, fuzzing).
+    pub fn ephemeral() -> Self {
+        Pending(crate::sealed::Sealer::ephemeral("challenge"))
     }
 
-    /// The challenge `id`, if it was issued for a purpose `wanted` accepts.
-    pub fn by_id<'a>(&'a self, id: &'a str, wanted: fn(&Purpose) -> bool) -> ById<'a> {
-        ById { pending: self, id, wanted }
+    /// Seals `issued` (a sign-in or an invite's challenge) for `ttl`; returns its id.
+    pub fn put(&self, issued: &Issued, ttl: Duration) -> String {
+        let enrol = match &issued.purpose {
+            Purpose::Enrol { room } => Some(room.clone()),
+            _ => None,
+        };
+        let c = &issued.challenge;
+        let sealed = Sealed {
+            enrol,
+            room: c.room.clone(),
+            nonce: c.nonce.clone(),
+            issued_at: c.issued_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            payload: c.signed_bytes().to_owned(),
+            fingerprint: c.fingerprint.clone(),
+            siwe: issued.siwe.clone(),
+            passkey_uv: match issued.passkey {
+                Passkey::Absent => None,
+                Passkey::Offered { require_uv, .. } => Some(require_uv),
+            },
+            methods: issued.methods.clone(),
+            by_hand: issued.by_hand,
+        };
+        self.0.seal(&sealed, ttl)
     }
 
-    pub fn prune(&self) {
-        self.0.prune();
-    }
-}
-
-/// One HTTP challenge, looked up by the id its answer names.
-pub struct ById<'a> {
-    pending: &'a Pending,
-    id: &'a str,
-    wanted: fn(&Purpose) -> bool,
-}
-
-impl Source for ById<'_> {
-    fn take(&mut self, _payload: &Value) -> Result<Issued, Refusal> {
-        let issued = self.pending.0.take(self.id).ok_or(Refusal::NoChallenge)?;
-        if !(self.wanted)(&issued.purpose) {
+    /// The challenge `id` seals, if this service sealed it, it has not expired, it
+    /// was not taken before (anywhere), and it was issued for a purpose `wanted`
+    /// accepts. Whatever follows, it is taken.
+    pub async fn take(
+        &self,
+        id: &str,
+        wanted: fn(&Purpose) -> bool,
+        store: &crate::store::Store,
+    ) -> Result<Issued, Refusal> {
+        // Unknown, expired or used: over HTTP, the answer is to start again.
+        let sealed: Sealed = self.0.open_once(id, MAX_SEALED, store).await.map_err(|_| Refusal::NoChallenge)?;
+        let purpose = match sealed.enrol {
+            Some(room) => Purpose::Enrol { room },
+            None => Purpose::SignIn,
+        };
+        if !wanted(&purpose) {
             return Err(Refusal::WrongRoom);
         }
-        Ok(issued)
+        let payload = RawValue::from_string(sealed.payload).map_err(|_| Refusal::NoChallenge)?;
+        let issued_at = chrono::DateTime::parse_from_rfc3339(&sealed.issued_at)
+            .map_err(|_| Refusal::NoChallenge)?
+            .with_timezone(&Utc);
+        let challenge = IssuedChallenge {
+            room: sealed.room,
+            nonce: sealed.nonce,
+            issued_at,
+            payload,
+            fingerprint: sealed.fingerprint,
+        };
+        let passkey = match sealed.passkey_uv {
+            None => Passkey::Absent,
+            Some(require_uv) => Passkey::Offered { options: Value::Null, require_uv },
+        };
+        Ok(Issued { purpose, challenge, siwe: sealed.siwe, passkey, methods: sealed.methods, by_hand: sealed.by_hand })
+    }
+}
+
+/// An HTTP challenge already taken from its seal (or why it could not be).
+pub struct Taken(pub Option<Result<Issued, Refusal>>);
+
+impl Source for Taken {
+    fn take(&mut self, _payload: &Value) -> Result<Issued, Refusal> {
+        self.0.take().unwrap_or(Err(Refusal::NoChallenge))
     }
 }
 

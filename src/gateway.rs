@@ -24,6 +24,8 @@ pub struct Gateway {
     pub passkeys: Arc<Passkeys>,
     /// Tokens that let a peer back in after its socket dropped (method `resume`).
     pub resumes: crate::resume::Resumes,
+    /// Challenges issued over HTTP (sign-in, invites), sealed into their ids.
+    pub http_challenges: crate::admission::Pending,
     pub audit: AuditLog,
     /// Refusal rows per room and client address (strangers cannot fill the log).
     pub refusal_rows: crate::limits::RowBudget,
@@ -74,6 +76,7 @@ impl Gateway {
             rooms,
             passkeys,
             resumes: crate::resume::Resumes::ephemeral(),
+            http_challenges: crate::admission::Pending::ephemeral(),
             verifiers,
             audit,
             settings,
@@ -83,10 +86,13 @@ impl Gateway {
         })
     }
 
-    /// Resume tokens MAC'd with `secret`, so that they outlive a restart (the
-    /// server passes the key it keeps in the database).
-    pub fn with_resume_key(mut self, secret: &[u8]) -> Self {
-        self.resumes = crate::resume::Resumes::new(secret);
+    /// Resume tokens, HTTP challenges and passkey registrations MAC'd with keys kept
+    /// in the database, so that they outlive a restart and every server of the
+    /// service accepts them.
+    pub fn with_keys(mut self, resume: &[u8], sealed_state: &[u8]) -> Self {
+        self.resumes = crate::resume::Resumes::new(resume);
+        self.http_challenges = crate::admission::Pending::new(sealed_state);
+        self.passkeys = Arc::new(self.passkeys.with_secret(sealed_state));
         self
     }
 

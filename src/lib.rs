@@ -58,6 +58,7 @@ pub mod metrics;
 pub mod protocol;
 pub mod resume;
 pub mod rooms;
+pub mod sealed;
 pub mod server;
 pub mod signal;
 pub mod store;

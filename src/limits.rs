@@ -9,17 +9,16 @@
 //! - [`ConnectionSlot`]: one of `max_connections` WebSocket connections;
 //! - [`UnadmittedSlot`]: one of `max_unadmitted` sockets not yet admitted, and one
 //!   of `max_unadmitted_per_address` for its address;
-//! - [`PendingMap`]: proofs and registrations in progress over HTTP, capped per
-//!   address (a client's newest push out its own oldest, never anyone else's) and
-//!   server-wide.
+//!
+//! Proofs and passkey registrations in progress over HTTP are held by no server:
+//! they travel with the client, sealed ([`crate::sealed`]).
 //!
 //! Never: block, await, or hold a lock across an await.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
 
 /// Who a budget belongs to: a client's IP address, with IPv6 taken as its /64 (one
 /// subscriber's network; a single host can use any address inside it).
@@ -162,124 +161,6 @@ impl Drop for UnadmittedSlot {
     }
 }
 
-/// Things in progress that a client started and may finish (an HTTP challenge, a
-/// passkey registration), each under a random id, kept for `ttl`.
-///
-/// Bounded per client: a client's newest entry pushes out its own oldest, so one
-/// address can never crowd out everyone else. Bounded in all: past `total`, the
-/// oldest entry of anyone goes (only many addresses together can cause that, each
-/// within its rate limit). Expired entries are dropped as new ones arrive, at a cost
-/// that does not grow with the map.
-pub struct PendingMap<T> {
-    inner: Mutex<PendingInner<T>>,
-    ttl: Duration,
-    per_client: usize,
-    total: usize,
-}
-
-struct PendingEntry<T> {
-    value: T,
-    at: Instant,
-    client: ClientKey,
-}
-
-struct PendingInner<T> {
-    entries: HashMap<String, PendingEntry<T>>,
-    /// Ids in the order they were made; an id already taken is skipped when reached.
-    order: VecDeque<String>,
-    by_client: HashMap<ClientKey, VecDeque<String>>,
-}
-
-impl<T> PendingInner<T> {
-    fn remove(&mut self, id: &str) -> Option<PendingEntry<T>> {
-        let entry = self.entries.remove(id)?;
-        if let Some(ids) = self.by_client.get_mut(&entry.client) {
-            ids.retain(|i| i != id);
-            if ids.is_empty() {
-                self.by_client.remove(&entry.client);
-            }
-        }
-        Some(entry)
-    }
-}
-
-impl<T> PendingMap<T> {
-    pub fn new(ttl: Duration, per_client: usize, total: usize) -> Self {
-        PendingMap {
-            inner: Mutex::new(PendingInner {
-                entries: HashMap::new(),
-                order: VecDeque::new(),
-                by_client: HashMap::new(),
-            }),
-            ttl,
-            per_client: per_client.max(1),
-            total: total.max(1),
-        }
-    }
-
-    /// Keeps `value` for `client`; returns the id to finish it with.
-    pub fn put(&self, client: ClientKey, value: T) -> String {
-        let id = crate::ids::hex(&crate::ids::random_bytes::<16>());
-        let mut inner = lock(&self.inner);
-        self.drop_expired(&mut inner);
-        let own = inner.by_client.get(&client).map_or(0, VecDeque::len);
-        if own >= self.per_client {
-            if let Some(oldest) = inner.by_client.get(&client).and_then(|ids| ids.front().cloned()) {
-                inner.remove(&oldest);
-            }
-        }
-        while inner.entries.len() >= self.total {
-            match inner.order.pop_front() {
-                Some(oldest) => {
-                    inner.remove(&oldest);
-                }
-                None => break,
-            }
-        }
-        inner.entries.insert(id.clone(), PendingEntry { value, at: Instant::now(), client });
-        inner.order.push_back(id.clone());
-        inner.by_client.entry(client).or_default().push_back(id.clone());
-        id
-    }
-
-    /// Takes an entry out (single use), if it exists and has not expired.
-    pub fn take(&self, id: &str) -> Option<T> {
-        let entry = lock(&self.inner).remove(id)?;
-        (entry.at.elapsed() < self.ttl).then_some(entry.value)
-    }
-
-    /// Entries held now.
-    pub fn len(&self) -> usize {
-        lock(&self.inner).entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Drops every expired entry (the pruning task calls this, so an idle map does
-    /// not keep what nobody will finish).
-    pub fn prune(&self) {
-        let mut inner = lock(&self.inner);
-        self.drop_expired(&mut inner);
-        inner.order.shrink_to_fit();
-        inner.entries.shrink_to_fit();
-        inner.by_client.shrink_to_fit();
-    }
-
-    /// Drops expired (and already taken) entries from the oldest end.
-    fn drop_expired(&self, inner: &mut PendingInner<T>) {
-        while let Some(oldest) = inner.order.front() {
-            if inner.entries.get(oldest).is_some_and(|e| e.at.elapsed() < self.ttl) {
-                break;
-            }
-            if let Some(oldest) = inner.order.pop_front() {
-                inner.remove(&oldest);
-            }
-        }
-    }
-}
-
 /// How many refusal rows one client address may write to one room's audit log per
 /// minute. The rest are counted, and the count goes into the next row written for
 /// that address and room, or into a summary row (see [`RowBudget::drain`]), so the
@@ -326,30 +207,6 @@ mod tests {
 
     fn client(n: u8) -> ClientKey {
         ClientKey::of(IpAddr::from([10, 0, 0, n]))
-    }
-
-    #[test]
-    fn one_client_cannot_push_out_another() {
-        let map = PendingMap::new(Duration::from_secs(60), 4, 100);
-        let mine = map.put(client(1), "alice");
-        let flood: Vec<String> =
-            (0..1000).map(|i| map.put(client(2), if i < 999 { "flood" } else { "last" })).collect();
-        assert!(map.len() <= 5, "{}", map.len());
-        assert_eq!(map.take(&mine), Some("alice"));
-        assert_eq!(map.take(&flood[999]), Some("last"));
-        assert_eq!(map.take(&flood[0]), None, "the flood pushed out its own oldest");
-        assert_eq!(map.take(&mine), None, "single use");
-    }
-
-    #[test]
-    fn the_total_holds_and_expired_entries_go() {
-        let map = PendingMap::new(Duration::from_millis(0), 4, 3);
-        for n in 0..10 {
-            map.put(client(n), n);
-        }
-        assert!(map.len() <= 3);
-        map.prune();
-        assert!(map.is_empty());
     }
 
     #[test]

@@ -227,12 +227,10 @@ pub fn raw_rates(method: Method, seconds: f64) -> Result<RawRates, BenchError> {
         .map_err(|e| setup(&e))?;
     let ceremony = match &signer {
         ProofSigner::Webauthn(authenticator, _) => {
-            let (id, options) = passkeys
-                .start_registration(crate::limits::ClientKey::of([127, 0, 0, 1].into()), "bench")
-                .map_err(|e| setup(&e))?;
+            let (state, options) = passkeys.begin_registration("bench").map_err(|e| setup(&e))?;
             let credential = serde_json::from_value(authenticator.register(&options).map_err(|e| setup(&e))?)
                 .map_err(|e| setup(&e))?;
-            let registered = passkeys.finish_registration(&id, &credential).map_err(|e| setup(&e))?;
+            let registered = passkeys.complete_registration(&state, &credential).map_err(|e| setup(&e))?;
             Some(passkeys.challenge(issued.signed_bytes(), vec![registered], false).map_err(|e| setup(&e))?)
         }
         _ => None,

@@ -10,7 +10,6 @@ use crate::client::p256_key::P256Key;
 use crate::client::signer::ProofSigner;
 use crate::client::soft_webauthn::SoftAuthenticator;
 use crate::identity::Identity;
-use crate::limits::ClientKey;
 use crate::protocol::{read_frame, ClientMessage};
 use crate::verify::siwe::{ForChallenge, SiweMessage};
 use crate::verify::webauthn::{Ceremony, Passkeys};
@@ -135,16 +134,13 @@ fn build() -> Result<Fixture, String> {
     // A passkey, registered with the relying party, answering the challenge's ceremony.
     let passkeys = Passkeys::new("localhost", &[ORIGIN.to_owned()]).map_err(s).map_err(e("relying party"))?;
     let authenticator = SoftAuthenticator::new("localhost", ORIGIN).map_err(s).map_err(e("authenticator"))?;
-    let (registration, options) = passkeys
-        .start_registration(ClientKey::of(std::net::Ipv4Addr::LOCALHOST.into()), "fuzz")
-        .map_err(s)
-        .map_err(e("registration"))?;
+    let (registration, options) = passkeys.begin_registration("fuzz").map_err(s).map_err(e("registration"))?;
     let created = authenticator.register(&options).map_err(s).map_err(e("register"))?;
     let (cose_key, attestation_object) =
         super::parsers::attested_cose_key(&created).map_err(e("attestation object"))?;
     let created = serde_json::from_value(created).map_err(s).map_err(e("registration credential"))?;
     let (credential, identity) =
-        passkeys.finish_registration(&registration, &created).map_err(s).map_err(e("finish registration"))?;
+        passkeys.complete_registration(&registration, &created).map_err(s).map_err(e("finish registration"))?;
     let ceremony =
         passkeys.challenge(&payload, vec![(credential, identity.clone())], false).map_err(s).map_err(e("ceremony"))?;
     let asserted = authenticator.assert(&ceremony.options).map_err(s).map_err(e("assert"))?;

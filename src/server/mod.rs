@@ -113,7 +113,9 @@ impl Server {
         fit_to_file_limit(&mut settings, open_file_limit());
         let (shutdown, shutdown_rx) = watch::channel(false);
         let resume_key = store.server_secret("resume").await?;
-        let gateway = Arc::new(Gateway::build(settings, store, shutdown_rx.clone())?.with_resume_key(&resume_key));
+        let challenge_key = store.server_secret("sealed-state").await?;
+        let gateway =
+            Arc::new(Gateway::build(settings, store, shutdown_rx.clone())?.with_keys(&resume_key, &challenge_key));
         gateway.rooms.start_following().await?;
         let follower = tokio::spawn(gateway.rooms.clone().follow_changes(CHANGE_POLL, shutdown_rx.clone()));
         let limits = accept::HttpLimits {

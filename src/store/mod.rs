@@ -31,7 +31,7 @@ mod web;
 pub use audit::{AuditEvent, AuditLog, AuditRecord};
 pub use changes::{Change, ChangeAudit, NewEntry, RoomSettings};
 pub use credentials::{KeyAttestation, StoredCredential, CREDENTIAL_HINTS, HINT_ROOMS_UP_TO};
-pub use once::StoredTicket;
+pub use once::{StoredFlash, StoredTicket};
 pub use web::{Invite, WebSession};
 
 use crate::identity::{Did, Validity};
@@ -352,7 +352,7 @@ pub struct Pruned {
     pub audit_rows: u64,
     pub sessions: u64,
     pub invites: u64,
-    /// Expired tickets and spent tokens past their expiry.
+    /// Expired tickets, spent tokens past their expiry, and unread notices.
     pub single_use: u64,
 }
 
@@ -756,6 +756,11 @@ impl Store {
                 .await?
                 .rows_affected()
                 + sqlx::query("DELETE FROM spent_tokens WHERE expires_at < $1")
+                    .bind(&now)
+                    .execute(pool)
+                    .await?
+                    .rows_affected()
+                + sqlx::query("DELETE FROM flashes WHERE expires_at < $1")
                     .bind(&now)
                     .execute(pool)
                     .await?

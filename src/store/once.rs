@@ -1,5 +1,5 @@
 //! What may be used once in the whole service, whichever server it reaches: one-time
-//! tickets and spent single-use tokens. Taking one is one statement (a `DELETE …
+//! tickets, spent single-use tokens, and host-page notices shown once. Taking one is one statement (a `DELETE …
 //! RETURNING`, an `INSERT … ON CONFLICT DO NOTHING`), so two servers racing for
 //! the same one cannot both have it.
 
@@ -61,6 +61,50 @@ impl Store {
                 .await?
                 .rows_affected()
                 == 1
+        }))
+    }
+}
+
+/// A host-page notice kept for the page after a change's redirect.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct StoredFlash {
+    pub session: String,
+    pub room_id: String,
+    pub section: String,
+    pub body: String,
+}
+
+impl Store {
+    /// Keeps a notice under `id` until `expires_at`.
+    pub async fn put_flash(&self, id: &str, flash: &StoredFlash, expires_at: &str) -> Result<(), StoreError> {
+        on_db!(self.db(), pool => {
+            sqlx::query(
+                "INSERT INTO flashes (id, session, room_id, section, body, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(id)
+            .bind(&flash.session)
+            .bind(&flash.room_id)
+            .bind(&flash.section)
+            .bind(&flash.body)
+            .bind(expires_at)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(())
+    }
+
+    /// Takes the notice `id`, unexpired: it is gone for every server.
+    pub async fn take_flash(&self, id: &str) -> Result<Option<StoredFlash>, StoreError> {
+        let now = now_text();
+        Ok(on_db!(self.db(), pool => {
+            sqlx::query_as(
+                "DELETE FROM flashes WHERE id = $1 AND expires_at > $2 RETURNING session, room_id, section, body",
+            )
+            .bind(id)
+            .bind(&now)
+            .fetch_optional(pool)
+            .await?
         }))
     }
 }

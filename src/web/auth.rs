@@ -106,12 +106,7 @@ pub struct ChallengeRequest {
 
 /// Issues a challenge for `purpose` over HTTP: the offer the socket's `challenge`
 /// frame carries, plus the id to answer it with.
-pub async fn offer_challenge(
-    state: &AppState,
-    remote: SocketAddr,
-    purpose: Purpose,
-    address: Option<&str>,
-) -> Result<Value, Error> {
+pub async fn offer_challenge(state: &AppState, purpose: Purpose, address: Option<&str>) -> Result<Value, Error> {
     let address = match address.filter(|a| !a.is_empty()).map(EthAddress::parse) {
         None => None,
         Some(Ok(a)) => Some(a),
@@ -123,7 +118,7 @@ pub async fn offer_challenge(
         .await
         .map_err(|e| Error::json(StatusCode::INTERNAL_SERVER_ERROR, e.0))?;
     let mut offer = serde_json::to_value(issued.offer()).unwrap_or_default();
-    let id = state.pending.put(ClientKey::of(remote.ip()), issued);
+    let id = state.gateway.http_challenges.put(&issued, issued.lifetime(&state.gateway.settings));
     offer["challengeId"] = id.into();
     Ok(offer)
 }
@@ -147,17 +142,17 @@ pub async fn redeem_answer(
         remote: Some(crate::server::proxy::remote_text(remote)),
         room: None,
     };
-    let mut source = state.pending.by_id(&id, wanted);
-    Ok(Admission::new(&state.gateway).redeem(&mut source, answer, &caller).await?)
+    let gw = &state.gateway;
+    let mut source = crate::admission::Taken(Some(gw.http_challenges.take(&id, wanted, &gw.store).await));
+    Ok(Admission::new(gw).redeem(&mut source, answer, &caller).await?)
 }
 
 pub async fn sign_in_challenge(
     State(state): State<AppState>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
     body: Option<Json<ChallengeRequest>>,
 ) -> Result<Json<Value>, Error> {
     let body = body.map(|Json(b)| b).unwrap_or_default();
-    offer_challenge(&state, remote, Purpose::SignIn, body.address.as_deref()).await.map(Json)
+    offer_challenge(&state, Purpose::SignIn, body.address.as_deref()).await.map(Json)
 }
 
 pub async fn sign_in_verify(

@@ -283,23 +283,34 @@ pub struct ListQuery {
     done: String,
 }
 
-/// What a change did, for the page after its redirect: only that session's, and
-/// once.
-pub struct Flash {
-    /// The session's CSRF token: no other session can read it.
-    session: String,
-    room: RoomId,
-    section: &'static str,
+/// What a change did, for the page after its redirect.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Flash {
     notice: Option<String>,
     errors: Vec<String>,
 }
 
-/// Post/Redirect/Get: keeps what the change did and sends the browser to the room
-/// page, which shows it once; a reload shows the page, not the change again.
-pub(super) fn show_after_change(
+/// How long a change's notice waits for the page its redirect opens.
+const FLASH_TTL: chrono::Duration = chrono::Duration::minutes(10);
+
+/// The room page's sections a notice may belong to.
+fn section_named(name: &str) -> &'static str {
+    ["keys", "whitelist", "invites", "settings", "owners", "delete"].into_iter().find(|s| *s == name).unwrap_or("keys")
+}
+
+/// What a session's notices are kept under: only that session reads them.
+fn flash_session(session: &WebSession) -> String {
+    use sha2::{Digest, Sha256};
+    crate::ids::hex(&Sha256::digest(session.csrf.as_bytes()))
+}
+
+/// Post/Redirect/Get: keeps what the change did (in the store, so the redirected
+/// request may reach any server) and sends the browser to the room page, which
+/// shows it once, to this session only; a reload shows the page, not the change
+/// again. If the notice cannot be kept, the page is shown at once instead.
+pub(super) async fn show_after_change(
     state: &AppState,
     session: &WebSession,
-    client: crate::limits::ClientKey,
     room: &RoomId,
     section: &'static str,
     notice: Option<String>,
@@ -313,8 +324,19 @@ pub(super) fn show_after_change(
         "whitelist" => "#who".to_owned(),
         other => format!("#{other}"),
     };
-    let flash = Flash { session: session.csrf.clone(), room: room.clone(), section, notice, errors };
-    let id = state.flashes.put(client, flash);
+    let id = crate::ids::hex(&crate::ids::random_bytes::<16>());
+    let stored = crate::store::StoredFlash {
+        session: flash_session(session),
+        room_id: room.to_string(),
+        section: section.to_owned(),
+        body: serde_json::to_string(&Flash { notice, errors }).unwrap_or_default(),
+    };
+    let expires = (chrono::Utc::now() + FLASH_TTL).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    if let Err(e) = state.gateway.store.put_flash(&id, &stored, &expires).await {
+        // The change is made; only its notice is lost.
+        tracing::error!(error = %e, "keeping a notice failed");
+        return Redirect::to(&format!("/rooms/{room}{anchor}")).into_response();
+    }
     Redirect::to(&format!("/rooms/{room}?done={id}{anchor}")).into_response()
 }
 
@@ -387,8 +409,14 @@ pub async fn room_page(
 ) -> Result<Response, Error> {
     let (id, record) = owned_room(&state, &session, &room).await?;
     if !query.done.is_empty() {
-        if let Some(f) = state.flashes.take(&query.done).filter(|f| f.session == session.csrf && f.room == id) {
-            return render_room_at(f.section, &state, &session, &id, record, f.notice, f.errors).await;
+        let taken = state.gateway.store.take_flash(&query.done).await.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "reading a notice failed");
+            None
+        });
+        if let Some(f) = taken.filter(|f| f.session == flash_session(&session) && f.room_id == id.as_str()) {
+            let Flash { notice, errors } =
+                serde_json::from_str(&f.body).unwrap_or(Flash { notice: None, errors: Vec::new() });
+            return render_room_at(section_named(&f.section), &state, &session, &id, record, notice, errors).await;
         }
     }
     let mut list = ListPage::first(Search::parse(&query.q));
@@ -411,7 +439,6 @@ pub async fn allow(
 ) -> Result<Response, Error> {
     const UNREADABLE: Error = Error::page(StatusCode::BAD_REQUEST, "The form could not be read; try again.");
     let (mut csrf, mut label, mut piv_require) = (String::new(), String::new(), String::new());
-    let client = crate::limits::ClientKey::of(remote.ip());
     let remote = crate::server::proxy::remote_text(remote);
     let service = state.gateway.whitelist();
     // Checked against the session's rooms below, before any key is read.
@@ -509,7 +536,7 @@ pub async fn allow(
         // Nothing changed: the form is shown again with what was wrong.
         return render_room_at("keys", &state, &session, &room_id, record, notice, errors).await;
     }
-    Ok(show_after_change(&state, &session, client, &room_id, "keys", notice, errors))
+    Ok(show_after_change(&state, &session, &room_id, "keys", notice, errors).await)
 }
 
 /// Bad lines named on the page; the rest are counted.

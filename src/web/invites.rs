@@ -63,7 +63,6 @@ pub async fn create_invite(
         return render_room_at("invites", &state, &session, &id, record, None, errors).await;
     }
     let expires = Utc::now() + chrono::Duration::hours(form.hours);
-    let client = crate::limits::ClientKey::of(remote.ip());
     let remote = crate::server::proxy::remote_text(remote);
     let actor = crate::whitelist::Actor::owner(&session.identity, "host page", Some(&remote));
     let invite = state
@@ -73,7 +72,7 @@ pub async fn create_invite(
         .await
         .map_err(|e| Error::internal("creating an invite", e))?;
     let notice = Some(format!("Invite created: {}/i/{invite}", state.gateway.origin));
-    Ok(super::host::show_after_change(&state, &session, client, &id, "invites", notice, Vec::new()))
+    Ok(super::host::show_after_change(&state, &session, &id, "invites", notice, Vec::new()).await)
 }
 
 #[derive(Template)]
@@ -115,13 +114,12 @@ async fn invite_room(state: &AppState, invite: &str) -> Result<(Invite, RoomId),
 
 pub async fn invite_challenge(
     State(state): State<AppState>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
     Path(invite): Path<String>,
     body: Option<Json<Value>>,
 ) -> Result<Json<Value>, Error> {
     let (_, room) = invite_room(&state, &invite).await?;
     let address = body.as_ref().and_then(|Json(b)| b["address"].as_str().map(str::to_owned));
-    offer_challenge(&state, remote, Purpose::Enrol { room }, address.as_deref()).await.map(Json)
+    offer_challenge(&state, Purpose::Enrol { room }, address.as_deref()).await.map(Json)
 }
 
 /// Whoever proves a key through an invite is whitelisted under the invite's label.

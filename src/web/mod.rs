@@ -47,11 +47,7 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct AppState {
     pub gateway: Arc<Gateway>,
-    pub pending: Arc<crate::admission::Pending>,
     pub limiter: Arc<governor::DefaultKeyedRateLimiter<ClientKey>>,
-    /// What a change on a host page did, kept for the page it redirects to
-    /// (Post/Redirect/Get: a reload never repeats the change).
-    pub flashes: Arc<crate::limits::PendingMap<host::Flash>>,
     /// The browser-side hardening every answer carries, computed once.
     headers: Arc<Vec<(header::HeaderName, header::HeaderValue)>>,
 }
@@ -95,21 +91,12 @@ impl AppState {
         let per_minute = NonZeroU32::new(gateway.settings.http_requests_per_minute).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(per_minute.get() / 2).unwrap_or(NonZeroU32::MIN);
         let limiter = governor::RateLimiter::keyed(governor::Quota::per_minute(per_minute).allow_burst(burst));
-        AppState {
-            pending: Arc::new(crate::admission::Pending::new(&gateway.settings)),
-            headers: Arc::new(hardening_headers(&gateway.origin)),
-            gateway,
-            limiter: Arc::new(limiter),
-            flashes: Arc::new(crate::limits::PendingMap::new(std::time::Duration::from_secs(600), 32, 10_000)),
-        }
+        AppState { headers: Arc::new(hardening_headers(&gateway.origin)), gateway, limiter: Arc::new(limiter) }
     }
 
     /// Forgets what expired: unanswered challenges and registrations, and the rate
     /// limiter's memory of addresses that have gone quiet.
     pub fn prune(&self) {
-        self.pending.prune();
-        self.flashes.prune();
-        self.gateway.passkeys.prune();
         self.limiter.retain_recent();
         self.limiter.shrink_to_fit();
     }

@@ -23,16 +23,11 @@ pub struct StartRegistration {
     label: String,
 }
 
-pub async fn start(
-    State(gw): State<Arc<Gateway>>,
-    axum::extract::ConnectInfo(remote): axum::extract::ConnectInfo<std::net::SocketAddr>,
-    Json(body): Json<StartRegistration>,
-) -> Result<Json<Value>, Error> {
+pub async fn start(State(gw): State<Arc<Gateway>>, Json(body): Json<StartRegistration>) -> Result<Json<Value>, Error> {
     let label: String = body.label.chars().take(64).collect();
-    let client = crate::limits::ClientKey::of(remote.ip());
     let (id, options) = gw
         .passkeys
-        .start_registration(client, &label)
+        .start_registration(&label)
         .map_err(|e| Error::json(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     Ok(Json(json!({ "registrationId": id, "options": options })))
 }
@@ -54,7 +49,8 @@ pub async fn finish(
         .map_err(|e| Error::json(StatusCode::BAD_REQUEST, format!("credential is not a PublicKeyCredential: {e}")))?;
     let (credential, identity) = gw
         .passkeys
-        .finish_registration(&body.registration_id, &credential)
+        .finish_registration(&body.registration_id, &credential, &gw.store)
+        .await
         .map_err(|e| Error::json(StatusCode::BAD_REQUEST, e.to_string()))?;
     let id = crate::verify::webauthn::credential_id_text(&credential.cred_id);
     let record = serde_json::to_string(&credential)

@@ -22,11 +22,18 @@ async fn shared_database() -> Option<PathBuf> {
     Some(postgres_database().await)
 }
 
-/// `count` servers on the database `db`.
+/// `count` servers on the database `db`: one service, under one public origin (as
+/// behind a load balancer), each on its own port.
 async fn servers(db: &std::path::Path, count: usize) -> Vec<TestServer> {
     let mut all = Vec::new();
     for _ in 0..count {
-        all.push(TestServer::with(|c| c.db = db.to_owned()).await);
+        all.push(
+            TestServer::with(|c| {
+                c.db = db.to_owned();
+                c.origin = Some("http://localhost:8443".into());
+            })
+            .await,
+        );
     }
     all
 }
@@ -156,6 +163,100 @@ async fn a_key_removed_on_one_server_leaves_a_call_on_another() {
     // …and refuses it from then on.
     let mut again = nodes[1].connect().await;
     assert_eq!(server_code(again.join_webcrypto(join(&room), &guest).await.unwrap_err()), "not-admitted");
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+/// A sign-in started on one server finishes on another (its challenge is sealed
+/// into its id, not kept by the server that made it), and only once: the same
+/// answer raced to two servers signs in once.
+#[tokio::test]
+async fn a_sign_in_started_on_one_server_finishes_on_another_once() {
+    let Some(db) = shared_database().await else { return };
+    let nodes = servers(&db, 2).await;
+    let person = key();
+    let http = reqwest::Client::new();
+    let answer_to = |ch: &Value| {
+        let signature = person.sign_b64(ch["payload"].to_string().as_bytes()).unwrap();
+        json!({"challengeId": ch["challengeId"], "method": "webcrypto", "payload": ch["payload"],
+            "signature": signature, "publicKey": person.public_jwk()})
+    };
+    let challenge = || async {
+        let res = http.post(format!("{}/signin/challenge", nodes[0].http())).json(&json!({})).send().await.unwrap();
+        res.json::<Value>().await.unwrap()
+    };
+    let verify = |n: usize, answer: Value| {
+        let (http, base) = (http.clone(), nodes[n].http());
+        async move { http.post(format!("{base}/signin/verify")).json(&answer).send().await.unwrap().status() }
+    };
+    let answer = answer_to(&challenge().await);
+    assert!(verify(1, answer).await.is_success(), "a challenge from one server is answered on another");
+    let answer = answer_to(&challenge().await);
+    let (a, b) = tokio::join!(verify(0, answer.clone()), verify(1, answer));
+    assert_eq!([a, b].iter().filter(|s| s.is_success()).count(), 1, "{a} {b}");
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+/// A passkey registration started on one server finishes on another (the
+/// registration is sealed into its id), once.
+#[tokio::test]
+async fn a_passkey_registration_started_on_one_server_finishes_on_another_once() {
+    let Some(db) = shared_database().await else { return };
+    let nodes = servers(&db, 2).await;
+    let http = reqwest::Client::new();
+    let started: Value = http
+        .post(format!("{}/webauthn/register/start", nodes[0].http()))
+        .json(&json!({"label": "laptop"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let origin = nodes[0].server().gateway().origin.clone();
+    let authenticator = keygate::client::soft_webauthn::SoftAuthenticator::new("localhost", &origin).unwrap();
+    let credential = authenticator.register(&started["options"]).unwrap();
+    let body = json!({"registrationId": started["registrationId"], "credential": credential});
+    let finish = |n: usize| {
+        let (http, base, body) = (http.clone(), nodes[n].http(), body.clone());
+        async move { http.post(format!("{base}/webauthn/register/finish")).json(&body).send().await.unwrap() }
+    };
+    let res = finish(1).await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let again = finish(0).await;
+    assert_eq!(again.status(), 400);
+    assert!(again.text().await.unwrap().contains("no such registration in progress"));
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+/// A host-page change on one server, its redirect answered by another: the notice
+/// and the lines that could not be read are shown there, once, to that session only.
+#[tokio::test]
+async fn a_change_s_notice_is_shown_by_whichever_server_the_redirect_reaches() {
+    let Some(db) = shared_database().await else { return };
+    let nodes = servers(&db, 2).await;
+    let owner = key();
+    // A browser: cookies (for 127.0.0.1, whatever the port), redirects not followed.
+    let host =
+        reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    sign_in(&nodes[0], &host, &owner).await;
+    let room = nodes[0].room(&owner, &[]).await;
+    let html = host.get(format!("{}/rooms/{room}", nodes[0].http())).send().await.unwrap().text().await.unwrap();
+    let form = reqwest::multipart::Form::new()
+        .text("csrf", csrf(&html))
+        .text("keys", format!("{}\nnot a key", identity(&key()).did()));
+    let res = host.post(format!("{}/rooms/{room}/allow", nodes[0].http())).multipart(form).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    let to = res.headers()["location"].to_str().unwrap().to_owned();
+    let page = host.get(format!("{}{to}", nodes[1].http())).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Added 1 key.") && page.contains("pasted line 2: not a key format"), "{page}");
+    let again = host.get(format!("{}{to}", nodes[1].http())).send().await.unwrap().text().await.unwrap();
+    assert!(!again.contains("Added 1 key."), "shown once");
     for node in nodes {
         node.shutdown().await;
     }

@@ -22,7 +22,6 @@
 //! signed payload.
 
 use crate::identity::{rsa_from_parts, Identity, PublicKey};
-use crate::limits::{ClientKey, PendingMap};
 use base64::Engine;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -36,17 +35,14 @@ use webauthn_rs_core::WebauthnCore;
 
 /// How long a started registration may take to finish.
 const REGISTRATION_TTL: Duration = Duration::from_secs(300);
-/// Registrations in progress at once, server-wide.
-const MAX_PENDING: usize = 10_000;
-/// Registrations in progress at once from one client address: a client's newest
-/// pushes out its own oldest, never anyone else's.
-const MAX_PENDING_PER_CLIENT: usize = 16;
+/// The longest registration id read: what this server seals is about 1 KiB.
+const MAX_REGISTRATION_ID: usize = 8 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PasskeyError {
     #[error("WebAuthn configuration: {0}")]
     Config(String),
-    #[error("no such registration in progress (it may have expired); start again")]
+    #[error("no such registration in progress (it may have expired or been finished); start again")]
     UnknownRegistration,
     #[error("the credential was not accepted: {0}")]
     Rejected(String),
@@ -68,7 +64,9 @@ pub struct Ceremony {
 /// The relying party, shared by the pages and the sessions.
 pub struct Passkeys {
     core: Arc<WebauthnCore>,
-    pending: PendingMap<RegistrationState>,
+    /// Registrations in progress travel with the browser, sealed into their ids
+    /// ([`crate::sealed`]): any server finishes them, once, and none holds them.
+    registrations: crate::sealed::Sealer,
 }
 
 impl Passkeys {
@@ -84,24 +82,29 @@ impl Passkeys {
         }
         let core =
             WebauthnCore::new_unsafe_experts_only("keygate", rp_id, origins, Duration::from_secs(120), None, None);
-        Ok(Passkeys {
-            core: Arc::new(core),
-            pending: PendingMap::new(REGISTRATION_TTL, MAX_PENDING_PER_CLIENT, MAX_PENDING),
-        })
+        Ok(Passkeys { core: Arc::new(core), registrations: crate::sealed::Sealer::ephemeral("registration") })
+    }
+
+    /// The same relying party, sealing registrations under `secret` (kept in the
+    /// database), so that every server of the service finishes them.
+    pub fn with_secret(&self, secret: &[u8]) -> Self {
+        Passkeys { core: self.core.clone(), registrations: crate::sealed::Sealer::new("registration", secret) }
     }
 
     pub fn core(&self) -> Arc<WebauthnCore> {
         self.core.clone()
     }
 
-    /// Forgets registrations nobody finished.
-    pub fn prune(&self) {
-        self.pending.prune();
+    /// Starts registering a new credential; returns its registration id (the
+    /// registration, sealed) and the options for `navigator.credentials.create`.
+    pub fn start_registration(&self, label: &str) -> Result<(String, Value), PasskeyError> {
+        let (state, options) = self.begin_registration(label)?;
+        Ok((self.registrations.seal(&state, REGISTRATION_TTL), options))
     }
 
-    /// Starts registering a new credential; returns its registration id and the
-    /// options for `navigator.credentials.create`.
-    pub fn start_registration(&self, client: ClientKey, label: &str) -> Result<(String, Value), PasskeyError> {
+    /// A registration's state and the browser's options, for a caller that keeps
+    /// the state itself (the benchmark).
+    pub fn begin_registration(&self, label: &str) -> Result<(RegistrationState, Value), PasskeyError> {
         // No accounts: every credential gets a fresh random user handle.
         let user_id = crate::ids::random_bytes::<16>();
         let name = if label.trim().is_empty() { "keygate key" } else { label.trim() };
@@ -113,7 +116,6 @@ impl Passkeys {
             .user_verification_policy(UserVerificationPolicy::Preferred);
         let (options, state) =
             self.core.generate_challenge_register(builder).map_err(|e| PasskeyError::Rejected(e.to_string()))?;
-        let id = self.pending.put(client, state);
         let mut options = serde_json::to_value(&options).map_err(|e| PasskeyError::Rejected(e.to_string()))?;
         // A discoverable credential (a passkey proper) where the authenticator can
         // keep one, so that signing in needs nothing typed and works from any browser
@@ -123,19 +125,34 @@ impl Passkeys {
             selection["residentKey"] = "preferred".into();
             selection["requireResidentKey"] = false.into();
         }
-        Ok((id, options))
+        Ok((state, options))
     }
 
     /// Finishes a registration; returns the credential and its identity.
-    pub fn finish_registration(
+    pub async fn finish_registration(
         &self,
         registration_id: &str,
         credential: &RegisterPublicKeyCredential,
+        store: &crate::store::Store,
     ) -> Result<(Credential, Identity), PasskeyError> {
-        let state = self.pending.take(registration_id).ok_or(PasskeyError::UnknownRegistration)?;
+        let state: RegistrationState = self
+            .registrations
+            .open_once(registration_id, MAX_REGISTRATION_ID, store)
+            .await
+            .map_err(|_| PasskeyError::UnknownRegistration)?;
+        self.complete_registration(&state, credential)
+    }
+
+    /// Checks `credential` against a registration's `state`: the credential and its
+    /// identity.
+    pub fn complete_registration(
+        &self,
+        state: &RegistrationState,
+        credential: &RegisterPublicKeyCredential,
+    ) -> Result<(Credential, Identity), PasskeyError> {
         let credential = self
             .core
-            .register_credential(credential, &state, None)
+            .register_credential(credential, state, None)
             .map_err(|e| PasskeyError::Rejected(e.to_string()))?;
         let identity = identity_of(&credential)?;
         Ok((credential, identity))
