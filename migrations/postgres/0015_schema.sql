@@ -2,7 +2,10 @@
 -- so that from here on migration N is the same change in both directories.
 -- Differences: integers are BIGINT (what the server reads), flags BOOLEAN, secrets
 -- BYTEA, sequence numbers identities, and the change-log triggers call functions.
--- Times stay RFC 3339 text in UTC, which sorts as the instants do.
+-- Times stay RFC 3339 text in UTC, which sorts as the instants do. Identities and
+-- fingerprints compare byte by byte (COLLATE "C"), as in SQLite, whatever the
+-- database's own collation: pages walk them in key order and prefix searches are
+-- ranges of them.
 
 CREATE TABLE rooms (
     id                         TEXT PRIMARY KEY,
@@ -19,20 +22,20 @@ CREATE TABLE rooms (
 
 CREATE TABLE room_owners (
     room_id   TEXT NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
-    identity  TEXT NOT NULL,
+    identity  TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (room_id, identity)
 );
 
 CREATE TABLE whitelist (
     room_id           TEXT NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
-    identity          TEXT NOT NULL,
+    identity          TEXT COLLATE "C" NOT NULL,
     label             TEXT NOT NULL DEFAULT '',
     added_by          TEXT NOT NULL,
     added_at          TEXT NOT NULL,
     last_admitted_at  TEXT,
     ssh_namespaces    TEXT,
     piv_requirement   TEXT,
-    fingerprint       TEXT,
+    fingerprint       TEXT COLLATE "C",
     valid_after       TEXT,
     valid_before      TEXT,
     PRIMARY KEY (room_id, identity)

@@ -201,7 +201,7 @@ async fn one_size(n: usize, opts: &WhitelistOptions, keys: &[Arc<ProofSigner>]) 
     let db = dir.path().join("bench.db");
     let db_arg = db.to_string_lossy().into_owned();
     let owner = P256Key::generate().map_err(setup)?;
-    let room = keygate(&["room", "create", "--owner", &owner.public_jwk().to_string(), "--db", &db_arg])
+    let room = keygate(&["room", "create", "--owner", &owner.public_jwk().to_string(), "--db", &db_arg, "--create-db"])
         .await?
         .trim()
         .to_owned();

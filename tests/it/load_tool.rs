@@ -29,3 +29,17 @@ fn modes_that_start_their_own_server_refuse_a_url() {
         assert!(stderr(&out).contains("cannot be used with"), "{}", stderr(&out));
     }
 }
+
+/// The whitelist mode runs end to end on a small list: a fresh database made by
+/// its own `keygate room create`, an import, admissions, changes, the host page.
+#[test]
+fn the_whitelist_mode_measures_a_small_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["bench", "--whitelist", "10", "--clients", "2", "--admissions", "20", "--changes", "1"];
+    let out = keygate(&args, &dir.path().join("unused.db"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(stdout(&out).lines().last().unwrap()).unwrap();
+    let row = &report["rows"][0];
+    assert_eq!(row["entries"], 10, "{report}");
+    assert!(row["steady_per_sec"].as_f64().unwrap() > 0.0, "admissions were measured: {report}");
+}

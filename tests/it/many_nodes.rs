@@ -38,6 +38,12 @@ async fn servers(db: &std::path::Path, count: usize) -> Vec<TestServer> {
     all
 }
 
+async fn stop(nodes: Vec<TestServer>) {
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
 /// Sends `auth` with `method` on a new connection to `server` that requested `room`
 /// (signing `fingerprint`); the server's answer.
 async fn answer(server: &TestServer, room: &keygate::ids::RoomId, fields: Value) -> Value {
@@ -97,9 +103,7 @@ async fn a_ticket_and_a_resume_token_are_good_once_across_servers() {
     let refused: Vec<_> = store.audit(&room, 100, None).await.unwrap().into_iter().filter_map(|e| e.reason).collect();
     assert_eq!(refused.iter().filter(|r| *r == "unknown or already used ticket").count(), 2, "{refused:?}");
     assert_eq!(refused.iter().filter(|r| *r == "resume token already used").count(), 2, "{refused:?}");
-    for node in nodes {
-        node.shutdown().await;
-    }
+    stop(nodes).await;
 }
 
 #[tokio::test]
@@ -128,18 +132,14 @@ async fn an_invite_for_one_is_used_once_across_servers() {
                 .json()
                 .await
                 .unwrap();
-            let signature = who.sign_b64(ch["payload"].to_string().as_bytes()).unwrap();
-            let answer = json!({"challengeId": ch["challengeId"], "method": "webcrypto", "payload": ch["payload"],
-                "signature": signature, "publicKey": who.public_jwk()});
+            let answer = http_answer(&ch, &who);
             http.post(format!("{base}/i/{invite}/verify")).json(&answer).send().await.unwrap().status()
         }
     };
     let (a, b) = tokio::join!(enrol(0, key()), enrol(1, key()));
     assert_eq!([a, b].iter().filter(|s| s.is_success()).count(), 1, "{a} {b}");
     assert_eq!(store.whitelist_len(&room).await.unwrap(), 2, "the owner and one invitee");
-    for node in nodes {
-        node.shutdown().await;
-    }
+    stop(nodes).await;
 }
 
 #[tokio::test]
@@ -163,9 +163,7 @@ async fn a_key_removed_on_one_server_leaves_a_call_on_another() {
     // …and refuses it from then on.
     let mut again = nodes[1].connect().await;
     assert_eq!(server_code(again.join_webcrypto(join(&room), &guest).await.unwrap_err()), "not-admitted");
-    for node in nodes {
-        node.shutdown().await;
-    }
+    stop(nodes).await;
 }
 
 /// A sign-in started on one server finishes on another (its challenge is sealed
@@ -177,11 +175,6 @@ async fn a_sign_in_started_on_one_server_finishes_on_another_once() {
     let nodes = servers(&db, 2).await;
     let person = key();
     let http = reqwest::Client::new();
-    let answer_to = |ch: &Value| {
-        let signature = person.sign_b64(ch["payload"].to_string().as_bytes()).unwrap();
-        json!({"challengeId": ch["challengeId"], "method": "webcrypto", "payload": ch["payload"],
-            "signature": signature, "publicKey": person.public_jwk()})
-    };
     let challenge = || async {
         let res = http.post(format!("{}/signin/challenge", nodes[0].http())).json(&json!({})).send().await.unwrap();
         res.json::<Value>().await.unwrap()
@@ -190,14 +183,12 @@ async fn a_sign_in_started_on_one_server_finishes_on_another_once() {
         let (http, base) = (http.clone(), nodes[n].http());
         async move { http.post(format!("{base}/signin/verify")).json(&answer).send().await.unwrap().status() }
     };
-    let answer = answer_to(&challenge().await);
+    let answer = http_answer(&challenge().await, &person);
     assert!(verify(1, answer).await.is_success(), "a challenge from one server is answered on another");
-    let answer = answer_to(&challenge().await);
+    let answer = http_answer(&challenge().await, &person);
     let (a, b) = tokio::join!(verify(0, answer.clone()), verify(1, answer));
     assert_eq!([a, b].iter().filter(|s| s.is_success()).count(), 1, "{a} {b}");
-    for node in nodes {
-        node.shutdown().await;
-    }
+    stop(nodes).await;
 }
 
 /// A passkey registration started on one server finishes on another (the
@@ -229,9 +220,7 @@ async fn a_passkey_registration_started_on_one_server_finishes_on_another_once()
     let again = finish(0).await;
     assert_eq!(again.status(), 400);
     assert!(again.text().await.unwrap().contains("no such registration in progress"));
-    for node in nodes {
-        node.shutdown().await;
-    }
+    stop(nodes).await;
 }
 
 /// A host-page change on one server, its redirect answered by another: the notice
@@ -257,7 +246,5 @@ async fn a_change_s_notice_is_shown_by_whichever_server_the_redirect_reaches() {
     assert!(page.contains("Added 1 key.") && page.contains("pasted line 2: not a key format"), "{page}");
     let again = host.get(format!("{}{to}", nodes[1].http())).send().await.unwrap().text().await.unwrap();
     assert!(!again.contains("Added 1 key."), "shown once");
-    for node in nodes {
-        node.shutdown().await;
-    }
+    stop(nodes).await;
 }

@@ -110,14 +110,20 @@ async fn ssh_keygen_signatures_admit_through_the_real_server() {
     s.shutdown().await;
 }
 
+/// A server, a room (of a browser key's), and an Ed25519 key made by ssh-keygen with
+/// its public line, not yet on the room's list.
+async fn a_room_and_an_ssh_key() -> (TestServer, keygate::ids::RoomId, PathBuf, String) {
+    let s = TestServer::start().await;
+    let room = s.room(&key(), &[]).await;
+    let key_path = ssh_keygen(s.dir.path(), "ed25519", "");
+    let line = std::fs::read_to_string(key_path.with_extension("pub")).unwrap();
+    (s, room, key_path, line)
+}
+
 #[tokio::test]
 async fn ssh_refusals() {
     let Some(_) = tool("ssh-keygen") else { return };
-    let s = TestServer::start().await;
-    let owner = key();
-    let room = s.room(&owner, &[]).await;
-    let key_path = ssh_keygen(s.dir.path(), "ed25519", "");
-    let line = std::fs::read_to_string(key_path.with_extension("pub")).unwrap();
+    let (s, room, key_path, line) = a_room_and_an_ssh_key().await;
 
     // Not whitelisted: only "not admitted".
     let mut c = s.connect().await;
@@ -197,11 +203,7 @@ async fn ssh_refusals() {
 #[tokio::test]
 async fn an_allowed_signers_entry_is_valid_only_between_its_dates() {
     let Some(_) = tool("ssh-keygen") else { return };
-    let s = TestServer::start().await;
-    let owner = key();
-    let room = s.room(&owner, &[]).await;
-    let key_path = ssh_keygen(s.dir.path(), "ed25519", "");
-    let line = std::fs::read_to_string(key_path.with_extension("pub")).unwrap();
+    let (s, room, key_path, line) = a_room_and_an_ssh_key().await;
     let gw = s.server().gateway();
     let attempt = |sign_other: bool| {
         let (s, room, key_path) = (&s, room.clone(), key_path.clone());

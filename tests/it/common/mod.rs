@@ -393,16 +393,20 @@ impl Seed for Store {
 }
 
 /// Signs `client` in with `key` through /signin/challenge and /signin/verify.
+/// The answer to a challenge issued over HTTP, signed with a browser key.
+pub fn http_answer(ch: &Value, key: &P256Key) -> Value {
+    json!({
+        "challengeId": ch["challengeId"], "method": "webcrypto", "payload": ch["payload"],
+        "signature": key.sign_b64(ch["payload"].to_string().as_bytes()).unwrap(), "publicKey": key.public_jwk(),
+    })
+}
+
 pub async fn sign_in(s: &TestServer, client: &reqwest::Client, key: &P256Key) -> Value {
     let base = s.http();
     let ch: Value =
         client.post(format!("{base}/signin/challenge")).json(&json!({})).send().await.unwrap().json().await.unwrap();
     assert_eq!(ch["payload"]["purpose"], "sign-in");
-    let signed = ch["payload"].to_string();
-    let answer = json!({
-        "challengeId": ch["challengeId"], "method": "webcrypto", "payload": ch["payload"],
-        "signature": key.sign_b64(signed.as_bytes()).unwrap(), "publicKey": key.public_jwk(),
-    });
+    let answer = http_answer(&ch, key);
     let res = client.post(format!("{base}/signin/verify")).json(&answer).send().await.unwrap();
     assert_eq!(res.status(), reqwest::StatusCode::OK);
     let cookie = res.headers()["set-cookie"].to_str().unwrap().to_owned();
