@@ -110,7 +110,7 @@ impl Resumes {
             method: resumed.method,
             fp: fingerprint.map(str::to_owned),
             proved: millis(resumed.proved_at),
-            exp: millis(now + ttl),
+            exp: now.checked_add(ttl).map_or(u64::MAX, millis),
             n: crate::ids::hex(&crate::ids::random_bytes::<12>()),
         };
         let body = B64.encode(serde_json::to_vec(&body).unwrap_or_default());
@@ -152,12 +152,7 @@ impl Resumes {
             return Err("resume token for another DTLS certificate");
         }
         let identity = Identity::parse(&body.id).map_err(|_| "unreadable resume token")?;
-        let expires = UNIX_EPOCH + Duration::from_millis(body.exp);
-        let once = Once {
-            token: format!("resume:{}", body.n),
-            expires_at: chrono::DateTime::<chrono::Utc>::from(expires)
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        };
+        let once = Once { token: format!("resume:{}", body.n), expires_at: crate::sealed::millis_text(body.exp) };
         let proved_at = UNIX_EPOCH + Duration::from_millis(body.proved.min(now));
         Ok((Resumed { identity, method: body.method, proved_at }, once))
     }

@@ -48,6 +48,14 @@ fn millis(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// Unix milliseconds as the store writes instants (RFC 3339, UTC), at most the end
+/// of year 9999, so that every instant is four-digit-year text and sorts as it should.
+pub fn millis_text(ms: u64) -> String {
+    const LAST: u64 = 253_402_300_799_999;
+    let t = i64::try_from(ms.min(LAST)).ok().and_then(chrono::DateTime::<chrono::Utc>::from_timestamp_millis);
+    t.unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 impl Sealer {
     /// Tokens for `kind`, MAC'd with `secret` (see [`Store::server_secret`]).
     pub fn new(kind: &'static str, secret: &[u8]) -> Self {
@@ -64,7 +72,7 @@ impl Sealer {
     /// Seals `value` for `ttl`.
     pub fn seal<T: Serialize>(&self, value: &T, ttl: Duration) -> String {
         let envelope = Envelope {
-            exp: millis(SystemTime::now() + ttl),
+            exp: SystemTime::now().checked_add(ttl).map_or(u64::MAX, millis),
             n: crate::ids::hex(&crate::ids::random_bytes::<16>()),
             v: value,
         };
@@ -92,9 +100,7 @@ impl Sealer {
         if envelope.exp <= millis(SystemTime::now()) {
             return Err(Unsealed::Expired);
         }
-        let expires = chrono::DateTime::<chrono::Utc>::from(UNIX_EPOCH + Duration::from_millis(envelope.exp))
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        match store.spend(&format!("{}:{}", self.kind, envelope.n), &expires).await {
+        match store.spend(&format!("{}:{}", self.kind, envelope.n), &millis_text(envelope.exp)).await {
             Ok(true) => Ok(envelope.v),
             Ok(false) => Err(Unsealed::Used),
             Err(e) => {
@@ -132,5 +138,11 @@ mod tests {
         let lapsed = sealer.seal(&"late".to_owned(), Duration::ZERO);
         assert_eq!(sealer.open_once::<String>(&lapsed, 1024, &store).await, Err(Unsealed::Expired));
         store.close().await;
+    }
+
+    #[test]
+    fn instants_are_four_digit_years_however_far() {
+        assert_eq!(millis_text(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(millis_text(u64::MAX), "9999-12-31T23:59:59.999Z");
     }
 }

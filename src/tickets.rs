@@ -45,7 +45,10 @@ pub async fn issue(
     ttl: Duration,
 ) -> Result<Option<String>, StoreError> {
     let ticket = crate::ids::hex(&crate::ids::random_bytes::<24>());
-    let expires = Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+    let expires = chrono::Duration::from_std(ttl)
+        .ok()
+        .and_then(|ttl| Utc::now().checked_add_signed(ttl))
+        .unwrap_or_else(|| Utc::now() + chrono::Duration::days(365));
     let stored = StoredTicket {
         room_id: room.to_string(),
         identity: identity.did().to_string(),
