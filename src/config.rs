@@ -117,6 +117,12 @@ pub struct Settings {
     /// Serve `/metrics` on this address only (e.g. a private interface), instead
     /// of on `listen`.
     pub metrics_listen: Option<SocketAddr>,
+    /// A NATS server (`nats://HOST:PORT`) shared by the servers of one service:
+    /// changes to who may enter reach every server at once, not at its next read of
+    /// the change log.
+    pub bus: Option<String>,
+    /// How often the server reads the database's change log (milliseconds).
+    pub change_poll_ms: u64,
 }
 
 impl Default for Settings {
@@ -158,6 +164,8 @@ impl Default for Settings {
             tls_key: None,
             trusted_proxies: Vec::new(),
             metrics_listen: None,
+            bus: None,
+            change_poll_ms: 200,
         }
     }
 }
@@ -216,6 +224,15 @@ impl Settings {
         }
         if !self.turn_urls.is_empty() && self.turn_secret.is_none() {
             return Err("turn_urls need turn_secret (coturn's static-auth-secret)".into());
+        }
+        if let Some(bus) = &self.bus {
+            let ok = url::Url::parse(bus).is_ok_and(|u| matches!(u.scheme(), "nats" | "tls") && u.host_str().is_some());
+            if !ok {
+                return Err(format!("bus: '{bus}' is not a NATS server URL; expected nats://HOST:PORT"));
+            }
+        }
+        if !(10..=60_000).contains(&self.change_poll_ms) {
+            return Err(format!("change_poll_ms: {} is outside 10 to 60000", self.change_poll_ms));
         }
         if self.origin.is_none() && self.listen.ip().is_unspecified() {
             warnings.push(format!(
@@ -326,6 +343,18 @@ mod tests {
             let e = normalized_origin(given).err().unwrap_or_default();
             assert!(e.contains(says), "{given}: {e}");
         }
+    }
+
+    #[test]
+    fn the_bus_and_the_change_poll_are_checked_at_start() {
+        let mut s = Settings { bus: Some("nats://127.0.0.1:4222".into()), ..Settings::default() };
+        assert_eq!(s.check(), Ok(vec![]));
+        for bad in ["127.0.0.1:4222", "http://h:4222", "nats://"] {
+            let mut s = Settings { bus: Some(bad.into()), ..Settings::default() };
+            assert!(s.check().is_err_and(|e| e.starts_with("bus: ")), "{bad}");
+        }
+        let mut s = Settings { change_poll_ms: 0, ..Settings::default() };
+        assert!(s.check().is_err_and(|e| e.starts_with("change_poll_ms: ")));
     }
 
     #[test]

@@ -45,6 +45,7 @@
 
 pub mod admission;
 pub mod bench;
+pub mod bus;
 pub mod challenge;
 pub mod cli;
 pub mod client;

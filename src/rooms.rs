@@ -134,6 +134,8 @@ pub struct Rooms {
     /// The last change-log entry applied (`None` until following starts). Held
     /// while applying, so changes are applied once and in order.
     applied: tokio::sync::Mutex<Option<i64>>,
+    /// The bus on which this server tells the others it changed the log, if any.
+    bus: std::sync::OnceLock<crate::bus::Bus>,
 }
 
 /// What an admitted peer gets from joining.
@@ -160,6 +162,7 @@ impl Rooms {
             live: Mutex::new(HashMap::new()),
             changes: AtomicU64::new(0),
             applied: tokio::sync::Mutex::new(None),
+            bus: std::sync::OnceLock::new(),
         }
     }
 
@@ -463,6 +466,21 @@ impl Rooms {
                 return Ok(());
             }
         }
+    }
+
+    /// Announces this server's changes on `bus` from now on.
+    pub fn use_bus(&self, bus: crate::bus::Bus) {
+        let _ = self.bus.set(bus);
+    }
+
+    /// After this server committed a change: its own rooms apply it now, and the
+    /// other servers are told to read the log.
+    pub async fn changed_here(&self) -> Result<(), StoreError> {
+        let applied = self.catch_up().await;
+        if let Some(bus) = self.bus.get() {
+            bus.announce_change().await;
+        }
+        applied
     }
 
     /// Applies the change log every `interval`, until `shutdown`: edits made by other

@@ -161,10 +161,11 @@ impl<'a> Whitelist<'a> {
     }
 
     /// After a commit: live rooms learn the change from the change log, at once, by
-    /// the same road as changes from other processes.
+    /// the same road as changes from other processes (and other servers, told on
+    /// the bus, read it too).
     async fn reach_live_rooms(&self) {
         if let Some(rooms) = self.rooms {
-            if let Err(e) = rooms.catch_up().await {
+            if let Err(e) = rooms.changed_here().await {
                 // The follower applies it on its next tick.
                 tracing::warn!(error = %e, "applying the change log failed");
             }

@@ -82,6 +82,9 @@ pub const SETTINGS: &[Setting] = &[
         .alias(&["trusted-proxy"]),
     s("metrics_listen", Text, "Serve /metrics on this address only (e.g. 127.0.0.1:9100), not on listen.")
         .example("127.0.0.1:9100"),
+    s("bus", Text, "A NATS server (nats://HOST:PORT) the servers of one service share: changes to who may enter reach every server at once.")
+        .example("nats://127.0.0.1:4222"),
+    s("change_poll_ms", Int, "How often, in milliseconds, the server reads the database's change log (changes made elsewhere, e.g. by the CLI)."),
     s("freshness_past", Secs, "How old a challenge may be when its answer arrives.").alias(&["freshness"]),
     s("manual_freshness", Secs, "How old a challenge may be for proofs made by hand (pasting an ssh-keygen signature)."),
     s("freshness_future", Secs, "Tolerated clock skew for a challenge's time in the future."),

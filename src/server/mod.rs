@@ -18,8 +18,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// How often the server looks for whitelist changes made by other processes.
-const CHANGE_POLL: Duration = Duration::from_millis(200);
 /// How long shutdown waits for sockets to close before giving up on them.
 const DRAIN: Duration = Duration::from_secs(5);
 
@@ -117,7 +115,13 @@ impl Server {
         let gateway =
             Arc::new(Gateway::build(settings, store, shutdown_rx.clone())?.with_keys(&resume_key, &challenge_key));
         gateway.rooms.start_following().await?;
-        let follower = tokio::spawn(gateway.rooms.clone().follow_changes(CHANGE_POLL, shutdown_rx.clone()));
+        let poll = Duration::from_millis(gateway.settings.change_poll_ms);
+        let follower = tokio::spawn(gateway.rooms.clone().follow_changes(poll, shutdown_rx.clone()));
+        if let Some(url) = &gateway.settings.bus {
+            let bus = crate::bus::Bus::connect(url).await.map_err(|e| ServeError::Config(e.to_string()))?;
+            gateway.rooms.use_bus(bus.clone());
+            tokio::spawn(bus.follow_changes(gateway.rooms.clone(), shutdown_rx.clone()));
+        }
         let limits = accept::HttpLimits {
             max_connections: gateway.settings.max_http_connections,
             header_timeout: gateway.settings.http_header_timeout,

@@ -248,3 +248,36 @@ async fn a_change_s_notice_is_shown_by_whichever_server_the_redirect_reaches() {
     assert!(!again.contains("Added 1 key."), "shown once");
     stop(nodes).await;
 }
+
+/// With the bus (NATS), a key removed on one server leaves a call on another at
+/// once: that server reads the change log when told, not at its next poll (set
+/// here to a minute, so only the bus can bring the removal in time).
+#[tokio::test]
+async fn over_the_bus_a_removal_reaches_another_server_at_once() {
+    let Some(db) = shared_database().await else { return };
+    let Some(nats) = NatsServer::start() else { return };
+    let mut nodes = Vec::new();
+    for poll_ms in [200, 60_000] {
+        let (db, bus) = (db.clone(), nats.url.clone());
+        nodes.push(
+            TestServer::with(move |c| {
+                c.db = db;
+                c.origin = Some("http://localhost:8443".into());
+                c.bus = Some(bus);
+                c.change_poll_ms = poll_ms;
+            })
+            .await,
+        );
+    }
+    let (owner, guest) = (key(), key());
+    let room = nodes[0].room(&owner, &[&guest]).await;
+    let (mut in_call, _) = admitted(&nodes[1], &room, &guest).await;
+    let removed = Instant::now();
+    nodes[0].server().gateway().whitelist().remove(&room, Actor::operator(), &identity(&guest)).await.unwrap();
+    let ejected = tokio::time::timeout(Duration::from_secs(10), in_call.expect("never"))
+        .await
+        .expect("the bus brings the removal long before the minute's poll");
+    assert_eq!(server_code(ejected.unwrap_err()), "revoked");
+    eprintln!("removal on one server to ejection on another, over the bus: {} ms", removed.elapsed().as_millis());
+    stop(nodes).await;
+}

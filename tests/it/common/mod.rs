@@ -194,6 +194,40 @@ pub fn tool(name: &str) -> Option<PathBuf> {
     found
 }
 
+/// Debian's nats-server on a free loopback port, with no configuration and no
+/// storage, for as long as this lives.
+pub struct NatsServer {
+    child: std::process::Child,
+    pub url: String,
+}
+
+impl NatsServer {
+    /// None (with a note) outside CI when nats-server is missing.
+    pub fn start() -> Option<Self> {
+        let bin = tool("nats-server")?;
+        let port = free_port();
+        let child = std::process::Command::new(bin)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "nats-server did not start on port {port}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Some(NatsServer { child, url: format!("nats://127.0.0.1:{port}") })
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Creates a database at `db` with one room owned by `owner`, as an operator
 /// would before the first start (`keygate room create --create-db`); its id.
 pub fn room_from_cli(db: &Path, owner: &P256Key) -> String {
