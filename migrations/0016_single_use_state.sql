@@ -12,6 +12,8 @@ CREATE TABLE tickets (
     expires_at  TEXT NOT NULL
 );
 CREATE INDEX tickets_by_expiry ON tickets (expires_at);
+-- A key's outstanding tickets are counted when it asks for another.
+CREATE INDEX tickets_by_identity ON tickets (identity);
 
 -- Single-use tokens spent so far (resume tokens, by their nonce), each kept until
 -- it would have expired anyway.

@@ -376,7 +376,7 @@ async fn serve(args: ServeArgs) -> CliResult {
 fn startup_summary(server: &Server) -> String {
     let gw = server.gateway();
     let s = &gw.settings;
-    let db = std::path::absolute(&s.db).unwrap_or_else(|_| s.db.clone());
+    let db = crate::store::shown_db(&s.db);
     let methods: Vec<&str> = gw.verifiers.methods().into_iter().map(crate::verify::Method::as_str).collect();
     let tls = match &s.tls_cert {
         Some(cert) => format!("on, {} (reloaded on SIGHUP or when it changes)", cert.display()),
@@ -398,7 +398,7 @@ fn startup_summary(server: &Server) -> String {
          admitted), ping {}, resume window {}",
         gw.origin,
         server.addr(),
-        db.display(),
+        db,
         methods.join(", "),
         s.max_peers_per_room,
         s.max_connections,

@@ -22,8 +22,10 @@ use chrono::{SecondsFormat, Utc};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
-/// Most tickets outstanding at once, in the whole service.
-const MAX_TICKETS: i64 = 100_000;
+/// Most tickets one key may hold unredeemed at once (each lives `ticket_ttl`, 60 s
+/// by default; a person runs `keygate join` once per call). Only a proven,
+/// listed key gets a ticket at all.
+const MAX_TICKETS_PER_KEY: i64 = 16;
 
 /// What the store keeps a ticket under: its SHA-256, so a database reader holds
 /// nothing it could present.
@@ -36,8 +38,8 @@ fn time_text(t: chrono::DateTime<Utc>) -> String {
 }
 
 /// Issues a ticket for `identity` to join `room` within `ttl`, kept in the store so
-/// that any server of the service can redeem it (once). `None` when too many are
-/// outstanding.
+/// that any server of the service can redeem it (once). `None` when the key holds
+/// too many unredeemed.
 pub async fn issue(
     store: &Store,
     room: &RoomId,
@@ -54,7 +56,7 @@ pub async fn issue(
         identity: identity.did().to_string(),
         expires_at: time_text(expires),
     };
-    Ok(store.put_ticket(&hash(&ticket), &stored, MAX_TICKETS).await?.then_some(ticket))
+    Ok(store.put_ticket(&hash(&ticket), &stored, MAX_TICKETS_PER_KEY).await?.then_some(ticket))
 }
 
 /// Takes a ticket (single use, whatever follows, on every server): its identity if

@@ -12,9 +12,14 @@ use crate::store::Store;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// The path as a person would find it (absolute when it can be made so).
-fn shown(path: &Path) -> String {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_owned()).display().to_string()
+use crate::store::shown_db as shown;
+
+/// Refuses a PostgreSQL `--db` for what works on a SQLite file only.
+fn sqlite_only(db: &Path, what: &'static str) -> Result<(), crate::store::StoreError> {
+    if crate::store::is_postgres(db) {
+        return Err(crate::store::StoreError::SqliteOnly(what));
+    }
+    Ok(())
 }
 
 /// Refuses a database path that does not exist, naming it.
@@ -36,6 +41,7 @@ async fn summary(store: &Store) -> Result<String, crate::store::StoreError> {
 }
 
 pub(super) async fn backup(db: &Path, file: &Path) -> CliResult {
+    sqlite_only(db, "keygate backup")?;
     must_exist(db)?;
     if file.exists() {
         return Err(
@@ -68,6 +74,7 @@ pub(super) async fn backup(db: &Path, file: &Path) -> CliResult {
 }
 
 pub(super) async fn restore(db: &Path, file: &Path, force: bool) -> CliResult {
+    sqlite_only(db, "keygate restore")?;
     if !file.is_file() {
         return Err(format!("no backup at {}", shown(file)).into());
     }

@@ -58,7 +58,7 @@ pub(super) async fn run(db: &std::path::Path, create_db: bool, command: RoomComm
                     ExitCode::SUCCESS
                 }
                 Err(ChangeError::NoRoom) => {
-                    eprintln!("no room {room} in {}", db.display());
+                    eprintln!("no room {room} in {}", crate::store::shown_db(db));
                     ExitCode::FAILURE
                 }
                 Err(e) => return Err(e.into()),

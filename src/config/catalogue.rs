@@ -71,7 +71,8 @@ use Kind::*;
 /// Every setting, in the order the sample file lists them.
 pub const SETTINGS: &[Setting] = &[
     s("listen", Text, "Address and port to listen on (127.0.0.1:PORT: this machine; 0.0.0.0:PORT: every interface)."),
-    s("db", Text, "The SQLite database file, created and migrated on start; or a PostgreSQL URL (postgres://USER@HOST/DB), migrated on start, which many servers can share."),
+    s("db", Text, "The SQLite database file, created and migrated on start; or a PostgreSQL URL (postgres://USER@HOST/DB), migrated on start, which many servers can share.")
+        .secret(),
     s("origin", Text, "The public origin put into every challenge, e.g. https://meet.example.com (default: http://localhost:PORT on loopback).")
         .example("https://meet.example.com"),
     s("tls_cert", Text, "Serve HTTPS/WSS with this PEM certificate chain (with tls_key); reloaded on SIGHUP or when it changes.")

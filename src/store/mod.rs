@@ -123,6 +123,15 @@ pub struct Store {
     db: Db,
 }
 
+/// The `--db` setting as messages and the start-up summary show it: a file's
+/// absolute path, or a PostgreSQL URL without its password.
+pub fn shown_db(db: &Path) -> String {
+    if is_postgres(db) {
+        return shown_url(db.to_str().unwrap_or_default()).display().to_string();
+    }
+    std::path::absolute(db).unwrap_or_else(|_| db.to_owned()).display().to_string()
+}
+
 /// Whether `db` (the `--db` setting) names a PostgreSQL database rather than a
 /// SQLite file.
 pub fn is_postgres(db: &Path) -> bool {
@@ -875,4 +884,16 @@ fn shown_url(url: &str) -> std::path::PathBuf {
     );
     shown.truncate(200);
     std::path::PathBuf::from(shown)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_url_is_shown_without_its_password() {
+        let shown = shown_db(Path::new("postgres://keygate:hunter2@db.internal:5432/keygate"));
+        assert!(!shown.contains("hunter2") && shown.contains("db.internal"), "{shown}");
+        assert!(shown_db(Path::new("keygate.db")).ends_with("/keygate.db"));
+    }
 }

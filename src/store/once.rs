@@ -14,15 +14,18 @@ pub struct StoredTicket {
 }
 
 impl Store {
-    /// Keeps a ticket under `hash` unless `limit` unexpired ones are outstanding;
-    /// returns whether it was kept.
+    /// Keeps a ticket under `hash` unless its identity already holds `limit`
+    /// unexpired ones (a count of at most `limit` index entries); returns whether
+    /// it was kept.
     pub async fn put_ticket(&self, hash: &str, ticket: &StoredTicket, limit: i64) -> Result<bool, StoreError> {
         let now = now_text();
         Ok(on_db!(self.db(), pool => {
-            let outstanding: i64 = sqlx::query_scalar("SELECT count(*) FROM tickets WHERE expires_at > $1")
-                .bind(&now)
-                .fetch_one(pool)
-                .await?;
+            let outstanding: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM tickets WHERE identity = $1 AND expires_at > $2")
+                    .bind(&ticket.identity)
+                    .bind(&now)
+                    .fetch_one(pool)
+                    .await?;
             if outstanding >= limit {
                 false
             } else {

@@ -408,7 +408,8 @@ pub async fn room_page(
     Query(query): Query<ListQuery>,
 ) -> Result<Response, Error> {
     let (id, record) = owned_room(&state, &session, &room).await?;
-    if !query.done.is_empty() {
+    // A notice id is 32 hex digits; anything else was never one, and is not looked up.
+    if query.done.len() == 32 && query.done.bytes().all(|b| b.is_ascii_hexdigit()) {
         let taken = state.gateway.store.take_flash(&query.done).await.unwrap_or_else(|e| {
             tracing::error!(error = %e, "reading a notice failed");
             None

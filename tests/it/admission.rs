@@ -472,3 +472,30 @@ async fn a_peer_confirms_its_identity_on_request() {
     assert_eq!(server_code(a.expect("pong").await.unwrap_err()), "no-such-peer");
     s.shutdown().await;
 }
+
+/// A key may hold a bounded number of unused tickets; past it, a clear
+/// `rate-limited`, and the connection stays.
+#[tokio::test]
+async fn a_key_holds_a_bounded_number_of_unused_tickets() {
+    let s = TestServer::start().await;
+    let owner = key();
+    let room = s.room(&owner, &[]).await;
+    let mut c = s.connect().await;
+    let ticket_request = json!({"type": "request", "roomId": room.as_str(), "ticket": true});
+    for _ in 0..16 {
+        let ch = c.request(ticket_request.clone()).await.unwrap();
+        c.send(&keygate::client::ws::Client::webcrypto_auth(&ch, &owner).unwrap()).await.unwrap();
+        c.expect("ticket").await.unwrap();
+    }
+    let ch = c.request(ticket_request.clone()).await.unwrap();
+    c.send(&keygate::client::ws::Client::webcrypto_auth(&ch, &owner).unwrap()).await.unwrap();
+    match c.expect("ticket").await.unwrap_err() {
+        keygate::client::ws::ClientError::Server { code, message } => {
+            assert_eq!(code, "rate-limited");
+            assert!(message.contains("too many unused tickets"), "{message}");
+        }
+        other => panic!("{other}"),
+    }
+    c.request(ticket_request).await.expect("the connection stays");
+    s.shutdown().await;
+}

@@ -208,3 +208,19 @@ async fn an_owner_deletes_a_room_on_its_page_after_typing_its_id() {
         .await;
     s.shutdown().await;
 }
+
+/// `backup` and `restore` are for the SQLite file: with a PostgreSQL URL they say
+/// so, before connecting, and never repeat the URL's password.
+#[test]
+fn backup_and_restore_point_a_postgres_database_to_its_own_tools() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = std::path::Path::new("postgres://keygate:hunter2@127.0.0.1:1/keygate");
+    let copy = dir.path().join("copy.db");
+    for args in [vec!["backup", copy.to_str().unwrap()], vec!["restore", copy.to_str().unwrap(), "--force"]] {
+        let out = keygate(&args, url);
+        assert!(!out.status.success());
+        let said = stderr(&out);
+        assert!(said.contains("works on a SQLite database only") && said.contains("pg_dump"), "{said}");
+        assert!(!said.contains("hunter2"), "{said}");
+    }
+}

@@ -25,12 +25,22 @@ async fn shared_database() -> Option<PathBuf> {
 /// `count` servers on the database `db`: one service, under one public origin (as
 /// behind a load balancer), each on its own port.
 async fn servers(db: &std::path::Path, count: usize) -> Vec<TestServer> {
+    servers_with(db, count, |_, _| {}).await
+}
+
+/// The same, with `adjust(n, settings)` for the n-th server.
+async fn servers_with(
+    db: &std::path::Path,
+    count: usize,
+    adjust: impl Fn(usize, &mut keygate::config::Settings),
+) -> Vec<TestServer> {
     let mut all = Vec::new();
-    for _ in 0..count {
+    for n in 0..count {
         all.push(
             TestServer::with(|c| {
                 c.db = db.to_owned();
                 c.origin = Some("http://localhost:8443".into());
+                adjust(n, c);
             })
             .await,
         );
@@ -120,24 +130,14 @@ async fn an_invite_for_one_is_used_once_across_servers() {
         .unwrap();
     // Two people, each proving a key to a different server at the same moment.
     let enrol = |n: usize, who: keygate::client::p256_key::P256Key| {
-        let (base, invite) = (nodes[n].http(), invite.clone());
+        let (node, invite) = (&nodes[n], invite.clone());
         async move {
-            let http = reqwest::Client::new();
-            let ch: Value = http
-                .post(format!("{base}/i/{invite}/challenge"))
-                .json(&json!({}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            let answer = http_answer(&ch, &who);
-            http.post(format!("{base}/i/{invite}/verify")).json(&answer).send().await.unwrap().status()
+            let (_, ch) = post_json(node, &format!("/i/{invite}/challenge"), &json!({})).await;
+            post_json(node, &format!("/i/{invite}/verify"), &http_answer(&ch, &who)).await.0
         }
     };
     let (a, b) = tokio::join!(enrol(0, key()), enrol(1, key()));
-    assert_eq!([a, b].iter().filter(|s| s.is_success()).count(), 1, "{a} {b}");
+    assert_eq!([a, b].iter().filter(|s| **s == 200).count(), 1, "{a} {b}");
     assert_eq!(store.whitelist_len(&room).await.unwrap(), 2, "the owner and one invitee");
     stop(nodes).await;
 }
@@ -174,20 +174,16 @@ async fn a_sign_in_started_on_one_server_finishes_on_another_once() {
     let Some(db) = shared_database().await else { return };
     let nodes = servers(&db, 2).await;
     let person = key();
-    let http = reqwest::Client::new();
-    let challenge = || async {
-        let res = http.post(format!("{}/signin/challenge", nodes[0].http())).json(&json!({})).send().await.unwrap();
-        res.json::<Value>().await.unwrap()
-    };
+    let challenge = || async { post_json(&nodes[0], "/signin/challenge", &json!({})).await.1 };
     let verify = |n: usize, answer: Value| {
-        let (http, base) = (http.clone(), nodes[n].http());
-        async move { http.post(format!("{base}/signin/verify")).json(&answer).send().await.unwrap().status() }
+        let node = &nodes[n];
+        async move { post_json(node, "/signin/verify", &answer).await.0 }
     };
     let answer = http_answer(&challenge().await, &person);
-    assert!(verify(1, answer).await.is_success(), "a challenge from one server is answered on another");
+    assert_eq!(verify(1, answer).await, 200, "a challenge from one server is answered on another");
     let answer = http_answer(&challenge().await, &person);
     let (a, b) = tokio::join!(verify(0, answer.clone()), verify(1, answer));
-    assert_eq!([a, b].iter().filter(|s| s.is_success()).count(), 1, "{a} {b}");
+    assert_eq!([a, b].iter().filter(|s| **s == 200).count(), 1, "{a} {b}");
     stop(nodes).await;
 }
 
@@ -197,29 +193,16 @@ async fn a_sign_in_started_on_one_server_finishes_on_another_once() {
 async fn a_passkey_registration_started_on_one_server_finishes_on_another_once() {
     let Some(db) = shared_database().await else { return };
     let nodes = servers(&db, 2).await;
-    let http = reqwest::Client::new();
-    let started: Value = http
-        .post(format!("{}/webauthn/register/start", nodes[0].http()))
-        .json(&json!({"label": "laptop"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, started) = post_json(&nodes[0], "/webauthn/register/start", &json!({"label": "laptop"})).await;
     let origin = nodes[0].server().gateway().origin.clone();
     let authenticator = keygate::client::soft_webauthn::SoftAuthenticator::new("localhost", &origin).unwrap();
     let credential = authenticator.register(&started["options"]).unwrap();
     let body = json!({"registrationId": started["registrationId"], "credential": credential});
-    let finish = |n: usize| {
-        let (http, base, body) = (http.clone(), nodes[n].http(), body.clone());
-        async move { http.post(format!("{base}/webauthn/register/finish")).json(&body).send().await.unwrap() }
-    };
-    let res = finish(1).await;
-    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
-    let again = finish(0).await;
-    assert_eq!(again.status(), 400);
-    assert!(again.text().await.unwrap().contains("no such registration in progress"));
+    let (status, finished) = post_json(&nodes[1], "/webauthn/register/finish", &body).await;
+    assert_eq!(status, 200, "{finished}");
+    let (status, again) = post_json(&nodes[0], "/webauthn/register/finish", &body).await;
+    assert_eq!(status, 400);
+    assert!(again["error"].as_str().unwrap().contains("no such registration in progress"), "{again}");
     stop(nodes).await;
 }
 
@@ -256,19 +239,11 @@ async fn a_change_s_notice_is_shown_by_whichever_server_the_redirect_reaches() {
 async fn over_the_bus_a_removal_reaches_another_server_at_once() {
     let Some(db) = shared_database().await else { return };
     let Some(nats) = NatsServer::start() else { return };
-    let mut nodes = Vec::new();
-    for poll_ms in [200, 60_000] {
-        let (db, bus) = (db.clone(), nats.url.clone());
-        nodes.push(
-            TestServer::with(move |c| {
-                c.db = db;
-                c.origin = Some("http://localhost:8443".into());
-                c.bus = Some(bus);
-                c.change_poll_ms = poll_ms;
-            })
-            .await,
-        );
-    }
+    let nodes = servers_with(&db, 2, |n, c| {
+        c.bus = Some(nats.url.clone());
+        c.change_poll_ms = [200, 60_000][n];
+    })
+    .await;
     let (owner, guest) = (key(), key());
     let room = nodes[0].room(&owner, &[&guest]).await;
     let (mut in_call, _) = admitted(&nodes[1], &room, &guest).await;

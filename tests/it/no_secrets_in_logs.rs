@@ -2,7 +2,8 @@
 //! level (every library's included), serves a sign-in (session cookie), an
 //! admission (signature) and a ticket, a resume token and its redemption, hands out
 //! TURN credentials, and refuses a private JWK sent by mistake, and none of them
-//! (nor the TURN secret) appears in what it logged.
+//! (nor the TURN secret) appears in what it logged; the database keeps no ticket
+//! or cookie either.
 
 use crate::common::*;
 use serde_json::{json, Value};
@@ -98,5 +99,14 @@ async fn the_server_logs_no_cookie_ticket_or_signature() {
         ("private JWK", &d.to_owned()),
     ] {
         assert!(!logged.contains(secret.as_str()), "the log contains a {what}:\n{logged}");
+    }
+    // Nor does the database hold a ticket or a session cookie a reader could present
+    // (it keeps their SHA-256), in its file or its write-ahead log.
+    let mut stored = std::fs::read(&db).unwrap();
+    stored.extend(std::fs::read(db.with_extension("db-wal")).unwrap_or_default());
+    let stored = String::from_utf8_lossy(&stored);
+    assert!(stored.contains("resume:"), "the database was read (a spent resume token is in it)");
+    for (what, secret) in [("session cookie", &cookie), ("ticket", &ticket)] {
+        assert!(!stored.contains(secret.as_str()), "the database holds a {what}");
     }
 }

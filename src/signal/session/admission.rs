@@ -241,7 +241,8 @@ impl Session {
         let ticket = match crate::tickets::issue(&self.gw.store, room, identity, ttl).await {
             Ok(Some(ticket)) => ticket,
             Ok(None) => {
-                return send_error(socket, code::SERVER_FULL, "too many tickets outstanding; try again shortly").await
+                let message = "this key holds too many unused tickets; use one, or wait a minute for them to expire";
+                return send_error(socket, code::RATE_LIMITED, message).await;
             }
             Err(e) => {
                 tracing::error!(error = %e, "storing a ticket failed");
