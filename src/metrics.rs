@@ -161,6 +161,11 @@ impl Collector for Live {
         )?;
         gauge(&mut e, "keygate_admitted_peers", "Admitted peers in rooms now", count(self.rooms.peer_count()))?;
         counter(&mut e, "keygate_admissions", "Peers admitted to rooms", s.admissions.load(Ordering::Relaxed))?;
+        if let Some(bus) = self.rooms.bus() {
+            let (sent, received) = bus.messages();
+            counter(&mut e, "keygate_bus_sent", "Messages this server published on the bus", sent)?;
+            counter(&mut e, "keygate_bus_received", "Messages this server received from the bus", received)?;
+        }
         counter(&mut e, "keygate_refusals", "Proofs refused (all roads)", s.refusals.load(Ordering::Relaxed))?;
         counter(
             &mut e,

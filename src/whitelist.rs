@@ -327,7 +327,7 @@ impl<'a> Whitelist<'a> {
     pub async fn kick(&self, room: &RoomId, actor: Actor<'_>, peer: &PeerId) -> Result<(), ChangeError> {
         let change = self.authorised(room, &actor).await?;
         let rooms = self.rooms.ok_or(ChangeError::NoSuchPeer)?;
-        let identity = rooms.peer_identity(room, peer).ok_or(ChangeError::NoSuchPeer)?;
+        let identity = rooms.locate(room, peer).await.ok_or(ChangeError::NoSuchPeer)?;
         self.finish(change, room, &actor, "kicked", Some(&identity), None).await?;
         rooms.kick_peer(room, peer, crate::protocol::code::REVOKED, "a host removed you from the call");
         Ok(())

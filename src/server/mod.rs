@@ -120,7 +120,9 @@ impl Server {
         if let Some(url) = &gateway.settings.bus {
             let bus = crate::bus::Bus::connect(url).await.map_err(|e| ServeError::Config(e.to_string()))?;
             gateway.rooms.use_bus(bus.clone());
-            tokio::spawn(bus.follow_changes(gateway.rooms.clone(), shutdown_rx.clone()));
+            // Alive in the store before the first seat is taken.
+            gateway.store.node_alive(bus.node(), crate::bus::now_ms()).await?;
+            tokio::spawn(bus.run(gateway.rooms.clone(), shutdown_rx.clone()));
         }
         let limits = accept::HttpLimits {
             max_connections: gateway.settings.max_http_connections,
@@ -192,6 +194,13 @@ impl Server {
             let _ = task.await;
         }
         self.gateway.audit.flush().await;
+        if let Some(bus) = self.gateway.rooms.bus() {
+            // The others hear every peer of this server leave, and its seats are free.
+            bus.flush().await;
+            if let Err(e) = self.gateway.store.forget_node(bus.node()).await {
+                tracing::warn!(error = %e, "freeing this server's seats on shutdown failed");
+            }
+        }
         // Everything in the write-ahead log goes into the database file, so the file
         // alone is whole once the server has stopped.
         if let Err(e) = self.gateway.store.checkpoint().await {

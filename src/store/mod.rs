@@ -26,12 +26,14 @@ mod changes;
 mod credentials;
 mod did_column;
 mod once;
+mod presence;
 mod web;
 
 pub use audit::{AuditEvent, AuditLog, AuditRecord};
 pub use changes::{Change, ChangeAudit, NewEntry, RoomSettings};
 pub use credentials::{KeyAttestation, StoredCredential, CREDENTIAL_HINTS, HINT_ROOMS_UP_TO};
 pub use once::{StoredFlash, StoredTicket};
+pub use presence::StoredSeat;
 pub use web::{Invite, WebSession};
 
 use crate::identity::{Did, Validity};
@@ -361,7 +363,8 @@ pub struct Pruned {
     pub audit_rows: u64,
     pub sessions: u64,
     pub invites: u64,
-    /// Expired tickets, spent tokens past their expiry, and unread notices.
+    /// Expired tickets, spent tokens past their expiry, unread notices, and the
+    /// seats of servers long silent.
     pub single_use: u64,
 }
 
@@ -747,6 +750,7 @@ impl Store {
                 }
             }
         }
+        let now_ms = now.timestamp_millis();
         let now = text(now);
         on_db!(&self.db, pool => {
             pruned.sessions = sqlx::query("DELETE FROM web_sessions WHERE expires_at < $1")
@@ -775,6 +779,8 @@ impl Store {
                     .await?
                     .rows_affected();
         });
+        // Seats of servers silent for a minute (a stopped server frees its own).
+        pruned.single_use += self.prune_presence(now_ms - 60_000).await?;
         Ok(pruned)
     }
 
@@ -872,7 +878,7 @@ impl Store {
 }
 
 /// A database URL as errors show it: without its password.
-fn shown_url(url: &str) -> std::path::PathBuf {
+pub(crate) fn shown_url(url: &str) -> std::path::PathBuf {
     let mut shown = url::Url::parse(url).map_or_else(
         |_| "postgres://…".to_owned(),
         |mut u| {

@@ -135,13 +135,12 @@ pub async fn my_rooms(
 ) -> Result<Response, Error> {
     let gw = &state.gateway;
     let rooms = gw.store.rooms_owned_by(&session.identity).await.map_err(|e| Error::internal("listing rooms", e))?;
-    let rooms = rooms
-        .into_iter()
-        .map(|(id, name, entries)| {
-            let live = gw.rooms.peers(&id).len();
-            (id.to_string(), name, entries, live)
-        })
-        .collect();
+    let mut listed = Vec::with_capacity(rooms.len());
+    for (id, name, entries) in rooms {
+        let live = gw.rooms.everyone(&id).await.len();
+        listed.push((id.to_string(), name, entries, live));
+    }
+    let rooms = listed;
     let notice = query
         .deleted
         .and_then(|d| RoomId::parse(&d).ok())
@@ -393,7 +392,7 @@ async fn render_room(
         freshness: record.freshness_secs.map(|n| n.to_string()).unwrap_or_default(),
         reverify_every: record.reverify_every_secs.map(|n| (n / 60).to_string()).unwrap_or_default(),
         invites,
-        peers: gw.rooms.peers(id),
+        peers: gw.rooms.everyone(id).await,
         recent,
         notice,
         errors,
@@ -825,7 +824,7 @@ pub async fn live_page(
     Path(room): Path<String>,
 ) -> Result<Response, Error> {
     let (id, _) = owned_room(&state, &session, &room).await?;
-    let peers = state.gateway.rooms.peers(&id);
+    let peers = state.gateway.rooms.everyone(&id).await;
     Ok(render(&LivePage { room: id.to_string(), me: session.identity.to_string(), csrf: session.csrf, peers }))
 }
 
@@ -872,7 +871,8 @@ pub async fn reverify(
 ) -> Result<Response, Error> {
     let (id, _) = owner_form(&state, &session, &room, &form.csrf).await?;
     let peer = form_peer(form.peer)?;
-    if !state.gateway.rooms.request_reverify(&id, &peer, None) {
+    let rooms = &state.gateway.rooms;
+    if rooms.locate(&id, &peer).await.is_none() || !rooms.request_reverify(&id, &peer, None) {
         return Err(Error::page(StatusCode::NOT_FOUND, "That participant has left the room."));
     }
     Ok(live_back(&id, &form.back))

@@ -9,7 +9,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::json;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -53,16 +53,6 @@ async fn https_get(port: u16, cert_pem: &str, path: &str) -> String {
     let mut out = String::new();
     let _ = tls.read_to_string(&mut out).await;
     out
-}
-
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    for _ in 0..200 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{what}: not within 10 s");
 }
 
 fn write_pair(dir: &Path, (cert, key): &(String, String)) {
@@ -173,73 +163,6 @@ fn a_certificate_that_cannot_be_served_stops_the_start_with_its_path() {
     // One without the other is refused by the command line itself.
     let out = Command::new(keygate_bin()).args(["serve", "--tls-cert", "x.pem"]).output().unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("tls_key"));
-}
-
-/// Debian's nginx on loopback in a temporary directory, in front of two keygate
-/// servers (`/` and, on a second port, `/`), with a short `proxy_read_timeout`.
-struct Nginx {
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Nginx {
-    fn start(routes: &[(u16, u16)], read_timeout: &str) -> Option<Nginx> {
-        let nginx = tool("nginx")?;
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().display();
-        let mut servers = String::new();
-        for (listen, upstream) in routes {
-            servers.push_str(&format!(
-                "server {{ listen 127.0.0.1:{listen};
-                   location / {{
-                     proxy_pass http://127.0.0.1:{upstream};
-                     proxy_http_version 1.1;
-                     proxy_set_header Host $host;
-                     proxy_set_header Upgrade $http_upgrade;
-                     proxy_set_header Connection \"upgrade\";
-                     proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-                     proxy_read_timeout {read_timeout};
-                   }} }}\n"
-            ));
-        }
-        let conf = format!(
-            "daemon off; master_process off; pid {d}/nginx.pid; error_log {d}/error.log warn;
-             events {{ worker_connections 64; }}
-             http {{ access_log off; client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;
-                    fastcgi_temp_path {d}/fastcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
-                    {servers} }}"
-        );
-        std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
-        let child = Command::new(nginx)
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(dir.path().join("nginx.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        for (listen, _) in routes {
-            let mut up = false;
-            for _ in 0..200 {
-                if std::net::TcpStream::connect(("127.0.0.1", *listen)).is_ok() {
-                    up = true;
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(25));
-            }
-            let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
-            assert!(up, "nginx did not start: {log}");
-        }
-        Some(Nginx { child, _dir: dir })
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Reads (and so answers pings) for `d`; whether the socket stayed open.

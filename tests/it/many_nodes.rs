@@ -256,3 +256,356 @@ async fn over_the_bus_a_removal_reaches_another_server_at_once() {
     eprintln!("removal on one server to ejection on another, over the bus: {} ms", removed.elapsed().as_millis());
     stop(nodes).await;
 }
+
+/// `count` servers on the database `db` and the bus at `nats`.
+async fn on_one_bus(db: &std::path::Path, nats: &NatsServer, count: usize) -> Vec<TestServer> {
+    servers_with(db, count, |_, c| c.bus = Some(nats.url.clone())).await
+}
+
+/// The same, letting each peer send far more frames than a call needs (to measure).
+async fn on_one_bus_unlimited(db: &std::path::Path, nats: &NatsServer, count: usize) -> Vec<TestServer> {
+    servers_with(db, count, |_, c| {
+        c.bus = Some(nats.url.clone());
+        c.messages_per_second = 100_000;
+    })
+    .await
+}
+
+/// Reads frames until one of `kind` about `peer` (by `peerId`, or `from` for a signal).
+async fn about(c: &mut Client, kind: &str, peer: &Value) -> Value {
+    loop {
+        let f = until(c, kind).await;
+        if f["peerId"] == *peer || f["from"] == *peer {
+            return f;
+        }
+    }
+}
+
+/// One call, its three people on three servers: each is welcomed with those
+/// already in (whatever server holds them), hears the others join and leave, and
+/// reaches them with `signal` and `verify-peer` (and its outcome) across servers;
+/// a host on the third server sends out a peer held by the first.
+#[tokio::test]
+async fn three_servers_on_one_bus_hold_one_call() {
+    let Some(db) = shared_database().await else { return };
+    let Some(nats) = NatsServer::start() else { return };
+    let nodes = on_one_bus(&db, &nats, 3).await;
+    let (owner, b_key, c_key) = (key(), key(), key());
+    let room = nodes[0].room(&owner, &[&b_key, &c_key]).await;
+    let (mut a, wa) = admitted(&nodes[0], &room, &owner).await;
+    let mut b = nodes[1].connect().await;
+    let request = json!({"type": "request", "roomId": room.as_str(), "fingerprint": "sha-256 AA:BB"});
+    let wb = b.join_webcrypto(request, &b_key).await.unwrap();
+    let (mut c, wc) = admitted(&nodes[2], &room, &c_key).await;
+    let ids = |w: &Value| w["peers"].as_array().unwrap().iter().map(|p| p["peerId"].clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&wb), vec![wa["peerId"].clone()], "b is welcomed with a, held by another server");
+    let mut seen = ids(&wc);
+    seen.sort_by_key(|v| v.to_string());
+    let mut expected = vec![wa["peerId"].clone(), wb["peerId"].clone()];
+    expected.sort_by_key(|v| v.to_string());
+    assert_eq!(seen, expected, "c is welcomed with a and b");
+    let joined = about(&mut a, "peer-joined", &wb["peerId"]).await;
+    assert_eq!(joined["identity"], identity(&b_key).did().as_str());
+    assert_eq!(joined["fingerprint"], "sha-256 AA:BB", "the signed fingerprint travels with the peer");
+    about(&mut a, "peer-joined", &wc["peerId"]).await;
+    about(&mut b, "peer-joined", &wc["peerId"]).await;
+
+    // signal, across servers, both ways.
+    a.send(&json!({"type": "signal", "to": wc["peerId"], "data": {"sdp": "offer from a"}})).await.unwrap();
+    let got = about(&mut c, "signal", &wa["peerId"]).await;
+    assert_eq!(got["data"]["sdp"], "offer from a");
+    c.send(&json!({"type": "signal", "to": wb["peerId"], "data": {"sdp": "offer from c"}})).await.unwrap();
+    assert_eq!(about(&mut b, "signal", &wc["peerId"]).await["data"]["sdp"], "offer from c");
+    // A peer that is in no server's room is still unknown.
+    a.send(&json!({"type": "signal", "to": "0000000000000000", "data": {}})).await.unwrap();
+    assert_eq!(server_code(until_error(&mut a).await), "no-such-peer");
+
+    // verify-peer: a (server 1) asks b (server 2); b's server challenges it and a hears.
+    a.send(&json!({"type": "verify-peer", "peerId": wb["peerId"]})).await.unwrap();
+    let challenge = until(&mut b, "challenge").await;
+    assert_eq!(challenge["payload"]["purpose"], "reverify");
+    assert_eq!(challenge["payload"]["fingerprint"], "sha-256 AA:BB");
+    b.send(&Client::webcrypto_auth(&challenge, &b_key).unwrap()).await.unwrap();
+    let verified = about(&mut a, "peer-verified", &wb["peerId"]).await;
+    assert_eq!(verified["identity"], identity(&b_key).did().as_str());
+
+    // The host, on the third server's pages, sends out a (held by the first).
+    let host = nodes[2].server().gateway().whitelist();
+    let peer: keygate::ids::PeerId = serde_json::from_value(wa["peerId"].clone()).unwrap();
+    host.kick(&room, Actor::operator(), &peer).await.unwrap();
+    assert_eq!(server_code(until_error(&mut a).await), "revoked");
+    assert_eq!(about(&mut b, "peer-left", &wa["peerId"]).await["reason"], "removed");
+    assert_eq!(about(&mut c, "peer-left", &wa["peerId"]).await["reason"], "removed");
+
+    // Leaving, heard on the other server.
+    b.close().await;
+    assert_eq!(about(&mut c, "peer-left", &wb["peerId"]).await["reason"], "left");
+    stop(nodes).await;
+}
+
+/// Reads frames until an `error` one, returned as the client's error.
+async fn until_error(c: &mut Client) -> keygate::client::ws::ClientError {
+    loop {
+        match c.expect("error-never-matches").await {
+            Err(e @ keygate::client::ws::ClientError::Server { .. }) => return e,
+            Err(keygate::client::ws::ClientError::Unexpected(_)) => continue,
+            Err(other) => panic!("no error frame: {other}"),
+            Ok(_) => unreachable!(),
+        }
+    }
+}
+
+/// A room's capacity holds across servers: people joining on three servers at the
+/// same moment fill it exactly, and a seat freed on one server is taken on another.
+#[tokio::test]
+async fn a_room_s_capacity_holds_across_servers() {
+    let Some(db) = shared_database().await else { return };
+    let Some(nats) = NatsServer::start() else { return };
+    let nodes = on_one_bus(&db, &nats, 3).await;
+    let owner = key();
+    let guests: Vec<_> = (0..9).map(|_| key()).collect();
+    let room = nodes[0].room(&owner, &guests.iter().collect::<Vec<_>>()).await;
+    nodes[0].server().gateway().store.set_max_peers(&room, Some(4)).await;
+    let attempt = |n: usize| {
+        let (node, room, guest) = (&nodes[n % 3], room.clone(), &guests[n]);
+        async move {
+            let mut c = node.connect().await;
+            let outcome = c.join_webcrypto(join(&room), guest).await;
+            (c, outcome.map_err(server_code))
+        }
+    };
+    let outcomes = futures_util::future::join_all((0..9).map(attempt)).await;
+    let admitted: Vec<_> = outcomes.iter().filter(|(_, o)| o.is_ok()).collect();
+    let full = outcomes.iter().filter(|(_, o)| o.as_ref().err().is_some_and(|e| e == "room-full")).count();
+    assert_eq!((admitted.len(), full), (4, 5), "{:?}", outcomes.iter().map(|(_, o)| o).collect::<Vec<_>>());
+    let mut clients: Vec<Client> = outcomes.into_iter().filter(|(_, o)| o.is_ok()).map(|(c, _)| c).collect();
+    for c in &mut clients {
+        for _ in 0..2 {
+            // Each hears of those admitted after it; draining is enough here.
+            let _ = tokio::time::timeout(Duration::from_millis(200), c.recv()).await;
+        }
+    }
+    // One leaves; its seat is free for someone on another server.
+    clients.pop().unwrap().close().await;
+    let latecomer = key();
+    nodes[0].server().gateway().store.allow(&room, &identity(&latecomer), "late").await;
+    eventually("the freed seat admits someone on another server", async || {
+        let mut c = nodes[2].connect().await;
+        c.join_webcrypto(join(&room), &latecomer).await.is_ok()
+    })
+    .await;
+    stop(nodes).await;
+}
+
+/// A server killed outright (SIGKILL: no goodbye) has its peers announced as left
+/// to the peers on other servers within a few seconds, and its seats count no more.
+#[tokio::test]
+async fn a_killed_server_s_peers_are_announced_as_left() {
+    let Some(db) = shared_database().await else { return };
+    let Some(nats) = NatsServer::start() else { return };
+    let nodes = on_one_bus(&db, &nats, 1).await;
+    let (owner, doomed) = (key(), key());
+    let room = nodes[0].room(&owner, &[&doomed]).await;
+    nodes[0].server().gateway().store.set_max_peers(&room, Some(2)).await;
+    // The second server, a process of its own.
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut other = std::process::Command::new(keygate_bin())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--origin", "http://localhost:8443", "--db"])
+        .arg(&db)
+        .args(["--bus", &nats.url])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("server.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let url = format!("ws://127.0.0.1:{port}/ws");
+    let mut there = None;
+    for _ in 0..100 {
+        if let Ok(c) = Client::connect(&url).await {
+            there = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut there = there.expect("the second server starts");
+    let (mut here, _) = admitted(&nodes[0], &room, &owner).await;
+    let welcome = there.join_webcrypto(join(&room), &doomed).await.unwrap();
+    about(&mut here, "peer-joined", &welcome["peerId"]).await;
+
+    let killed = Instant::now();
+    let _ = other.kill();
+    let _ = other.wait();
+    let left = tokio::time::timeout(Duration::from_secs(15), about(&mut here, "peer-left", &welcome["peerId"]))
+        .await
+        .expect("the peer of the killed server is announced as left");
+    assert_eq!(left["reason"], "disconnected");
+    eprintln!("a killed server's peer announced as left after {} ms", killed.elapsed().as_millis());
+    // Its seat no longer counts: the room (of two) takes another.
+    eventually("the dead server's seat is free", async || {
+        let mut c = nodes[0].connect().await;
+        c.join_webcrypto(join(&room), &doomed).await.is_ok()
+    })
+    .await;
+    stop(nodes).await;
+}
+
+/// The deployment of docs/scale.md in small: three servers behind nginx (round
+/// robin, no stickiness), one PostgreSQL, one NATS. Three people who connect
+/// through the one address land on three servers and hold one call; a key removed
+/// with the CLI, straight in the database, leaves the call within a second. Bus
+/// messages per join and per relayed frame are counted (printed, not asserted).
+#[tokio::test]
+async fn three_servers_behind_nginx_are_one_service() {
+    let Some(db) = shared_database().await else { return };
+    let Some(nats) = NatsServer::start() else { return };
+    let nodes = on_one_bus_unlimited(&db, &nats, 3).await;
+    let front = free_port();
+    let upstreams: Vec<u16> = nodes.iter().map(|n| n.server().addr().port()).collect();
+    let Some(_nginx) = Nginx::balance(front, &upstreams) else { return };
+    let url = format!("ws://127.0.0.1:{front}/ws");
+    let people = [key(), key(), key()];
+    let room = nodes[0].room(&people[0], &[&people[1], &people[2]]).await;
+    let bus_messages =
+        || nodes.iter().map(|n| n.server().gateway().rooms.bus().unwrap().messages()).collect::<Vec<_>>();
+    let sent =
+        |before: &[(u64, u64)], after: &[(u64, u64)]| after.iter().zip(before).map(|(a, b)| a.0 - b.0).sum::<u64>();
+    let received =
+        |before: &[(u64, u64)], after: &[(u64, u64)]| after.iter().zip(before).map(|(a, b)| a.1 - b.1).sum::<u64>();
+
+    let mut calls = Vec::new();
+    let mut welcomes = Vec::new();
+    let mut per_join = Vec::new();
+    for person in &people {
+        let before = bus_messages();
+        let mut c = Client::connect(&url).await.unwrap();
+        welcomes.push(c.join_webcrypto(join(&room), person).await.unwrap());
+        calls.push(c);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let after = bus_messages();
+        per_join.push((sent(&before, &after), received(&before, &after)));
+    }
+    let held: Vec<usize> = nodes.iter().map(|n| n.server().gateway().rooms.peer_count()).collect();
+    assert_eq!(held, vec![1, 1, 1], "round robin put one person on each server");
+    assert_eq!(welcomes[2]["peers"].as_array().unwrap().len(), 2, "the third is welcomed with the other two");
+
+    // A frame relayed from the first server's peer to the third's, 200 times.
+    let to = welcomes[2]["peerId"].clone();
+    let before = bus_messages();
+    for seq in 0..200 {
+        calls[0].send(&json!({"type": "signal", "to": to, "data": {"seq": seq}})).await.unwrap();
+        assert_eq!(until(&mut calls[2], "signal").await["data"]["seq"], seq);
+    }
+    let after = bus_messages();
+    eprintln!(
+        "bus messages per join (sent, received over all servers; the 1st, 2nd, 3rd person): {per_join:?}; \
+         per relayed frame, 200 frames: {:.2} sent, {:.2} received (presence ticks included)",
+        sent(&before, &after) as f64 / 200.0,
+        received(&before, &after) as f64 / 200.0
+    );
+
+    // The CLI removes the third person's key in the database; the server holding
+    // them ejects them (it polls the change log), and the others hear they left.
+    let removed = Instant::now();
+    let did = identity(&people[2]).did().to_string();
+    let out = keygate(&["room", "deny", room.as_str(), &did], &db);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(server_code(until_error(&mut calls[2]).await), "revoked");
+    eprintln!("a key removed by the CLI left a call behind nginx after {} ms", removed.elapsed().as_millis());
+    assert_eq!(about(&mut calls[0], "peer-left", &to).await["reason"], "removed");
+    assert_eq!(about(&mut calls[1], "peer-left", &to).await["reason"], "removed");
+    stop(nodes).await;
+}
+
+/// How long a `signal` takes from one peer to another on the same server and on
+/// another server over the bus (p50/p99 of 500 round trips each; printed for
+/// docs/scale.md, not asserted).
+#[tokio::test]
+async fn relay_latency_across_servers_is_measured() {
+    let Some(db) = shared_database().await else { return };
+    let Some(nats) = NatsServer::start() else { return };
+    let nodes = on_one_bus_unlimited(&db, &nats, 2).await;
+    let (a, b, c) = (key(), key(), key());
+    let room = nodes[0].room(&a, &[&b, &c]).await;
+    let (mut sender, _) = admitted(&nodes[0], &room, &a).await;
+    let (mut same, w_same) = admitted(&nodes[0], &room, &b).await;
+    let (mut other, w_other) = admitted(&nodes[1], &room, &c).await;
+    let mut measure = async |to: &Value, receiver: &mut Client| {
+        let mut took = Vec::new();
+        for seq in 0..500 {
+            let t = Instant::now();
+            sender.send(&json!({"type": "signal", "to": to, "data": {"seq": seq}})).await.unwrap();
+            until(receiver, "signal").await;
+            took.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        took.sort_by(f64::total_cmp);
+        (took[took.len() / 2], took[took.len() * 99 / 100])
+    };
+    let here = measure(&w_same["peerId"], &mut same).await;
+    let there = measure(&w_other["peerId"], &mut other).await;
+    eprintln!(
+        "signal relay, p50/p99: same server {:.3}/{:.3} ms; across servers over NATS {:.3}/{:.3} ms",
+        here.0, here.1, there.0, there.1
+    );
+    stop(nodes).await;
+}
+
+/// A browser call with its two people on two servers (tests/js/two_servers.browser.mjs):
+/// media flows, chat and "confirm identity" work, and each server holds one of them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_browser_call_spans_two_servers() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let Some(db) = shared_database().await else { return };
+    let Some(nats) = NatsServer::start() else { return };
+    let front = free_port();
+    let Some((mut node, artifacts)) = browser_command("two_servers.browser.mjs", &format!("http://localhost:{front}"))
+    else {
+        return;
+    };
+    let nodes = servers_with(&db, 2, |_, c| {
+        c.bus = Some(nats.url.clone());
+        c.origin = Some(format!("http://localhost:{front}"));
+    })
+    .await;
+    let upstreams: Vec<u16> = nodes.iter().map(|n| n.server().addr().port()).collect();
+    let Some(_nginx) = Nginx::balance(front, &upstreams) else { return };
+    let mut child = node
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let in_call = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(line) = stdout.next_line().await.unwrap() {
+            let done = line == "in-call";
+            seen.push(line);
+            if done {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    if in_call {
+        let held: Vec<usize> = nodes.iter().map(|n| n.server().gateway().rooms.peer_count()).collect();
+        assert_eq!(held, vec![1, 1], "each server holds one of the two");
+        child.stdin.as_mut().unwrap().write_all(b"checked\n").await.unwrap();
+    }
+    let out = child.wait_with_output().await.unwrap();
+    while let Ok(Some(line)) = stdout.next_line().await {
+        seen.push(line);
+    }
+    assert!(
+        in_call && out.status.success() && seen.last().is_some_and(|l| l == "ok"),
+        "browser flow failed (screenshots in {}):\n{}\n{}",
+        artifacts.display(),
+        seen.join("\n"),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if let Some(timings) = seen.iter().find(|l| l.starts_with('{')) {
+        eprintln!("two-server call timings: {timings}");
+    }
+    stop(nodes).await;
+}

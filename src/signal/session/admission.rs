@@ -173,7 +173,7 @@ impl Session {
         let handle = PeerHandle { info, tx, kick: Arc::new(kick_tx) };
         let max_peers = self.gw.rooms.max_peers(&room).unwrap_or(self.gw.settings.max_peers_per_room);
         let joined = loop {
-            let refusal = match self.gw.rooms.join(&room, handle.clone(), max_peers, changes) {
+            let refusal = match self.gw.rooms.join(&room, handle.clone(), max_peers, changes).await {
                 Ok(joined) => break joined,
                 // A removal landed while the signature was checked: is this key still listed?
                 Err(crate::rooms::JoinError::ListChanged) => match self.gw.rooms.access(&room, identity.did()).await {
@@ -188,6 +188,10 @@ impl Session {
                     }
                 },
                 Err(e @ crate::rooms::JoinError::Full(_)) => (e.to_string(), code::ROOM_FULL),
+                Err(crate::rooms::JoinError::Store(e)) => {
+                    tracing::error!(error = %e, "taking a seat failed");
+                    ("the room's seats could not be counted".to_owned(), code::INTERNAL)
+                }
             };
             let caller = self.caller(None);
             let did = Some(identity.did().to_owned());

@@ -2,8 +2,10 @@
 //! file, real WebSocket clients, and helpers to reach test data and tools.
 #![allow(dead_code)]
 
+mod nginx;
 pub mod piv_card;
 pub mod piv_pki;
+pub use nginx::Nginx;
 
 use keygate::client::p256_key::P256Key;
 use keygate::client::ws::Client;
@@ -285,6 +287,17 @@ pub async fn db_pool(db: &Path) -> sqlx::SqlitePool {
 }
 
 /// A free loopback port, for servers whose settings must name their own origin.
+/// Waits (up to 10 s) until `check` holds.
+pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    for _ in 0..200 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{what}: not within 10 s");
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -329,6 +342,20 @@ pub async fn start_browser_script(
     script: &str,
     adjust: impl FnOnce(&mut Settings),
 ) -> Option<(TestServer, tokio::process::Command, PathBuf)> {
+    let port = free_port();
+    let (node, artifacts) = browser_command(script, &format!("http://localhost:{port}"))?;
+    let s = TestServer::with(|c| {
+        c.listen = format!("127.0.0.1:{port}").parse().unwrap();
+        adjust(c);
+    })
+    .await;
+    Some((s, node, artifacts))
+}
+
+/// The `node` command that runs `script` against the service at `base` (not yet
+/// started), with the script's artifact directory; None (outside CI) when node,
+/// Chromium or the npm packages are missing.
+pub fn browser_command(script: &str, base: &str) -> Option<(tokio::process::Command, PathBuf)> {
     let (Some(_), Some(_)) = (tool("node"), tool("chromium")) else { return None };
     let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
     if !js.join("node_modules/playwright-core").is_dir() {
@@ -336,17 +363,11 @@ pub async fn start_browser_script(
         eprintln!("skipping: playwright-core is not installed (npm ci --prefix tests/js)");
         return None;
     }
-    let port = free_port();
-    let s = TestServer::with(|c| {
-        c.listen = format!("127.0.0.1:{port}").parse().unwrap();
-        adjust(c);
-    })
-    .await;
     let name = script.trim_end_matches(".browser.mjs");
     let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser-artifacts").join(name);
     let mut node = tokio::process::Command::new("node");
-    node.arg(js.join(script)).arg(format!("http://localhost:{port}")).arg(&artifacts).kill_on_drop(true);
-    Some((s, node, artifacts))
+    node.arg(js.join(script)).arg(base).arg(&artifacts).kill_on_drop(true);
+    Some((node, artifacts))
 }
 
 /// Test seeding of rooms and whitelists, through the one whitelist service (as the
@@ -369,6 +390,7 @@ pub trait Seed {
     async fn allow_line(&self, room: &RoomId, line: &str) -> Identity;
     async fn set_piv_requirement(&self, room: &RoomId, identity: &Identity, requirement: Option<&str>);
     async fn set_reverify_every(&self, room: &RoomId, secs: Option<i64>);
+    async fn set_max_peers(&self, room: &RoomId, max: Option<i64>);
     async fn set_require_user_verification(&self, room: &RoomId, on: bool);
     /// The room's whole list, in identity order (test rooms are small).
     async fn listed(&self, room: &RoomId) -> Vec<keygate::store::WhitelistEntry>;
@@ -418,6 +440,10 @@ impl Seed for Store {
 
     async fn set_reverify_every(&self, room: &RoomId, secs: Option<i64>) {
         Whitelist::new(self, None).settings(room, Actor::operator(), |s| s.reverify_every_secs = secs).await.unwrap();
+    }
+
+    async fn set_max_peers(&self, room: &RoomId, max: Option<i64>) {
+        Whitelist::new(self, None).settings(room, Actor::operator(), |s| s.max_peers = max).await.unwrap();
     }
 
     async fn set_require_user_verification(&self, room: &RoomId, on: bool) {

@@ -11,6 +11,15 @@
 //! service) call it as soon as they commit; [`Rooms::follow_changes`] calls it on
 //! every tick, for edits made by another process (the CLI). The room map's lock is
 //! never held across an `.await`.
+//!
+//! With a bus (`bus = "nats://…"`), a room's peers may be connected to different
+//! servers of one service. Each server keeps its own peers and, for each room it
+//! holds peers of, the others' ([`remote`]): seats are taken in the store, which
+//! counts the room's capacity across servers, and what happens is told on the bus.
+
+mod remote;
+
+use remote::Whereabouts;
 
 use crate::identity::Did;
 use crate::ids::{PeerId, RoomId};
@@ -106,6 +115,15 @@ pub struct Access {
 
 #[derive(Default)]
 struct LiveRoom {
+    /// Peers seated here, or being seated, that need the room's messages from other
+    /// servers; the room is listened to on the bus while this is above zero.
+    interest: usize,
+    listening: Option<remote::Listening>,
+    /// The room's peers on other servers.
+    remote: HashMap<PeerId, remote::RemotePeer>,
+    /// Peers of other servers that left lately, so a late copy of their seat does
+    /// not bring them back.
+    gone: std::collections::VecDeque<PeerId>,
     owners: Vec<Did>,
     require_user_verification: bool,
     /// The room's own peer limit and challenge lifetime, when it sets them.
@@ -134,8 +152,12 @@ pub struct Rooms {
     /// The last change-log entry applied (`None` until following starts). Held
     /// while applying, so changes are applied once and in order.
     applied: tokio::sync::Mutex<Option<i64>>,
-    /// The bus on which this server tells the others it changed the log, if any.
+    /// The bus on which this server tells the others what changed, if any.
     bus: std::sync::OnceLock<crate::bus::Bus>,
+    /// This, for the tasks that listen to rooms on the bus.
+    me: std::sync::OnceLock<std::sync::Weak<Rooms>>,
+    /// Numbers each listening to a room, so a message heard by one that ended is dropped.
+    listenings: AtomicU64,
 }
 
 /// What an admitted peer gets from joining.
@@ -153,6 +175,9 @@ pub enum JoinError {
     /// A change was applied since the identity's entry was read: read it again.
     #[error("the whitelist changed while the key was checked")]
     ListChanged,
+    /// The store could not seat the peer (servers sharing a bus).
+    #[error("the room's seats could not be counted: {0}")]
+    Store(#[from] StoreError),
 }
 
 impl Rooms {
@@ -163,7 +188,13 @@ impl Rooms {
             changes: AtomicU64::new(0),
             applied: tokio::sync::Mutex::new(None),
             bus: std::sync::OnceLock::new(),
+            me: std::sync::OnceLock::new(),
+            listenings: AtomicU64::new(0),
         }
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<RoomId, LiveRoom>> {
@@ -203,7 +234,7 @@ impl Rooms {
         if !self.load(room).await? {
             return Ok(None);
         }
-        Ok(Some(self.lock().get(room).map_or(0, |r| r.peers.len())))
+        Ok(Some(self.lock().get(room).map_or(0, |r| r.peers.len() + r.remote.len())))
     }
 
     /// What `did` may do in `room`: the whitelist check that precedes any signature
@@ -277,7 +308,32 @@ impl Rooms {
     /// saw ([`Access::changes`]); a change applied since refuses with
     /// [`JoinError::ListChanged`]. (A removal applied later finds the peer seated and
     /// ejects it: both take the room lock.)
-    pub fn join(&self, room: &RoomId, handle: PeerHandle, max_peers: usize, changes: u64) -> Result<Joined, JoinError> {
+    ///
+    /// With a bus the seat is taken in the store first, where the room's capacity
+    /// is counted across servers, and the others are told.
+    pub async fn join(
+        &self,
+        room: &RoomId,
+        handle: PeerHandle,
+        max_peers: usize,
+        changes: u64,
+    ) -> Result<Joined, JoinError> {
+        match self.bus.get() {
+            None => self.seat(room, handle, max_peers, changes, Vec::new()),
+            Some(bus) => self.join_everywhere(bus, room, handle, max_peers, changes).await,
+        }
+    }
+
+    /// Seats a peer here, with `elsewhere` the room's peers on other servers as the
+    /// store has them.
+    fn seat(
+        &self,
+        room: &RoomId,
+        handle: PeerHandle,
+        max_peers: usize,
+        changes: u64,
+        elsewhere: Vec<remote::RemotePeer>,
+    ) -> Result<Joined, JoinError> {
         let mut live = self.lock();
         if self.changes() != changes {
             return Err(JoinError::ListChanged);
@@ -286,8 +342,10 @@ impl Rooms {
         if r.peers.len() >= max_peers {
             return Err(JoinError::Full(max_peers));
         }
+        r.meet(elsewhere);
         let frame: Arc<str> = ServerMessage::PeerJoined(&handle.info).to_text().into();
-        let others: Vec<PeerInfo> = r.peers.values().map(|p| p.info.clone()).collect();
+        let mut others: Vec<PeerInfo> = r.peers.values().map(|p| p.info.clone()).collect();
+        others.extend(r.remote.values().map(|p| p.info.clone()));
         for p in r.peers.values() {
             p.deliver(&frame);
         }
@@ -298,30 +356,39 @@ impl Rooms {
     /// Removes a peer and tells the others. An empty room keeps its cached settings
     /// (people reconnect), unless the cache has grown past [`MAX_CACHED_ROOMS`].
     pub fn leave(&self, room: &RoomId, peer: &PeerId, reason: &str) {
-        let mut live = self.lock();
-        let Some(r) = live.get_mut(room) else { return };
-        if r.peers.remove(peer).is_none() {
-            return;
+        {
+            let mut live = self.lock();
+            let Some(r) = live.get_mut(room) else { return };
+            if r.peers.remove(peer).is_none() {
+                return;
+            }
+            let frame: Arc<str> = ServerMessage::PeerLeft { peer_id: peer, reason }.to_text().into();
+            for p in r.peers.values() {
+                p.deliver(&frame);
+            }
+            if r.peers.is_empty() && live.len() > MAX_CACHED_ROOMS {
+                live.retain(|_, r| !r.peers.is_empty() || r.interest > 0);
+            }
         }
-        let frame: Arc<str> = ServerMessage::PeerLeft { peer_id: peer, reason }.to_text().into();
-        for p in r.peers.values() {
-            p.deliver(&frame);
-        }
-        if r.peers.is_empty() && live.len() > MAX_CACHED_ROOMS {
-            live.retain(|_, r| !r.peers.is_empty());
+        if let Some(bus) = self.bus.get() {
+            self.left_everywhere(bus, room, peer, reason);
         }
     }
 
-    /// Queues `frame` for peer `to` in `room`. `false`: no such peer there.
+    /// Queues `frame` for peer `to` in `room`, here or (with a bus) on its server.
+    /// `false`: no such peer there.
     pub fn send_to(&self, room: &RoomId, to: &PeerId, frame: Arc<str>) -> bool {
         let live = self.lock();
-        match live.get(room).and_then(|r| r.peers.get(to)) {
-            Some(p) => {
-                p.deliver(&frame);
-                true
-            }
-            None => false,
+        let Some(r) = live.get(room) else { return false };
+        if let Some(p) = r.peers.get(to) {
+            p.deliver(&frame);
+            return true;
         }
+        if !r.remote.contains_key(to) {
+            return false;
+        }
+        drop(live);
+        self.tell(room, crate::bus::Tell::Frame(to, &frame))
     }
 
     /// Ejects every live session of `did` in `room` and forgets its entry: it was
@@ -368,39 +435,53 @@ impl Rooms {
         }
     }
 
-    /// The peers in a room now.
+    /// The peers in a room now that this server knows of: its own, and those on
+    /// other servers when it has peers there too (see [`Rooms::everyone`]).
     pub fn peers(&self, room: &RoomId) -> Vec<PeerInfo> {
-        self.lock().get(room).map(|r| r.peers.values().map(|p| p.info.clone()).collect()).unwrap_or_default()
+        let live = self.lock();
+        let Some(r) = live.get(room) else { return Vec::new() };
+        r.peers.values().map(|p| p.info.clone()).chain(r.remote.values().map(|p| p.info.clone())).collect()
     }
 
     /// The identity a live peer of a room was admitted with.
     pub fn peer_identity(&self, room: &RoomId, peer: &PeerId) -> Option<Did> {
-        self.lock().get(room).and_then(|r| r.peers.get(peer)).map(|p| p.info.identity.clone())
+        let live = self.lock();
+        let r = live.get(room)?;
+        r.peers.get(peer).map(|p| &p.info).or_else(|| r.remote.get(peer).map(|p| &p.info)).map(|i| i.identity.clone())
     }
 
-    /// Ejects one peer of a room; false if it is not there.
+    /// Ejects one peer of a room, here or on its server; false if it is not there.
     pub fn kick_peer(&self, room: &RoomId, peer: &PeerId, code: ErrorCode, message: &str) -> bool {
-        match self.lock().get(room).and_then(|r| r.peers.get(peer)) {
-            Some(p) => {
+        match self.whereabouts(room, peer) {
+            Whereabouts::Here(p) => {
                 p.kick(code, message);
                 true
             }
-            None => false,
+            Whereabouts::Elsewhere => self.tell(room, crate::bus::Tell::Kick(peer, code, message)),
+            Whereabouts::Unknown => false,
         }
     }
 
-    /// Asks `target` to prove its key again. False: no such peer in the room.
+    /// Asks `target` to prove its key again, here or on its server. False: no such
+    /// peer in the room.
     pub fn request_reverify(&self, room: &RoomId, target: &PeerId, requester: Option<PeerId>) -> bool {
-        match self.lock().get(room).and_then(|r| r.peers.get(target)) {
-            Some(p) => p.tx.try_send(Outbound::Reverify(requester)).is_ok(),
-            None => false,
+        match self.whereabouts(room, target) {
+            Whereabouts::Here(p) => p.tx.try_send(Outbound::Reverify(requester)).is_ok(),
+            Whereabouts::Elsewhere => self.tell(room, crate::bus::Tell::Reverify(target, requester.as_ref())),
+            Whereabouts::Unknown => false,
         }
     }
 
-    /// Records that a peer proved its key again at `at`.
+    /// Records that a peer of this server proved its key again at `at`.
     pub fn mark_verified(&self, room: &RoomId, peer: &PeerId, at: &str) {
-        if let Some(p) = self.lock().get_mut(room).and_then(|r| r.peers.get_mut(peer)) {
+        let info = {
+            let mut live = self.lock();
+            let Some(p) = live.get_mut(room).and_then(|r| r.peers.get_mut(peer)) else { return };
             p.info.last_verified = Some(at.to_owned());
+            p.info.clone()
+        };
+        if let Some(bus) = self.bus.get() {
+            self.verified_everywhere(bus, room, &info, at);
         }
     }
 
@@ -468,9 +549,15 @@ impl Rooms {
         }
     }
 
-    /// Announces this server's changes on `bus` from now on.
-    pub fn use_bus(&self, bus: crate::bus::Bus) {
+    /// Shares rooms with the other servers on `bus` from now on.
+    pub fn use_bus(self: &Arc<Self>, bus: crate::bus::Bus) {
+        let _ = self.me.set(Arc::downgrade(self));
         let _ = self.bus.set(bus);
+    }
+
+    /// The bus, if this server shares its rooms on one.
+    pub fn bus(&self) -> Option<&crate::bus::Bus> {
+        self.bus.get()
     }
 
     /// After this server committed a change: its own rooms apply it now, and the
@@ -478,7 +565,7 @@ impl Rooms {
     pub async fn changed_here(&self) -> Result<(), StoreError> {
         let applied = self.catch_up().await;
         if let Some(bus) = self.bus.get() {
-            bus.announce_change().await;
+            bus.announce_change();
         }
         applied
     }
@@ -550,9 +637,9 @@ mod tests {
         let access = rooms.access(&room, owner.did()).await.unwrap_or_else(|e| unreachable!("{e}"));
         let seen = access.map(|a| a.changes).unwrap_or_default();
         rooms.revoke(&room, owner.did());
-        let refused = rooms.join(&room, handle(owner.did()), 8, seen);
+        let refused = rooms.join(&room, handle(owner.did()), 8, seen).await;
         assert!(matches!(refused, Err(JoinError::ListChanged)), "seated after a removal");
         // With what the list says now, the seat is given.
-        assert!(rooms.join(&room, handle(owner.did()), 8, rooms.changes()).is_ok());
+        assert!(rooms.join(&room, handle(owner.did()), 8, rooms.changes()).await.is_ok());
     }
 }

@@ -1,0 +1,1 @@
+../0018_presence.sql
