@@ -155,6 +155,8 @@ struct Inner {
     client: async_nats::Client,
     /// This server's name on the bus, random per start.
     node: Arc<str>,
+    /// The bus's URLs as they may be shown (without passwords).
+    shown: String,
     /// Messages to publish, in order (a publisher task sends them).
     out: mpsc::UnboundedSender<Out>,
     /// When each other server was last heard.
@@ -176,8 +178,13 @@ pub struct BusError {
 }
 
 impl Bus {
-    /// Connects to the NATS server at `url`; it reconnects by itself after.
+    /// Connects to the NATS server at `url` (or to one of several, comma-separated:
+    /// a NATS cluster); it reconnects by itself after, to any of them.
     pub async fn connect(url: &str) -> Result<Self, BusError> {
+        Self::connect_within(url, Duration::from_secs(10)).await
+    }
+
+    async fn connect_within(url: &str, wait: Duration) -> Result<Self, BusError> {
         let node: Arc<str> = crate::ids::hex(&crate::ids::random_bytes::<8>()).into();
         let options = async_nats::ConnectOptions::new()
             .name(format!("keygate {node}"))
@@ -185,17 +192,25 @@ impl Bus {
             .no_echo()
             .retry_on_initial_connect()
             .connection_timeout(Duration::from_secs(5));
-        let shown = crate::store::shown_url(url).display().to_string();
-        let client = tokio::time::timeout(Duration::from_secs(10), async {
-            let client = options.connect(url).await.map_err(|e| e.to_string())?;
+        let shown: Vec<String> =
+            url.split(',').map(|u| crate::store::shown_url(u.trim()).display().to_string()).collect();
+        let shown = shown.join(",");
+        let client = tokio::time::timeout(wait, async {
+            let servers: Vec<async_nats::ServerAddr> = url
+                .split(',')
+                .map(|u| u.trim().parse::<async_nats::ServerAddr>())
+                .collect::<Result<_, _>>()
+                // The parser's message may quote the URL, password and all.
+                .map_err(|_| "not a NATS server URL".to_owned())?;
+            let client = options.connect(servers).await.map_err(|e| e.to_string())?;
             // Connected once before the server says it is up.
             client.flush().await.map_err(|e| e.to_string())?;
             Ok::<_, String>(client)
         })
         .await
-        .map_err(|_| "no answer within 10 s".to_owned())
+        .map_err(|_| format!("no answer within {} s", wait.as_secs()))
         .and_then(|r| r)
-        .map_err(|reason| BusError { url: shown, reason })?;
+        .map_err(|reason| BusError { url: shown.clone(), reason })?;
         let (out, mut queue) = mpsc::unbounded_channel();
         let publisher = client.clone();
         tokio::spawn(async move {
@@ -216,6 +231,7 @@ impl Bus {
         let inner = Inner {
             client,
             node,
+            shown,
             out,
             heard: Mutex::new(HashMap::new()),
             sent: AtomicU64::new(0),
@@ -227,6 +243,11 @@ impl Bus {
     /// This server's name on the bus.
     pub fn node(&self) -> &Arc<str> {
         &self.inner.node
+    }
+
+    /// The bus's URLs, without passwords.
+    pub fn shown(&self) -> &str {
+        &self.inner.shown
     }
 
     /// Messages this server published and received on the bus so far.
@@ -399,6 +420,7 @@ impl Bus {
                     if let Err(e) = rooms.store().node_alive(&node, now_ms()).await {
                         tracing::warn!(error = %e, "recording that this server is alive failed");
                     }
+                    rooms.stop_lingering();
                     let up = client.connection_state() == async_nats::connection::State::Connected;
                     if !up {
                         // Others are not silent; this server cannot hear them.
@@ -428,5 +450,44 @@ impl Bus {
             heard.remove(node);
         }
         silent
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Security: a bus URL's password is never shown, in an error or anywhere.
+    #[tokio::test]
+    async fn a_bus_password_is_not_shown_when_the_bus_cannot_be_reached() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").map(|l| l.local_addr().map(|a| a.port()));
+        let port = port.ok().and_then(Result::ok).unwrap_or(1);
+        let url = format!("nats://keygate:hunter2@127.0.0.1:{port}, nats://other:hunter3@127.0.0.1:{port}");
+        let Err(e) = Bus::connect_within(&url, Duration::from_secs(1)).await else {
+            unreachable!("nothing listens there")
+        };
+        let shown = e.to_string();
+        assert!(!shown.contains("hunter2") && !shown.contains("hunter3"), "{shown}");
+        assert!(shown.contains("127.0.0.1") && shown.contains("no answer"), "{shown}");
+    }
+
+    /// What one server tells is what another reads, peer description included.
+    #[test]
+    fn a_peer_told_on_the_bus_reads_back_whole() {
+        let info = PeerInfo {
+            peer_id: PeerId::generate(),
+            identity: crate::identity::Did::from_stored("did:key:zDnaexample"),
+            key_fingerprint: "SHA256:abc".into(),
+            label: "Ann".into(),
+            method: "webauthn",
+            admitted_at: "2026-11-30T18:00:00.000Z".into(),
+            last_verified: None,
+            fingerprint: Some("sha-256 AA:BB".into()),
+            proof: serde_json::value::RawValue::from_string(r#"{"a":1}"#.into()).ok(),
+        };
+        let text = serde_json::to_string(&info).unwrap_or_default();
+        let back = peer_from_json(&text).map(|p| serde_json::to_string(&p).unwrap_or_default());
+        assert_eq!(back.as_deref(), Some(text.as_str()));
+        assert!(peer_from_json(&text.replace("did:key:", "key:")).is_none(), "an identity is a DID");
     }
 }

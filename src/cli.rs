@@ -197,10 +197,12 @@ enum RoomCommand {
 
 #[derive(Args)]
 struct BenchArgs {
-    /// WebSocket URL of a running server; without it, a server is started on a
-    /// temporary database and stopped afterwards.
-    #[arg(long)]
-    url: Option<String>,
+    /// WebSocket URL of a running server (several, comma-separated: servers of one
+    /// service, over which the clients are spread in turn); without it, a server is
+    /// started on a temporary database and stopped afterwards. With --relay, the
+    /// senders use the first and the receivers the last.
+    #[arg(long, value_delimiter = ',', value_name = "URL,…")]
+    url: Vec<String>,
     /// Concurrent clients during the admission phase.
     #[arg(long, default_value_t = 64)]
     clients: usize,
@@ -231,7 +233,7 @@ struct BenchArgs {
     /// Measure relay latency instead: `signal` frames from one peer to another at
     /// each of these total rates (messages per second, e.g. 40,10000), 40 per pair
     /// of peers. Prints a table, then JSON.
-    #[arg(long, value_delimiter = ',', value_name = "RATE,…", conflicts_with_all = ["whitelist", "url"])]
+    #[arg(long, value_delimiter = ',', value_name = "RATE,…", conflicts_with = "whitelist")]
     relay: Vec<usize>,
     /// With --relay: seconds each rate is held.
     #[arg(long, default_value_t = 10.0)]
@@ -333,15 +335,19 @@ async fn run(command: Command) -> CliResult {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) if !args.relay.is_empty() => {
-            let report =
-                bench::run_relay(bench::RelayOptions { rates: args.relay, seconds: args.relay_seconds }).await?;
+            let report = bench::run_relay(bench::RelayOptions {
+                rates: args.relay,
+                seconds: args.relay_seconds,
+                urls: args.url,
+            })
+            .await?;
             say!("{}", report.table());
             say!("{}", report.json());
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => {
             let report = bench::run(BenchOptions {
-                url: args.url,
+                urls: args.url,
                 clients: args.clients,
                 admissions: args.admissions,
                 idle: args.idle,
@@ -392,8 +398,12 @@ fn startup_summary(server: &Server) -> String {
         None => format!("{}/metrics, /healthz, /readyz", gw.origin),
     };
     let every = |d: std::time::Duration| if d.is_zero() { "off".to_owned() } else { format!("{} s", d.as_secs_f64()) };
+    let bus = match gw.rooms.bus() {
+        Some(bus) => format!("{} (this server: {}; a call's peers may be on any server)", bus.shown(), bus.node()),
+        None => "off (one server)".to_owned(),
+    };
     format!(
-        "keygate listening on {} ({})\n  database  {}\n  methods   {}; and ticket, resume\n  TLS       {tls}\n  \
+        "keygate listening on {} ({})\n  database  {}\n  bus       {bus}\n  methods   {}; and ticket, resume\n  TLS       {tls}\n  \
          TURN      {turn}\n  proxies   {proxies} trusted\n  metrics   {metrics}\n  limits    {} peers per room, {} connections ({} not yet \
          admitted), ping {}, resume window {}",
         gw.origin,

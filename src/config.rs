@@ -226,9 +226,16 @@ impl Settings {
             return Err("turn_urls need turn_secret (coturn's static-auth-secret)".into());
         }
         if let Some(bus) = &self.bus {
-            let ok = url::Url::parse(bus).is_ok_and(|u| matches!(u.scheme(), "nats" | "tls") && u.host_str().is_some());
-            if !ok {
-                return Err(format!("bus: '{bus}' is not a NATS server URL; expected nats://HOST:PORT"));
+            for (n, one) in bus.split(',').enumerate() {
+                let ok = url::Url::parse(one.trim())
+                    .is_ok_and(|u| matches!(u.scheme(), "nats" | "tls") && u.host_str().is_some());
+                if !ok {
+                    // Not echoed: a URL may carry the bus's password.
+                    return Err(format!(
+                        "bus: URL {} is not a NATS server URL; expected nats://HOST:PORT (several, comma-separated, for a NATS cluster)",
+                        n + 1
+                    ));
+                }
             }
         }
         if !(10..=60_000).contains(&self.change_poll_ms) {
@@ -347,11 +354,13 @@ mod tests {
 
     #[test]
     fn the_bus_and_the_change_poll_are_checked_at_start() {
-        let mut s = Settings { bus: Some("nats://127.0.0.1:4222".into()), ..Settings::default() };
-        assert_eq!(s.check(), Ok(vec![]));
-        for bad in ["127.0.0.1:4222", "http://h:4222", "nats://"] {
+        for good in ["nats://127.0.0.1:4222", "nats://a:4222, nats://b:4222,tls://c:4222"] {
+            let mut s = Settings { bus: Some(good.into()), ..Settings::default() };
+            assert_eq!(s.check(), Ok(vec![]), "{good}");
+        }
+        for bad in ["127.0.0.1:4222", "http://h:4222", "nats://", "nats://a:4222,", "nats://u:hunter2@a:4222,b:1"] {
             let mut s = Settings { bus: Some(bad.into()), ..Settings::default() };
-            assert!(s.check().is_err_and(|e| e.starts_with("bus: ")), "{bad}");
+            assert!(s.check().is_err_and(|e| e.starts_with("bus: ") && !e.contains("hunter2")), "{bad}");
         }
         let mut s = Settings { change_poll_ms: 0, ..Settings::default() };
         assert!(s.check().is_err_and(|e| e.starts_with("change_poll_ms: ")));

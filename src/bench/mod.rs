@@ -30,7 +30,9 @@ pub use relay::{run_relay, RelayOptions, RelayReport, RelayRow};
 pub use whitelist::{run_whitelist, WhitelistOptions, WhitelistReport, WhitelistRow};
 
 pub struct BenchOptions {
-    pub url: Option<String>,
+    /// Running servers of one service (empty: start one); clients are spread over
+    /// them in turn, as a load balancer would.
+    pub urls: Vec<String>,
     pub clients: usize,
     pub admissions: usize,
     pub idle: usize,
@@ -68,6 +70,8 @@ pub struct BenchReport {
     pub failed_admissions: usize,
     pub clients: usize,
     pub per_room: usize,
+    /// How many servers the clients were spread over.
+    pub servers: usize,
     pub seconds: f64,
     pub admissions_per_sec: f64,
     pub p50_ms: f64,
@@ -75,8 +79,13 @@ pub struct BenchReport {
     /// admissions/s ÷ (cores × raw verify rate). The load generator shares the
     /// cores, so this counts its signing and socket work against the server.
     pub ratio: f64,
-    /// Server CPU time per admission (from its /metrics), in microseconds.
+    /// Server CPU time per admission (from their /metrics, summed over the
+    /// servers), in microseconds.
     pub server_cpu_us_per_admission: Option<f64>,
+    /// Messages the servers published on their bus per admission (with a bus).
+    pub bus_messages_per_admission: Option<f64>,
+    /// Each server's CPU over the run per admission it made (with several).
+    pub per_server_cpu_us_per_admission: Vec<f64>,
     /// Admissions per server CPU-second ÷ raw verify rate per core.
     pub server_ratio: Option<f64>,
     /// Server CPU for a connection that is opened, upgraded to a WebSocket and
@@ -317,6 +326,20 @@ async fn create_room(url: &str, keys: &[String]) -> Result<(String, Client), Ben
     Ok((room, c))
 }
 
+/// A metric summed over the servers at `urls`; None if any does not report it.
+async fn metric_sum(urls: &[String], name: &str) -> Option<f64> {
+    Some(metric_each(urls, name).await?.iter().sum())
+}
+
+/// A metric of each server at `urls`; None if any does not report it.
+async fn metric_each(urls: &[String], name: &str) -> Option<Vec<f64>> {
+    let mut each = Vec::with_capacity(urls.len());
+    for url in urls {
+        each.push(metric(url, name).await?);
+    }
+    Some(each)
+}
+
 async fn metric(url: &str, name: &str) -> Option<f64> {
     let hostport = url.strip_prefix("ws://")?.split('/').next()?.to_owned();
     let mut stream = tokio::net::TcpStream::connect(&hostport).await.ok()?;
@@ -339,14 +362,15 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, BenchError> {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let clients = opts.clients.max(1);
-    let (_server, url) = match &opts.url {
-        Some(u) => (None, u.clone()),
-        None => {
+    let (_server, urls) = match opts.urls.as_slice() {
+        [] => {
             let (s, u) = spawn_server(opts.idle + clients + 256).await?;
-            (Some(s), u)
+            (Some(s), vec![u])
         }
+        given => (None, given.to_vec()),
     };
-    eprintln!("keygate bench against {url}");
+    let url = urls[0].clone();
+    eprintln!("keygate bench against {}", urls.join(", "));
 
     let method = opts.method;
     let rates = tokio::task::spawn_blocking(move || raw_rates(method, opts.verify_seconds))
@@ -384,21 +408,28 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, BenchError> {
     }
 
     let connection_cpu_us = bare_connections(&url, clients, opts.admissions).await?;
-    let cpu_before = metric(&url, "process_cpu_seconds_total").await;
+    let cpu_each_before = metric_each(&urls, "process_cpu_seconds_total").await;
+    let bus_before = metric_sum(&urls, "keygate_bus_sent_total").await;
+    let admitted_by = Arc::new((0..urls.len()).map(|_| AtomicUsize::new(0)).collect::<Vec<_>>());
     let remaining = Arc::new(AtomicUsize::new(opts.admissions));
     let failed = Arc::new(AtomicUsize::new(0));
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(opts.admissions)));
     let start = Instant::now();
     let mut workers = Vec::new();
     for (i, key) in keys.into_iter().enumerate() {
-        let (url, room) = (url.clone(), rooms[i / per_room].clone());
+        // A room's clients on different servers, when there are several.
+        let (url, room) = (urls[i % urls.len()].clone(), rooms[i / per_room].clone());
         let (remaining, failed, latencies) = (remaining.clone(), failed.clone(), latencies.clone());
+        let (admitted_by, server) = (admitted_by.clone(), i % urls.len());
         workers.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             while remaining.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok() {
                 let t = Instant::now();
                 match admit_once(&url, &key, &room).await {
-                    Ok(()) => mine.push(t.elapsed().as_secs_f64() * 1000.0),
+                    Ok(()) => {
+                        mine.push(t.elapsed().as_secs_f64() * 1000.0);
+                        admitted_by[server].fetch_add(1, Ordering::Relaxed);
+                    }
                     Err(e) => {
                         if failed.fetch_add(1, Ordering::Relaxed) < 5 {
                             eprintln!("admission failed: {e}");
@@ -415,7 +446,27 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, BenchError> {
         let _ = w.await;
     }
     let seconds = start.elapsed().as_secs_f64();
-    let cpu_after = metric(&url, "process_cpu_seconds_total").await;
+    let cpu_each_after = metric_each(&urls, "process_cpu_seconds_total").await;
+    let bus_after = metric_sum(&urls, "keygate_bus_sent_total").await;
+    let (cpu_before, cpu_after) = (
+        cpu_each_before.as_ref().map(|v| v.iter().sum::<f64>()),
+        cpu_each_after.as_ref().map(|v| v.iter().sum::<f64>()),
+    );
+    // Each server's CPU over the run, per admission it made itself (the others'
+    // joins it was told of are its cost of sharing rooms).
+    let per_server_cpu_us: Vec<f64> = match (&cpu_each_before, &cpu_each_after) {
+        (Some(b), Some(a)) => a
+            .iter()
+            .zip(b)
+            .zip(admitted_by.iter())
+            .map(|((a, b), n)| (a - b) * 1e6 / n.load(Ordering::Relaxed).max(1) as f64)
+            .collect(),
+        _ => Vec::new(),
+    };
+    if urls.len() > 1 && !per_server_cpu_us.is_empty() {
+        let each: Vec<String> = per_server_cpu_us.iter().map(|us| format!("{us:.0} µs")).collect();
+        eprintln!("each server's CPU per admission it made: {}", each.join(", "));
+    }
     let mut lat = latencies.lock().map(|l| l.clone()).unwrap_or_default();
     lat.sort_by(|a, b| a.total_cmp(b));
     let admitted = lat.len();
@@ -434,6 +485,13 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, BenchError> {
         _ => None,
     };
     let server_ratio = server_cpu_us.map(|us| (1e6 / raw) / us);
+    let bus_per_admission = match (bus_before, bus_after) {
+        (Some(b), Some(a)) if admitted > 0 => Some((a - b) / admitted as f64),
+        _ => None,
+    };
+    if let Some(m) = bus_per_admission {
+        eprintln!("bus messages published per admission (all servers, presence included): {m:.2}");
+    }
     if let (Some(us), Some(r)) = (server_cpu_us, server_ratio) {
         eprintln!(
             "server CPU per admission: {us:.0} µs (one verify: {:.0} µs) → server admissions per CPU-second / raw verify rate: {r:.2}",
@@ -464,12 +522,15 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, BenchError> {
         failed_admissions: failed.load(Ordering::Relaxed),
         clients,
         per_room,
+        servers: urls.len(),
         seconds,
         admissions_per_sec: per_sec,
         p50_ms: percentile(&lat, 0.5),
         p99_ms: percentile(&lat, 0.99),
         ratio,
         server_cpu_us_per_admission: server_cpu_us,
+        bus_messages_per_admission: bus_per_admission,
+        per_server_cpu_us_per_admission: per_server_cpu_us,
         server_ratio,
         connection_cpu_us,
         server_ratio_beyond_connection: beyond,

@@ -7,7 +7,7 @@
 //! Latency is measured in one process with one clock: the sender stamps each frame
 //! with the microseconds since the run began, the receiver subtracts it on arrival.
 
-use super::{metric, percentile, spawn_server, BenchError};
+use super::{metric_sum, percentile, spawn_server, BenchError};
 use crate::client::p256_key::P256Key;
 use crate::client::ws::Client;
 use serde::Serialize;
@@ -22,6 +22,9 @@ pub struct RelayOptions {
     /// Total messages per second for each run.
     pub rates: Vec<usize>,
     pub seconds: f64,
+    /// Running servers of one service (empty: start one): senders connect to the
+    /// first, receivers to the last, so with two the relay crosses the bus.
+    pub urls: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -34,8 +37,10 @@ pub struct RelayRow {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
-    /// Server CPU per relayed message, from its /metrics.
+    /// Server CPU per relayed message, from their /metrics (summed over servers).
     pub server_cpu_us_per_message: Option<f64>,
+    /// Bus messages the servers published per relayed message (with a bus).
+    pub bus_messages_per_message: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -48,11 +53,11 @@ pub struct RelayReport {
 impl RelayReport {
     pub fn table(&self) -> String {
         let mut out = String::from(
-            "| messages/s asked | pairs | relayed | messages/s | p50 | p99 | max | server CPU per message |\n|---|---|---|---|---|---|---|---|\n",
+            "| messages/s asked | pairs | relayed | messages/s | p50 | p99 | max | server CPU per message | bus messages per message |\n|---|---|---|---|---|---|---|---|---|\n",
         );
         for r in &self.rows {
             out += &format!(
-                "| {} | {} | {}/{} | {:.0} | {:.2} ms | {:.2} ms | {:.2} ms | {} |\n",
+                "| {} | {} | {}/{} | {:.0} | {:.2} ms | {:.2} ms | {:.2} ms | {} | {} |\n",
                 r.target_per_sec,
                 r.pairs,
                 r.received,
@@ -62,6 +67,7 @@ impl RelayReport {
                 r.p99_ms,
                 r.max_ms,
                 r.server_cpu_us_per_message.map_or("-".to_owned(), |us| format!("{us:.1} µs")),
+                r.bus_messages_per_message.map_or("-".to_owned(), |m| format!("{m:.2}")),
             );
         }
         out
@@ -79,11 +85,11 @@ struct Pair {
     to: String,
 }
 
-async fn pair(url: &str) -> Result<Pair, BenchError> {
+async fn pair(sender_url: &str, receiver_url: &str) -> Result<Pair, BenchError> {
     let setup = |e: &dyn std::fmt::Display| BenchError::Setup(e.to_string());
     let key = P256Key::generate().map_err(|e| setup(&e))?;
-    let (room, mut sender) = super::create_room(url, &[key.public_jwk().to_string()]).await?;
-    let mut receiver = Client::connect(url).await?;
+    let (room, mut sender) = super::create_room(sender_url, &[key.public_jwk().to_string()]).await?;
+    let mut receiver = Client::connect(receiver_url).await?;
     let welcome = receiver.join_webcrypto(json!({"type": "request", "roomId": room}), &key).await?;
     let to = welcome["peerId"].as_str().ok_or_else(|| setup(&"welcome without peerId"))?.to_owned();
     sender.expect("peer-joined").await?;
@@ -94,16 +100,23 @@ async fn pair(url: &str) -> Result<Pair, BenchError> {
 pub async fn run_relay(opts: RelayOptions) -> Result<RelayReport, BenchError> {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let most = opts.rates.iter().copied().max().unwrap_or(PER_PAIR).div_ceil(PER_PAIR);
-    let (_server, url) = spawn_server(2 * most + 64).await?;
-    eprintln!("keygate bench --relay against {url}");
+    let (_server, urls) = match opts.urls.as_slice() {
+        [] => {
+            let (s, u) = spawn_server(2 * most + 64).await?;
+            (Some(s), vec![u])
+        }
+        given => (None, given.to_vec()),
+    };
+    let (from, to) = (&urls[0], &urls[urls.len() - 1]);
+    eprintln!("keygate bench --relay from {from} to {to}");
     let mut rows = Vec::new();
     for &rate in &opts.rates {
         let pairs = rate.div_ceil(PER_PAIR).max(1);
         let mut ready = Vec::with_capacity(pairs);
         for _ in 0..pairs {
-            ready.push(pair(&url).await?);
+            ready.push(pair(from, to).await?);
         }
-        let row = relay_phase(&url, ready, rate, opts.seconds).await?;
+        let row = relay_phase(&urls, ready, rate, opts.seconds).await?;
         eprintln!(
             "relay: {} pairs, {:.0} messages/s: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
             row.pairs, row.per_sec, row.p50_ms, row.p99_ms, row.max_ms
@@ -113,12 +126,13 @@ pub async fn run_relay(opts: RelayOptions) -> Result<RelayReport, BenchError> {
     Ok(RelayReport { per_pair_per_sec: PER_PAIR, seconds: opts.seconds, rows })
 }
 
-async fn relay_phase(url: &str, pairs: Vec<Pair>, rate: usize, seconds: f64) -> Result<RelayRow, BenchError> {
+async fn relay_phase(urls: &[String], pairs: Vec<Pair>, rate: usize, seconds: f64) -> Result<RelayRow, BenchError> {
     let count = pairs.len();
     let per_pair = (seconds * PER_PAIR as f64).round() as usize;
     let period = Duration::from_secs_f64(1.0 / PER_PAIR as f64);
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(per_pair * count)));
-    let cpu_before = metric(url, "process_cpu_seconds_total").await;
+    let cpu_before = metric_sum(urls, "process_cpu_seconds_total").await;
+    let bus_before = metric_sum(urls, "keygate_bus_sent_total").await;
     let base = Instant::now();
     let mut tasks = Vec::new();
     for (i, Pair { mut sender, mut receiver, to }) in pairs.into_iter().enumerate() {
@@ -166,7 +180,8 @@ async fn relay_phase(url: &str, pairs: Vec<Pair>, rate: usize, seconds: f64) -> 
         open.push(client);
     }
     let elapsed = base.elapsed().as_secs_f64();
-    let cpu_after = metric(url, "process_cpu_seconds_total").await;
+    let cpu_after = metric_sum(urls, "process_cpu_seconds_total").await;
+    let bus_after = metric_sum(urls, "keygate_bus_sent_total").await;
     for c in open {
         c.close().await;
     }
@@ -184,6 +199,10 @@ async fn relay_phase(url: &str, pairs: Vec<Pair>, rate: usize, seconds: f64) -> 
         max_ms: lat.last().copied().unwrap_or(0.0),
         server_cpu_us_per_message: match (cpu_before, cpu_after) {
             (Some(b), Some(a)) if received > 0 => Some((a - b) * 1e6 / received as f64),
+            _ => None,
+        },
+        bus_messages_per_message: match (bus_before, bus_after) {
+            (Some(b), Some(a)) if received > 0 => Some((a - b) / received as f64),
             _ => None,
         },
     })

@@ -83,7 +83,7 @@ pub const SETTINGS: &[Setting] = &[
         .alias(&["trusted-proxy"]),
     s("metrics_listen", Text, "Serve /metrics on this address only (e.g. 127.0.0.1:9100), not on listen.")
         .example("127.0.0.1:9100"),
-    s("bus", Text, "A NATS server (nats://HOST:PORT) the servers of one service share: changes to who may enter reach every server at once.")
+    s("bus", Text, "A NATS server (nats://HOST:PORT; several, comma-separated, for a NATS cluster) the servers of one service share: the peers of a call may then be on different servers, and changes to who may enter reach every server at once.")
         .example("nats://127.0.0.1:4222"),
     s("change_poll_ms", Int, "How often, in milliseconds, the server reads the database's change log (changes made elsewhere, e.g. by the CLI)."),
     s("freshness_past", Secs, "How old a challenge may be when its answer arrives.").alias(&["freshness"]),

@@ -116,9 +116,12 @@ pub struct Access {
 #[derive(Default)]
 struct LiveRoom {
     /// Peers seated here, or being seated, that need the room's messages from other
-    /// servers; the room is listened to on the bus while this is above zero.
+    /// servers; the room is listened to on the bus while this is above zero, and
+    /// for [`remote::LINGER`] after (people come back).
     interest: usize,
     listening: Option<remote::Listening>,
+    /// Since when nobody here needs the room's messages, if nobody does.
+    idle_since: Option<tokio::time::Instant>,
     /// The room's peers on other servers.
     remote: HashMap<PeerId, remote::RemotePeer>,
     /// Peers of other servers that left lately, so a late copy of their seat does
@@ -158,6 +161,10 @@ pub struct Rooms {
     me: std::sync::OnceLock<std::sync::Weak<Rooms>>,
     /// Numbers each listening to a room, so a message heard by one that ended is dropped.
     listenings: AtomicU64,
+    /// Rooms listened to that nobody here needs any more, oldest first, with since when.
+    lingering: Mutex<std::collections::VecDeque<(RoomId, tokio::time::Instant)>>,
+    /// Writes to the seats, made in order by one task (started with the first).
+    seat_writes: std::sync::OnceLock<mpsc::UnboundedSender<remote::SeatWrite>>,
 }
 
 /// What an admitted peer gets from joining.
@@ -190,6 +197,8 @@ impl Rooms {
             bus: std::sync::OnceLock::new(),
             me: std::sync::OnceLock::new(),
             listenings: AtomicU64::new(0),
+            lingering: Mutex::new(std::collections::VecDeque::new()),
+            seat_writes: std::sync::OnceLock::new(),
         }
     }
 
@@ -367,7 +376,7 @@ impl Rooms {
                 p.deliver(&frame);
             }
             if r.peers.is_empty() && live.len() > MAX_CACHED_ROOMS {
-                live.retain(|_, r| !r.peers.is_empty() || r.interest > 0);
+                live.retain(|_, r| !r.peers.is_empty() || r.listening.is_some());
             }
         }
         if let Some(bus) = self.bus.get() {

@@ -11,8 +11,8 @@
 //!  leave: tell left, free the seat ─── bus ───────────────────▶ peer-left
 //! ```
 //!
-//! A server listens to a room from before it reads the seats until its last peer
-//! there leaves, so it misses nothing between the two: a peer seated elsewhere
+//! A server listens to a room from before it reads the seats until a while after
+//! its last peer there left ([`LINGER`]), so it misses nothing between the two: a peer seated elsewhere
 //! after the read is told on the bus, one seated before is in the read. What it
 //! hears twice (told and read) is kept once; a peer that left before its seat was
 //! read is remembered as gone for a while and not brought back.
@@ -30,6 +30,10 @@ use tokio::sync::watch;
 
 /// Peers that left a room lately, remembered per room (see the module).
 const GONE_KEPT: usize = 64;
+
+/// How long a room stays listened to after its last peer here left: people leave
+/// and come back, and a join into a room listened to needs no new subscription.
+pub const LINGER: Duration = Duration::from_secs(30);
 
 /// How long a join waits for the NATS server to confirm it listens to the room;
 /// past that it goes on (a peer seated elsewhere meanwhile may be told late).
@@ -117,7 +121,7 @@ impl Rooms {
         if let Some(p) = r.and_then(|r| r.peers.get(peer)) {
             return Whereabouts::Here(Box::new(p.clone()));
         }
-        let follows = r.is_some_and(|r| r.interest > 0);
+        let follows = r.is_some_and(|r| r.listening.is_some());
         let known = r.is_some_and(|r| r.remote.contains_key(peer));
         match self.bus.get() {
             Some(_) if known || !follows => Whereabouts::Elsewhere,
@@ -171,7 +175,11 @@ impl Rooms {
                 Ok(joined)
             }
             Err(e) => {
-                self.free_seat(room, &peer);
+                // Freed now, not queued: the caller may try again with this peer id
+                // (the list changed while the key was checked).
+                if let Err(e) = self.store.free_seats(&[(room.to_string(), peer.to_string())]).await {
+                    tracing::warn!(error = %e, "freeing a seat not taken up failed");
+                }
                 Err(e)
             }
         }
@@ -187,23 +195,25 @@ impl Rooms {
     /// Tells the others that a peer of this server proved its key again.
     pub(super) fn verified_everywhere(&self, bus: &Bus, room: &RoomId, info: &PeerInfo, at: &str) {
         bus.tell(room, Tell::Verified(&info.peer_id, at));
-        let (store, room, peer) = (self.store.clone(), room.to_string(), info.peer_id.to_string());
-        let info = serde_json::to_string(info).unwrap_or_default();
-        tokio::spawn(async move {
-            if let Err(e) = store.update_seat(&room, &peer, &info).await {
-                tracing::warn!(error = %e, "recording a confirmation in the seats failed");
-            }
-        });
+        let text = serde_json::to_string(info).unwrap_or_default();
+        self.write_seat(SeatWrite::Update(room.to_string(), info.peer_id.to_string(), text));
     }
 
     fn free_seat(&self, room: &RoomId, peer: &PeerId) {
-        let (store, room, peer) = (self.store.clone(), room.to_string(), peer.to_string());
-        tokio::spawn(async move {
-            // When the server is stopping, its seats go all at once.
-            if let Err(e) = store.free_seat(&room, &peer).await {
-                tracing::debug!(error = %e, "freeing a seat failed");
-            }
+        self.write_seat(SeatWrite::Free(room.to_string(), peer.to_string()));
+    }
+
+    /// Queues a write to the seats for the one task that makes them, so that a
+    /// burst of departures costs a few statements and holds one database
+    /// connection, not one each (admissions need the others).
+    fn write_seat(&self, write: SeatWrite) {
+        let queue = self.seat_writes.get_or_init(|| {
+            let (queue, writes) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(write_seats(self.store.clone(), writes));
+            queue
         });
+        // Fails only when the writer has stopped with the runtime.
+        let _ = queue.send(write);
     }
 
     /// Holds `room`'s listening on the bus (starting it if needed) and waits until
@@ -213,6 +223,7 @@ impl Rooms {
             let mut live = self.lock();
             let r = live.entry(room.clone()).or_default();
             r.interest += 1;
+            r.idle_since = None;
             if r.listening.is_none() {
                 if let (Some(bus), Some(me)) = (self.bus.get(), self.me.get()) {
                     let generation = self.listenings.fetch_add(1, Ordering::Relaxed) + 1;
@@ -231,16 +242,41 @@ impl Rooms {
         interest
     }
 
-    /// Lets go of one hold on `room`'s listening; the last one stops it and forgets
-    /// the room's peers elsewhere (nobody here needs them).
+    /// Lets go of one hold on `room`'s listening; after the last one, it lingers
+    /// ([`LINGER`], see [`Rooms::stop_lingering`]).
     fn exit(&self, room: &RoomId) {
         let mut live = self.lock();
         let Some(r) = live.get_mut(room) else { return };
         r.interest = r.interest.saturating_sub(1);
-        if r.interest == 0 {
-            r.listening = None;
-            r.remote.clear();
-            r.gone.clear();
+        if r.interest == 0 && r.listening.is_some() {
+            let now = tokio::time::Instant::now();
+            r.idle_since = Some(now);
+            self.lingering.lock().unwrap_or_else(|p| p.into_inner()).push_back((room.clone(), now));
+        }
+    }
+
+    /// Stops listening to the rooms nobody here has needed for [`LINGER`], and
+    /// forgets their peers elsewhere. Work per room stopped, not per room listened to.
+    pub fn stop_lingering(&self) {
+        let now = tokio::time::Instant::now();
+        loop {
+            let due = {
+                let mut lingering = self.lingering.lock().unwrap_or_else(|p| p.into_inner());
+                match lingering.front() {
+                    Some((_, since)) if now.duration_since(*since) >= LINGER => lingering.pop_front(),
+                    _ => None,
+                }
+            };
+            let Some((room, since)) = due else { return };
+            let mut live = self.lock();
+            let Some(r) = live.get_mut(&room) else { continue };
+            // Needed again since, or idle again from a later time: not this one.
+            if r.interest == 0 && r.idle_since == Some(since) {
+                r.listening = None;
+                r.idle_since = None;
+                r.remote.clear();
+                r.gone.clear();
+            }
         }
     }
 
@@ -295,7 +331,8 @@ impl Rooms {
     /// peers who came and went meanwhile.
     pub async fn read_seats_again(&self) {
         let Some(bus) = self.bus.get() else { return };
-        let rooms: Vec<RoomId> = self.lock().iter().filter(|(_, r)| r.interest > 0).map(|(id, _)| id.clone()).collect();
+        let rooms: Vec<RoomId> =
+            self.lock().iter().filter(|(_, r)| r.listening.is_some()).map(|(id, _)| id.clone()).collect();
         for room in rooms {
             let seats = match self.store.seats(room.as_str(), crate::bus::now_ms() - crate::bus::SEAT_TTL_MS).await {
                 Ok(seats) => seats,
@@ -337,6 +374,22 @@ impl Rooms {
         }
     }
 
+    /// How many people are in each of `rooms` now, on every server (the host's
+    /// list of rooms, all owned by `owner`): one query with a bus.
+    pub async fn counts(&self, owner: &Did, rooms: &[RoomId]) -> Vec<usize> {
+        if self.bus.get().is_some() {
+            let since = crate::bus::now_ms() - crate::bus::SEAT_TTL_MS;
+            match self.store.seats_in_rooms_of(owner.as_str(), since).await {
+                Ok(counts) => {
+                    let count = |r: &RoomId| counts.get(r.as_str()).and_then(|n| usize::try_from(*n).ok());
+                    return rooms.iter().map(|r| count(r).unwrap_or(0)).collect();
+                }
+                Err(e) => tracing::warn!(error = %e, "counting the rooms' seats failed; showing this server's peers"),
+            }
+        }
+        rooms.iter().map(|r| self.peers(r).len()).collect()
+    }
+
     /// The identity of a live peer of a room, on any server.
     pub async fn locate(&self, room: &RoomId, peer: &PeerId) -> Option<Did> {
         if let Some(did) = self.peer_identity(room, peer) {
@@ -344,5 +397,42 @@ impl Rooms {
         }
         self.bus.get()?;
         self.everyone(room).await.into_iter().find(|p| p.peer_id == *peer).map(|p| p.identity)
+    }
+}
+
+/// A write to the seats, made by [`write_seats`].
+pub(super) enum SeatWrite {
+    /// (room, peer): it left.
+    Free(String, String),
+    /// (room, peer, description): it proved its key again.
+    Update(String, String, String),
+}
+
+/// Makes the seat writes queued, freeing up to [`FREED_AT_ONCE`] seats per
+/// statement, until the queue closes. A failed write is logged and dropped: a
+/// seat left behind stops counting when its server stops, and upkeep removes it.
+async fn write_seats(store: crate::store::Store, mut writes: tokio::sync::mpsc::UnboundedReceiver<SeatWrite>) {
+    const FREED_AT_ONCE: usize = 200;
+    let mut freed = Vec::with_capacity(FREED_AT_ONCE);
+    while let Some(first) = writes.recv().await {
+        let mut next = Some(first);
+        while let Some(write) = next.take() {
+            match write {
+                SeatWrite::Free(room, peer) => freed.push((room, peer)),
+                SeatWrite::Update(room, peer, info) => {
+                    if let Err(e) = store.update_seat(&room, &peer, &info).await {
+                        tracing::warn!(error = %e, "recording a confirmation in the seats failed");
+                    }
+                }
+            }
+            if freed.len() < FREED_AT_ONCE {
+                next = writes.try_recv().ok();
+            }
+        }
+        if let Err(e) = store.free_seats(&freed).await {
+            // When the server is stopping, its seats go all at once.
+            tracing::debug!(error = %e, "freeing seats failed");
+        }
+        freed.clear();
     }
 }

@@ -134,9 +134,10 @@ impl Server {
         let maintenance = tokio::spawn(upkeep::maintain(state.clone(), shutdown_rx.clone()));
         // SIGHUP reloads the certificate; without one it must not end the process
         // (`systemctl reload` sends it whatever the settings).
+        let hangups = tls::hangups();
         let certificates = Some(match tls.clone() {
-            Some(tls) => tokio::spawn(tls.follow(shutdown_rx.clone())),
-            None => tokio::spawn(tls::ignore_hangups(shutdown_rx.clone())),
+            Some(tls) => tokio::spawn(tls.follow(hangups, shutdown_rx.clone())),
+            None => tokio::spawn(tls::ignore_hangups(hangups, shutdown_rx.clone())),
         });
         let (metrics, metrics_addr) = match gateway.settings.metrics_listen {
             None => (None, None),

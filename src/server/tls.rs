@@ -52,9 +52,21 @@ impl ResolvesServerCert for Current {
     }
 }
 
+/// SIGHUP, caught from now on (before the server says it is up: a signal sent
+/// once it has said so must not end it); None, with a warning, if it cannot be.
+pub fn hangups() -> Option<tokio::signal::unix::Signal> {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch for SIGHUP");
+            None
+        }
+    }
+}
+
 /// Without TLS, SIGHUP has nothing to reload: it is noted, and the server goes on.
-pub async fn ignore_hangups(mut shutdown: watch::Receiver<bool>) {
-    let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+pub async fn ignore_hangups(hangup: Option<tokio::signal::unix::Signal>, mut shutdown: watch::Receiver<bool>) {
+    let Some(mut hangup) = hangup else { return };
     loop {
         tokio::select! {
             Some(()) = hangup.recv() => tracing::info!("SIGHUP: no TLS certificate to reload"),
@@ -148,14 +160,12 @@ impl Tls {
     }
 
     /// Reloads on SIGHUP and when the files change, until shutdown.
-    pub async fn follow(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch for SIGHUP; the certificate reloads when its files change");
-                None
-            }
-        };
+    /// Without `hangup`, the certificate reloads only when its files change.
+    pub async fn follow(
+        self: Arc<Self>,
+        mut hangup: Option<tokio::signal::unix::Signal>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         loop {
             tokio::select! {
                 Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {

@@ -1,10 +1,10 @@
 //! Seats: who is in which call on which server, for servers sharing a bus.
 //!
 //! A seat is taken in one transaction that holds a lock for its room (SQLite's
-//! writer lock; on PostgreSQL an advisory lock keyed by the room), drops the
-//! seats of servers that stopped saying they are alive, counts the rest and adds
-//! one only below the room's cap. So the cap holds however many servers admit at
-//! once, and a server that died frees its seats a few seconds later.
+//! writer lock; on PostgreSQL an advisory lock keyed by the room), counts the
+//! seats of servers still saying they are alive and adds one only below the
+//! room's cap. So the cap holds however many servers admit at once, and a server
+//! that died stops holding seats a few seconds later (upkeep deletes them).
 
 use super::{Db, Store, StoreError};
 
@@ -14,39 +14,6 @@ pub struct StoredSeat {
     pub peer_id: String,
     pub node: String,
     pub info: String,
-}
-
-/// The class of PostgreSQL's per-room seat locks ("kgst"), the room's hash the key.
-const SEAT_LOCK: i32 = 0x6b67_7374;
-
-/// The statements of [`Store::take_seat`], on either database's transaction.
-macro_rules! take_seat_in {
-    ($tx:ident, $room:expr, $peer:expr, $node:expr, $info:expr, $max:expr, $alive_since:expr) => {{
-        sqlx::query(
-            "DELETE FROM seats WHERE room_id = $1 AND node NOT IN (SELECT node FROM nodes WHERE seen_ms >= $2)",
-        )
-        .bind($room)
-        .bind($alive_since)
-        .execute(&mut *$tx)
-        .await?;
-        let seated: Vec<StoredSeat> = sqlx::query_as("SELECT peer_id, node, info FROM seats WHERE room_id = $1")
-            .bind($room)
-            .fetch_all(&mut *$tx)
-            .await?;
-        if seated.len() >= $max {
-            None
-        } else {
-            sqlx::query("INSERT INTO seats (room_id, peer_id, node, info) VALUES ($1, $2, $3, $4)")
-                .bind($room)
-                .bind($peer)
-                .bind($node)
-                .bind($info)
-                .execute(&mut *$tx)
-                .await?;
-            $tx.commit().await?;
-            Some(seated)
-        }
-    }};
 }
 
 impl Store {
@@ -65,24 +32,61 @@ impl Store {
         Ok(match self.db() {
             Db::Sqlite(pool) => {
                 let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                take_seat_in!(tx, room, peer, node, info, max, alive_since)
-            }
-            Db::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
-                    .bind(SEAT_LOCK)
+                // Seats of servers gone silent do not count (upkeep deletes them).
+                let seated: Vec<StoredSeat> = sqlx::query_as(
+                    "SELECT peer_id, node, info FROM seats WHERE room_id = $1 \
+                     AND node IN (SELECT node FROM nodes WHERE seen_ms >= $2)",
+                )
+                .bind(room)
+                .bind(alive_since)
+                .fetch_all(&mut *tx)
+                .await?;
+                if seated.len() >= max {
+                    return Ok(None);
+                }
+                sqlx::query("INSERT INTO seats (room_id, peer_id, node, info) VALUES ($1, $2, $3, $4)")
                     .bind(room)
+                    .bind(peer)
+                    .bind(node)
+                    .bind(info)
                     .execute(&mut *tx)
                     .await?;
-                take_seat_in!(tx, room, peer, node, info, max, alive_since)
+                tx.commit().await?;
+                Some(seated)
+            }
+            // One round trip: the same statements in a function (migration 0018),
+            // under an advisory lock keyed by the room's hash (class "kgst").
+            Db::Postgres(pool) => {
+                let seats: Vec<StoredSeat> =
+                    sqlx::query_as("SELECT peer_id, node, info FROM keygate_take_seat($1, $2, $3, $4, $5, $6)")
+                        .bind(room)
+                        .bind(peer)
+                        .bind(node)
+                        .bind(info)
+                        .bind(i64::try_from(max).unwrap_or(i64::MAX))
+                        .bind(alive_since)
+                        .fetch_all(pool)
+                        .await?;
+                let (mine, others): (Vec<StoredSeat>, Vec<StoredSeat>) =
+                    seats.into_iter().partition(|s| s.peer_id == peer && s.node == node);
+                (!mine.is_empty()).then_some(others)
             }
         })
     }
 
-    /// Frees a peer's seat (it left).
-    pub async fn free_seat(&self, room: &str, peer: &str) -> Result<(), StoreError> {
+    /// Frees the seats of peers that left, `(room, peer)` each, in one statement.
+    pub async fn free_seats(&self, seats: &[(String, String)]) -> Result<(), StoreError> {
+        if seats.is_empty() {
+            return Ok(());
+        }
+        let values: Vec<String> = (0..seats.len()).map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2)).collect();
+        let sql = format!("DELETE FROM seats WHERE (room_id, peer_id) IN (VALUES {})", values.join(", "));
         on_db!(self.db(), pool => {
-            sqlx::query("DELETE FROM seats WHERE room_id = $1 AND peer_id = $2").bind(room).bind(peer).execute(pool).await?;
+            let mut query = sqlx::query(&sql);
+            for (room, peer) in seats {
+                query = query.bind(room).bind(peer);
+            }
+            query.execute(pool).await?;
         });
         Ok(())
     }
@@ -112,6 +116,26 @@ impl Store {
             .fetch_all(pool)
             .await?
         }))
+    }
+
+    /// How many seats of servers seen alive since `alive_since` (ms) each room owned
+    /// by `owner` has, in one query (rooms with none are left out).
+    pub async fn seats_in_rooms_of(
+        &self,
+        owner: &str,
+        alive_since: i64,
+    ) -> Result<std::collections::HashMap<String, i64>, StoreError> {
+        let rows: Vec<(String, i64)> = on_db!(self.db(), pool => {
+            sqlx::query_as(
+                "SELECT s.room_id, count(*) FROM seats s JOIN room_owners o ON o.room_id = s.room_id \
+                 WHERE o.identity = $1 AND s.node IN (SELECT node FROM nodes WHERE seen_ms >= $2) GROUP BY s.room_id",
+            )
+            .bind(owner)
+            .bind(alive_since)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows.into_iter().collect())
     }
 
     /// Records that server `node` is alive at `now` (ms).

@@ -135,12 +135,10 @@ pub async fn my_rooms(
 ) -> Result<Response, Error> {
     let gw = &state.gateway;
     let rooms = gw.store.rooms_owned_by(&session.identity).await.map_err(|e| Error::internal("listing rooms", e))?;
-    let mut listed = Vec::with_capacity(rooms.len());
-    for (id, name, entries) in rooms {
-        let live = gw.rooms.everyone(&id).await.len();
-        listed.push((id.to_string(), name, entries, live));
-    }
-    let rooms = listed;
+    let ids: Vec<RoomId> = rooms.iter().map(|(id, _, _)| id.clone()).collect();
+    let live = gw.rooms.counts(&session.identity, &ids).await;
+    let rooms =
+        rooms.into_iter().zip(live).map(|((id, name, entries), live)| (id.to_string(), name, entries, live)).collect();
     let notice = query
         .deleted
         .and_then(|d| RoomId::parse(&d).ok())

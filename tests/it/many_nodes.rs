@@ -234,13 +234,15 @@ async fn a_change_s_notice_is_shown_by_whichever_server_the_redirect_reaches() {
 
 /// With the bus (NATS), a key removed on one server leaves a call on another at
 /// once: that server reads the change log when told, not at its next poll (set
-/// here to a minute, so only the bus can bring the removal in time).
+/// here to a minute, so only the bus can bring the removal in time). The second
+/// server is given two NATS URLs, as for a cluster, the first of which is down.
 #[tokio::test]
 async fn over_the_bus_a_removal_reaches_another_server_at_once() {
     let Some(db) = shared_database().await else { return };
     let Some(nats) = NatsServer::start() else { return };
+    let down = format!("nats://127.0.0.1:{}", free_port());
     let nodes = servers_with(&db, 2, |n, c| {
-        c.bus = Some(nats.url.clone());
+        c.bus = Some([nats.url.clone(), format!("{down},{}", nats.url)][n].clone());
         c.change_poll_ms = [200, 60_000][n];
     })
     .await;
@@ -607,5 +609,134 @@ async fn a_browser_call_spans_two_servers() {
     if let Some(timings) = seen.iter().find(|l| l.starts_with('{')) {
         eprintln!("two-server call timings: {timings}");
     }
+    stop(nodes).await;
+}
+
+/// `keygate bench` against two servers of one service: admissions spread over both
+/// (rooms of four, so each admission is told across), and `signal` relayed from a
+/// peer on the first to one on the second, every message delivered once.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_load_tool_spreads_over_servers_and_relays_across_them() {
+    let Some(db) = shared_database().await else { return };
+    let Some(nats) = NatsServer::start() else { return };
+    let nodes = on_one_bus(&db, &nats, 2).await;
+    let urls = nodes.iter().map(|n| n.url()).collect::<Vec<_>>().join(",");
+    let unused = tempfile::tempdir().unwrap();
+    let run = |args: Vec<String>| {
+        let db = unused.path().join("unused.db");
+        tokio::task::spawn_blocking(move || keygate(&args.iter().map(String::as_str).collect::<Vec<_>>(), &db))
+    };
+    let admissions =
+        ["bench", "--url", &urls, "--clients", "4", "--per-room", "4", "--admissions", "40", "--idle", "0"];
+    let out = run(admissions.iter().map(|s| s.to_string()).collect()).await.unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(stdout(&out).lines().last().unwrap()).unwrap();
+    assert_eq!((report["servers"].as_u64(), report["admissions"].as_u64()), (Some(2), Some(40)), "{report}");
+    assert_eq!(report["failed_admissions"], 0, "{report}");
+    assert!(report["bus_messages_per_admission"].as_f64().unwrap() >= 1.0, "each admission is told: {report}");
+
+    let relay = ["bench", "--relay", "80", "--relay-seconds", "1", "--url", &urls];
+    let out = run(relay.iter().map(|s| s.to_string()).collect()).await.unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(stdout(&out).lines().last().unwrap()).unwrap();
+    let row = &report["rows"][0];
+    assert_eq!((row["sent"].as_u64(), row["received"].as_u64()), (Some(80), Some(80)), "{report}");
+    assert!(row["bus_messages_per_message"].as_f64().unwrap() >= 1.0, "every message crossed the bus: {report}");
+    stop(nodes).await;
+}
+
+/// The seats work on SQLite too (two servers on one database file on one machine,
+/// sharing a bus): each sees the other's peer, and the room's cap holds across them.
+#[tokio::test]
+async fn two_servers_on_one_sqlite_file_share_a_call_and_its_cap() {
+    let Some(nats) = NatsServer::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shared.db");
+    let nodes = servers_with(&db, 2, |_, c| c.bus = Some(nats.url.clone())).await;
+    let (owner, guest, third) = (key(), key(), key());
+    let room = nodes[0].room(&owner, &[&guest, &third]).await;
+    nodes[0].server().gateway().store.set_max_peers(&room, Some(2)).await;
+    let (mut a, _) = admitted(&nodes[0], &room, &owner).await;
+    let (_b, wb) = admitted(&nodes[1], &room, &guest).await;
+    assert_eq!(wb["peers"].as_array().unwrap().len(), 1, "{wb}");
+    about(&mut a, "peer-joined", &wb["peerId"]).await;
+    let mut c = nodes[0].connect().await;
+    assert_eq!(server_code(c.join_webcrypto(join(&room), &third).await.unwrap_err()), "room-full");
+    stop(nodes).await;
+}
+
+/// A host's pages on a server that holds nobody of the call still show and act on
+/// it: the list of rooms counts the people in it, the live page lists them (with a
+/// confirmation made meanwhile), and "ask to re-verify" and "kick" reach the peer
+/// on the other server.
+#[tokio::test]
+async fn a_host_page_on_another_server_sees_and_acts_on_the_call() {
+    let Some(db) = shared_database().await else { return };
+    let Some(nats) = NatsServer::start() else { return };
+    let nodes = on_one_bus(&db, &nats, 2).await;
+    let (owner, guest) = (key(), key());
+    let host =
+        reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    sign_in(&nodes[1], &host, &owner).await;
+    let room = nodes[0].room(&owner, &[&guest]).await;
+    let (mut g, welcome) = admitted(&nodes[0], &room, &guest).await;
+    let base = nodes[1].http();
+    let page = async |url: String| host.get(url).send().await.unwrap().text().await.unwrap();
+
+    let rooms = page(format!("{base}/rooms")).await;
+    assert!(rooms.contains("</td><td>1</td></tr>"), "one person in the call, on the other server: {rooms}");
+    let live = format!("{base}/rooms/{room}/live");
+    let html = page(live.clone()).await;
+    let peer = welcome["peerId"].as_str().unwrap();
+    assert!(html.contains(peer) && html.contains("not re-verified"), "{html}");
+
+    let token = csrf(&html);
+    let form = |action: &str| {
+        host.post(format!("{base}/rooms/{room}/{action}")).form(&[("csrf", token.as_str()), ("peer", peer)])
+    };
+    assert_eq!(form("reverify").send().await.unwrap().status(), 303);
+    let challenge = until(&mut g, "challenge").await;
+    g.send(&Client::webcrypto_auth(&challenge, &guest).unwrap()).await.unwrap();
+    until(&mut g, "peer-verified").await;
+    eventually("the live page shows the confirmation", async || page(live.clone()).await.contains("re-verified 20"))
+        .await;
+
+    assert_eq!(form("kick").send().await.unwrap().status(), 303);
+    assert_eq!(server_code(until_error(&mut g).await), "revoked");
+    let nobody = form("reverify").send().await.unwrap();
+    assert_eq!(nobody.status(), 404, "a peer that left is gone for every server");
+    stop(nodes).await;
+}
+
+/// A seat not taken up (the whitelist changed while the key was checked, so the
+/// join is refused and tried again with the same peer) is free before the retry:
+/// the retry is seated, not refused as a duplicate.
+#[tokio::test]
+async fn a_join_retried_after_a_list_change_takes_its_seat_again() {
+    let Some(db) = shared_database().await else { return };
+    let Some(nats) = NatsServer::start() else { return };
+    let nodes = on_one_bus(&db, &nats, 1).await;
+    let owner = key();
+    let room = nodes[0].room(&owner, &[]).await;
+    let rooms = &nodes[0].server().gateway().rooms;
+    let (tx, _rx) = tokio::sync::mpsc::channel(8);
+    let info = keygate::protocol::PeerInfo {
+        peer_id: keygate::ids::PeerId::generate(),
+        identity: identity(&owner).did().to_owned(),
+        key_fingerprint: String::new(),
+        label: "owner".into(),
+        method: "webcrypto",
+        admitted_at: String::new(),
+        last_verified: None,
+        fingerprint: None,
+        proof: None,
+    };
+    let handle =
+        keygate::rooms::PeerHandle { info, tx, kick: std::sync::Arc::new(tokio::sync::watch::channel(None).0) };
+    let stale = rooms.changes().wrapping_sub(1);
+    let refused = rooms.join(&room, handle.clone(), 8, stale).await;
+    assert!(matches!(refused, Err(keygate::rooms::JoinError::ListChanged)), "a stale check is not seated");
+    let seated = rooms.join(&room, handle, 8, rooms.changes()).await;
+    assert!(seated.is_ok(), "the retry is seated: {:?}", seated.err());
     stop(nodes).await;
 }
