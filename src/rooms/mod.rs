@@ -238,12 +238,23 @@ impl Rooms {
         Ok(true)
     }
 
-    /// Whether the room exists (loading it if needed) and how many peers it has.
-    pub async fn occupancy(&self, room: &RoomId) -> Result<Option<usize>, StoreError> {
+    /// Whether the room exists (loading it if needed), how many peers it has, and
+    /// how many it takes (its own cap, or `default_max`). With a bus, a room that
+    /// looks full from here is counted again in the store (another server's
+    /// departure may not have been heard here yet).
+    pub async fn occupancy(&self, room: &RoomId, default_max: usize) -> Result<Option<(usize, usize)>, StoreError> {
         if !self.load(room).await? {
             return Ok(None);
         }
-        Ok(Some(self.lock().get(room).map_or(0, |r| r.peers.len() + r.remote.len())))
+        let (here, max) = {
+            let live = self.lock();
+            let r = live.get(room);
+            (r.map_or(0, |r| r.peers.len() + r.remote.len()), r.and_then(|r| r.max_peers).unwrap_or(default_max))
+        };
+        if here >= max && self.bus.get().is_some() {
+            return Ok(Some((self.seated(room).await?, max)));
+        }
+        Ok(Some((here, max)))
     }
 
     /// What `did` may do in `room`: the whitelist check that precedes any signature
@@ -364,7 +375,13 @@ impl Rooms {
 
     /// Removes a peer and tells the others. An empty room keeps its cached settings
     /// (people reconnect), unless the cache has grown past [`MAX_CACHED_ROOMS`].
-    pub fn leave(&self, room: &RoomId, peer: &PeerId, reason: &str) {
+    /// With a bus, the other servers are told and the seat is free when this returns.
+    pub async fn leave(&self, room: &RoomId, peer: &PeerId, reason: &str) {
+        let bus = self.bus.get();
+        if bus.is_some() && self.lock().get(room).is_some_and(|r| r.peers.contains_key(peer)) {
+            // Before anyone hears of the departure, here or elsewhere.
+            self.free_seat(room, peer).await;
+        }
         {
             let mut live = self.lock();
             let Some(r) = live.get_mut(room) else { return };
@@ -379,7 +396,7 @@ impl Rooms {
                 live.retain(|_, r| !r.peers.is_empty() || r.listening.is_some());
             }
         }
-        if let Some(bus) = self.bus.get() {
+        if let Some(bus) = bus {
             self.left_everywhere(bus, room, peer, reason);
         }
     }

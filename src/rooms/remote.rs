@@ -185,10 +185,20 @@ impl Rooms {
         }
     }
 
-    /// Tells the others that a peer of this server left, and frees its seat.
+    /// Frees the seat of a peer of this server that is leaving. [`Rooms::leave`]
+    /// does it before anyone hears of the departure: a seat still counted after its
+    /// peer left would refuse the next person as "room full".
+    pub(super) async fn free_seat(&self, room: &RoomId, peer: &PeerId) {
+        if let Err(e) = self.store.free_seats(&[(room.to_string(), peer.to_string())]).await {
+            // When the server is stopping, its seats go all at once; otherwise the
+            // seat counts until upkeep, or until this server stops.
+            tracing::warn!(error = %e, "freeing a seat failed");
+        }
+    }
+
+    /// Tells the others that a peer of this server left (its seat already free).
     pub(super) fn left_everywhere(&self, bus: &Bus, room: &RoomId, peer: &PeerId, reason: &str) {
         bus.tell(room, Tell::Left(peer, reason));
-        self.free_seat(room, peer);
         self.exit(room);
     }
 
@@ -196,16 +206,12 @@ impl Rooms {
     pub(super) fn verified_everywhere(&self, bus: &Bus, room: &RoomId, info: &PeerInfo, at: &str) {
         bus.tell(room, Tell::Verified(&info.peer_id, at));
         let text = serde_json::to_string(info).unwrap_or_default();
-        self.write_seat(SeatWrite::Update(room.to_string(), info.peer_id.to_string(), text));
-    }
-
-    fn free_seat(&self, room: &RoomId, peer: &PeerId) {
-        self.write_seat(SeatWrite::Free(room.to_string(), peer.to_string()));
+        self.write_seat((room.to_string(), info.peer_id.to_string(), text));
     }
 
     /// Queues a write to the seats for the one task that makes them, so that a
-    /// burst of departures costs a few statements and holds one database
-    /// connection, not one each (admissions need the others).
+    /// burst of confirmations holds one database connection, not one each
+    /// (admissions need the others).
     fn write_seat(&self, write: SeatWrite) {
         let queue = self.seat_writes.get_or_init(|| {
             let (queue, writes) = tokio::sync::mpsc::unbounded_channel();
@@ -359,6 +365,12 @@ impl Rooms {
         }
     }
 
+    /// How many seats of live servers a room has, as the store counts them.
+    pub(super) async fn seated(&self, room: &RoomId) -> Result<usize, crate::store::StoreError> {
+        let since = crate::bus::now_ms() - crate::bus::SEAT_TTL_MS;
+        Ok(self.store.seats(room.as_str(), since).await?.len())
+    }
+
     /// Everyone in a room now, on every server (host pages): with a bus, the
     /// room's seats in the store; without, this server's peers.
     pub async fn everyone(&self, room: &RoomId) -> Vec<PeerInfo> {
@@ -400,39 +412,16 @@ impl Rooms {
     }
 }
 
-/// A write to the seats, made by [`write_seats`].
-pub(super) enum SeatWrite {
-    /// (room, peer): it left.
-    Free(String, String),
-    /// (room, peer, description): it proved its key again.
-    Update(String, String, String),
-}
+/// A seated peer's new description (it proved its key again), written by
+/// [`write_seats`]: (room, peer, description).
+pub(super) type SeatWrite = (String, String, String);
 
-/// Makes the seat writes queued, freeing up to [`FREED_AT_ONCE`] seats per
-/// statement, until the queue closes. A failed write is logged and dropped: a
-/// seat left behind stops counting when its server stops, and upkeep removes it.
+/// Writes the queued descriptions, in order, until the queue closes. A failed
+/// write is logged and dropped: host pages then show the older confirmation time.
 async fn write_seats(store: crate::store::Store, mut writes: tokio::sync::mpsc::UnboundedReceiver<SeatWrite>) {
-    const FREED_AT_ONCE: usize = 200;
-    let mut freed = Vec::with_capacity(FREED_AT_ONCE);
-    while let Some(first) = writes.recv().await {
-        let mut next = Some(first);
-        while let Some(write) = next.take() {
-            match write {
-                SeatWrite::Free(room, peer) => freed.push((room, peer)),
-                SeatWrite::Update(room, peer, info) => {
-                    if let Err(e) = store.update_seat(&room, &peer, &info).await {
-                        tracing::warn!(error = %e, "recording a confirmation in the seats failed");
-                    }
-                }
-            }
-            if freed.len() < FREED_AT_ONCE {
-                next = writes.try_recv().ok();
-            }
+    while let Some((room, peer, info)) = writes.recv().await {
+        if let Err(e) = store.update_seat(&room, &peer, &info).await {
+            tracing::warn!(error = %e, "recording a confirmation in the seats failed");
         }
-        if let Err(e) = store.free_seats(&freed).await {
-            // When the server is stopping, its seats go all at once.
-            tracing::debug!(error = %e, "freeing seats failed");
-        }
-        freed.clear();
     }
 }

@@ -274,7 +274,7 @@ pub async fn run<S, E>(
         }
     }
     if let Some(a) = s.admitted.take() {
-        s.gw.rooms.leave(&a.room, &a.peer_id, leave_reason);
+        s.gw.rooms.leave(&a.room, &a.peer_id, leave_reason).await;
         s.audit(&a.room, "left", Some(a.identity.did().to_owned()), None, Some(leave_reason.to_owned())).await;
     }
 }

@@ -63,7 +63,7 @@ impl Session {
                 }
                 (RoomId::generate(), name)
             }
-            (Some(room), false) => match self.gw.rooms.occupancy(&room).await {
+            (Some(room), false) => match self.gw.rooms.occupancy(&room, self.gw.settings.max_peers_per_room).await {
                 Err(e) => {
                     tracing::error!(error = %e, "room lookup failed");
                     return send_error(socket, code::INTERNAL, "the server could not look up the room; try again")
@@ -71,7 +71,7 @@ impl Session {
                 }
                 Ok(None) => return send_error(socket, code::ROOM_NOT_FOUND, "no such room; check the link").await,
                 // A ticket for a full room would only be refused in the browser.
-                Ok(Some(n)) if n >= self.gw.rooms.max_peers(&room).unwrap_or(self.gw.settings.max_peers_per_room) => {
+                Ok(Some((n, max))) if n >= max => {
                     let message = format!("the room is full ({n} peers)");
                     return send_error(socket, code::ROOM_FULL, &message).await;
                 }
