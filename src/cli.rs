@@ -398,12 +398,16 @@ fn startup_summary(server: &Server) -> String {
         None => format!("{}/metrics, /healthz, /readyz", gw.origin),
     };
     let every = |d: std::time::Duration| if d.is_zero() { "off".to_owned() } else { format!("{} s", d.as_secs_f64()) };
+    let janus = match &s.janus {
+        Some(url) => format!("{} (the media engine of rooms beyond the mesh)", crate::store::shown_url(url).display()),
+        None => "off (calls are mesh only)".to_owned(),
+    };
     let bus = match gw.rooms.bus() {
         Some(bus) => format!("{} (this server: {}; a call's peers may be on any server)", bus.shown(), bus.node()),
         None => "off (one server)".to_owned(),
     };
     format!(
-        "keygate listening on {} ({})\n  database  {}\n  bus       {bus}\n  methods   {}; and ticket, resume\n  TLS       {tls}\n  \
+        "keygate listening on {} ({})\n  database  {}\n  bus       {bus}\n  janus     {janus}\n  methods   {}; and ticket, resume\n  TLS       {tls}\n  \
          TURN      {turn}\n  proxies   {proxies} trusted\n  metrics   {metrics}\n  limits    {} peers per room, {} connections ({} not yet \
          admitted), ping {}, resume window {}",
         gw.origin,

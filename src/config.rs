@@ -117,12 +117,16 @@ pub struct Settings {
     /// Serve `/metrics` on this address only (e.g. a private interface), instead
     /// of on `listen`.
     pub metrics_listen: Option<SocketAddr>,
-    /// A NATS server (`nats://HOST:PORT`) shared by the servers of one service:
-    /// changes to who may enter reach every server at once, not at its next read of
-    /// the change log.
+    /// A NATS server (`nats://HOST:PORT`; several, comma-separated, for a cluster)
+    /// shared by the servers of one service: a call's peers may be on different
+    /// servers, and changes to who may enter reach every server at once, not at its
+    /// next read of the change log.
     pub bus: Option<String>,
     /// How often the server reads the database's change log (milliseconds).
     pub change_poll_ms: u64,
+    /// Janus's WebSocket API (`ws://127.0.0.1:8188`), for rooms whose media go
+    /// through an SFU.
+    pub janus: Option<String>,
 }
 
 impl Default for Settings {
@@ -166,6 +170,7 @@ impl Default for Settings {
             metrics_listen: None,
             bus: None,
             change_poll_ms: 200,
+            janus: None,
         }
     }
 }
@@ -236,6 +241,12 @@ impl Settings {
                         n + 1
                     ));
                 }
+            }
+        }
+        if let Some(janus) = &self.janus {
+            let ok = url::Url::parse(janus).is_ok_and(|u| matches!(u.scheme(), "ws" | "wss") && u.host_str().is_some());
+            if !ok {
+                return Err("janus: not a WebSocket URL; expected ws://HOST:PORT (Janus's WebSocket transport)".into());
             }
         }
         if !(10..=60_000).contains(&self.change_poll_ms) {

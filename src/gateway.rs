@@ -34,6 +34,8 @@ pub struct Gateway {
     pub stats: Arc<Stats>,
     /// What `/metrics` exports.
     pub metrics: crate::metrics::Metrics,
+    /// The connection to Janus, with `janus` set.
+    pub janus: Option<Arc<crate::sfu::janus::Janus>>,
 }
 
 /// Settings that cannot be used as given.
@@ -73,6 +75,7 @@ impl Gateway {
             origin: settings.public_origin(),
             refusal_rows: crate::limits::RowBudget::new(settings.refusal_rows_per_minute),
             metrics: crate::metrics::Metrics::new(stats.clone(), rooms.clone()),
+            janus: None,
             rooms,
             passkeys,
             resumes: crate::resume::Resumes::ephemeral(),
@@ -89,6 +92,12 @@ impl Gateway {
     /// Resume tokens, HTTP challenges and passkey registrations MAC'd with keys kept
     /// in the database, so that they outlive a restart and every server of the
     /// service accepts them.
+    /// Drives Janus over `janus` from now on.
+    pub fn with_janus(mut self, janus: Option<Arc<crate::sfu::janus::Janus>>) -> Self {
+        self.janus = janus;
+        self
+    }
+
     pub fn with_keys(mut self, resume: &[u8], sealed_state: &[u8]) -> Self {
         self.resumes = crate::resume::Resumes::new(resume);
         self.http_challenges = crate::admission::Pending::new(sealed_state);

@@ -61,6 +61,7 @@ pub mod resume;
 pub mod rooms;
 pub mod sealed;
 pub mod server;
+pub mod sfu;
 pub mod signal;
 pub mod store;
 pub mod tickets;

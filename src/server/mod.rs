@@ -112,8 +112,17 @@ impl Server {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let resume_key = store.server_secret("resume").await?;
         let challenge_key = store.server_secret("sealed-state").await?;
-        let gateway =
-            Arc::new(Gateway::build(settings, store, shutdown_rx.clone())?.with_keys(&resume_key, &challenge_key));
+        let janus = match &settings.janus {
+            Some(url) => {
+                Some(crate::sfu::janus::Janus::connect(url).await.map_err(|e| ServeError::Config(e.to_string()))?)
+            }
+            None => None,
+        };
+        let gateway = Arc::new(
+            Gateway::build(settings, store, shutdown_rx.clone())?
+                .with_keys(&resume_key, &challenge_key)
+                .with_janus(janus),
+        );
         gateway.rooms.start_following().await?;
         let poll = Duration::from_millis(gateway.settings.change_poll_ms);
         let follower = tokio::spawn(gateway.rooms.clone().follow_changes(poll, shutdown_rx.clone()));

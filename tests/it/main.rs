@@ -29,6 +29,7 @@ mod piv_native;
 mod properties;
 mod security_limits;
 mod settings;
+mod sfu;
 mod ssh_agent;
 mod ssh_method;
 mod turn;

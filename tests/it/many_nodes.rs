@@ -554,11 +554,10 @@ async fn relay_latency_across_servers_is_measured() {
 /// media flows, chat and "confirm identity" work, and each server holds one of them.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_browser_call_spans_two_servers() {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
     let Some(db) = shared_database().await else { return };
     let Some(nats) = NatsServer::start() else { return };
     let front = free_port();
-    let Some((mut node, artifacts)) = browser_command("two_servers.browser.mjs", &format!("http://localhost:{front}"))
+    let Some((node, artifacts)) = browser_command("two_servers.browser.mjs", &format!("http://localhost:{front}"))
     else {
         return;
     };
@@ -569,42 +568,12 @@ async fn a_browser_call_spans_two_servers() {
     .await;
     let upstreams: Vec<u16> = nodes.iter().map(|n| n.server().addr().port()).collect();
     let Some(_nginx) = Nginx::balance(front, &upstreams) else { return };
-    let mut child = node
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    let in_call = tokio::time::timeout(Duration::from_secs(120), async {
-        while let Some(line) = stdout.next_line().await.unwrap() {
-            let done = line == "in-call";
-            seen.push(line);
-            if done {
-                return true;
-            }
-        }
-        false
-    })
-    .await
-    .unwrap_or(false);
-    if in_call {
+    let check = async || {
         let held: Vec<usize> = nodes.iter().map(|n| n.server().gateway().rooms.peer_count()).collect();
         assert_eq!(held, vec![1, 1], "each server holds one of the two");
-        child.stdin.as_mut().unwrap().write_all(b"checked\n").await.unwrap();
-    }
-    let out = child.wait_with_output().await.unwrap();
-    while let Ok(Some(line)) = stdout.next_line().await {
-        seen.push(line);
-    }
-    assert!(
-        in_call && out.status.success() && seen.last().is_some_and(|l| l == "ok"),
-        "browser flow failed (screenshots in {}):\n{}\n{}",
-        artifacts.display(),
-        seen.join("\n"),
-        String::from_utf8_lossy(&out.stderr)
-    );
+        "checked"
+    };
+    let seen = run_browser_pausing(node, &artifacts, "in-call", check).await;
     if let Some(timings) = seen.iter().find(|l| l.starts_with('{')) {
         eprintln!("two-server call timings: {timings}");
     }

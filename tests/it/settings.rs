@@ -99,7 +99,7 @@ fn serve_says_what_it_runs_with() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let summary: Vec<String> = (0..9).map_while(|_| lines.next().and_then(Result::ok)).collect();
+    let summary: Vec<String> = (0..10).map_while(|_| lines.next().and_then(Result::ok)).collect();
     // `systemctl reload` sends SIGHUP whatever the settings: without TLS it is noted, not fatal.
     let hup = Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap();
     assert!(hup.success());
@@ -113,6 +113,7 @@ fn serve_says_what_it_runs_with() {
         "database  ",
         "k.db",
         "bus       off (one server)",
+        "janus     off (calls are mesh only)",
         "methods   eth, piv, ssh, webauthn, webcrypto",
         "TLS       off",
         "TURN      off",

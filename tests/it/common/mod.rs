@@ -2,9 +2,11 @@
 //! file, real WebSocket clients, and helpers to reach test data and tools.
 #![allow(dead_code)]
 
+mod janus;
 mod nginx;
 pub mod piv_card;
 pub mod piv_pki;
+pub use janus::JanusServer;
 pub use nginx::Nginx;
 
 use keygate::client::p256_key::P256Key;
@@ -350,6 +352,51 @@ pub async fn start_browser_script(
     })
     .await;
     Some((s, node, artifacts))
+}
+
+/// Runs a browser script (from [`browser_command`]) that prints `pause` and then
+/// waits for a line on its stdin: `act` runs at that point, and the line it returns
+/// is written. Returns the script's stdout; fails the test unless the script got
+/// to `pause` and then exited printing "ok".
+pub async fn run_browser_pausing(
+    mut node: tokio::process::Command,
+    artifacts: &Path,
+    pause: &str,
+    act: impl AsyncFnOnce() -> &'static str,
+) -> Vec<String> {
+    use std::process::Stdio;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let mut child = node.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let paused = tokio::time::timeout(std::time::Duration::from_secs(120), async {
+        while let Some(line) = stdout.next_line().await.unwrap() {
+            let done = line == pause;
+            seen.push(line);
+            if done {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    if paused {
+        let answer = act().await;
+        child.stdin.as_mut().unwrap().write_all(format!("{answer}\n").as_bytes()).await.unwrap();
+    }
+    let out = child.wait_with_output().await.unwrap();
+    while let Ok(Some(line)) = stdout.next_line().await {
+        seen.push(line);
+    }
+    assert!(
+        paused && out.status.success() && seen.last().is_some_and(|l| l == "ok"),
+        "browser flow failed (screenshots in {}):\n{}\n{}",
+        artifacts.display(),
+        seen.join("\n"),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    seen
 }
 
 /// The `node` command that runs `script` against the service at `base` (not yet

@@ -1,0 +1,99 @@
+//! Debian's Janus on loopback in a temporary directory: the VideoRoom plugin and
+//! the WebSocket transport only, started by the test and stopped when dropped.
+
+use super::{free_port, tool};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub struct JanusServer {
+    child: Child,
+    dir: tempfile::TempDir,
+    /// Its WebSocket API (`ws://127.0.0.1:PORT`), subprotocol `janus-protocol`.
+    pub url: String,
+}
+
+impl JanusServer {
+    /// None (outside CI) without janus.
+    pub fn start() -> Option<JanusServer> {
+        let janus = tool("janus")?;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let lib = ["/usr/lib/x86_64-linux-gnu/janus", "/usr/lib/aarch64-linux-gnu/janus", "/usr/lib/janus"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).join("plugins").is_dir())
+            .expect("janus's plugins are installed with it");
+        let port = free_port();
+        let keep = |folder: &str, wanted: &str| -> String {
+            std::fs::read_dir(format!("{lib}/{folder}"))
+                .map(|entries| {
+                    entries
+                        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                        .filter(|n| n.ends_with(".so") && n != wanted)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default()
+        };
+        let files = [
+            (
+                "janus.jcfg",
+                format!(
+                    "general: {{ configs_folder = \"{d}\" plugins_folder = \"{lib}/plugins\" transports_folder = \"{lib}/transports\"
+                       events_folder = \"{lib}/events\" loggers_folder = \"{lib}/loggers\" debug_level = 4 }}
+                     media: {{ rtp_port_range = \"40000-60000\" }}
+                     nat: {{ ice_lite = false }}
+                     plugins: {{ disable = \"{}\" }}
+                     transports: {{ disable = \"{}\" }}
+                     events: {{ broadcast = false }}
+                     loggers: {{ disable = \"{}\" }}",
+                    keep("plugins", "libjanus_videoroom.so"),
+                    keep("transports", "libjanus_websockets.so"),
+                    keep("loggers", "")
+                ),
+            ),
+            (
+                "janus.transport.websockets.jcfg",
+                format!(
+                    "general: {{ json = \"compact\" ws = true ws_port = {port} ws_ip = \"127.0.0.1\" wss = false }}
+                     admin: {{ admin_ws = false admin_wss = false }}"
+                ),
+            ),
+            ("janus.plugin.videoroom.jcfg", "general: { }".to_owned()),
+        ];
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let log = std::fs::File::create(dir.path().join("janus.log")).unwrap();
+        let child = Command::new(janus)
+            .arg("-F")
+            .arg(dir.path())
+            .arg("--log-stdout")
+            .stdout(log)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut up = false;
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                up = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        let log = std::fs::read_to_string(dir.path().join("janus.log")).unwrap_or_default();
+        assert!(up, "janus did not start:\n{log}");
+        Some(JanusServer { child, dir, url: format!("ws://127.0.0.1:{port}") })
+    }
+
+    /// What Janus logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("janus.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for JanusServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
