@@ -399,7 +399,7 @@ fn startup_summary(server: &Server) -> String {
     };
     let every = |d: std::time::Duration| if d.is_zero() { "off".to_owned() } else { format!("{} s", d.as_secs_f64()) };
     let janus = match &s.janus {
-        Some(url) => format!("{} (the media engine of rooms beyond the mesh)", crate::store::shown_url(url).display()),
+        Some(url) => format!("{} (media through an SFU on request)", crate::store::shown_url(url).display()),
         None => "off (calls are mesh only)".to_owned(),
     };
     let bus = match gw.rooms.bus() {

@@ -34,8 +34,8 @@ pub struct Gateway {
     pub stats: Arc<Stats>,
     /// What `/metrics` exports.
     pub metrics: crate::metrics::Metrics,
-    /// The connection to Janus, with `janus` set.
-    pub janus: Option<Arc<crate::sfu::janus::Janus>>,
+    /// keygate's rooms on Janus, with `janus` set.
+    pub sfu: Option<Arc<crate::sfu::relay::Sfu>>,
 }
 
 /// Settings that cannot be used as given.
@@ -75,7 +75,7 @@ impl Gateway {
             origin: settings.public_origin(),
             refusal_rows: crate::limits::RowBudget::new(settings.refusal_rows_per_minute),
             metrics: crate::metrics::Metrics::new(stats.clone(), rooms.clone()),
-            janus: None,
+            sfu: None,
             rooms,
             passkeys,
             resumes: crate::resume::Resumes::ephemeral(),
@@ -94,7 +94,7 @@ impl Gateway {
     /// service accepts them.
     /// Drives Janus over `janus` from now on.
     pub fn with_janus(mut self, janus: Option<Arc<crate::sfu::janus::Janus>>) -> Self {
-        self.janus = janus;
+        self.sfu = janus.map(|j| Arc::new(crate::sfu::relay::Sfu::new(j)));
         self
     }
 

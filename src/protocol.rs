@@ -51,7 +51,32 @@ pub enum ClientMessage {
         peer_id: PeerId,
         problem: PeerProblem,
     },
+    /// Media through the room's SFU (Janus): publish this peer's media, subscribe
+    /// to another peer's, answer its offer, pass ICE candidates.
+    Sfu(SfuRequest),
     Ping,
+}
+
+/// What an admitted peer asks of the SFU (`{"type": "sfu", "op": …}`).
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum SfuRequest {
+    /// This peer's media: `jsep` is its SDP offer; the answer comes back.
+    Publish { jsep: Value },
+    /// Another peer's media: an offer comes back for it.
+    #[serde(rename_all = "camelCase")]
+    Subscribe { peer_id: PeerId },
+    /// The answer to the offer for `peer_id`'s media.
+    #[serde(rename_all = "camelCase")]
+    Answer { peer_id: PeerId, jsep: Value },
+    /// An ICE candidate of this peer's publishing connection, or (with `peerId`)
+    /// of its connection receiving that peer.
+    #[serde(rename_all = "camelCase")]
+    Trickle {
+        #[serde(default)]
+        peer_id: Option<PeerId>,
+        candidate: Value,
+    },
 }
 
 /// What a peer may report about another.
@@ -112,7 +137,7 @@ pub enum WhitelistAdd {
 }
 
 /// The message types a client may send, for the error that names them.
-pub const CLIENT_TYPES: &str = "request, auth, signal, verify-peer, whitelist, report, ping";
+pub const CLIENT_TYPES: &str = "request, auth, signal, verify-peer, whitelist, report, sfu, ping";
 
 /// Reads one client text frame (already bounded in size by the session), or names
 /// what is wrong with it: the one parser of `/ws` frames.
@@ -295,6 +320,8 @@ pub enum ServerMessage<'a> {
         code: ErrorCode,
         message: &'a str,
     },
+    /// From the SFU: `{"op": "answer"|"offer"|"feed", …}`.
+    Sfu(&'a Value),
 }
 
 impl ServerMessage<'_> {

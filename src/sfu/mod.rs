@@ -4,3 +4,4 @@
 //! opened for the peers it admitted.
 
 pub mod janus;
+pub mod relay;

@@ -17,6 +17,7 @@
 
 mod admission;
 mod reverify;
+mod sfu;
 mod whitelist;
 
 use crate::admission::{Admission, Admitted, Answer, Asks, Caller, Purpose, Slot, Tell};
@@ -76,6 +77,8 @@ struct Seat {
     confirm_every: watch::Receiver<Option<std::time::Duration>>,
     /// When the next resume token is due (`None`: this seat cannot resume).
     resume_due: Option<tokio::time::Instant>,
+    /// Its Janus session, once it used the room's SFU.
+    sfu: Option<crate::sfu::relay::SfuSeat>,
 }
 
 impl Seat {
@@ -273,7 +276,10 @@ pub async fn run<S, E>(
             break;
         }
     }
-    if let Some(a) = s.admitted.take() {
+    if let Some(mut a) = s.admitted.take() {
+        if let Some(sfu) = a.sfu.take() {
+            sfu.close().await;
+        }
         s.gw.rooms.leave(&a.room, &a.peer_id, leave_reason).await;
         s.audit(&a.room, "left", Some(a.identity.did().to_owned()), None, Some(leave_reason.to_owned())).await;
     }
@@ -408,6 +414,7 @@ impl Session {
             ClientMessage::VerifyPeer { peer_id } => self.on_verify_peer(socket, &peer_id).await,
             ClientMessage::Whitelist { add, remove } => self.on_whitelist(socket, add, remove).await,
             ClientMessage::Report { peer_id, problem } => self.on_report(socket, &peer_id, problem).await,
+            ClientMessage::Sfu(request) => self.on_sfu(socket, request).await,
             ClientMessage::Ping => send(socket, &ServerMessage::Pong).await,
         }
         Flow::Continue

@@ -4,6 +4,7 @@
 
 use crate::common::*;
 use keygate::sfu::janus::{Janus, JanusError};
+use keygate::whitelist::Actor;
 use serde_json::json;
 
 /// keygate's one connection to Janus carries sessions, handles and VideoRoom
@@ -77,5 +78,125 @@ async fn a_server_with_its_janus_starts_connected() {
     let _ = child.kill();
     let _ = child.wait();
     let line = summary.iter().find(|l| l.trim_start().starts_with("janus")).cloned().unwrap_or_default();
-    assert!(line.contains(&janus.url) && line.contains("rooms beyond the mesh"), "{summary:#?}");
+    assert!(line.contains(&janus.url) && line.contains("SFU"), "{summary:#?}");
+}
+
+/// An SDP as a browser would send it (audio, ICE and DTLS parameters, no
+/// candidates: they trickle), enough for Janus to answer.
+fn sdp(kind: &str, direction: &str, setup: &str) -> serde_json::Value {
+    let fingerprint = vec!["AB"; 32].join(":");
+    let sdp = [
+        "v=0",
+        "o=- 1 2 IN IP4 127.0.0.1",
+        "s=-",
+        "t=0 0",
+        "a=group:BUNDLE 0",
+        "a=msid-semantic: WMS s",
+        "m=audio 9 UDP/TLS/RTP/SAVPF 111",
+        "c=IN IP4 0.0.0.0",
+        "a=rtcp:9 IN IP4 0.0.0.0",
+        "a=ice-ufrag:abcd",
+        "a=ice-pwd:abcdefghijklmnopqrstuvwx",
+        "a=ice-options:trickle",
+        &format!("a=fingerprint:sha-256 {fingerprint}"),
+        &format!("a=setup:{setup}"),
+        "a=mid:0",
+        &format!("a={direction}"),
+        "a=rtcp-mux",
+        "a=msid:s t",
+        "a=rtpmap:111 opus/48000/2",
+        "a=ssrc:1111 cname:x",
+        "",
+    ]
+    .join("\r\n");
+    json!({"type": kind, "sdp": sdp})
+}
+
+/// Reads frames until an `sfu` one with `op`.
+async fn sfu_frame(c: &mut keygate::client::ws::Client, op: &str) -> serde_json::Value {
+    loop {
+        let f = c.recv().await.unwrap();
+        assert_ne!(f["type"], "error", "waiting for sfu {op}: {f}");
+        if f["type"] == "sfu" && f["op"] == op {
+            return f;
+        }
+    }
+}
+
+/// Media through Janus, relayed for admitted peers only: a peer publishes as
+/// itself (keygate names its feed: its display is the admitted peer id); a feed
+/// whose connection never came up is offered to no one; a stranger's socket gets
+/// nothing; a peer removed from the whitelist leaves Janus with its seat.
+/// (Media flowing is two_browsers_exchange_media_through_janus.)
+#[tokio::test]
+async fn admitted_peers_publish_through_janus_as_themselves_and_a_removal_ends_it() {
+    let Some(janus) = JanusServer::start() else { return };
+    let s = TestServer::with(|c| c.janus = Some(janus.url.clone())).await;
+    let (owner, guest) = (key(), key());
+    let room = s.room(&owner, &[&guest]).await;
+    let (mut a, _) = admitted(&s, &room, &owner).await;
+    let (mut b, wb) = admitted(&s, &room, &guest).await;
+    until(&mut a, "peer-joined").await;
+
+    // Not admitted: nothing reaches Janus.
+    let mut stranger = s.connect().await;
+    stranger.send(&json!({"type": "sfu", "op": "publish", "jsep": sdp("offer", "sendonly", "actpass")})).await.unwrap();
+    assert_eq!(server_code(stranger.expect("sfu").await.unwrap_err()), "unauthenticated");
+
+    // b publishes; Janus answers. Its connection never comes up (this test has no
+    // media), so a hears of no feed and cannot ask for one.
+    b.send(&json!({"type": "sfu", "op": "publish", "jsep": sdp("offer", "sendonly", "actpass")})).await.unwrap();
+    let answer = sfu_frame(&mut b, "answer").await;
+    assert_eq!(answer["jsep"]["type"], "answer", "{answer}");
+    assert!(answer["jsep"]["sdp"].as_str().unwrap().contains("a=recvonly"), "{answer}");
+    a.send(&json!({"type": "sfu", "op": "subscribe", "peerId": wb["peerId"]})).await.unwrap();
+    let refused = a.expect("sfu").await.unwrap_err();
+    assert!(refused.to_string().contains("publishes no media"), "{refused}");
+    // An answer or a candidate for a subscription that does not exist is refused.
+    a.send(
+        &json!({"type": "sfu", "op": "answer", "peerId": wb["peerId"], "jsep": sdp("answer", "recvonly", "active")}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(server_code(a.expect("sfu").await.unwrap_err()), "bad-message");
+    // Only peers of the room.
+    a.send(&json!({"type": "sfu", "op": "subscribe", "peerId": "0000000000000000"})).await.unwrap();
+    assert_eq!(server_code(a.expect("sfu").await.unwrap_err()), "no-such-peer");
+
+    // On Janus, the publisher is the one keygate admitted: its display is b's peer id.
+    let api = keygate::sfu::janus::Janus::connect(&janus.url).await.unwrap();
+    let session = api.create_session().await.unwrap();
+    let (handle, _) = api.attach(session, "janus.plugin.videoroom").await.unwrap();
+    let rooms = api.message(session, handle, json!({"request": "list"}), None).await.unwrap();
+    let janus_room = rooms["plugindata"]["data"]["list"][0]["room"].clone();
+    let participants = async || {
+        let listed = json!({"request": "listparticipants", "room": janus_room});
+        let listed = api.message(session, handle, listed, None).await.unwrap();
+        listed["plugindata"]["data"]["participants"].as_array().cloned().unwrap_or_default()
+    };
+    let now = participants().await;
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_eq!(now[0]["display"], wb["peerId"]);
+
+    // The owner removes b's key: b is ejected, and its media leaves Janus with it.
+    let removed = std::time::Instant::now();
+    s.server().gateway().whitelist().remove(&room, Actor::operator(), &identity(&guest)).await.unwrap();
+    assert_eq!(server_code(b.expect("never").await.unwrap_err()), "revoked");
+    eventually("b's feed leaves Janus", async || participants().await.is_empty()).await;
+    eprintln!("removal to the feed gone from Janus: {} ms", removed.elapsed().as_millis());
+    s.shutdown().await;
+}
+
+/// Two people in headless Chromium publish their (fake) camera and microphone
+/// through Janus and each decodes the other's video and audio
+/// (tests/js/sfu.browser.mjs, speaking the `sfu` messages directly).
+#[tokio::test(flavor = "multi_thread")]
+async fn two_browsers_exchange_media_through_janus() {
+    let Some(janus) = JanusServer::start() else { return };
+    let url = janus.url.clone();
+    let Some(out) = run_browser_script("sfu.browser.mjs", |c| c.janus = Some(url)).await else { return };
+    if let Some(timings) = out.lines().find(|l| l.starts_with('{')) {
+        eprintln!("sfu timings: {timings}");
+    }
+    drop(janus);
 }

@@ -219,6 +219,7 @@ impl Session {
             proved_at,
             confirm_every: joined.confirm_every,
             resume_due: None,
+            sfu: None,
         });
         let resume = self.resume_offer();
         let Some(seat) = &self.admitted else { return };

@@ -1,0 +1,215 @@
+//! What an admitted peer may ask of Janus, relayed by keygate (`sfu` messages).
+//!
+//! ```text
+//!  peer A ── sfu {op: publish, jsep: offer} ──▶ keygate: A's Janus session, a publisher
+//!                                                handle joined as feed F(A), display A
+//!  peer A ◀── sfu {op: answer, jsep} ────────── Janus's answer
+//!  room   ◀── sfu {op: feed, peerId: A} ─────── (the others may subscribe)
+//!  peer B ── sfu {op: subscribe, peerId: A} ──▶ a subscriber handle of B's session on F(A)
+//!  peer B ◀── sfu {op: offer, peerId: A, jsep}
+//!  peer B ── sfu {op: answer, peerId: A, jsep} ▶ start
+//! ```
+//!
+//! keygate decides which feed belongs to whom: a peer publishes only as itself
+//! (the feed id is keygate's, its display the admitted peer id), and subscribes
+//! only to a peer admitted to the same room. A peer's Janus session ends with its
+//! seat (leaving, a kick, a removal from the whitelist): its media stops at once.
+
+use super::janus::{Janus, JanusError};
+use crate::ids::{PeerId, RoomId};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::OnceCell;
+
+/// How often a peer's Janus session is kept alive (Janus drops one silent for 60 s).
+const KEEPALIVE_EVERY: Duration = Duration::from_secs(25);
+
+const VIDEOROOM: &str = "janus.plugin.videoroom";
+
+/// A Janus room and who publishes in it.
+struct SfuRoom {
+    janus_room: u64,
+    /// Each publishing peer's feed id.
+    feeds: HashMap<PeerId, u64>,
+}
+
+/// keygate's rooms on Janus.
+pub struct Sfu {
+    janus: Arc<Janus>,
+    /// keygate's own session and handle, which create rooms.
+    admin: OnceCell<(u64, u64)>,
+    rooms: Mutex<HashMap<RoomId, SfuRoom>>,
+}
+
+/// A number Janus takes as an id and a browser reads exactly (below 2^53).
+fn janus_id() -> u64 {
+    u64::from_be_bytes(crate::ids::random_bytes::<8>()) >> 11
+}
+
+impl Sfu {
+    pub fn new(janus: Arc<Janus>) -> Self {
+        Sfu { janus, admin: OnceCell::new(), rooms: Mutex::new(HashMap::new()) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RoomId, SfuRoom>> {
+        self.rooms.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The Janus room of `room`, created on first use.
+    async fn janus_room(&self, room: &RoomId) -> Result<u64, JanusError> {
+        if let Some(r) = self.lock().get(room) {
+            return Ok(r.janus_room);
+        }
+        let (session, handle) = *self
+            .admin
+            .get_or_try_init(|| async {
+                let session = self.janus.create_session().await?;
+                let (handle, _) = self.janus.attach(session, VIDEOROOM).await?;
+                let janus = self.janus.clone();
+                tokio::spawn(async move {
+                    while janus.keepalive(session).await.is_ok() {
+                        tokio::time::sleep(KEEPALIVE_EVERY).await;
+                    }
+                });
+                Ok::<_, JanusError>((session, handle))
+            })
+            .await?;
+        let id = janus_id();
+        let secret = crate::ids::hex(&crate::ids::random_bytes::<16>());
+        let create = json!({"request": "create", "room": id, "secret": secret, "publishers": 16});
+        self.janus.message(session, handle, create, None).await?;
+        let mut rooms = self.lock();
+        // Two first publishers at once: the first room made is the room.
+        Ok(rooms.entry(room.clone()).or_insert(SfuRoom { janus_room: id, feeds: HashMap::new() }).janus_room)
+    }
+
+    /// The peers of `room` whose published media Janus has.
+    pub fn publishers(&self, room: &RoomId) -> Vec<PeerId> {
+        self.lock().get(room).map(|r| r.feeds.keys().cloned().collect()).unwrap_or_default()
+    }
+}
+
+/// One admitted peer's part in the SFU: its Janus session and handles.
+pub struct SfuSeat {
+    sfu: Arc<Sfu>,
+    room: RoomId,
+    peer: PeerId,
+    session: u64,
+    publisher: Option<u64>,
+    subscribers: HashMap<PeerId, u64>,
+    keepalive: tokio::task::AbortHandle,
+}
+
+impl SfuSeat {
+    /// Opens a Janus session for admitted peer `peer` of `room`.
+    pub async fn open(sfu: &Arc<Sfu>, room: &RoomId, peer: &PeerId) -> Result<SfuSeat, JanusError> {
+        let session = sfu.janus.create_session().await?;
+        let janus = sfu.janus.clone();
+        let keepalive = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(KEEPALIVE_EVERY).await;
+                if janus.keepalive(session).await.is_err() {
+                    return;
+                }
+            }
+        })
+        .abort_handle();
+        Ok(SfuSeat {
+            sfu: sfu.clone(),
+            room: room.clone(),
+            peer: peer.clone(),
+            session,
+            publisher: None,
+            subscribers: HashMap::new(),
+            keepalive,
+        })
+    }
+
+    /// Publishes this peer's media with its SDP `offer`; returns Janus's answer.
+    /// Once Janus has the media (its connection is up), the feed may be received
+    /// and `live` runs (to tell the room).
+    pub async fn publish(&mut self, offer: Value, live: impl FnOnce() + Send + 'static) -> Result<Value, JanusError> {
+        let janus = &self.sfu.janus;
+        let janus_room = self.sfu.janus_room(&self.room).await?;
+        let handle = match self.publisher {
+            Some(handle) => handle,
+            None => {
+                let (handle, mut events) = janus.attach(self.session, VIDEOROOM).await?;
+                let feed = janus_id();
+                let join = json!({"request": "join", "ptype": "publisher", "room": janus_room, "id": feed,
+                                  "display": self.peer.as_str()});
+                janus.message(self.session, handle, join, None).await?;
+                self.publisher = Some(handle);
+                let (sfu, room, peer) = (self.sfu.clone(), self.room.clone(), self.peer.clone());
+                tokio::spawn(async move {
+                    while let Some(event) = events.recv().await {
+                        if event["janus"] == "webrtcup" {
+                            if let Some(r) = sfu.lock().get_mut(&room) {
+                                r.feeds.insert(peer, feed);
+                            }
+                            live();
+                            return;
+                        }
+                    }
+                });
+                handle
+            }
+        };
+        let configure = json!({"request": "configure", "audio": true, "video": true});
+        let answer = janus.message(self.session, handle, configure, Some(offer)).await?;
+        Ok(answer["jsep"].clone())
+    }
+
+    /// Subscribes to `target`'s media (a peer of the same room that publishes);
+    /// returns Janus's offer. `None`: `target` publishes nothing here.
+    pub async fn subscribe(&mut self, target: &PeerId) -> Result<Option<Value>, JanusError> {
+        let janus = &self.sfu.janus;
+        let found = self.sfu.lock().get(&self.room).and_then(|r| Some((r.janus_room, *r.feeds.get(target)?)));
+        let Some((janus_room, feed)) = found else { return Ok(None) };
+        if let Some(old) = self.subscribers.remove(target) {
+            janus.forget(old);
+            let _ = janus.message(self.session, old, json!({"request": "leave"}), None).await;
+        }
+        let (handle, _) = janus.attach(self.session, VIDEOROOM).await?;
+        let join = json!({"request": "join", "ptype": "subscriber", "room": janus_room, "streams": [{"feed": feed}]});
+        let offer = janus.message(self.session, handle, join, None).await?;
+        self.subscribers.insert(target.clone(), handle);
+        Ok(Some(offer["jsep"].clone()))
+    }
+
+    /// Starts receiving `target`'s media with this peer's SDP `answer`. False: no
+    /// subscription to it.
+    pub async fn answer(&mut self, target: &PeerId, answer: Value) -> Result<bool, JanusError> {
+        let Some(handle) = self.subscribers.get(target).copied() else { return Ok(false) };
+        self.sfu.janus.message(self.session, handle, json!({"request": "start"}), Some(answer)).await?;
+        Ok(true)
+    }
+
+    /// Passes an ICE candidate of the publishing connection (`None`) or of the one
+    /// receiving `target`. False: no such connection.
+    pub async fn trickle(&mut self, target: Option<&PeerId>, candidate: Value) -> Result<bool, JanusError> {
+        let handle = match target {
+            None => self.publisher,
+            Some(t) => self.subscribers.get(t).copied(),
+        };
+        let Some(handle) = handle else { return Ok(false) };
+        self.sfu.janus.trickle(self.session, handle, candidate).await?;
+        Ok(true)
+    }
+
+    /// Ends this peer's Janus session: what it published and received stops.
+    pub async fn close(self) {
+        self.keepalive.abort();
+        if let Some(r) = self.sfu.lock().get_mut(&self.room) {
+            r.feeds.remove(&self.peer);
+        }
+        for handle in self.publisher.iter().chain(self.subscribers.values()) {
+            self.sfu.janus.forget(*handle);
+        }
+        if let Err(e) = self.sfu.janus.destroy(self.session).await {
+            tracing::warn!(error = %e, "ending a peer's Janus session failed");
+        }
+    }
+}
