@@ -143,6 +143,16 @@ async fn admitted_peers_publish_through_janus_as_themselves_and_a_removal_ends_i
     stranger.send(&json!({"type": "sfu", "op": "publish", "jsep": sdp("offer", "sendonly", "actpass")})).await.unwrap();
     assert_eq!(server_code(stranger.expect("sfu").await.unwrap_err()), "unauthenticated");
 
+    // Janus gets only what a browser sends: an offer to publish, an ICE candidate.
+    for (bad, says) in [
+        (json!({"type": "sfu", "op": "publish", "jsep": sdp("answer", "sendonly", "actpass")}), "offer"),
+        (json!({"type": "sfu", "op": "trickle", "candidate": {"janus": "destroy"}}), "candidate"),
+    ] {
+        b.send(&bad).await.unwrap();
+        let refused = b.expect("sfu").await.unwrap_err();
+        assert!(refused.to_string().contains(says), "{refused}");
+    }
+
     // b publishes; Janus answers. Its connection never comes up (this test has no
     // media), so a hears of no feed and cannot ask for one.
     b.send(&json!({"type": "sfu", "op": "publish", "jsep": sdp("offer", "sendonly", "actpass")})).await.unwrap();

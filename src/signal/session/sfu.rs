@@ -22,6 +22,12 @@ impl Session {
         }
         let (room, me) = (a.room.clone(), a.peer_id.clone());
         let Some(seat) = a.sfu.as_mut() else { return };
+        // Janus reads more in a jsep or a candidate than a browser sends; it gets
+        // only what a browser sends.
+        let request = match only_what_a_browser_sends(request) {
+            Ok(request) => request,
+            Err(message) => return send_error(socket, code::BAD_MESSAGE, message).await,
+        };
         match request {
             SfuRequest::Publish { jsep } => {
                 // Once Janus has this peer's media, the others may receive it.
@@ -83,4 +89,40 @@ async fn sfu_failed<S: Sink<Message> + Unpin>(socket: &mut S, e: crate::sfu::jan
         _ => "the SFU cannot be reached; try again".to_owned(),
     };
     send_error(socket, code::INTERNAL, &message).await
+}
+
+/// The request with its SDP reduced to `{type, sdp}` (an offer to publish, an answer
+/// to a subscription's offer) and its candidate to the fields of an ICE candidate
+/// or `{completed: true}`; or why not.
+fn only_what_a_browser_sends(request: SfuRequest) -> Result<SfuRequest, &'static str> {
+    let sdp = |jsep: &Value, kind: &str| -> Option<Value> {
+        let sdp = jsep.get("sdp")?.as_str()?;
+        (jsep.get("type")?.as_str()? == kind).then(|| json!({"type": kind, "sdp": sdp}))
+    };
+    Ok(match request {
+        SfuRequest::Publish { jsep } => {
+            SfuRequest::Publish { jsep: sdp(&jsep, "offer").ok_or("publish needs jsep {type: \"offer\", sdp}")? }
+        }
+        SfuRequest::Answer { peer_id, jsep } => SfuRequest::Answer {
+            peer_id,
+            jsep: sdp(&jsep, "answer").ok_or("answer needs jsep {type: \"answer\", sdp}")?,
+        },
+        SfuRequest::Trickle { peer_id, candidate } => {
+            let candidate = if candidate.get("completed") == Some(&Value::Bool(true)) {
+                json!({"completed": true})
+            } else {
+                let line = candidate.get("candidate").and_then(Value::as_str);
+                let mid = candidate.get("sdpMid").and_then(Value::as_str);
+                let index = candidate.get("sdpMLineIndex").and_then(Value::as_u64);
+                match (line, mid, index) {
+                    (Some(line), mid, index) if mid.is_some() || index.is_some() => {
+                        json!({"candidate": line, "sdpMid": mid, "sdpMLineIndex": index})
+                    }
+                    _ => return Err("a candidate is {candidate, sdpMid, sdpMLineIndex} or {completed: true}"),
+                }
+            };
+            SfuRequest::Trickle { peer_id, candidate }
+        }
+        subscribe @ SfuRequest::Subscribe { .. } => subscribe,
+    })
 }
