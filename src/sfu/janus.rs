@@ -45,32 +45,68 @@ pub enum JanusError {
 type Pending = Mutex<HashMap<String, (oneshot::Sender<Value>, bool)>>;
 type Listeners = Mutex<HashMap<u64, mpsc::UnboundedSender<Value>>>;
 
-/// A connection to Janus, shared by every session keygate holds there.
+/// A connection to Janus, shared by every session keygate holds there. When it
+/// drops (Janus restarted), it is made again every second; Janus has then
+/// forgotten every session, which [`Janus::generation`] tells.
 pub struct Janus {
-    out: mpsc::UnboundedSender<Message>,
+    url: String,
+    out: Mutex<mpsc::UnboundedSender<Message>>,
     pending: Arc<Pending>,
     listeners: Arc<Listeners>,
     next: AtomicU64,
+    /// Counts the connections made: sessions of an earlier one are gone.
+    generation: AtomicU64,
+}
+
+/// How long after losing Janus a new connection is tried, and again.
+const RECONNECT_EVERY: Duration = Duration::from_secs(1);
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens the WebSocket to Janus at `url`.
+async fn open(url: &str) -> Result<Socket, JanusError> {
+    let failed = |e: &dyn std::fmt::Display| JanusError::Connect(url.to_owned(), e.to_string());
+    let mut request = url.into_client_request().map_err(|e| failed(&e))?;
+    request.headers_mut().insert("Sec-WebSocket-Protocol", "janus-protocol".parse().map_err(|e| failed(&e))?);
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE));
+    let (socket, _) =
+        tokio::time::timeout(ANSWER_WITHIN, tokio_tungstenite::connect_async_with_config(request, Some(config), false))
+            .await
+            .map_err(|_| failed(&"no answer"))?
+            .map_err(|e| failed(&e))?;
+    Ok(socket)
 }
 
 impl Janus {
     /// Connects to Janus's WebSocket API at `url`.
     pub async fn connect(url: &str) -> Result<Arc<Janus>, JanusError> {
-        let failed = |e: &dyn std::fmt::Display| JanusError::Connect(url.to_owned(), e.to_string());
-        let mut request = url.into_client_request().map_err(|e| failed(&e))?;
-        request.headers_mut().insert("Sec-WebSocket-Protocol", "janus-protocol".parse().map_err(|e| failed(&e))?);
-        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-            .max_message_size(Some(MAX_MESSAGE))
-            .max_frame_size(Some(MAX_MESSAGE));
-        let (socket, _) = tokio::time::timeout(
-            ANSWER_WITHIN,
-            tokio_tungstenite::connect_async_with_config(request, Some(config), false),
-        )
-        .await
-        .map_err(|_| failed(&"no answer"))?
-        .map_err(|e| failed(&e))?;
+        let socket = open(url).await?;
+        let (out, _) = mpsc::unbounded_channel();
+        let janus = Arc::new(Janus {
+            url: url.to_owned(),
+            out: Mutex::new(out),
+            pending: Arc::default(),
+            listeners: Arc::default(),
+            next: AtomicU64::new(1),
+            generation: AtomicU64::new(0),
+        });
+        janus.serve(socket);
+        Ok(janus)
+    }
+
+    /// Which connection this is (see [`Janus`]); a session made under another is gone.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Reads and writes `socket` until it drops, then connects again.
+    fn serve(self: &Arc<Self>, socket: Socket) {
         let (mut sink, mut stream) = socket.split();
         let (out, mut queue) = mpsc::unbounded_channel::<Message>();
+        *self.out.lock().unwrap_or_else(|e| e.into_inner()) = out;
+        self.generation.fetch_add(1, Ordering::AcqRel);
         tokio::spawn(async move {
             while let Some(message) = queue.recv().await {
                 if sink.send(message).await.is_err() {
@@ -78,20 +114,39 @@ impl Janus {
                 }
             }
         });
-        let pending: Arc<Pending> = Arc::default();
-        let listeners: Arc<Listeners> = Arc::default();
-        let (p, l) = (pending.clone(), listeners.clone());
+        let janus = Arc::downgrade(self);
+        let (p, l) = (self.pending.clone(), self.listeners.clone());
         tokio::spawn(async move {
             while let Some(Ok(message)) = stream.next().await {
+                if janus.strong_count() == 0 {
+                    return;
+                }
                 let Message::Text(text) = message else { continue };
                 let Ok(value) = serde_json::from_str::<Value>(text.as_str()) else { continue };
                 dispatch(&p, &l, value);
             }
-            // Closed: whoever waits hears it.
+            // Closed: what is sent from now on fails at once, whoever waits hears it,
+            // and Janus has forgotten every session.
+            if let Some(janus) = janus.upgrade() {
+                *janus.out.lock().unwrap_or_else(|e| e.into_inner()) = mpsc::unbounded_channel().0;
+                janus.generation.fetch_add(1, Ordering::AcqRel);
+            }
             p.lock().unwrap_or_else(|e| e.into_inner()).clear();
             l.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            tracing::warn!("the connection to Janus dropped; connecting again");
+            loop {
+                tokio::time::sleep(RECONNECT_EVERY).await;
+                let Some(janus) = janus.upgrade() else { return };
+                match open(&janus.url).await {
+                    Ok(socket) => {
+                        tracing::info!("connected to Janus again");
+                        janus.serve(socket);
+                        return;
+                    }
+                    Err(e) => tracing::debug!(error = %e, "Janus is still unreachable"),
+                }
+            }
         });
-        Ok(Arc::new(Janus { out, pending, listeners, next: AtomicU64::new(1) }))
     }
 
     /// Sends `request` with a fresh transaction and returns Janus's answer (for a
@@ -102,7 +157,8 @@ impl Janus {
         request["transaction"] = Value::String(transaction.clone());
         let (done, answer) = oneshot::channel();
         self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(transaction.clone(), (done, ack_answers));
-        if self.out.send(Message::Text(request.to_string().into())).is_err() {
+        let sent = self.out.lock().unwrap_or_else(|e| e.into_inner()).send(Message::Text(request.to_string().into()));
+        if sent.is_err() {
             self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&transaction);
             return Err(JanusError::Closed);
         }

@@ -21,7 +21,6 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::OnceCell;
 
 /// How often a peer's Janus session is kept alive (Janus drops one silent for 60 s).
 const KEEPALIVE_EVERY: Duration = Duration::from_secs(25);
@@ -30,6 +29,8 @@ const VIDEOROOM: &str = "janus.plugin.videoroom";
 
 /// A Janus room and who publishes in it.
 struct SfuRoom {
+    /// The connection to Janus it was made under ([`Janus::generation`]).
+    generation: u64,
     janus_room: u64,
     /// Each publishing peer's feed id.
     feeds: HashMap<PeerId, u64>,
@@ -38,8 +39,9 @@ struct SfuRoom {
 /// keygate's rooms on Janus.
 pub struct Sfu {
     janus: Arc<Janus>,
-    /// keygate's own session and handle, which create rooms.
-    admin: OnceCell<(u64, u64)>,
+    /// keygate's own session and handle, which create rooms, and the connection
+    /// they were made under.
+    admin: tokio::sync::Mutex<Option<(u64, u64, u64)>>,
     rooms: Mutex<HashMap<RoomId, SfuRoom>>,
 }
 
@@ -50,7 +52,7 @@ fn janus_id() -> u64 {
 
 impl Sfu {
     pub fn new(janus: Arc<Janus>) -> Self {
-        Sfu { janus, admin: OnceCell::new(), rooms: Mutex::new(HashMap::new()) }
+        Sfu { janus, admin: tokio::sync::Mutex::new(None), rooms: Mutex::new(HashMap::new()) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RoomId, SfuRoom>> {
@@ -59,30 +61,41 @@ impl Sfu {
 
     /// The Janus room of `room`, created on first use.
     async fn janus_room(&self, room: &RoomId) -> Result<u64, JanusError> {
-        if let Some(r) = self.lock().get(room) {
+        let generation = self.janus.generation();
+        if let Some(r) = self.lock().get(room).filter(|r| r.generation == generation) {
             return Ok(r.janus_room);
         }
-        let (session, handle) = *self
-            .admin
-            .get_or_try_init(|| async {
-                let session = self.janus.create_session().await?;
-                let (handle, _) = self.janus.attach(session, VIDEOROOM).await?;
-                let janus = self.janus.clone();
-                tokio::spawn(async move {
-                    while janus.keepalive(session).await.is_ok() {
-                        tokio::time::sleep(KEEPALIVE_EVERY).await;
-                    }
-                });
-                Ok::<_, JanusError>((session, handle))
-            })
-            .await?;
+        let (session, handle) = {
+            let mut admin = self.admin.lock().await;
+            match *admin {
+                Some((made_under, session, handle)) if made_under == generation => (session, handle),
+                _ => {
+                    let session = self.janus.create_session().await?;
+                    let (handle, _) = self.janus.attach(session, VIDEOROOM).await?;
+                    let janus = self.janus.clone();
+                    tokio::spawn(async move {
+                        while janus.keepalive(session).await.is_ok() {
+                            tokio::time::sleep(KEEPALIVE_EVERY).await;
+                        }
+                    });
+                    *admin = Some((generation, session, handle));
+                    (session, handle)
+                }
+            }
+        };
         let id = janus_id();
         let secret = crate::ids::hex(&crate::ids::random_bytes::<16>());
         let create = json!({"request": "create", "room": id, "secret": secret, "publishers": 16});
         self.janus.message(session, handle, create, None).await?;
         let mut rooms = self.lock();
-        // Two first publishers at once: the first room made is the room.
-        Ok(rooms.entry(room.clone()).or_insert(SfuRoom { janus_room: id, feeds: HashMap::new() }).janus_room)
+        let made = || SfuRoom { generation, janus_room: id, feeds: HashMap::new() };
+        // Two first publishers at once: the first room made is the room. One made
+        // under an earlier connection is gone with it.
+        let r = rooms.entry(room.clone()).or_insert_with(made);
+        if r.generation != generation {
+            *r = SfuRoom { generation, janus_room: id, feeds: HashMap::new() };
+        }
+        Ok(r.janus_room)
     }
 
     /// The peers of `room` whose published media Janus has.
@@ -96,6 +109,8 @@ pub struct SfuSeat {
     sfu: Arc<Sfu>,
     room: RoomId,
     peer: PeerId,
+    /// The connection to Janus its session was made under.
+    generation: u64,
     session: u64,
     publisher: Option<u64>,
     subscribers: HashMap<PeerId, u64>,
@@ -105,6 +120,22 @@ pub struct SfuSeat {
 impl SfuSeat {
     /// Opens a Janus session for admitted peer `peer` of `room`.
     pub async fn open(sfu: &Arc<Sfu>, room: &RoomId, peer: &PeerId) -> Result<SfuSeat, JanusError> {
+        let generation = sfu.janus.generation();
+        let (session, keepalive) = Self::session(sfu).await?;
+        Ok(SfuSeat {
+            sfu: sfu.clone(),
+            room: room.clone(),
+            peer: peer.clone(),
+            generation,
+            session,
+            publisher: None,
+            subscribers: HashMap::new(),
+            keepalive,
+        })
+    }
+
+    /// A new Janus session, kept alive until the returned task is aborted.
+    async fn session(sfu: &Sfu) -> Result<(u64, tokio::task::AbortHandle), JanusError> {
         let session = sfu.janus.create_session().await?;
         let janus = sfu.janus.clone();
         let keepalive = tokio::spawn(async move {
@@ -116,21 +147,29 @@ impl SfuSeat {
             }
         })
         .abort_handle();
-        Ok(SfuSeat {
-            sfu: sfu.clone(),
-            room: room.clone(),
-            peer: peer.clone(),
-            session,
-            publisher: None,
-            subscribers: HashMap::new(),
-            keepalive,
-        })
+        Ok((session, keepalive))
+    }
+
+    /// After Janus restarted, this peer's session is gone: a new one, with nothing
+    /// published or received yet (the browser publishes and subscribes again).
+    async fn current(&mut self) -> Result<(), JanusError> {
+        let generation = self.sfu.janus.generation();
+        if generation == self.generation {
+            return Ok(());
+        }
+        self.keepalive.abort();
+        let (session, keepalive) = Self::session(&self.sfu).await?;
+        (self.generation, self.session, self.keepalive) = (generation, session, keepalive);
+        self.publisher = None;
+        self.subscribers.clear();
+        Ok(())
     }
 
     /// Publishes this peer's media with its SDP `offer`; returns Janus's answer.
     /// Once Janus has the media (its connection is up), the feed may be received
     /// and `live` runs (to tell the room).
     pub async fn publish(&mut self, offer: Value, live: impl FnOnce() + Send + 'static) -> Result<Value, JanusError> {
+        self.current().await?;
         let janus = &self.sfu.janus;
         let janus_room = self.sfu.janus_room(&self.room).await?;
         let handle = match self.publisher {
@@ -165,6 +204,7 @@ impl SfuSeat {
     /// Subscribes to `target`'s media (a peer of the same room that publishes);
     /// returns Janus's offer. `None`: `target` publishes nothing here.
     pub async fn subscribe(&mut self, target: &PeerId) -> Result<Option<Value>, JanusError> {
+        self.current().await?;
         let janus = &self.sfu.janus;
         let found = self.sfu.lock().get(&self.room).and_then(|r| Some((r.janus_room, *r.feeds.get(target)?)));
         let Some((janus_room, feed)) = found else { return Ok(None) };
@@ -182,6 +222,7 @@ impl SfuSeat {
     /// Starts receiving `target`'s media with this peer's SDP `answer`. False: no
     /// subscription to it.
     pub async fn answer(&mut self, target: &PeerId, answer: Value) -> Result<bool, JanusError> {
+        self.current().await?;
         let Some(handle) = self.subscribers.get(target).copied() else { return Ok(false) };
         self.sfu.janus.message(self.session, handle, json!({"request": "start"}), Some(answer)).await?;
         Ok(true)
@@ -190,6 +231,7 @@ impl SfuSeat {
     /// Passes an ICE candidate of the publishing connection (`None`) or of the one
     /// receiving `target`. False: no such connection.
     pub async fn trickle(&mut self, target: Option<&PeerId>, candidate: Value) -> Result<bool, JanusError> {
+        self.current().await?;
         let handle = match target {
             None => self.publisher,
             Some(t) => self.subscribers.get(t).copied(),

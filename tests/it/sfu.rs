@@ -210,3 +210,32 @@ async fn two_browsers_exchange_media_through_janus() {
     }
     drop(janus);
 }
+
+/// Janus restarts (it forgets every session and room): keygate connects again by
+/// itself, and a peer that publishes again is answered, with no restart of keygate.
+#[tokio::test]
+async fn after_janus_restarts_a_peer_publishes_again() {
+    let Some(mut janus) = JanusServer::start() else { return };
+    let s = TestServer::with(|c| c.janus = Some(janus.url.clone())).await;
+    let owner = key();
+    let room = s.room(&owner, &[]).await;
+    let (mut a, _) = admitted(&s, &room, &owner).await;
+    let publish = json!({"type": "sfu", "op": "publish", "jsep": sdp("offer", "sendonly", "actpass")});
+    a.send(&publish).await.unwrap();
+    assert_eq!(sfu_frame(&mut a, "answer").await["jsep"]["type"], "answer");
+
+    janus.restart();
+    let restarted = std::time::Instant::now();
+    let mut answered = false;
+    while !answered && restarted.elapsed() < std::time::Duration::from_secs(10) {
+        a.send(&publish).await.unwrap();
+        // Until keygate is connected again, it says at once that the SFU cannot be reached.
+        answered = a.expect("sfu").await.is_ok_and(|f| f["op"] == "answer");
+        if !answered {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+    assert!(answered, "publishing works again after Janus restarted:\n{}", janus.log());
+    eprintln!("Janus restart to a publish answered again: {} ms", restarted.elapsed().as_millis());
+    s.shutdown().await;
+}

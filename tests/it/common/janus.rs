@@ -63,10 +63,16 @@ impl JanusServer {
         for (name, text) in files {
             std::fs::write(dir.path().join(name), text).unwrap();
         }
-        let log = std::fs::File::create(dir.path().join("janus.log")).unwrap();
+        let child = Self::spawn(&janus, dir.path(), port);
+        Some(JanusServer { child, dir, url: format!("ws://127.0.0.1:{port}") })
+    }
+
+    /// Runs janus on the configuration in `dir` and waits until it listens on `port`.
+    fn spawn(janus: &std::path::Path, dir: &std::path::Path, port: u16) -> Child {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("janus.log")).unwrap();
         let child = Command::new(janus)
             .arg("-F")
-            .arg(dir.path())
+            .arg(dir)
             .arg("--log-stdout")
             .stdout(log)
             .stderr(Stdio::null())
@@ -80,9 +86,17 @@ impl JanusServer {
             }
             std::thread::sleep(Duration::from_millis(25));
         }
-        let log = std::fs::read_to_string(dir.path().join("janus.log")).unwrap_or_default();
+        let log = std::fs::read_to_string(dir.join("janus.log")).unwrap_or_default();
         assert!(up, "janus did not start:\n{log}");
-        Some(JanusServer { child, dir, url: format!("ws://127.0.0.1:{port}") })
+        child
+    }
+
+    /// Stops janus and starts it again on the same port: it forgets every session.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let port = self.url.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap();
+        self.child = Self::spawn(&tool("janus").unwrap(), self.dir.path(), port);
     }
 
     /// What Janus logged so far.
