@@ -32,6 +32,8 @@ struct SfuRoom {
     /// The connection to Janus it was made under ([`Janus::generation`]).
     generation: u64,
     janus_room: u64,
+    /// Kept by keygate: only it may destroy the room.
+    secret: String,
     /// Each publishing peer's feed id.
     feeds: HashMap<PeerId, u64>,
 }
@@ -43,6 +45,9 @@ pub struct Sfu {
     /// they were made under.
     admin: tokio::sync::Mutex<Option<(u64, u64, u64)>>,
     rooms: Mutex<HashMap<RoomId, SfuRoom>>,
+    /// Peers of each room with a Janus session: the room on Janus is destroyed
+    /// when the last one's ends.
+    seated: Mutex<HashMap<RoomId, usize>>,
 }
 
 /// A number Janus takes as an id and a browser reads exactly (below 2^53).
@@ -52,7 +57,12 @@ fn janus_id() -> u64 {
 
 impl Sfu {
     pub fn new(janus: Arc<Janus>) -> Self {
-        Sfu { janus, admin: tokio::sync::Mutex::new(None), rooms: Mutex::new(HashMap::new()) }
+        Sfu {
+            janus,
+            admin: tokio::sync::Mutex::new(None),
+            rooms: Mutex::new(HashMap::new()),
+            seated: Mutex::new(HashMap::new()),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RoomId, SfuRoom>> {
@@ -88,14 +98,41 @@ impl Sfu {
         let create = json!({"request": "create", "room": id, "secret": secret, "publishers": 16});
         self.janus.message(session, handle, create, None).await?;
         let mut rooms = self.lock();
-        let made = || SfuRoom { generation, janus_room: id, feeds: HashMap::new() };
+        let made = || SfuRoom { generation, janus_room: id, secret: secret.clone(), feeds: HashMap::new() };
         // Two first publishers at once: the first room made is the room. One made
         // under an earlier connection is gone with it.
         let r = rooms.entry(room.clone()).or_insert_with(made);
         if r.generation != generation {
-            *r = SfuRoom { generation, janus_room: id, feeds: HashMap::new() };
+            *r = made();
         }
         Ok(r.janus_room)
+    }
+
+    /// One more peer of `room` has a Janus session.
+    fn seat(&self, room: &RoomId) {
+        *self.seated.lock().unwrap_or_else(|p| p.into_inner()).entry(room.clone()).or_default() += 1;
+    }
+
+    /// One peer of `room` less has a Janus session; after the last, the room on
+    /// Janus is destroyed and forgotten.
+    async fn unseat(&self, room: &RoomId) {
+        {
+            let mut seated = self.seated.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(n) = seated.get_mut(room) else { return };
+            *n = n.saturating_sub(1);
+            if *n > 0 {
+                return;
+            }
+            seated.remove(room);
+        }
+        let Some(gone) = self.lock().remove(room) else { return };
+        let admin = *self.admin.lock().await;
+        if let Some((_, session, handle)) = admin.filter(|a| a.0 == gone.generation) {
+            let destroy = json!({"request": "destroy", "room": gone.janus_room, "secret": gone.secret});
+            if let Err(e) = self.janus.message(session, handle, destroy, None).await {
+                tracing::warn!(error = %e, "destroying a room on Janus failed");
+            }
+        }
     }
 
     /// The peers of `room` whose published media Janus has.
@@ -122,6 +159,7 @@ impl SfuSeat {
     pub async fn open(sfu: &Arc<Sfu>, room: &RoomId, peer: &PeerId) -> Result<SfuSeat, JanusError> {
         let generation = sfu.janus.generation();
         let (session, keepalive) = Self::session(sfu).await?;
+        sfu.seat(room);
         Ok(SfuSeat {
             sfu: sfu.clone(),
             room: room.clone(),
@@ -253,5 +291,6 @@ impl SfuSeat {
         if let Err(e) = self.sfu.janus.destroy(self.session).await {
             tracing::warn!(error = %e, "ending a peer's Janus session failed");
         }
+        self.sfu.unseat(&self.room).await;
     }
 }

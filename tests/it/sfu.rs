@@ -194,6 +194,15 @@ async fn admitted_peers_publish_through_janus_as_themselves_and_a_removal_ends_i
     assert_eq!(server_code(b.expect("never").await.unwrap_err()), "revoked");
     eventually("b's feed leaves Janus", async || participants().await.is_empty()).await;
     eprintln!("removal to the feed gone from Janus: {} ms", removed.elapsed().as_millis());
+    // The room stays on Janus while a peer of it has a session there, and goes
+    // with the last.
+    let listed = async || {
+        let rooms = api.message(session, handle, json!({"request": "list"}), None).await.unwrap();
+        rooms["plugindata"]["data"]["list"].as_array().map_or(0, Vec::len)
+    };
+    assert_eq!(listed().await, 1);
+    a.close().await;
+    eventually("the room leaves Janus with its last peer", async || listed().await == 0).await;
     s.shutdown().await;
 }
 
