@@ -163,8 +163,6 @@ pub struct Rooms {
     listenings: AtomicU64,
     /// Rooms listened to that nobody here needs any more, oldest first, with since when.
     lingering: Mutex<std::collections::VecDeque<(RoomId, tokio::time::Instant)>>,
-    /// Writes to the seats, made in order by one task (started with the first).
-    seat_writes: std::sync::OnceLock<mpsc::UnboundedSender<remote::SeatWrite>>,
 }
 
 /// What an admitted peer gets from joining.
@@ -198,7 +196,6 @@ impl Rooms {
             me: std::sync::OnceLock::new(),
             listenings: AtomicU64::new(0),
             lingering: Mutex::new(std::collections::VecDeque::new()),
-            seat_writes: std::sync::OnceLock::new(),
         }
     }
 
@@ -499,7 +496,7 @@ impl Rooms {
     }
 
     /// Records that a peer of this server proved its key again at `at`.
-    pub fn mark_verified(&self, room: &RoomId, peer: &PeerId, at: &str) {
+    pub async fn mark_verified(&self, room: &RoomId, peer: &PeerId, at: &str) {
         let info = {
             let mut live = self.lock();
             let Some(p) = live.get_mut(room).and_then(|r| r.peers.get_mut(peer)) else { return };
@@ -507,7 +504,7 @@ impl Rooms {
             p.info.clone()
         };
         if let Some(bus) = self.bus.get() {
-            self.verified_everywhere(bus, room, &info, at);
+            self.verified_everywhere(bus, room, &info, at).await;
         }
     }
 

@@ -175,11 +175,9 @@ impl Rooms {
                 Ok(joined)
             }
             Err(e) => {
-                // Freed now, not queued: the caller may try again with this peer id
+                // Freed before returning: the caller may try again with this peer id
                 // (the list changed while the key was checked).
-                if let Err(e) = self.store.free_seats(&[(room.to_string(), peer.to_string())]).await {
-                    tracing::warn!(error = %e, "freeing a seat not taken up failed");
-                }
+                self.free_seat(room, &peer).await;
                 Err(e)
             }
         }
@@ -189,7 +187,7 @@ impl Rooms {
     /// does it before anyone hears of the departure: a seat still counted after its
     /// peer left would refuse the next person as "room full".
     pub(super) async fn free_seat(&self, room: &RoomId, peer: &PeerId) {
-        if let Err(e) = self.store.free_seats(&[(room.to_string(), peer.to_string())]).await {
+        if let Err(e) = self.store.free_seat(room.as_str(), peer.as_str()).await {
             // When the server is stopping, its seats go all at once; otherwise the
             // seat counts until upkeep, or until this server stops.
             tracing::warn!(error = %e, "freeing a seat failed");
@@ -202,24 +200,14 @@ impl Rooms {
         self.exit(room);
     }
 
-    /// Tells the others that a peer of this server proved its key again.
-    pub(super) fn verified_everywhere(&self, bus: &Bus, room: &RoomId, info: &PeerInfo, at: &str) {
-        bus.tell(room, Tell::Verified(&info.peer_id, at));
+    /// Records in its seat that a peer of this server proved its key again (host
+    /// pages on every server show it), and tells the others.
+    pub(super) async fn verified_everywhere(&self, bus: &Bus, room: &RoomId, info: &PeerInfo, at: &str) {
         let text = serde_json::to_string(info).unwrap_or_default();
-        self.write_seat((room.to_string(), info.peer_id.to_string(), text));
-    }
-
-    /// Queues a write to the seats for the one task that makes them, so that a
-    /// burst of confirmations holds one database connection, not one each
-    /// (admissions need the others).
-    fn write_seat(&self, write: SeatWrite) {
-        let queue = self.seat_writes.get_or_init(|| {
-            let (queue, writes) = tokio::sync::mpsc::unbounded_channel();
-            tokio::spawn(write_seats(self.store.clone(), writes));
-            queue
-        });
-        // Fails only when the writer has stopped with the runtime.
-        let _ = queue.send(write);
+        if let Err(e) = self.store.update_seat(room.as_str(), info.peer_id.as_str(), &text).await {
+            tracing::warn!(error = %e, "recording a confirmation in the seats failed");
+        }
+        bus.tell(room, Tell::Verified(&info.peer_id, at));
     }
 
     /// Holds `room`'s listening on the bus (starting it if needed) and waits until
@@ -409,19 +397,5 @@ impl Rooms {
         }
         self.bus.get()?;
         self.everyone(room).await.into_iter().find(|p| p.peer_id == *peer).map(|p| p.identity)
-    }
-}
-
-/// A seated peer's new description (it proved its key again), written by
-/// [`write_seats`]: (room, peer, description).
-pub(super) type SeatWrite = (String, String, String);
-
-/// Writes the queued descriptions, in order, until the queue closes. A failed
-/// write is logged and dropped: host pages then show the older confirmation time.
-async fn write_seats(store: crate::store::Store, mut writes: tokio::sync::mpsc::UnboundedReceiver<SeatWrite>) {
-    while let Some((room, peer, info)) = writes.recv().await {
-        if let Err(e) = store.update_seat(&room, &peer, &info).await {
-            tracing::warn!(error = %e, "recording a confirmation in the seats failed");
-        }
     }
 }

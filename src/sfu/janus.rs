@@ -229,6 +229,15 @@ impl Janus {
         self.call(json!({"janus": "keepalive", "session_id": session})).await.map(|_| ())
     }
 
+    /// Detaches `handle` from `session` (its connection ends) and stops handing
+    /// its events on. Best effort: a handle of a session already gone is gone.
+    pub async fn detach(&self, session: u64, handle: u64) {
+        self.forget(handle);
+        if let Err(e) = self.call(json!({"janus": "detach", "session_id": session, "handle_id": handle})).await {
+            tracing::debug!(error = %e, "detaching a Janus handle failed");
+        }
+    }
+
     /// Ends `session` and every handle in it: its media stops at once.
     pub async fn destroy(&self, session: u64) -> Result<(), JanusError> {
         self.call(json!({"janus": "destroy", "session_id": session})).await.map(|_| ())

@@ -217,7 +217,10 @@ impl SfuSeat {
                 let feed = janus_id();
                 let join = json!({"request": "join", "ptype": "publisher", "room": janus_room, "id": feed,
                                   "display": self.peer.as_str()});
-                janus.message(self.session, handle, join, None).await?;
+                if let Err(e) = janus.message(self.session, handle, join, None).await {
+                    janus.detach(self.session, handle).await;
+                    return Err(e);
+                }
                 self.publisher = Some(handle);
                 let (sfu, room, peer) = (self.sfu.clone(), self.room.clone(), self.peer.clone());
                 tokio::spawn(async move {
@@ -246,13 +249,26 @@ impl SfuSeat {
         let janus = &self.sfu.janus;
         let found = self.sfu.lock().get(&self.room).and_then(|r| Some((r.janus_room, *r.feeds.get(target)?)));
         let Some((janus_room, feed)) = found else { return Ok(None) };
-        if let Some(old) = self.subscribers.remove(target) {
-            janus.forget(old);
-            let _ = janus.message(self.session, old, json!({"request": "leave"}), None).await;
+        // A subscription asked again replaces the old one; those to peers that no
+        // longer publish (they left) end too, so a long call holds one handle per
+        // peer publishing now.
+        let publishing = self.sfu.publishers(&self.room);
+        let ended: Vec<PeerId> =
+            self.subscribers.keys().filter(|p| *p == target || !publishing.contains(p)).cloned().collect();
+        for peer in ended {
+            if let Some(old) = self.subscribers.remove(&peer) {
+                janus.detach(self.session, old).await;
+            }
         }
         let (handle, _) = janus.attach(self.session, VIDEOROOM).await?;
         let join = json!({"request": "join", "ptype": "subscriber", "room": janus_room, "streams": [{"feed": feed}]});
-        let offer = janus.message(self.session, handle, join, None).await?;
+        let offer = match janus.message(self.session, handle, join, None).await {
+            Ok(offer) => offer,
+            Err(e) => {
+                janus.detach(self.session, handle).await;
+                return Err(e);
+            }
+        };
         self.subscribers.insert(target.clone(), handle);
         Ok(Some(offer["jsep"].clone()))
     }

@@ -74,19 +74,10 @@ impl Store {
         })
     }
 
-    /// Frees the seats of peers that left, `(room, peer)` each, in one statement.
-    pub async fn free_seats(&self, seats: &[(String, String)]) -> Result<(), StoreError> {
-        if seats.is_empty() {
-            return Ok(());
-        }
-        let values: Vec<String> = (0..seats.len()).map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2)).collect();
-        let sql = format!("DELETE FROM seats WHERE (room_id, peer_id) IN (VALUES {})", values.join(", "));
+    /// Frees a peer's seat (it left, or was not seated after all).
+    pub async fn free_seat(&self, room: &str, peer: &str) -> Result<(), StoreError> {
         on_db!(self.db(), pool => {
-            let mut query = sqlx::query(&sql);
-            for (room, peer) in seats {
-                query = query.bind(room).bind(peer);
-            }
-            query.execute(pool).await?;
+            sqlx::query("DELETE FROM seats WHERE room_id = $1 AND peer_id = $2").bind(room).bind(peer).execute(pool).await?;
         });
         Ok(())
     }

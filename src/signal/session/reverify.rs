@@ -84,7 +84,7 @@ impl Session {
                     a.proved_at = tokio::time::Instant::now();
                 }
                 let at = crate::store::now_text();
-                self.gw.rooms.mark_verified(&closed.room, peer_id, &at);
+                self.gw.rooms.mark_verified(&closed.room, peer_id, &at).await;
                 let identity = closed.identity.did();
                 let method = admitted.method.as_str();
                 let frame = ServerMessage::PeerVerified { peer_id, identity, method, at: &at };
