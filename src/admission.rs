@@ -18,7 +18,7 @@
 //! What the caller does with an admission (join the room, hand out a ticket, start
 //! a session cookie, whitelist an invitee) stays with the caller.
 
-use crate::challenge::{Freshness, IssuedChallenge, Refusal, SIGN_IN_ROOM};
+use crate::challenge::{Freshness, IssuedChallenge, Refusal, Vouched, SIGN_IN_ROOM};
 use crate::gateway::Gateway;
 use crate::identity::{Did, EthAddress, Identity};
 use crate::ids::RoomId;
@@ -83,8 +83,8 @@ impl Purpose {
 /// What the client asked to have built with its challenge.
 #[derive(Clone, Debug, Default)]
 pub struct Asks {
-    /// The DTLS fingerprint to vouch for.
-    pub fingerprint: Option<String>,
+    /// The DTLS fingerprint and media key to vouch for.
+    pub vouched: Vouched,
     /// A wallet address: a Sign-In with Ethereum message is built for it.
     pub address: Option<EthAddress>,
     /// WebAuthn options offering the room's registered credentials.
@@ -237,7 +237,8 @@ struct Sealed {
     nonce: String,
     issued_at: String,
     payload: String,
-    fingerprint: Option<String>,
+    #[serde(default)]
+    vouched: Vouched,
     siwe: Option<String>,
     /// The passkey ceremony's user-verification requirement, when one was offered.
     passkey_uv: Option<bool>,
@@ -270,7 +271,7 @@ impl Pending {
             nonce: c.nonce.clone(),
             issued_at: c.issued_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             payload: c.signed_bytes().to_owned(),
-            fingerprint: c.fingerprint.clone(),
+            vouched: c.vouched.clone(),
             siwe: issued.siwe.clone(),
             passkey_uv: match issued.passkey {
                 Passkey::Absent => None,
@@ -304,13 +305,8 @@ impl Pending {
         let issued_at = chrono::DateTime::parse_from_rfc3339(&sealed.issued_at)
             .map_err(|_| Refusal::NoChallenge)?
             .with_timezone(&Utc);
-        let challenge = IssuedChallenge {
-            room: sealed.room,
-            nonce: sealed.nonce,
-            issued_at,
-            payload,
-            fingerprint: sealed.fingerprint,
-        };
+        let challenge =
+            IssuedChallenge { room: sealed.room, nonce: sealed.nonce, issued_at, payload, vouched: sealed.vouched };
         let passkey = match sealed.passkey_uv {
             None => Passkey::Absent,
             Some(require_uv) => Passkey::Offered { options: Value::Null, require_uv },
@@ -344,8 +340,8 @@ pub struct Admitted {
     pub detail: Option<String>,
     /// The proof as other peers receive it, for methods they can check themselves.
     pub forwarded: Option<Box<RawValue>>,
-    /// The DTLS fingerprint the proof signed.
-    pub fingerprint: Option<String>,
+    /// The DTLS fingerprint and media key the proof signed.
+    pub vouched: Vouched,
     /// For a resume: when the key was last proved (otherwise now).
     pub proved_at: Option<std::time::SystemTime>,
 }
@@ -457,7 +453,7 @@ impl<'g> Admission<'g> {
         let sign_in = || RoomId::parse(SIGN_IN_ROOM).unwrap_or_else(|_| RoomId::generate());
         let room = purpose.room().cloned().unwrap_or_else(sign_in);
         let challenge =
-            IssuedChallenge::issue_for(room.clone(), &gw.origin, asks.fingerprint, purpose.payload_label(), Utc::now());
+            IssuedChallenge::issue_for(room.clone(), &gw.origin, asks.vouched, purpose.payload_label(), Utc::now());
         let siwe = asks.address.map(|address| {
             let statement = match purpose {
                 Purpose::SignIn => "Sign in to keygate.".to_owned(),
@@ -471,7 +467,7 @@ impl<'g> Admission<'g> {
                 nonce: &c.nonce,
                 issued_at: c.issued_at,
                 lifetime: gw.settings.freshness_past,
-                fingerprint: c.fingerprint.as_deref(),
+                vouched: &c.vouched,
                 chain_id: gw.settings.eth_chain_id,
             };
             SiweMessage::for_challenge(address, facts).to_string()
@@ -766,7 +762,7 @@ impl<'g> Admission<'g> {
             _ => None,
         };
         Ok(Admitted {
-            fingerprint: issued.challenge.fingerprint.clone(),
+            vouched: issued.challenge.vouched.clone(),
             purpose: issued.purpose,
             identity,
             method,
@@ -790,11 +786,8 @@ impl<'g> Admission<'g> {
             .and_then(|t| t.as_str())
             .ok_or_else(|| Refused::from(VerifyError::Malformed("missing token".into())))?;
         let c = &issued.challenge;
-        let (resumed, once) = self
-            .gw
-            .resumes
-            .redeem(token, &c.room, c.fingerprint.as_deref(), std::time::SystemTime::now())
-            .map_err(Refused::quiet)?;
+        let (resumed, once) =
+            self.gw.resumes.redeem(token, &c.room, &c.vouched, std::time::SystemTime::now()).map_err(Refused::quiet)?;
         // Spent in the store: once in the whole service, and across restarts.
         match self.gw.store.spend(&once.token, &once.expires_at).await {
             Ok(true) => {}
@@ -961,7 +954,7 @@ mod tests {
 
     fn issued(room: &str) -> Issued {
         let room = RoomId::parse(room).unwrap_or_else(|_| RoomId::generate());
-        let challenge = IssuedChallenge::issue(room.clone(), "o", None, Utc::now());
+        let challenge = IssuedChallenge::issue(room.clone(), "o", Vouched::default(), Utc::now());
         Issued {
             purpose: Purpose::Join { room, create: false, ticket: false },
             challenge,

@@ -126,6 +126,7 @@ pub fn peer_from_json(text: &str) -> Option<PeerInfo> {
         admitted_at: String,
         last_verified: Option<String>,
         fingerprint: Option<String>,
+        media_key: Option<String>,
         proof: Option<Box<serde_json::value::RawValue>>,
     }
     let p: Peer = serde_json::from_str(text).ok()?;
@@ -140,7 +141,7 @@ pub fn peer_from_json(text: &str) -> Option<PeerInfo> {
         method: p.method.as_str(),
         admitted_at: p.admitted_at,
         last_verified: p.last_verified,
-        fingerprint: p.fingerprint,
+        vouched: crate::challenge::Vouched { fingerprint: p.fingerprint, media_key: p.media_key },
         proof: p.proof,
     })
 }
@@ -482,7 +483,10 @@ mod tests {
             method: "webauthn",
             admitted_at: "2026-11-30T18:00:00.000Z".into(),
             last_verified: None,
-            fingerprint: Some("sha-256 AA:BB".into()),
+            vouched: crate::challenge::Vouched {
+                fingerprint: Some("sha-256 AA:BB".into()),
+                media_key: Some("BKey".into()),
+            },
             proof: serde_json::value::RawValue::from_string(r#"{"a":1}"#.into()).ok(),
         };
         let text = serde_json::to_string(&info).unwrap_or_default();

@@ -1,7 +1,7 @@
 //! The bytes of a challenge.
 //!
 //! A challenge is the payload a client signs: `{roomId, issuedAt, nonce, origin,
-//! fingerprint?, purpose?}`, serialized once, compactly, keys in that order. The
+//! fingerprint?, mediaKey?, purpose?}`, serialized once, compactly, keys in that order. The
 //! server keeps those exact bytes and verifies against them; it never
 //! re-serializes what the client sends back. [`IssuedChallenge::accept`] checks an
 //! answer's payload against them (nonce, room, every byte, freshness); keeping a
@@ -10,7 +10,7 @@
 
 use crate::ids::{hex, random_bytes, RoomId};
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::time::Duration;
 
@@ -23,8 +23,24 @@ pub struct IssuedChallenge {
     /// The payload, serialized once: `JSON.stringify(payload)` as the client will
     /// compute it, which is exactly what is signed ([`IssuedChallenge::signed_bytes`]).
     pub payload: Box<RawValue>,
-    /// The DTLS fingerprint the client asked to have vouched for, if any.
+    /// What the client asked to have vouched for: its DTLS certificate, its media key.
+    pub vouched: Vouched,
+}
+
+/// What a proof vouches for beside the room: the connection's DTLS certificate (so
+/// no one can sit between two peers' media) and its end-to-end media key (so no
+/// one can read media that passes through a server: see docs/e2ee.md). Each, when
+/// sent in `request`, is a field of the signed payload.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Vouched {
+    /// The DTLS certificate's fingerprint ("sha-256 AB:CD:…").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<String>,
+    /// An ephemeral ECDH P-256 public key, uncompressed, base64url without padding:
+    /// peers send their media keys encrypted to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_key: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -34,8 +50,8 @@ struct Payload<'a> {
     issued_at: &'a str,
     nonce: &'a str,
     origin: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    fingerprint: Option<&'a str>,
+    #[serde(flatten)]
+    vouched: &'a Vouched,
     /// Set for challenges that are not for joining a room (e.g. `sign-in`), so a
     /// proof made for one purpose can never be taken for another.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -46,6 +62,26 @@ struct Payload<'a> {
 /// never contain '-', so no room can have it.
 pub const SIGN_IN_ROOM: &str = "keygate-sign-in";
 
+/// The length of a media key as sent: 65 bytes (SEC1 uncompressed), base64url.
+const MEDIA_KEY_LEN: usize = 87;
+
+/// Whether a media key as sent in `request` is an uncompressed P-256 point in
+/// unpadded base64url; an error says what is wrong with it.
+pub fn check_media_key(k: &str) -> Result<(), &'static str> {
+    use base64::Engine;
+    let shape = "mediaKey must be an uncompressed P-256 public key (65 bytes), base64url without padding \
+                 (WebCrypto exportKey(\"raw\") of an ECDH P-256 key)";
+    if k.len() != MEDIA_KEY_LEN || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(shape);
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(k).map_err(|_| shape)?;
+    if bytes.first() != Some(&4) {
+        return Err(shape);
+    }
+    p256::PublicKey::from_sec1_bytes(&bytes).map_err(|_| "mediaKey is not a point on the P-256 curve")?;
+    Ok(())
+}
+
 /// Whether a DTLS fingerprint as sent in `request` is acceptable: `sha-256 AB:CD:…`
 /// style, short, and made only of characters that JSON never escapes.
 pub fn valid_fingerprint(f: &str) -> bool {
@@ -55,19 +91,13 @@ pub fn valid_fingerprint(f: &str) -> bool {
 impl IssuedChallenge {
     /// A fresh challenge to join `room`, with a 128-bit nonce (hex, so it is also a
     /// valid SIWE nonce).
-    pub fn issue(room: RoomId, origin: &str, fingerprint: Option<String>, now: DateTime<Utc>) -> Self {
-        Self::issue_for(room, origin, fingerprint, None, now)
+    pub fn issue(room: RoomId, origin: &str, vouched: Vouched, now: DateTime<Utc>) -> Self {
+        Self::issue_for(room, origin, vouched, None, now)
     }
 
     /// A challenge for another purpose than joining (`sign-in`, `reverify`), which
     /// the payload names so that a proof made for one is never taken for another.
-    pub fn issue_for(
-        room: RoomId,
-        origin: &str,
-        fingerprint: Option<String>,
-        purpose: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> Self {
+    pub fn issue_for(room: RoomId, origin: &str, vouched: Vouched, purpose: Option<&str>, now: DateTime<Utc>) -> Self {
         let nonce = hex(&random_bytes::<16>());
         let issued_at = now.to_rfc3339_opts(SecondsFormat::Millis, true);
         let payload = Payload {
@@ -75,14 +105,14 @@ impl IssuedChallenge {
             issued_at: &issued_at,
             nonce: &nonce,
             origin,
-            fingerprint: fingerprint.as_deref(),
+            vouched: &vouched,
             purpose,
         };
         // Serializing a struct of strings cannot fail.
         let payload = serde_json::value::to_raw_value(&payload).unwrap_or_default();
         // Keep the millisecond-truncated time, the one the client sees.
         let issued_at = DateTime::parse_from_rfc3339(&issued_at).map_or(now, |t| t.with_timezone(&Utc));
-        IssuedChallenge { room, nonce, issued_at, payload, fingerprint }
+        IssuedChallenge { room, nonce, issued_at, payload, vouched }
     }
 
     /// The exact bytes a signature over the payload covers.
@@ -169,37 +199,64 @@ mod tests {
     fn payload_is_compact_with_keys_in_protocol_order() {
         let now = DateTime::parse_from_rfc3339("2026-01-02T03:04:05.678Z").map(|t| t.with_timezone(&Utc));
         let now = now.unwrap_or_else(|_| Utc::now());
-        let c = IssuedChallenge::issue(room("abc"), "https://k.example", Some("sha-256 AB:CD".into()), now);
+        let vouched = Vouched { fingerprint: Some("sha-256 AB:CD".into()), media_key: None };
+        let c = IssuedChallenge::issue(room("abc"), "https://k.example", vouched, now);
         let expected = format!(
             r#"{{"roomId":"abc","issuedAt":"2026-01-02T03:04:05.678Z","nonce":"{}","origin":"https://k.example","fingerprint":"sha-256 AB:CD"}}"#,
             c.nonce
         );
         assert_eq!(c.signed_bytes(), expected);
         assert_eq!(c.nonce.len(), 32);
+        let vouched = Vouched { fingerprint: Some("sha-256 AB:CD".into()), media_key: Some("BKey".into()) };
+        let c = IssuedChallenge::issue_for(room("abc"), "o", vouched, Some("reverify"), now);
+        assert!(c.signed_bytes().ends_with(r#""fingerprint":"sha-256 AB:CD","mediaKey":"BKey","purpose":"reverify"}"#));
+    }
+
+    #[test]
+    fn a_media_key_is_an_uncompressed_p256_point() {
+        use base64::Engine;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let point = p256::SecretKey::from_slice(&[7; 32]).map(|k| k.public_key());
+        let point = point.map(|p| p256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&p, false));
+        let good = b64(point.as_ref().map(|p| p.as_bytes()).unwrap_or_default());
+        assert_eq!(check_media_key(&good), Ok(()));
+        let mut off_curve = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&good).unwrap_or_default();
+        off_curve[64] ^= 1;
+        assert_eq!(check_media_key(&b64(&off_curve)), Err("mediaKey is not a point on the P-256 curve"));
+        let compressed = point.map(|_| p256::SecretKey::from_slice(&[7; 32]).map(|k| k.public_key()));
+        let compressed = compressed
+            .ok()
+            .and_then(Result::ok)
+            .map(|p| p256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&p, true).as_bytes().to_vec());
+        for bad in
+            [b64(&compressed.unwrap_or_default()), format!("{good}="), good.replace(&good[..1], "+"), String::new()]
+        {
+            assert!(check_media_key(&bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
     fn stale_and_future_are_refused() {
-        let c = IssuedChallenge::issue(room("r1"), "o", None, Utc::now());
+        let c = IssuedChallenge::issue(room("r1"), "o", Vouched::default(), Utc::now());
         let p = c.payload_json();
         assert_eq!(c.accept(&p, Utc::now(), WINDOW), Ok(()));
         let later = Utc::now() + chrono::Duration::seconds(121);
         assert_eq!(c.accept(&p, later, WINDOW), Err(Refusal::Stale));
 
-        let c = IssuedChallenge::issue(room("r1"), "o", None, Utc::now() + chrono::Duration::seconds(10));
+        let c = IssuedChallenge::issue(room("r1"), "o", Vouched::default(), Utc::now() + chrono::Duration::seconds(10));
         assert_eq!(c.accept(&c.payload_json(), Utc::now(), WINDOW), Err(Refusal::FromTheFuture));
     }
 
     #[test]
     fn tampered_payload_other_room_and_other_nonce_are_refused() {
-        let c = IssuedChallenge::issue(room("r1"), "o", None, Utc::now());
+        let c = IssuedChallenge::issue(room("r1"), "o", Vouched::default(), Utc::now());
         let mut p = c.payload_json();
         p["roomId"] = "r2".into();
         assert_eq!(c.accept(&p, Utc::now(), WINDOW), Err(Refusal::WrongRoom));
         let mut p = c.payload_json();
         p["origin"] = "evil".into();
         assert_eq!(c.accept(&p, Utc::now(), WINDOW), Err(Refusal::PayloadMismatch));
-        let other = IssuedChallenge::issue(room("r1"), "o", None, Utc::now());
+        let other = IssuedChallenge::issue(room("r1"), "o", Vouched::default(), Utc::now());
         assert_eq!(c.accept(&other.payload_json(), Utc::now(), WINDOW), Err(Refusal::ForeignNonce));
     }
 }

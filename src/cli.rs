@@ -170,6 +170,11 @@ enum RoomCommand {
         /// Every peer must confirm its identity again this often during a call (seconds; 0: never).
         #[arg(long, value_name = "SECONDS")]
         reverify_every: Option<u32>,
+        /// How calls carry media from the next call on: mesh (peer to peer), sfu
+        /// (through the server's Janus, end-to-end encrypted), or auto (mesh, then the
+        /// SFU once the call reaches the server's sfu_from peers).
+        #[arg(long, value_name = "mesh|sfu|auto", value_parser = parse_media)]
+        media: Option<crate::rooms::Media>,
     },
     /// List rooms.
     List,
@@ -505,6 +510,10 @@ fn parse_bench_method(text: &str) -> Result<crate::verify::Method, String> {
         "webauthn" => Ok(Method::Webauthn),
         _ => Err("the load tool drives webcrypto, ssh, eth, piv or webauthn".into()),
     }
+}
+
+fn parse_media(text: &str) -> Result<crate::rooms::Media, String> {
+    crate::rooms::Media::parse(text).ok_or_else(|| format!("'{text}' is not a media mode; use mesh, sfu or auto"))
 }
 
 fn parse_on_off(text: &str) -> Result<bool, String> {

@@ -127,6 +127,9 @@ pub struct Settings {
     /// Janus's WebSocket API (`ws://127.0.0.1:8188`), for rooms whose media go
     /// through an SFU.
     pub janus: Option<String>,
+    /// In rooms whose media mode is `auto`, a call moves from the mesh to the SFU
+    /// when it reaches this many peers.
+    pub sfu_from: usize,
 }
 
 impl Default for Settings {
@@ -171,6 +174,7 @@ impl Default for Settings {
             bus: None,
             change_poll_ms: 200,
             janus: None,
+            sfu_from: 5,
         }
     }
 }
@@ -248,6 +252,9 @@ impl Settings {
             if !ok {
                 return Err("janus: not a WebSocket URL; expected ws://HOST:PORT (Janus's WebSocket transport)".into());
             }
+        }
+        if !(2..=1000).contains(&self.sfu_from) {
+            return Err(format!("sfu_from: {} is outside 2 to 1000 peers", self.sfu_from));
         }
         if !(10..=60_000).contains(&self.change_poll_ms) {
             return Err(format!("change_poll_ms: {} is outside 10 to 60000", self.change_poll_ms));

@@ -89,15 +89,18 @@ impl Gateway {
         })
     }
 
-    /// Resume tokens, HTTP challenges and passkey registrations MAC'd with keys kept
-    /// in the database, so that they outlive a restart and every server of the
-    /// service accepts them.
-    /// Drives Janus over `janus` from now on.
+    /// Drives Janus over `janus` from now on: rooms set to `sfu` or `auto` use it.
     pub fn with_janus(mut self, janus: Option<Arc<crate::sfu::janus::Janus>>) -> Self {
         self.sfu = janus.map(|j| Arc::new(crate::sfu::relay::Sfu::new(j)));
+        if self.sfu.is_some() {
+            self.rooms.use_sfu(self.settings.sfu_from);
+        }
         self
     }
 
+    /// Resume tokens, HTTP challenges and passkey registrations MAC'd with keys kept
+    /// in the database, so that they outlive a restart and every server of the
+    /// service accepts them.
     pub fn with_keys(mut self, resume: &[u8], sealed_state: &[u8]) -> Self {
         self.resumes = crate::resume::Resumes::new(resume);
         self.http_challenges = crate::admission::Pending::new(sealed_state);

@@ -111,6 +111,8 @@ pub struct Request {
     pub create: bool,
     /// The DTLS certificate fingerprint to vouch for ("sha-256 AB:CD:…").
     pub fingerprint: Option<String>,
+    /// The ECDH P-256 public key peers encrypt media keys to (base64url, raw).
+    pub media_key: Option<String>,
     /// Display name of a room being created.
     pub name: Option<String>,
     /// An Ethereum address, to be sent a Sign-In with Ethereum message to sign.
@@ -175,9 +177,9 @@ pub struct PeerInfo {
     /// When this peer last proved its key again on request (`verify-peer`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_verified: Option<String>,
-    /// The DTLS certificate fingerprint this peer signed, if it sent one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fingerprint: Option<String>,
+    /// The DTLS certificate fingerprint and media key this peer signed, if it sent them.
+    #[serde(flatten)]
+    pub vouched: crate::challenge::Vouched,
     /// The admission proof, for methods a browser can check itself (webcrypto).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proof: Option<Box<RawValue>>,
@@ -268,6 +270,9 @@ pub enum ServerMessage<'a> {
         /// Whether this admission created the room.
         created: bool,
         peers: Vec<PeerInfo>,
+        /// How this call carries media: `mesh` (peer to peer) or `sfu` (through the
+        /// server's SFU, end-to-end encrypted).
+        media: &'static str,
         ice_servers: Vec<Value>,
         /// A token to come back with if this socket drops (method `resume`), when
         /// the server allows resuming and the request signed a DTLS fingerprint.
@@ -278,6 +283,11 @@ pub enum ServerMessage<'a> {
     /// valid until they expire.
     Resume(ResumeOffer<'a>),
     PeerJoined(&'a PeerInfo),
+    /// The call moves to another way of carrying media (an `auto` room's call
+    /// reached the server's `sfu_from` peers): `sfu`.
+    Media {
+        mode: &'static str,
+    },
     #[serde(rename_all = "camelCase")]
     PeerLeft {
         peer_id: &'a PeerId,

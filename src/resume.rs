@@ -4,16 +4,16 @@
 //!
 //! ```text
 //! welcome {…, resume: {token, expiresIn}}     then `resume {token, expiresIn}` every half window
-//!   token = base64url(room, identity, method, DTLS fingerprint, proved at, expires, nonce)
+//!   token = base64url(room, identity, method, DTLS fingerprint, media key, proved at, expires, nonce)
 //!           "." base64url(HMAC-SHA256 under a key kept in the database)
 //! the socket drops; a new one:
-//!   request {roomId, fingerprint} ; auth {method: "resume", payload, token} ─▶ welcome
+//!   request {roomId, fingerprint, mediaKey} ; auth {method: "resume", payload, token} ─▶ welcome
 //! ```
 //!
 //! A token is not a proof: it says that this server admitted this identity with this
 //! method, for this room and this DTLS certificate, a short while ago. So it is only
-//! good for the room and fingerprint it names (the new request must sign the same
-//! certificate, so media stays bound to the same key), until it expires (the
+//! good for the room, fingerprint and media key it names (the new request must sign
+//! the same certificate and media key, so media stays bound to the same key), until it expires (the
 //! `resume_window` setting), and once; the whitelist is checked again as for any
 //! method, so a key removed in the meantime stays out. Its MAC key lives in the
 //! database, so tokens outlive a restart and work on every server of the service;
@@ -22,6 +22,7 @@
 //! The room's re-verification schedule counts from when the key was last proved,
 //! not from the resume.
 
+use crate::challenge::Vouched;
 use crate::identity::Identity;
 use crate::ids::RoomId;
 use crate::verify::Method;
@@ -45,6 +46,9 @@ struct Body {
     method: Method,
     /// The DTLS fingerprint the admission signed.
     fp: Option<String>,
+    /// The media key the admission signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mk: Option<String>,
     /// When the key was last proved (Unix milliseconds).
     proved: u64,
     /// When the token expires (Unix milliseconds).
@@ -93,22 +97,16 @@ impl Resumes {
         Self::new(&crate::ids::random_bytes::<32>())
     }
 
-    /// A token for `identity`, admitted to `room` with `method` for `fingerprint`,
+    /// A token for `identity`, admitted to `room` with `method` for what it vouched for,
     /// whose key was last proved at `proved_at`; valid for `ttl` from `now`.
-    pub fn issue(
-        &self,
-        room: &RoomId,
-        resumed: &Resumed,
-        fingerprint: Option<&str>,
-        now: SystemTime,
-        ttl: Duration,
-    ) -> String {
+    pub fn issue(&self, room: &RoomId, resumed: &Resumed, vouched: &Vouched, now: SystemTime, ttl: Duration) -> String {
         let body = Body {
             v: 1,
             room: room.as_str().to_owned(),
             id: resumed.identity.did().as_str().to_owned(),
             method: resumed.method,
-            fp: fingerprint.map(str::to_owned),
+            fp: vouched.fingerprint.clone(),
+            mk: vouched.media_key.clone(),
             proved: millis(resumed.proved_at),
             exp: now.checked_add(ttl).map_or(u64::MAX, millis),
             n: crate::ids::hex(&crate::ids::random_bytes::<12>()),
@@ -118,14 +116,14 @@ impl Resumes {
         format!("{body}.{}", B64.encode(tag.as_ref()))
     }
 
-    /// Checks `token` for a new connection to `room` that signs `fingerprint`: the
+    /// Checks `token` for a new connection to `room` that signs `vouched`: the
     /// admission it continues and what must be spent for it (once, in the store),
     /// or why not (for the audit log only).
     pub fn redeem(
         &self,
         token: &str,
         room: &RoomId,
-        fingerprint: Option<&str>,
+        vouched: &Vouched,
         now: SystemTime,
     ) -> Result<(Resumed, Once), &'static str> {
         if token.len() > MAX_TOKEN {
@@ -148,8 +146,11 @@ impl Resumes {
         if body.room != room.as_str() {
             return Err("resume token for another room");
         }
-        if body.fp.is_none() || body.fp.as_deref() != fingerprint {
+        if body.fp.is_none() || body.fp != vouched.fingerprint {
             return Err("resume token for another DTLS certificate");
+        }
+        if body.mk != vouched.media_key {
+            return Err("resume token for another media key");
         }
         let identity = Identity::parse(&body.id).map_err(|_| "unreadable resume token")?;
         let once = Once { token: format!("resume:{}", body.n), expires_at: crate::sealed::millis_text(body.exp) };
@@ -169,53 +170,93 @@ mod tests {
         (Resumes::ephemeral(), RoomId::generate(), resumed)
     }
 
-    const FP: Option<&str> = Some("sha-256 AB:CD");
+    fn vouched(fp: Option<&str>, mk: Option<&str>) -> Vouched {
+        Vouched { fingerprint: fp.map(str::to_owned), media_key: mk.map(str::to_owned) }
+    }
 
     #[test]
     fn a_token_continues_its_admission_and_names_what_to_spend() {
         let (r, room, resumed) = fixture();
         let now = SystemTime::now();
-        let token = r.issue(&room, &resumed, FP, now, Duration::from_secs(60));
-        let (continued, once) = r.redeem(&token, &room, FP, now).unwrap_or_else(|e| unreachable!("{e}"));
+        let token = r.issue(&room, &resumed, &vouched(Some("sha-256 AB:CD"), None), now, Duration::from_secs(60));
+        let (continued, once) =
+            r.redeem(&token, &room, &vouched(Some("sha-256 AB:CD"), None), now).unwrap_or_else(|e| unreachable!("{e}"));
         assert_eq!(continued, resumed);
         // The same token names the same thing to spend; another token another.
-        assert_eq!(r.redeem(&token, &room, FP, now).map(|(_, o)| o), Ok(once.clone()));
-        let other = r.issue(&room, &resumed, FP, now, Duration::from_secs(60));
-        assert_ne!(r.redeem(&other, &room, FP, now).map(|(_, o)| o), Ok(once));
+        assert_eq!(
+            r.redeem(&token, &room, &vouched(Some("sha-256 AB:CD"), None), now).map(|(_, o)| o),
+            Ok(once.clone())
+        );
+        let other = r.issue(&room, &resumed, &vouched(Some("sha-256 AB:CD"), None), now, Duration::from_secs(60));
+        assert_ne!(r.redeem(&other, &room, &vouched(Some("sha-256 AB:CD"), None), now).map(|(_, o)| o), Ok(once));
     }
 
     #[test]
     fn a_token_is_good_only_for_its_room_certificate_and_time() {
         let (r, room, resumed) = fixture();
         let now = SystemTime::now();
-        let token = || r.issue(&room, &resumed, FP, now, Duration::from_secs(60));
-        assert_eq!(r.redeem(&token(), &RoomId::generate(), FP, now), Err("resume token for another room"));
+        let token = || r.issue(&room, &resumed, &vouched(Some("sha-256 AB:CD"), None), now, Duration::from_secs(60));
         assert_eq!(
-            r.redeem(&token(), &room, Some("sha-256 EF:01"), now),
+            r.redeem(&token(), &RoomId::generate(), &vouched(Some("sha-256 AB:CD"), None), now),
+            Err("resume token for another room")
+        );
+        assert_eq!(
+            r.redeem(&token(), &room, &vouched(Some("sha-256 EF:01"), None), now),
             Err("resume token for another DTLS certificate")
         );
-        assert_eq!(r.redeem(&token(), &room, None, now), Err("resume token for another DTLS certificate"));
+        assert_eq!(
+            r.redeem(&token(), &room, &Vouched::default(), now),
+            Err("resume token for another DTLS certificate")
+        );
+        // A media key signed at admission must be signed again; one not signed must not appear.
+        let fp = Some("sha-256 AB:CD");
+        let keyed = r.issue(&room, &resumed, &vouched(fp, Some("BKey")), now, Duration::from_secs(60));
+        assert_eq!(
+            r.redeem(&keyed, &room, &vouched(fp, Some("BOther")), now),
+            Err("resume token for another media key")
+        );
+        assert_eq!(r.redeem(&keyed, &room, &vouched(fp, None), now), Err("resume token for another media key"));
+        assert_eq!(
+            r.redeem(&token(), &room, &vouched(fp, Some("BKey")), now),
+            Err("resume token for another media key")
+        );
+        assert!(r.redeem(&keyed, &room, &vouched(fp, Some("BKey")), now).is_ok());
         let later = now + Duration::from_secs(61);
-        assert_eq!(r.redeem(&token(), &room, FP, later), Err("expired resume token"));
+        assert_eq!(
+            r.redeem(&token(), &room, &vouched(Some("sha-256 AB:CD"), None), later),
+            Err("expired resume token")
+        );
         // Without a certificate there is nothing to continue.
-        let bare = r.issue(&room, &resumed, None, now, Duration::from_secs(60));
-        assert_eq!(r.redeem(&bare, &room, None, now), Err("resume token for another DTLS certificate"));
+        let bare = r.issue(&room, &resumed, &Vouched::default(), now, Duration::from_secs(60));
+        assert_eq!(r.redeem(&bare, &room, &Vouched::default(), now), Err("resume token for another DTLS certificate"));
     }
 
     #[test]
     fn a_changed_or_foreign_token_is_refused_before_it_is_read() {
         let (r, room, resumed) = fixture();
         let now = SystemTime::now();
-        let token = r.issue(&room, &resumed, FP, now, Duration::from_secs(60));
+        let token = r.issue(&room, &resumed, &vouched(Some("sha-256 AB:CD"), None), now, Duration::from_secs(60));
         let (body, tag) = token.split_once('.').unwrap_or_default();
         let mut json: serde_json::Value =
             serde_json::from_slice(&B64.decode(body).unwrap_or_default()).unwrap_or_default();
         json["method"] = "piv".into();
         let forged = format!("{}.{tag}", B64.encode(json.to_string()));
-        assert_eq!(r.redeem(&forged, &room, FP, now), Err("resume token not issued here"));
+        assert_eq!(
+            r.redeem(&forged, &room, &vouched(Some("sha-256 AB:CD"), None), now),
+            Err("resume token not issued here")
+        );
         let other = Resumes::ephemeral();
-        assert_eq!(other.redeem(&token, &room, FP, now), Err("resume token not issued here"));
-        assert_eq!(r.redeem("no dot", &room, FP, now), Err("malformed resume token"));
-        assert_eq!(r.redeem(&"a".repeat(MAX_TOKEN + 1), &room, FP, now), Err("resume token too long"));
+        assert_eq!(
+            other.redeem(&token, &room, &vouched(Some("sha-256 AB:CD"), None), now),
+            Err("resume token not issued here")
+        );
+        assert_eq!(
+            r.redeem("no dot", &room, &vouched(Some("sha-256 AB:CD"), None), now),
+            Err("malformed resume token")
+        );
+        assert_eq!(
+            r.redeem(&"a".repeat(MAX_TOKEN + 1), &room, &vouched(Some("sha-256 AB:CD"), None), now),
+            Err("resume token too long")
+        );
     }
 }

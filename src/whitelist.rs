@@ -248,11 +248,12 @@ impl<'a> Whitelist<'a> {
         edit(&mut settings);
         change.set_settings(room, &settings).await?;
         let detail = format!(
-            "user verification {}, max peers {}, challenge lifetime {}, confirmation every {}",
+            "user verification {}, max peers {}, challenge lifetime {}, confirmation every {}, media {}",
             if settings.require_user_verification { "required" } else { "not required" },
             settings.max_peers.map_or("default".into(), |n| n.to_string()),
             settings.freshness_secs.map_or("default".into(), |n| format!("{n} s")),
             settings.reverify_every_secs.map_or("never".into(), |n| format!("{n} s")),
+            crate::rooms::Media::from_stored(settings.media.as_deref()).as_str(),
         );
         self.finish(change, room, &actor, "settings", None, Some(detail)).await?;
         Ok(settings)

@@ -213,7 +213,8 @@ impl RawRates {
 pub fn raw_rates(method: Method, seconds: f64) -> Result<RawRates, BenchError> {
     let setup = |e: &dyn std::fmt::Display| BenchError::Setup(e.to_string());
     let signer = ProofSigner::generate(method).map_err(|e| setup(&e))?;
-    let issued = IssuedChallenge::issue(RoomId::generate(), "http://127.0.0.1:8080", None, chrono::Utc::now());
+    let issued =
+        IssuedChallenge::issue(RoomId::generate(), "http://127.0.0.1:8080", Default::default(), chrono::Utc::now());
     let siwe = match &signer {
         ProofSigner::Eth(_, address) => {
             let facts = crate::verify::siwe::ForChallenge {
@@ -223,7 +224,7 @@ pub fn raw_rates(method: Method, seconds: f64) -> Result<RawRates, BenchError> {
                 nonce: &issued.nonce,
                 issued_at: issued.issued_at,
                 lifetime: std::time::Duration::from_secs(120),
-                fingerprint: None,
+                vouched: &Default::default(),
                 chain_id: 1,
             };
             Some(crate::verify::siwe::SiweMessage::for_challenge(*address, facts).to_string())

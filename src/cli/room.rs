@@ -64,10 +64,12 @@ pub(super) async fn run(db: &std::path::Path, create_db: bool, command: RoomComm
                 Err(e) => return Err(e.into()),
             }
         }
-        RoomCommand::Set { room, require_user_verification, reverify_every } => {
+        RoomCommand::Set { room, require_user_verification, reverify_every, media } => {
             let room = parse_room(&room)?;
-            if require_user_verification.is_none() && reverify_every.is_none() {
-                return Err("nothing to set; e.g. --require-user-verification on or --reverify-every 600".into());
+            if require_user_verification.is_none() && reverify_every.is_none() && media.is_none() {
+                return Err(
+                    "nothing to set; e.g. --require-user-verification on, --reverify-every 600 or --media sfu".into()
+                );
             }
             let service = Whitelist::new(&store, None);
             service
@@ -78,10 +80,23 @@ pub(super) async fn run(db: &std::path::Path, create_db: bool, command: RoomComm
                     if let Some(secs) = reverify_every {
                         s.reverify_every_secs = (secs > 0).then_some(i64::from(secs));
                     }
+                    if let Some(media) = media {
+                        s.media = Some(media.as_str().to_owned());
+                    }
                 })
                 .await?;
             if let Some(on) = require_user_verification {
                 say!("{room}: user verification {}", if on { "required" } else { "not required" });
+            }
+            match media {
+                None => {}
+                Some(crate::rooms::Media::Mesh) => say!("{room}: calls are peer to peer"),
+                Some(crate::rooms::Media::Sfu) => {
+                    say!("{room}: calls go through the server's SFU, end-to-end encrypted (needs `serve --janus`)")
+                }
+                Some(crate::rooms::Media::Auto) => {
+                    say!("{room}: calls are peer to peer, then go through the SFU once they grow (sfu_from)")
+                }
             }
             if let Some(secs) = reverify_every {
                 match secs {
@@ -284,6 +299,7 @@ async fn show(
     if record.require_user_verification {
         say!("policy   user verification required");
     }
+    say!("media    {}", crate::rooms::Media::from_stored(record.media.as_deref()).as_str());
     for o in &record.owners {
         say!("owner    {o}");
     }

@@ -87,6 +87,7 @@ pub const SETTINGS: &[Setting] = &[
         .example("nats://127.0.0.1:4222"),
     s("janus", Text, "Janus's WebSocket API (ws://127.0.0.1:8188), kept on loopback or a private network: the media engine of rooms that go through an SFU.")
         .example("ws://127.0.0.1:8188"),
+    s("sfu_from", Int, "In rooms whose media mode is auto, a call moves from the mesh to the SFU when it reaches this many peers."),
     s("change_poll_ms", Int, "How often, in milliseconds, the server reads the database's change log (changes made elsewhere, e.g. by the CLI)."),
     s("freshness_past", Secs, "How old a challenge may be when its answer arrives.").alias(&["freshness"]),
     s("manual_freshness", Secs, "How old a challenge may be for proofs made by hand (pasting an ssh-keygen signature)."),

@@ -110,7 +110,7 @@ fn build() -> Result<Fixture, String> {
             nonce: "bm9uY2Vub25jZW5vbmNl",
             issued_at: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default(),
             lifetime: std::time::Duration::from_secs(120),
-            fingerprint: Some("sha-256 AA:BB"),
+            vouched: &crate::challenge::Vouched { fingerprint: Some("sha-256 AA:BB".into()), media_key: None },
             chain_id: 1,
         },
     )

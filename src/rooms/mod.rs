@@ -40,6 +40,40 @@ pub const MAX_CACHED_ENTRIES: usize = 10_000;
 /// rooms are dropped from memory (and reloaded from the store on next use).
 const MAX_CACHED_ROOMS: usize = 50_000;
 
+/// How a room's calls carry media: the room's `media` setting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Media {
+    /// Peer to peer, each link bound to the DTLS certificate its peer signed.
+    #[default]
+    Mesh,
+    /// Through the server's SFU (Janus), end-to-end encrypted (docs/e2ee.md).
+    Sfu,
+    /// Mesh until the call reaches the server's `sfu_from` peers, then the SFU for
+    /// the rest of that call.
+    Auto,
+}
+
+impl Media {
+    pub const ALL: [Media; 3] = [Media::Mesh, Media::Sfu, Media::Auto];
+
+    pub fn parse(text: &str) -> Option<Media> {
+        Media::ALL.into_iter().find(|m| m.as_str() == text)
+    }
+
+    /// As stored: `None` (never set) and anything unknown are the mesh.
+    pub fn from_stored(text: Option<&str>) -> Media {
+        text.and_then(Media::parse).unwrap_or_default()
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Media::Mesh => "mesh",
+            Media::Sfu => "sfu",
+            Media::Auto => "auto",
+        }
+    }
+}
+
 /// Why the server is ending a session from outside it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Kick {
@@ -135,6 +169,11 @@ struct LiveRoom {
     /// How often every peer must confirm its identity again, if the host requires it.
     /// A watch, so live sessions follow a change made mid-call without asking.
     confirm_every: watch::Sender<Option<Duration>>,
+    /// The room's media setting.
+    media: Media,
+    /// Whether the call under way goes through the SFU: decided when the first of
+    /// its peers sits down, and turned on when an `auto` call grows.
+    sfu_call: bool,
     /// Whether the settings and owners above are the store's (false until loaded,
     /// and again after a change to the room).
     loaded: bool,
@@ -163,12 +202,16 @@ pub struct Rooms {
     listenings: AtomicU64,
     /// Rooms listened to that nobody here needs any more, oldest first, with since when.
     lingering: Mutex<std::collections::VecDeque<(RoomId, tokio::time::Instant)>>,
+    /// Set when this server has an SFU: the size at which `auto` calls move to it.
+    sfu_from: std::sync::OnceLock<usize>,
 }
 
 /// What an admitted peer gets from joining.
 pub struct Joined {
     /// The peers already in the room.
     pub others: Vec<PeerInfo>,
+    /// Whether the call goes through the SFU.
+    pub sfu: bool,
     /// How often the room requires a confirmation of identity (`None`: never).
     pub confirm_every: watch::Receiver<Option<Duration>>,
 }
@@ -196,6 +239,7 @@ impl Rooms {
             me: std::sync::OnceLock::new(),
             listenings: AtomicU64::new(0),
             lingering: Mutex::new(std::collections::VecDeque::new()),
+            sfu_from: std::sync::OnceLock::new(),
         }
     }
 
@@ -224,6 +268,7 @@ impl Rooms {
             r.require_user_verification = record.require_user_verification;
             r.max_peers = record.max_peers.and_then(|n| usize::try_from(n).ok());
             r.freshness = record.freshness_secs.and_then(|s| u64::try_from(s).ok()).map(Duration::from_secs);
+            r.media = Media::from_stored(record.media.as_deref());
             let every = record
                 .reverify_every_secs
                 .and_then(|s| u64::try_from(s).ok())
@@ -306,6 +351,17 @@ impl Rooms {
     }
 
     /// The (loaded) room's own peer limit, if it sets one.
+    /// Whether the call under way in `room` goes through the SFU.
+    pub fn through_sfu(&self, room: &RoomId) -> bool {
+        self.lock().get(room).is_some_and(|r| r.sfu_call)
+    }
+
+    /// This server has an SFU: rooms set to `sfu` use it, and `auto` calls move to
+    /// it when they reach `sfu_from` peers.
+    pub fn use_sfu(&self, sfu_from: usize) {
+        let _ = self.sfu_from.set(sfu_from);
+    }
+
     pub fn max_peers(&self, room: &RoomId) -> Option<usize> {
         self.lock().get(room).and_then(|r| r.max_peers)
     }
@@ -360,14 +416,28 @@ impl Rooms {
             return Err(JoinError::Full(max_peers));
         }
         r.meet(elsewhere);
+        let sfu_from = self.sfu_from.get().copied();
+        if r.peers.is_empty() && r.remote.is_empty() {
+            // A new call: through the SFU if the room says so and this server has one.
+            r.sfu_call = sfu_from.is_some() && r.media == Media::Sfu;
+        }
         let frame: Arc<str> = ServerMessage::PeerJoined(&handle.info).to_text().into();
         let mut others: Vec<PeerInfo> = r.peers.values().map(|p| p.info.clone()).collect();
         others.extend(r.remote.values().map(|p| p.info.clone()));
         for p in r.peers.values() {
             p.deliver(&frame);
         }
+        // An `auto` call that reaches its size moves to the SFU, everyone at once.
+        let grown = sfu_from.is_some_and(|n| others.len() + 1 >= n);
+        if r.media == Media::Auto && !r.sfu_call && grown {
+            r.sfu_call = true;
+            let frame: Arc<str> = ServerMessage::Media { mode: Media::Sfu.as_str() }.to_text().into();
+            for p in r.peers.values() {
+                p.deliver(&frame);
+            }
+        }
         r.peers.insert(handle.info.peer_id.clone(), handle);
-        Ok(Joined { others, confirm_every: r.confirm_every.subscribe() })
+        Ok(Joined { others, sfu: r.sfu_call, confirm_every: r.confirm_every.subscribe() })
     }
 
     /// Removes a peer and tells the others. An empty room keeps its cached settings
@@ -637,7 +707,7 @@ mod tests {
             method: "webcrypto",
             admitted_at: String::new(),
             last_verified: None,
-            fingerprint: None,
+            vouched: Default::default(),
             proof: None,
         };
         PeerHandle { info, tx, kick: Arc::new(kick) }

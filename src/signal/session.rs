@@ -21,7 +21,7 @@ mod sfu;
 mod whitelist;
 
 use crate::admission::{Admission, Admitted, Answer, Asks, Caller, Purpose, Slot, Tell};
-use crate::challenge::valid_fingerprint;
+use crate::challenge::{check_media_key, valid_fingerprint, Vouched};
 use crate::gateway::Gateway;
 use crate::identity::{parse_key_list, EthAddress, Identity};
 use crate::ids::{PeerId, RoomId};
@@ -65,8 +65,9 @@ struct Seat {
     peer_id: PeerId,
     identity: Identity,
     method: Method,
-    /// The DTLS fingerprint signed at admission, signed again on re-verification.
-    fingerprint: Option<String>,
+    /// The DTLS fingerprint and media key signed at admission, signed again on
+    /// re-verification.
+    vouched: Vouched,
     rx: mpsc::Receiver<Outbound>,
     kick: watch::Receiver<Option<Kick>>,
     /// The confirmation of identity under way, if any.
@@ -336,14 +337,13 @@ impl Session {
     fn resume_offer(&mut self) -> Option<(String, u64)> {
         let window = self.gw.settings.resume_window;
         let seat = self.admitted.as_mut()?;
-        let fingerprint = seat.fingerprint.as_deref()?;
+        seat.vouched.fingerprint.as_ref()?;
         if window.is_zero() {
             return None;
         }
         seat.resume_due = Some(tokio::time::Instant::now() + window / 2);
         let resumable = seat.resumable();
-        let token =
-            self.gw.resumes.issue(&seat.room, &resumable, Some(fingerprint), std::time::SystemTime::now(), window);
+        let token = self.gw.resumes.issue(&seat.room, &resumable, &seat.vouched, std::time::SystemTime::now(), window);
         // Whole seconds, rounded up: a page must not take a live token for spent.
         Some((token, window.as_millis().div_ceil(1000).try_into().unwrap_or(u64::MAX)))
     }

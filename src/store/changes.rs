@@ -61,6 +61,8 @@ pub struct RoomSettings {
     pub max_peers: Option<i64>,
     pub freshness_secs: Option<i64>,
     pub reverify_every_secs: Option<i64>,
+    /// How calls carry media: `mesh`, `sfu` or `auto` ([`crate::rooms::Media`]); `None`: mesh.
+    pub media: Option<String>,
 }
 
 /// An audit row written inside a change.
@@ -346,12 +348,13 @@ impl Change {
     pub async fn set_settings(&mut self, room: &RoomId, s: &RoomSettings) -> Result<(), StoreError> {
         on_tx!(&mut self.tx, conn => sqlx::query(
             "UPDATE rooms SET require_user_verification = $1, max_peers = $2, freshness_secs = $3, \
-             reverify_every_secs = $4 WHERE id = $5",
+             reverify_every_secs = $4, media = $5 WHERE id = $6",
         )
         .bind(s.require_user_verification)
         .bind(s.max_peers)
         .bind(s.freshness_secs)
         .bind(s.reverify_every_secs)
+        .bind(s.media.as_deref())
         .bind(room.as_str())
         .execute(conn)
         .await?.rows_affected());
@@ -361,7 +364,7 @@ impl Change {
     /// The room's settings now.
     pub async fn settings(&mut self, room: &RoomId) -> Result<RoomSettings, StoreError> {
         let row: Option<RoomSettings> = on_tx!(&mut self.tx, conn => sqlx::query_as(
-            "SELECT require_user_verification, max_peers, freshness_secs, reverify_every_secs FROM rooms WHERE id = $1",
+            "SELECT require_user_verification, max_peers, freshness_secs, reverify_every_secs, media FROM rooms WHERE id = $1",
         )
         .bind(room.as_str())
         .fetch_optional(conn)

@@ -156,6 +156,8 @@ pub struct RoomRecord {
     pub freshness_secs: Option<i64>,
     /// Every peer must confirm its identity again this often; `None`: never.
     pub reverify_every_secs: Option<i64>,
+    /// How calls carry media (`mesh`, `sfu`, `auto`); `None`: mesh.
+    pub media: Option<String>,
 }
 
 /// One whitelisted identity of a room.
@@ -249,11 +251,12 @@ struct RoomRow {
     max_peers: Option<i64>,
     freshness_secs: Option<i64>,
     reverify_every_secs: Option<i64>,
+    media: Option<String>,
 }
 
 impl RoomRow {
-    const COLUMNS: &'static str =
-        "id, name, created_at, created_by, require_user_verification, max_peers, freshness_secs, reverify_every_secs";
+    const COLUMNS: &'static str = "id, name, created_at, created_by, require_user_verification, max_peers, \
+                                   freshness_secs, reverify_every_secs, media";
 
     fn record(self, id: RoomId, owners: Vec<Did>) -> RoomRecord {
         RoomRecord {
@@ -266,6 +269,7 @@ impl RoomRow {
             max_peers: self.max_peers,
             freshness_secs: self.freshness_secs,
             reverify_every_secs: self.reverify_every_secs,
+            media: self.media,
         }
     }
 }

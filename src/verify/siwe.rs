@@ -192,8 +192,8 @@ pub struct ForChallenge<'a> {
     pub issued_at: DateTime<Utc>,
     /// The expiration is this long after `issued_at`.
     pub lifetime: std::time::Duration,
-    /// The DTLS fingerprint the challenge vouches for, as a resource.
-    pub fingerprint: Option<&'a str>,
+    /// The DTLS fingerprint and media key the challenge vouches for, as resources.
+    pub vouched: &'a crate::challenge::Vouched,
     pub chain_id: u64,
 }
 
@@ -216,10 +216,9 @@ impl SiweMessage {
             expiration_time: Some(expires.to_rfc3339_opts(Millis, true)),
             not_before: None,
             request_id: Some(c.request_id.to_owned()),
-            resources: c
-                .fingerprint
-                .iter()
+            resources: (c.vouched.fingerprint.iter())
                 .map(|f| format!("urn:keygate:dtls-fingerprint:{}", f.replace(' ', ":")))
+                .chain(c.vouched.media_key.iter().map(|k| format!("urn:keygate:media-key:{k}")))
                 .collect(),
         }
     }

@@ -230,6 +230,11 @@ struct RoomPage {
     freshness: String,
     /// Minutes between required confirmations of identity; empty: none required.
     reverify_every: String,
+    /// How calls carry media: `mesh`, `sfu` or `auto`.
+    media: &'static str,
+    /// Whether this server has an SFU, and the size at which `auto` calls move to it.
+    has_sfu: bool,
+    sfu_from: usize,
     invites: Vec<Invite>,
     /// Who is in the call now.
     peers: Vec<crate::protocol::PeerInfo>,
@@ -389,6 +394,9 @@ async fn render_room(
         max_peers: record.max_peers.map(|n| n.to_string()).unwrap_or_default(),
         freshness: record.freshness_secs.map(|n| n.to_string()).unwrap_or_default(),
         reverify_every: record.reverify_every_secs.map(|n| (n / 60).to_string()).unwrap_or_default(),
+        media: crate::rooms::Media::from_stored(record.media.as_deref()).as_str(),
+        has_sfu: gw.sfu.is_some(),
+        sfu_from: gw.settings.sfu_from,
         invites,
         peers: gw.rooms.everyone(id).await,
         recent,
@@ -607,6 +615,9 @@ pub struct SettingsForm {
     /// Minutes; empty: no periodic confirmation.
     #[serde(default)]
     reverify_every: String,
+    /// `mesh`, `sfu` or `auto`; absent: unchanged.
+    #[serde(default)]
+    media: Option<String>,
 }
 
 /// An optional whole number in `range` from a form field; empty means "default".
@@ -636,9 +647,14 @@ pub async fn settings(
     let limits = optional_number(&form.max_peers, 2..=32, "Max peers").and_then(|m| {
         let f = optional_number(&form.freshness, 10..=3600, "The challenge lifetime")?;
         let r = optional_number(&form.reverify_every, 1..=1440, "Minutes between confirmations")?;
-        Ok((m, f, r))
+        let media = match form.media.as_deref().map(|t| crate::rooms::Media::parse(t.trim())) {
+            None => None,
+            Some(Some(media)) => Some(media),
+            Some(None) => return Err("How calls carry media must be mesh, sfu or auto.".to_owned()),
+        };
+        Ok((m, f, r, media))
     });
-    let (max_peers, freshness, reverify_every) = match limits {
+    let (max_peers, freshness, reverify_every, media) = match limits {
         Ok(l) => l,
         Err(e) => return render_room_at("settings", &state, &session, &id, record, None, vec![e]).await,
     };
@@ -654,6 +670,7 @@ pub async fn settings(
                 max_peers,
                 freshness_secs: freshness,
                 reverify_every_secs: reverify_every.map(|m| m * 60),
+                media: media.map_or(s.media.take(), |m| Some(m.as_str().to_owned())),
             }
         })
         .await

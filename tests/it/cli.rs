@@ -123,6 +123,13 @@ fn cli_changes_are_audited_and_a_key_lands_with_its_requirement() {
     assert!(allowed.status.success(), "{}", stderr(&allowed));
     let set = keygate(&["room", "set", &room, "--require-user-verification", "on"], &db);
     assert!(set.status.success(), "{}", stderr(&set));
+    // The media mode: a clear error for a word it is not, and shown once set.
+    let bogus = keygate(&["room", "set", &room, "--media", "p2p"], &db);
+    assert!(!bogus.status.success() && stderr(&bogus).contains("use mesh, sfu or auto"), "{}", stderr(&bogus));
+    assert!(stdout(&keygate(&["room", "show", &room], &db)).contains("media    mesh"));
+    let media = keygate(&["room", "set", &room, "--media", "sfu"], &db);
+    assert!(stdout(&media).contains("through the server's SFU, end-to-end encrypted"), "{}", stderr(&media));
+    assert!(stdout(&keygate(&["room", "show", &room], &db)).contains("media    sfu"));
     let denied = keygate(&["room", "deny", &room, &did], &db);
     assert!(denied.status.success(), "{}", stderr(&denied));
 
@@ -136,7 +143,8 @@ fn cli_changes_are_audited_and_a_key_lands_with_its_requirement() {
                 .await
                 .unwrap();
         let events: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
-        assert_eq!(events, ["room-created", "whitelist-add", "settings", "whitelist-remove"], "{rows:#?}");
+        assert_eq!(events, ["room-created", "whitelist-add", "settings", "settings", "whitelist-remove"], "{rows:#?}");
+        assert!(rows[3].2.as_deref().unwrap().ends_with("media sfu"), "{rows:#?}");
         assert!(rows.iter().all(|r| r.2.as_deref().is_some_and(|w| w.starts_with("by cli (cli)"))), "{rows:#?}");
         assert!(rows[1].2.as_deref().unwrap().contains("PIV requirement attested,pin:always"), "{rows:#?}");
         let changes: Vec<(String,)> =

@@ -12,6 +12,7 @@ mod call_protocol;
 mod cli;
 mod data_safety;
 mod deploy;
+mod e2ee;
 mod eth_method;
 mod fuzz_corpus;
 mod host_pages;

@@ -696,7 +696,7 @@ async fn a_join_retried_after_a_list_change_takes_its_seat_again() {
         method: "webcrypto",
         admitted_at: String::new(),
         last_verified: None,
-        fingerprint: None,
+        vouched: Default::default(),
         proof: None,
     };
     let handle =

@@ -95,9 +95,10 @@ proptest! {
         secs in 1_600_000_000i64..2_000_000_000,
         port in 1u16..,
         fingerprint in prop::option::of("[0-9A-F]{2}(:[0-9A-F]{2}){3,31}"),
+        media_key in prop::option::of("B[A-Za-z0-9_-]{86}"),
     ) {
         let origin = format!("http://localhost:{port}");
-        let fingerprint = fingerprint.map(|f| format!("sha-256 {f}"));
+        let vouched = keygate::challenge::Vouched { fingerprint: fingerprint.map(|f| format!("sha-256 {f}")), media_key };
         let message = SiweMessage::for_challenge(EthAddress::from_bytes(address), ForChallenge {
             origin: &origin,
             statement: format!("Join {room}"),
@@ -105,7 +106,7 @@ proptest! {
             nonce: &nonce,
             issued_at: chrono::DateTime::from_timestamp(secs, 0).unwrap(),
             lifetime: std::time::Duration::from_secs(120),
-            fingerprint: fingerprint.as_deref(),
+            vouched: &vouched,
             chain_id: 1,
         });
         let printed = message.to_string();

@@ -3,6 +3,7 @@
 //! keygate drives Janus with.
 
 use crate::common::*;
+use keygate::rooms::Media;
 use keygate::sfu::janus::{Janus, JanusError};
 use keygate::whitelist::Actor;
 use serde_json::json;
@@ -134,6 +135,7 @@ async fn admitted_peers_publish_through_janus_as_themselves_and_a_removal_ends_i
     let s = TestServer::with(|c| c.janus = Some(janus.url.clone())).await;
     let (owner, guest) = (key(), key());
     let room = s.room(&owner, &[&guest]).await;
+    s.server().gateway().store.set_media(&room, Media::Sfu).await;
     let (mut a, _) = admitted(&s, &room, &owner).await;
     let (mut b, wb) = admitted(&s, &room, &guest).await;
     until(&mut a, "peer-joined").await;
@@ -228,6 +230,7 @@ async fn after_janus_restarts_a_peer_publishes_again() {
     let s = TestServer::with(|c| c.janus = Some(janus.url.clone())).await;
     let owner = key();
     let room = s.room(&owner, &[]).await;
+    s.server().gateway().store.set_media(&room, Media::Sfu).await;
     let (mut a, _) = admitted(&s, &room, &owner).await;
     let publish = json!({"type": "sfu", "op": "publish", "jsep": sdp("offer", "sendonly", "actpass")});
     a.send(&publish).await.unwrap();
@@ -246,5 +249,83 @@ async fn after_janus_restarts_a_peer_publishes_again() {
     }
     assert!(answered, "publishing works again after Janus restarted:\n{}", janus.log());
     eprintln!("Janus restart to a publish answered again: {} ms", restarted.elapsed().as_millis());
+    s.shutdown().await;
+}
+
+/// A room's media mode decides how its calls carry media: the mesh by default (the
+/// SFU refuses its peers), `sfu` from the next call on, and `auto` moves a call
+/// that reaches `sfu_from` peers to the SFU, telling everyone at once; the next
+/// call starts in the mesh again. A server without Janus keeps every call in the mesh.
+#[tokio::test]
+async fn a_room_s_media_mode_decides_how_its_calls_carry_media() {
+    let Some(janus) = JanusServer::start() else { return };
+    let s = TestServer::with(|c| {
+        c.janus = Some(janus.url.clone());
+        c.sfu_from = 3;
+    })
+    .await;
+    let (owner, b, c) = (key(), key(), key());
+    let room = s.room(&owner, &[&b, &c]).await;
+    // As a host page sets it: the running server follows at once.
+    let set_media = async |media: Media| {
+        let edit = |s: &mut keygate::store::RoomSettings| s.media = Some(media.as_str().to_owned());
+        s.server().gateway().whitelist().settings(&room, Actor::operator(), edit).await.unwrap();
+    };
+    let publish = json!({"type": "sfu", "op": "publish", "jsep": sdp("offer", "sendonly", "actpass")});
+
+    // The mesh: no SFU for this call.
+    let (mut a, wa) = admitted(&s, &room, &owner).await;
+    assert_eq!(wa["media"], "mesh");
+    a.send(&publish).await.unwrap();
+    let refused = a.expect("sfu").await.unwrap_err();
+    assert!(refused.to_string().contains("this call is peer to peer"), "{refused}");
+
+    // `sfu`: the call under way stays as it is; the next one goes through the SFU.
+    set_media(Media::Sfu).await;
+    let (b1, wb) = admitted(&s, &room, &b).await;
+    assert_eq!(wb["media"], "mesh", "a call keeps the way it started");
+    a.close().await;
+    b1.close().await;
+    eventually("the call ends", async || s.server().gateway().rooms.peers(&room).is_empty()).await;
+    let (mut a, wa) = admitted(&s, &room, &owner).await;
+    assert_eq!(wa["media"], "sfu");
+    a.send(&publish).await.unwrap();
+    assert_eq!(sfu_frame(&mut a, "answer").await["jsep"]["type"], "answer");
+    a.close().await;
+    eventually("the call ends", async || s.server().gateway().rooms.peers(&room).is_empty()).await;
+
+    // `auto`: the mesh for two; the third moves the call to the SFU.
+    set_media(Media::Auto).await;
+    let (mut a, wa) = admitted(&s, &room, &owner).await;
+    let (mut b1, wb) = admitted(&s, &room, &b).await;
+    assert_eq!((wa["media"].as_str(), wb["media"].as_str()), (Some("mesh"), Some("mesh")));
+    until(&mut a, "peer-joined").await;
+    let (c1, wc) = admitted(&s, &room, &c).await;
+    assert_eq!(wc["media"], "sfu");
+    for peer in [&mut a, &mut b1] {
+        until(peer, "peer-joined").await;
+        assert_eq!(peer.expect("media").await.unwrap()["mode"], "sfu");
+    }
+    b1.send(&publish).await.unwrap();
+    assert_eq!(sfu_frame(&mut b1, "answer").await["jsep"]["type"], "answer");
+    // Someone leaving does not move the call back; the next call starts in the mesh.
+    c1.close().await;
+    until(&mut a, "peer-left").await;
+    for p in [a, b1] {
+        p.close().await;
+    }
+    eventually("the call ends", async || s.server().gateway().rooms.peers(&room).is_empty()).await;
+    let (_a, wa) = admitted(&s, &room, &owner).await;
+    assert_eq!(wa["media"], "mesh");
+    s.audit_has(&room, |e| e.event == "settings" && e.reason.as_deref().is_some_and(|r| r.ends_with("media auto")))
+        .await;
+    s.shutdown().await;
+
+    // Without Janus, a room set to the SFU still meets in the mesh.
+    let s = TestServer::start().await;
+    let room = s.room(&owner, &[]).await;
+    s.server().gateway().store.set_media(&room, Media::Sfu).await;
+    let (_a, wa) = admitted(&s, &room, &owner).await;
+    assert_eq!(wa["media"], "mesh");
     s.shutdown().await;
 }

@@ -172,6 +172,15 @@ export async function createRoom(host, name) {
   return host.url();
 }
 
+/** Sets how the room's calls carry media (mesh, sfu, auto) on its room page (open in `host`). */
+export async function setMedia(host, mode) {
+  await host.click('nav.sections a:has-text("Settings")');
+  await host.selectOption("#media", mode);
+  await host.click('button:text-is("Save settings")');
+  await host.waitForURL(/\/rooms\/[A-Za-z0-9]+$/);
+  expect((await host.inputValue("#media")) === mode, `the room page shows media ${mode}`);
+}
+
 /** Makes an invite link on the room page (open in `host`); returns its id. */
 export async function invite(host, label) {
   await host.click("nav.sections a:has-text(\"Invites\")");

@@ -6,7 +6,7 @@
 //
 // Prints a JSON line of timings, then "ok", and exits 0.
 
-import { base, createRoom, expect, invite, participant, run } from "./browser_kit.mjs";
+import { base, createRoom, expect, invite, participant, run, setMedia } from "./browser_kit.mjs";
 
 /** In the page: joins `room` with the browser key, publishes the camera through
  *  the SFU, and receives every feed announced. State in window.__sfu. */
@@ -77,6 +77,7 @@ const received = (page) =>
 await run("sfu", async () => {
   const host = await participant("host");
   const room = (await createRoom(host, "Through the SFU")).split("/").pop();
+  await setMedia(host, "sfu");
   const guestInvite = await invite(host, "Guest");
   const guest = await participant("guest");
   await guest.goto(`${base}/i/${guestInvite}`);

@@ -4,7 +4,7 @@
 //! is told what the pipeline lets it know.
 //!
 //! ```text
-//!  request {roomId | create, fingerprint?, address?, webauthn?, ticket?}
+//!  request {roomId | create, fingerprint?, mediaKey?, address?, webauthn?, ticket?}
 //!    └─▶ admission.issue ─▶ challenge {payload, methods, ssh, siwe?, webauthn?}
 //!  auth {method, payload, …proof}
 //!    └─▶ admission.redeem ─▶ welcome + peer-joined │ ticket │ error (not-admitted, bad-proof, …)
@@ -14,7 +14,7 @@ use super::*;
 
 impl Session {
     pub(super) async fn on_request<S: Sink<Message> + Unpin>(&mut self, socket: &mut S, request: Request) {
-        let Request { room_id, create, fingerprint, name, address, webauthn, ticket } = request;
+        let Request { room_id, create, fingerprint, media_key, name, address, webauthn, ticket } = request;
         if ticket && create {
             return send_error(socket, code::BAD_MESSAGE, "a ticket is for joining an existing room").await;
         }
@@ -35,6 +35,9 @@ impl Session {
                 )
                 .await;
             }
+        }
+        if let Some(Err(message)) = media_key.as_deref().map(check_media_key) {
+            return send_error(socket, code::BAD_MESSAGE, message).await;
         }
         let address = match address.as_deref().map(EthAddress::parse) {
             None => None,
@@ -79,7 +82,7 @@ impl Session {
             },
         };
         let purpose = Purpose::Join { room: room.clone(), create, ticket };
-        let asks = Asks { fingerprint, address, webauthn };
+        let asks = Asks { vouched: Vouched { fingerprint, media_key }, address, webauthn };
         let issued = match Admission::new(&self.gw).issue(purpose, asks).await {
             Ok(issued) => issued,
             Err(e) => return send_error(socket, code::INTERNAL, e.0).await,
@@ -153,7 +156,7 @@ impl Session {
         created: bool,
         admitted: Admitted,
     ) {
-        let Admitted { identity, method, label, owner, detail, forwarded, fingerprint, mut changes, proved_at, .. } =
+        let Admitted { identity, method, label, owner, detail, forwarded, vouched, mut changes, proved_at, .. } =
             admitted;
         let peer_id = PeerId::generate();
         let key_fingerprint = identity.fingerprint();
@@ -165,7 +168,7 @@ impl Session {
             method: method.as_str(),
             admitted_at: crate::store::now_text(),
             last_verified: None,
-            fingerprint: fingerprint.clone(),
+            vouched: vouched.clone(),
             proof: forwarded,
         };
         let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
@@ -212,7 +215,7 @@ impl Session {
             peer_id,
             identity,
             method,
-            fingerprint,
+            vouched,
             rx,
             kick,
             confirming: None,
@@ -231,6 +234,7 @@ impl Session {
             owner,
             created,
             peers: joined.others,
+            media: if joined.sfu { "sfu" } else { "mesh" },
             ice_servers,
             resume: resume
                 .as_ref()

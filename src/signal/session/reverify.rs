@@ -43,11 +43,11 @@ impl Session {
             open.required |= required;
             return;
         }
-        let (room, fingerprint, identity, admitted_with) =
-            (a.room.clone(), a.fingerprint.clone(), a.identity.clone(), a.method);
+        let (room, vouched, identity, admitted_with) =
+            (a.room.clone(), a.vouched.clone(), a.identity.clone(), a.method);
         let purpose = Purpose::Reverify { room, identity: identity.clone(), admitted_with };
         let asks =
-            Asks { fingerprint, address: identity.eth_address().copied(), webauthn: admitted_with == Method::Webauthn };
+            Asks { vouched, address: identity.eth_address().copied(), webauthn: admitted_with == Method::Webauthn };
         let issued = Admission::new(&self.gw).issue(purpose, asks).await;
         let settings = &self.gw.settings;
         let lifetime = issued.as_ref().map_or(settings.freshness_past, |i| i.lifetime(settings));

@@ -14,6 +14,11 @@ impl Session {
         let Some(a) = self.admitted.as_mut() else {
             return send_error(socket, code::UNAUTHENTICATED, "sfu is for admitted peers; authenticate first").await;
         };
+        if !self.gw.rooms.through_sfu(&a.room) {
+            let message =
+                "this call is peer to peer (the room's media mode is mesh, or the call has not moved to the SFU)";
+            return send_error(socket, code::BAD_MESSAGE, message).await;
+        }
         if a.sfu.is_none() {
             match crate::sfu::relay::SfuSeat::open(&sfu, &a.room, &a.peer_id).await {
                 Ok(seat) => a.sfu = Some(seat),

@@ -439,6 +439,8 @@ pub trait Seed {
     async fn set_reverify_every(&self, room: &RoomId, secs: Option<i64>);
     async fn set_max_peers(&self, room: &RoomId, max: Option<i64>);
     async fn set_require_user_verification(&self, room: &RoomId, on: bool);
+    /// How the room's calls carry media.
+    async fn set_media(&self, room: &RoomId, media: keygate::rooms::Media);
     /// The room's whole list, in identity order (test rooms are small).
     async fn listed(&self, room: &RoomId) -> Vec<keygate::store::WhitelistEntry>;
 }
@@ -495,6 +497,11 @@ impl Seed for Store {
 
     async fn set_require_user_verification(&self, room: &RoomId, on: bool) {
         let edit = |s: &mut keygate::store::RoomSettings| s.require_user_verification = on;
+        Whitelist::new(self, None).settings(room, Actor::operator(), edit).await.unwrap();
+    }
+
+    async fn set_media(&self, room: &RoomId, media: keygate::rooms::Media) {
+        let edit = |s: &mut keygate::store::RoomSettings| s.media = Some(media.as_str().to_owned());
         Whitelist::new(self, None).settings(room, Actor::operator(), edit).await.unwrap();
     }
 }

@@ -1,0 +1,92 @@
+//! End-to-end media keys: each call page's ECDH key is vouched for by the proof it
+//! signs, whatever the method, forwarded to the room with the peer, and signed again
+//! on every confirmation and resume (docs/e2ee.md).
+
+use crate::common::*;
+use keygate::client::ws::Client;
+use serde_json::json;
+
+/// An ECDH P-256 public key as a call page sends it: raw, uncompressed, base64url.
+pub fn media_key() -> String {
+    use aws_lc_rs::agreement::{EphemeralPrivateKey, ECDH_P256};
+    use base64::Engine;
+    let secret = EphemeralPrivateKey::generate(&ECDH_P256, &aws_lc_rs::rand::SystemRandom::new()).unwrap();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret.compute_public_key().unwrap().as_ref())
+}
+
+/// The media key is a field of the signed payload, reaches the room with the peer,
+/// and is signed again when the peer is asked to confirm who it is.
+#[tokio::test]
+async fn a_media_key_is_signed_forwarded_and_signed_again() {
+    let s = TestServer::start().await;
+    let (owner, guest) = (key(), key());
+    let room = s.room(&owner, &[&guest]).await;
+    let (mut a, _) = admitted(&s, &room, &owner).await;
+
+    let (fp, mk) = ("sha-256 AB:CD:EF:01", media_key());
+    let mut b = s.connect().await;
+    let request = json!({"type": "request", "roomId": room.as_str(), "fingerprint": fp, "mediaKey": mk});
+    let challenge = b.request(request).await.unwrap();
+    assert_eq!(challenge["payload"]["mediaKey"], mk.as_str());
+    let signed = challenge["payload"].to_string();
+    assert!(signed.contains(&format!(r#""fingerprint":"{fp}","mediaKey":"{mk}"}}"#)), "{signed}");
+    b.send(&Client::webcrypto_auth(&challenge, &guest).unwrap()).await.unwrap();
+    let welcome = b.expect("welcome").await.unwrap();
+
+    let joined = until(&mut a, "peer-joined").await;
+    assert_eq!(joined["mediaKey"], mk.as_str());
+    assert_eq!(joined["fingerprint"], fp);
+    // The forwarded proof is over the text that names the key, so a peer checks it.
+    assert_eq!(joined["proof"]["signed"], signed.as_str());
+
+    a.send(&json!({"type": "verify-peer", "peerId": welcome["peerId"]})).await.unwrap();
+    let again = b.expect("challenge").await.unwrap();
+    assert_eq!(again["payload"]["purpose"], "reverify");
+    assert_eq!(again["payload"]["mediaKey"], mk.as_str());
+    s.shutdown().await;
+}
+
+/// A wallet signs a Sign-In with Ethereum message, not the payload: the media key
+/// is one of its resources, beside the DTLS fingerprint.
+#[tokio::test]
+async fn a_wallet_signs_its_media_key_as_a_resource() {
+    let s = TestServer::start().await;
+    let room = s.room(&key(), &[]).await;
+    let mut c = s.connect().await;
+    let mk = media_key();
+    let addr = "0x2c7536e3605d9c16a7a3d7b1898e529396a65c23";
+    let request = json!({"type": "request", "roomId": room.as_str(), "address": addr,
+                         "fingerprint": "sha-256 AB:CD", "mediaKey": mk});
+    let challenge = c.request(request).await.unwrap();
+    let siwe = keygate::verify::siwe::SiweMessage::parse(challenge["siwe"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        siwe.resources,
+        vec!["urn:keygate:dtls-fingerprint:sha-256:AB:CD".to_owned(), format!("urn:keygate:media-key:{mk}")]
+    );
+    s.shutdown().await;
+}
+
+/// Anything but an uncompressed P-256 point in base64url is refused before a
+/// challenge is issued, with what it should be.
+#[tokio::test]
+async fn a_malformed_media_key_is_refused_with_what_it_should_be() {
+    let s = TestServer::start().await;
+    let room = s.room(&key(), &[]).await;
+    let good = media_key();
+    let mut off_curve = good.clone().into_bytes();
+    off_curve[60] = if off_curve[60] == b'A' { b'B' } else { b'A' };
+    let off_curve = String::from_utf8(off_curve).unwrap();
+    for (bad, says) in [
+        ("x".repeat(10), "uncompressed P-256 public key"),
+        ("B".repeat(1000), "uncompressed P-256 public key"),
+        (format!("{}+", &good[..86]), "base64url"),
+        (off_curve, "not a point on the P-256 curve"),
+    ] {
+        let mut c = s.connect().await;
+        c.send(&json!({"type": "request", "roomId": room.as_str(), "mediaKey": bad})).await.unwrap();
+        let refused = c.recv().await.unwrap();
+        assert_eq!(refused["code"], "bad-message", "{refused}");
+        assert!(refused["message"].as_str().unwrap().contains(says), "{refused}");
+    }
+    s.shutdown().await;
+}
