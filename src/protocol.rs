@@ -89,6 +89,11 @@ pub enum PeerProblem {
     NoFingerprint,
     /// The forwarded admission proof did not verify in the reporter's browser.
     ProofInvalid,
+    /// Through the SFU: the media key it handed over does not open with the ECDH key
+    /// it signed, so it holds another key than the one its proof names.
+    MediaKeyMismatch,
+    /// Through the SFU: it signed no ECDH key, so its media cannot be end-to-end encrypted.
+    NoMediaKey,
 }
 
 impl PeerProblem {
@@ -97,6 +102,8 @@ impl PeerProblem {
             PeerProblem::FingerprintMismatch => "fingerprint-mismatch",
             PeerProblem::NoFingerprint => "no-fingerprint",
             PeerProblem::ProofInvalid => "proof-invalid",
+            PeerProblem::MediaKeyMismatch => "media-key-mismatch",
+            PeerProblem::NoMediaKey => "no-media-key",
         }
     }
 }

@@ -1,9 +1,12 @@
 // The call page: camera preview, proving a key over protocol v1, then a mesh of
 // RTCPeerConnections (static/rtc.js) with each peer's identity bound to its DTLS
 // certificate, chat, "confirm identity", and calls that outlive the signaling socket.
+// In a call through the SFU (welcome or `media` says "sfu"), media goes through
+// Janus end-to-end encrypted instead (static/sfu.js, static/e2ee.js), with each
+// peer's media key bound to the ECDH key its proof signed.
 //
-//   page ── request {roomId, fingerprint} ─▶ server ── challenge ─▶ page signs ── auth ─▶
-//   ◀── welcome {peers, iceServers, resume} ; peer-joined / peer-left / signal / peer-verified …
+//   page ── request {roomId, fingerprint, mediaKey} ─▶ server ── challenge ─▶ page signs ── auth ─▶
+//   ◀── welcome {peers, media, iceServers, resume} ; peer-joined / peer-left / signal / peer-verified …
 //
 // Media flows peer to peer, so losing the socket (a proxy timeout, a network change,
 // a server restart) need not stop it: the page keeps every RTCPeerConnection, comes
@@ -17,6 +20,8 @@ import {
   walletSignature,
 } from "/static/proof.js";
 import { Peer, certificateFingerprint } from "/static/rtc.js";
+import { E2ee, ROTATION_DELAY_MS } from "/static/e2ee.js";
+import { SfuPeer, SfuPublisher } from "/static/sfu.js";
 import { verifyForwardedProof } from "/static/identity.js";
 
 const root = document.getElementById("call-root");
@@ -42,6 +47,9 @@ const state = {
   retries: 0,
   sharing: null,
   resume: null, // { token, expires }: how to come back after losing the socket
+  e2ee: null, // this page's ECDH key and media keys (static/e2ee.js)
+  media: "mesh", // how this call carries media: "mesh" or "sfu"
+  publisher: null, // through the SFU: what this page sends
 };
 
 /** How long a peer whose socket dropped keeps its tile and media, waiting for it. */
@@ -87,12 +95,17 @@ async function startPreview() {
   if (self) self.srcObject = state.stream;
   applyMutes();
   await listDevices();
-  for (const { peer } of state.peers.values()) {
+  for (const peer of senders()) {
     for (const kind of ["audio", "video"]) {
       const track = state.stream?.getTracks().find((t) => t.kind === kind) || null;
       if (kind !== "video" || !state.sharing) await peer.replaceTrack(kind, track);
     }
   }
+}
+
+/** Whatever sends this page's tracks: each mesh peer, or the one SFU publisher. */
+function senders() {
+  return state.media === "sfu" ? [state.publisher].filter(Boolean) : [...state.peers.values()].map((e) => e.peer);
 }
 
 /** Out of the call: the camera and microphone go off (their lights too). */
@@ -187,11 +200,16 @@ function onMessage(m) {
     case "peer-joined":
       return addPeer(m);
     case "peer-left":
-      return LOST.includes(m.reason) ? suspendPeer(m.peerId) : removePeer(m.peerId, m.reason);
+      // A peer's media through the SFU ends with its socket; in the mesh it goes on.
+      return LOST.includes(m.reason) && state.media !== "sfu" ? suspendPeer(m.peerId) : removePeer(m.peerId, m.reason);
     case "resume":
       return keepResume(m);
     case "signal":
       return state.peers.get(m.from)?.peer.receive(m.data);
+    case "sfu":
+      return onSfu(m);
+    case "media":
+      return m.mode === "sfu" && state.media !== "sfu" ? moveToSfu() : undefined;
     case "challenge":
       return answerReverification(m);
     case "peer-verified":
@@ -274,7 +292,7 @@ async function join(method) {
   try {
     if (!state.stream && !resuming) await startPreview();
     await connect();
-    const request = { type: "request", roomId: ROOM, fingerprint: state.fingerprint };
+    const request = { type: "request", roomId: ROOM, fingerprint: state.fingerprint, mediaKey: state.e2ee.publicKey };
     if (method === "webauthn") request.webauthn = true;
     if (method === "eth") request.address = await walletAddress();
     send(request);
@@ -314,7 +332,55 @@ function admitted(welcome) {
   banner("");
   status(`In the call as ${short(welcome.keyFingerprint)} (${METHOD_NAMES[state.method] || state.method}).`);
   ensureTile("self", { label: "You", keyFingerprint: welcome.keyFingerprint, method: state.method }).video.srcObject = state.stream;
+  state.media = welcome.media === "sfu" ? "sfu" : "mesh";
+  root.dataset.media = state.media;
   for (const info of welcome.peers) addPeer(info, true);
+  if (state.media === "sfu") startSfu();
+}
+
+// ── Through the SFU.
+
+/** Publishes this page's media through the SFU and hands everyone a media key. */
+async function startSfu() {
+  state.publisher?.close();
+  state.publisher = new SfuPublisher(state.e2ee, state.stream, (fields) => send({ type: "sfu", ...fields }));
+  if (state.sharing) await state.publisher.replaceTrack("video", state.sharing);
+  await rotateKey(true);
+  await state.publisher.start();
+}
+
+/** The call grew past the mesh: every link moves to the SFU, nobody rejoins. */
+async function moveToSfu() {
+  state.media = "sfu";
+  root.dataset.media = "sfu";
+  const infos = [...state.peers.values()].map((e) => e.info);
+  for (const { peer } of state.peers.values()) peer.close();
+  state.peers.clear();
+  for (const info of infos) addPeer(info, true);
+  addChat("keygate", "The call moved to the server's SFU (end-to-end encrypted) as it grew.");
+  await startSfu();
+}
+
+function onSfu(m) {
+  if (m.op === "answer") return state.publisher?.answered(m.jsep);
+  if (m.op === "feed") return state.peers.get(m.peerId)?.peer.broken ? undefined : send({ type: "sfu", op: "subscribe", peerId: m.peerId });
+  if (m.op === "offer") return state.peers.get(m.peerId)?.peer.offer(m.jsep);
+}
+
+let rotation = Promise.resolve();
+/**
+ * A new media key for what this page sends, handed to every peer sealed to its
+ * proven ECDH key; frames use it once they had time to arrive (at once for the
+ * first). Someone who left never receives it.
+ */
+function rotateKey(first = false) {
+  rotation = rotation.then(async () => {
+    state.e2ee.rotate();
+    await Promise.all([...state.peers.values()].map((e) => e.peer.shareKey?.()));
+    if (!first) await new Promise((r) => setTimeout(r, ROTATION_DELAY_MS));
+    await state.e2ee.use();
+  }).catch((e) => console.warn("key rotation failed", e));
+  return rotation;
 }
 
 function onClose(ws, e) {
@@ -323,6 +389,12 @@ function onClose(ws, e) {
   state.waiters = [];
   if (!state.me) return;
   state.me = null;
+  if (state.media === "sfu") {
+    // Janus ends this page's sessions with its seat: everything is set up again.
+    for (const id of [...state.peers.keys()]) removePeer(id, "reconnecting");
+    state.publisher?.close();
+    state.publisher = null;
+  }
   if (typeof state.leaving === "string" && state.leaving !== "refused" && state.leaving !== "left") {
     return leaveCall(state.leaving);
   }
@@ -335,6 +407,8 @@ function onClose(ws, e) {
 /** Ends the call on this page: every peer closed, the lobby shown with `why`. */
 function leaveCall(why) {
   for (const id of [...state.peers.keys()]) removePeer(id, "reconnecting");
+  state.publisher?.close();
+  state.publisher = null;
   state.resume = null;
   stopMedia();
   banner(why);
@@ -457,7 +531,7 @@ function addPeer(info, initiator = false) {
     },
     onMismatch: (problem, why) => {
       video.srcObject = null;
-      badge.textContent = "media not bound to this key";
+      badge.textContent = problem.includes("media-key") ? "media key not bound to this key" : "media not bound to this key";
       badge.className = "badge bad";
       tile.classList.add("broken");
       tile.dataset.state = "broken";
@@ -469,8 +543,17 @@ function addPeer(info, initiator = false) {
     onChat: (text) => addChat(info.label || short(info.keyFingerprint), text),
     onState: (s) => (tile.dataset.connection = s),
   };
-  const peer = new Peer(info, state.me.peerId, { iceServers: state.iceServers, certificate: state.certificate, stream: state.stream, initiator }, hooks);
+  let peer;
+  if (state.media === "sfu") {
+    hooks.sfu = (fields) => send({ type: "sfu", ...fields });
+    hooks.onKey = () => (tile.dataset.e2ee = "keyed");
+    peer = new SfuPeer(info, state.me.peerId, state.e2ee, hooks);
+  } else {
+    peer = new Peer(info, state.me.peerId, { iceServers: state.iceServers, certificate: state.certificate, stream: state.stream, initiator }, hooks);
+  }
   state.peers.set(info.peerId, { peer, info, tile });
+  // A newcomer to a call through the SFU: everyone's frames get a key it never had.
+  if (state.media === "sfu" && !initiator && !peer.broken) rotateKey();
   tile.dataset.state = "ok";
   if (info.lastVerified) showVerified(info.peerId, `confirmed ${time(info.lastVerified)}`, "ok");
   verifyForwardedProof(info, ROOM).then(
@@ -495,6 +578,8 @@ function removePeer(id, reason) {
   entry.peer.close();
   entry.tile.remove();
   state.peers.delete(id);
+  // Whoever left cannot read what this page sends from now on.
+  if (state.media === "sfu" && state.me && !state.leaving && reason !== "reconnecting") rotateKey();
   if (reason === "removed") addChat("keygate", `${entry.info.label || short(entry.info.keyFingerprint)} was removed from the room.`);
 }
 
@@ -557,7 +642,7 @@ $("share").onclick = async () => {
     const screen = await navigator.mediaDevices.getDisplayMedia({ video: true });
     state.sharing = screen.getVideoTracks()[0];
     state.sharing.onended = stopSharing;
-    for (const { peer } of state.peers.values()) await peer.replaceTrack("video", state.sharing);
+    for (const peer of senders()) await peer.replaceTrack("video", state.sharing);
     $("share").textContent = "Stop sharing";
   } catch (e) {
     banner(`Screen sharing did not start: ${e.message}`);
@@ -567,7 +652,7 @@ async function stopSharing() {
   state.sharing?.stop();
   state.sharing = null;
   const camera = state.stream?.getVideoTracks()[0] || null;
-  for (const { peer } of state.peers.values()) await peer.replaceTrack("video", camera);
+  for (const peer of senders()) await peer.replaceTrack("video", camera);
   $("share").textContent = "Share screen";
 }
 $("leave").onclick = () => {
@@ -575,6 +660,8 @@ $("leave").onclick = () => {
   state.resume = null;
   state.ws?.close(1000, "left");
   for (const id of [...state.peers.keys()]) removePeer(id, "left");
+  state.publisher?.close();
+  state.publisher = null;
   state.me = null;
   stopMedia();
   showLobby();
@@ -598,6 +685,7 @@ $("join-imported")?.addEventListener("click", async () => {
   run("webcrypto")();
 });
 
+state.e2ee = await E2ee.create(ROOM);
 state.certificate = await certificate();
 state.fingerprint = certificateFingerprint(state.certificate);
 if (new URLSearchParams(location.hash.slice(1)).get("ticket") && $("ticket-method")) {

@@ -93,6 +93,7 @@ export async function verifyForwardedProof(info, room) {
   if (payload.roomId !== room) throw new Error("the proof is for another room");
   if (payload.origin !== location.origin) throw new Error("the proof is for another site");
   if ((payload.fingerprint || null) !== (info.fingerprint || null)) throw new Error("the proof vouches for another certificate");
+  if ((payload.mediaKey || null) !== (info.mediaKey || null)) throw new Error("the proof vouches for another media key");
   if (payload.purpose) throw new Error("the proof is not an admission");
   const key = await importPoint(point);
   const signed = new TextEncoder().encode(proof.signed);

@@ -101,6 +101,10 @@ pub async fn static_file(Path(name): Path<String>) -> Response {
         "call.js" => (JS, include_str!("../../static/call.js")),
         "rtc.js" => (JS, include_str!("../../static/rtc.js")),
         "identity.js" => (JS, include_str!("../../static/identity.js")),
+        "e2ee.js" => (JS, include_str!("../../static/e2ee.js")),
+        "e2ee-worker.js" => (JS, include_str!("../../static/e2ee-worker.js")),
+        "sframe.js" => (JS, include_str!("../../static/sframe.js")),
+        "sfu.js" => (JS, include_str!("../../static/sfu.js")),
         _ => return (StatusCode::NOT_FOUND, "no such file").into_response(),
     };
     ([(header::CONTENT_TYPE, kind)], body).into_response()

@@ -90,3 +90,40 @@ async fn a_malformed_media_key_is_refused_with_what_it_should_be() {
     }
     s.shutdown().await;
 }
+
+/// Four people with four methods in a call through Janus, every frame encrypted in
+/// the browser: each decodes the others and sees the sender's picture; a curious
+/// server subscribed to Janus without keys receives frames it cannot show; a page
+/// holding another ECDH key than the one it signed is flagged and not shown; a
+/// removal moves every sender to a key the removed peer never had
+/// (tests/js/e2ee.browser.mjs).
+#[tokio::test(flavor = "multi_thread")]
+async fn four_methods_meet_through_janus_end_to_end_encrypted() {
+    let Some(janus) = JanusServer::start() else { return };
+    let url = janus.url.clone();
+    let Some((s, mut node, artifacts)) =
+        start_browser_script("e2ee.browser.mjs", |c| c.janus = Some(url.clone())).await
+    else {
+        return;
+    };
+    let out = node.env("JANUS", &janus.url).output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with("ok"),
+        "browser flow e2ee.browser.mjs failed (screenshots in {}):\n{}\n{}",
+        artifacts.display(),
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if let Some(figures) = stdout.lines().find(|l| l.starts_with('{')) {
+        eprintln!("e2ee figures: {figures}");
+    }
+    // Mallory was reported, by what her media key failed.
+    let room = s.server().gateway().store.rooms().await.unwrap().into_iter().next().unwrap().0.id;
+    s.audit_has(&room, |e| {
+        e.event == "peer-reported" && e.reason.as_deref().is_some_and(|r| r.starts_with("media-key-mismatch"))
+    })
+    .await;
+    s.shutdown().await;
+    drop(janus);
+}

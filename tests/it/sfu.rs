@@ -329,3 +329,20 @@ async fn a_room_s_media_mode_decides_how_its_calls_carry_media() {
     assert_eq!(wa["media"], "mesh");
     s.shutdown().await;
 }
+
+/// An `auto` room in Chromium: two meet peer to peer, the third moves the call to
+/// the SFU on every page without anyone rejoining (tests/js/auto.browser.mjs).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_auto_call_moves_to_the_sfu_as_it_grows() {
+    let Some(janus) = JanusServer::start() else { return };
+    let url = janus.url.clone();
+    let adjust = |c: &mut keygate::config::Settings| {
+        c.janus = Some(url);
+        c.sfu_from = 3;
+    };
+    let Some(out) = run_browser_script("auto.browser.mjs", adjust).await else { return };
+    if let Some(timings) = out.lines().find(|l| l.starts_with('{')) {
+        eprintln!("auto timings: {timings}");
+    }
+    drop(janus);
+}

@@ -155,6 +155,53 @@ export async function receivesMedia(page, peers, minFrames = 5) {
   );
 }
 
+/** Waits until `page` decodes video and audio from `n` peers through the SFU. */
+export async function receivesThroughSfu(page, n, what) {
+  const until = Date.now() + 45000;
+  for (;;) {
+    const seen = await page.evaluate(async () => {
+      let ok = 0;
+      for (const pc of window.__pcs.filter((pc) => pc.connectionState === "connected")) {
+        let frames = 0, samples = 0;
+        (await pc.getStats()).forEach((s) => {
+          if (s.type === "inbound-rtp" && s.kind === "video") frames += s.framesDecoded || 0;
+          if (s.type === "inbound-rtp" && s.kind === "audio") samples += s.totalSamplesReceived || 0;
+        });
+        if (frames >= 5 && samples > 0) ok++;
+      }
+      const playing = [...document.querySelectorAll('.tile:not([data-peer="self"]) video')].filter((v) => v.videoWidth > 0).length;
+      return { ok, playing };
+    });
+    if (seen.ok >= n && seen.playing >= n) return;
+    if (Date.now() > until) throw new Error(`${what}: ${JSON.stringify(seen)} of ${n} peers decoded through the SFU within 45 s`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/** In a page: a 16×12 thumbnail of a video element, as RGB. */
+export const THUMB = `(video) => {
+  const c = document.createElement("canvas");
+  c.width = 16; c.height = 12;
+  const g = c.getContext("2d", { willReadFrequently: true });
+  g.drawImage(video, 0, 0, 16, 12);
+  return [...g.getImageData(0, 0, 16, 12).data].filter((_, i) => i % 4 !== 3);
+}`;
+
+/** Mean absolute difference (0–255) between each remote tile's picture and this page's own camera. */
+export const pictureDistances = (page) =>
+  page.evaluate(async (thumb) => {
+    const shot = eval(thumb);
+    const own = shot(document.getElementById("preview"));
+    const out = {};
+    for (const v of document.querySelectorAll('.tile:not([data-peer="self"]) video')) {
+      const label = v.closest(".tile").querySelector(".label").textContent;
+      if (!v.videoWidth) { out[label] = null; continue; }
+      const t = shot(v);
+      out[label] = Math.round(t.reduce((s, x, i) => s + Math.abs(x - own[i]), 0) / t.length);
+    }
+    return out;
+  }, THUMB);
+
 export const tile = (page, label) => page.locator(".tile", { hasText: label });
 
 /** Whether every camera and microphone track the page opened has been stopped. */
