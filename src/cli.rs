@@ -404,7 +404,15 @@ fn startup_summary(server: &Server) -> String {
     };
     let every = |d: std::time::Duration| if d.is_zero() { "off".to_owned() } else { format!("{} s", d.as_secs_f64()) };
     let janus = match &s.janus {
-        Some(url) => format!("{} (media through an SFU on request)", crate::store::shown_url(url).display()),
+        Some(url) if gw.rooms.bus().is_some() => format!(
+            "{} (SFU unused: with a bus a call may span servers, and calls stay in the mesh)",
+            crate::store::shown_url(url).display()
+        ),
+        Some(url) => format!(
+            "{} (SFU for rooms set to sfu, and auto calls from {} people)",
+            crate::store::shown_url(url).display(),
+            s.sfu_from
+        ),
         None => "off (calls are mesh only)".to_owned(),
     };
     let bus = match gw.rooms.bus() {

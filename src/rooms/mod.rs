@@ -416,7 +416,9 @@ impl Rooms {
             return Err(JoinError::Full(max_peers));
         }
         r.meet(elsewhere);
-        let sfu_from = self.sfu_from.get().copied();
+        // Each server keeps its own Janus rooms, so a call that may span servers (a
+        // bus) stays in the mesh.
+        let sfu_from = self.sfu_from.get().copied().filter(|_| self.bus.get().is_none());
         if r.peers.is_empty() && r.remote.is_empty() {
             // A new call: through the SFU if the room says so and this server has one.
             r.sfu_call = sfu_from.is_some() && r.media == Media::Sfu;

@@ -328,6 +328,19 @@ async fn a_room_s_media_mode_decides_how_its_calls_carry_media() {
     let (_a, wa) = admitted(&s, &room, &owner).await;
     assert_eq!(wa["media"], "mesh");
     s.shutdown().await;
+
+    // Nor with a bus: each server's Janus serves its own peers, and a call may span servers.
+    let Some(nats) = NatsServer::start() else { return };
+    let s = TestServer::with(|c| {
+        c.janus = Some(janus.url.clone());
+        c.bus = Some(nats.url.clone());
+    })
+    .await;
+    let room = s.room(&owner, &[]).await;
+    s.server().gateway().store.set_media(&room, Media::Sfu).await;
+    let (_a, wa) = admitted(&s, &room, &owner).await;
+    assert_eq!(wa["media"], "mesh");
+    s.shutdown().await;
 }
 
 /// An `auto` room in Chromium: two meet peer to peer, the third moves the call to

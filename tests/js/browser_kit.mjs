@@ -155,8 +155,60 @@ export async function receivesMedia(page, peers, minFrames = 5) {
   );
 }
 
-/** Waits until `page` decodes video and audio from `n` peers through the SFU. */
-export async function receivesThroughSfu(page, n, what) {
+/** In a page: joins `room` with the browser key, publishes the camera through the
+ *  SFU and receives every feed announced, speaking the `sfu` messages directly,
+ *  with no frame encryption. State in window.__sfu. */
+export const joinThroughSfu = async (room) => {
+  const { browserKeyProof } = await import("/static/proof.js");
+  const state = (window.__sfu = { subscribers: {}, errors: [], published: false });
+  let ws;
+  const send = (m) => ws.send(JSON.stringify(m));
+  const media = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+  const publisher = new RTCPeerConnection();
+  media.getTracks().forEach((t) => publisher.addTransceiver(t, { direction: "sendonly", streams: [media] }));
+  publisher.onicecandidate = (e) => send({ type: "sfu", op: "trickle", candidate: e.candidate ?? { completed: true } });
+  const receive = async (peerId, jsep) => {
+    const pc = new RTCPeerConnection();
+    state.subscribers[peerId] = pc;
+    // Played, as the call page plays it: Chromium decodes audio for a sink.
+    pc.ontrack = (e) => {
+      const el = document.createElement(e.track.kind === "video" ? "video" : "audio");
+      el.autoplay = true;
+      el.muted = e.track.kind === "video";
+      el.srcObject = new MediaStream([e.track]);
+      document.body.append(el);
+      el.play().catch(() => {});
+    };
+    pc.onicecandidate = (e) => send({ type: "sfu", op: "trickle", peerId, candidate: e.candidate ?? { completed: true } });
+    await pc.setRemoteDescription(jsep);
+    await pc.setLocalDescription(await pc.createAnswer());
+    send({ type: "sfu", op: "answer", peerId, jsep: pc.localDescription });
+  };
+  await new Promise((resolve, reject) => {
+    ws = new WebSocket(`${location.origin.replace("http", "ws")}/ws`);
+    ws.onopen = () => send({ type: "request", roomId: room });
+    ws.onerror = () => reject(new Error("socket failed"));
+    ws.onmessage = async (e) => {
+      const m = JSON.parse(e.data);
+      console.log(`frame ${m.type} ${m.op ?? ""} ${m.code ?? ""} ${m.message ?? ""}`);
+      if (m.type === "challenge") send({ type: "auth", method: "webcrypto", payload: m.payload, ...(await browserKeyProof(m.payload)) });
+      else if (m.type === "welcome") {
+        state.peerId = m.peerId;
+        await publisher.setLocalDescription(await publisher.createOffer());
+        send({ type: "sfu", op: "publish", jsep: publisher.localDescription });
+        resolve();
+      } else if (m.type === "sfu" && m.op === "answer") {
+        await publisher.setRemoteDescription(m.jsep);
+        state.published = true;
+      } else if (m.type === "sfu" && m.op === "feed") send({ type: "sfu", op: "subscribe", peerId: m.peerId });
+      else if (m.type === "sfu" && m.op === "offer") await receive(m.peerId, m.jsep);
+      else if (m.type === "error") state.errors.push(m);
+    };
+  });
+};
+
+/** Waits until `page` decodes video and audio from `n` peers (and, with `tiles`, shows them on its call page). */
+export async function receivesThroughSfu(page, n, what, { tiles = true } = {}) {
   const until = Date.now() + 45000;
   for (;;) {
     const seen = await page.evaluate(async () => {
@@ -172,7 +224,7 @@ export async function receivesThroughSfu(page, n, what) {
       const playing = [...document.querySelectorAll('.tile:not([data-peer="self"]) video')].filter((v) => v.videoWidth > 0).length;
       return { ok, playing };
     });
-    if (seen.ok >= n && seen.playing >= n) return;
+    if (seen.ok >= n && (!tiles || seen.playing >= n)) return;
     if (Date.now() > until) throw new Error(`${what}: ${JSON.stringify(seen)} of ${n} peers decoded through the SFU within 45 s`);
     await new Promise((r) => setTimeout(r, 250));
   }

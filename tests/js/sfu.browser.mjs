@@ -6,58 +6,7 @@
 //
 // Prints a JSON line of timings, then "ok", and exits 0.
 
-import { base, createRoom, expect, invite, participant, run, setMedia } from "./browser_kit.mjs";
-
-/** In the page: joins `room` with the browser key, publishes the camera through
- *  the SFU, and receives every feed announced. State in window.__sfu. */
-const joinThroughSfu = async (room) => {
-  const { browserKeyProof } = await import("/static/proof.js");
-  const state = (window.__sfu = { subscribers: {}, errors: [], published: false });
-  let ws;
-  const send = (m) => ws.send(JSON.stringify(m));
-  const media = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
-  const publisher = new RTCPeerConnection();
-  media.getTracks().forEach((t) => publisher.addTransceiver(t, { direction: "sendonly", streams: [media] }));
-  publisher.onicecandidate = (e) => send({ type: "sfu", op: "trickle", candidate: e.candidate ?? { completed: true } });
-  const receive = async (peerId, jsep) => {
-    const pc = new RTCPeerConnection();
-    state.subscribers[peerId] = pc;
-    // Played, as the call page plays it: Chromium decodes audio for a sink.
-    pc.ontrack = (e) => {
-      const el = document.createElement(e.track.kind === "video" ? "video" : "audio");
-      el.autoplay = true;
-      el.muted = e.track.kind === "video";
-      el.srcObject = new MediaStream([e.track]);
-      document.body.append(el);
-      el.play().catch(() => {});
-    };
-    pc.onicecandidate = (e) => send({ type: "sfu", op: "trickle", peerId, candidate: e.candidate ?? { completed: true } });
-    await pc.setRemoteDescription(jsep);
-    await pc.setLocalDescription(await pc.createAnswer());
-    send({ type: "sfu", op: "answer", peerId, jsep: pc.localDescription });
-  };
-  await new Promise((resolve, reject) => {
-    ws = new WebSocket(`${location.origin.replace("http", "ws")}/ws`);
-    ws.onopen = () => send({ type: "request", roomId: room });
-    ws.onerror = () => reject(new Error("socket failed"));
-    ws.onmessage = async (e) => {
-      const m = JSON.parse(e.data);
-      console.log(`frame ${m.type} ${m.op ?? ""} ${m.code ?? ""} ${m.message ?? ""}`);
-      if (m.type === "challenge") send({ type: "auth", method: "webcrypto", payload: m.payload, ...(await browserKeyProof(m.payload)) });
-      else if (m.type === "welcome") {
-        state.peerId = m.peerId;
-        await publisher.setLocalDescription(await publisher.createOffer());
-        send({ type: "sfu", op: "publish", jsep: publisher.localDescription });
-        resolve();
-      } else if (m.type === "sfu" && m.op === "answer") {
-        await publisher.setRemoteDescription(m.jsep);
-        state.published = true;
-      } else if (m.type === "sfu" && m.op === "feed") send({ type: "sfu", op: "subscribe", peerId: m.peerId });
-      else if (m.type === "sfu" && m.op === "offer") await receive(m.peerId, m.jsep);
-      else if (m.type === "error") state.errors.push(m);
-    };
-  });
-};
+import { base, createRoom, expect, invite, joinThroughSfu, participant, run, setMedia } from "./browser_kit.mjs";
 
 /** Decoded video frames and audio samples from every subscription of a page. */
 const received = (page) =>
