@@ -68,6 +68,11 @@ impl Verifier for EthVerifier {
         Method::Eth
     }
 
+    /// What a peer's browser needs to check the proof itself (static/identity.js).
+    fn forwarded_fields(&self) -> &'static [&'static str] {
+        &["message", "signature"]
+    }
+
     fn claim(&self, auth: &serde_json::Value, challenge: &Challenge<'_>) -> Result<Claim, VerifyError> {
         let issued = challenge.siwe.ok_or_else(|| {
             VerifyError::Unusable(

@@ -359,6 +359,11 @@ impl Verifier for PivVerifier {
         Method::Piv
     }
 
+    /// What a peer's browser needs to check the proof itself (static/identity.js).
+    fn forwarded_fields(&self) -> &'static [&'static str] {
+        &["signature"]
+    }
+
     fn claim(&self, auth: &serde_json::Value, challenge: &Challenge<'_>) -> Result<Claim, VerifyError> {
         let attestation = match auth.get("attestation") {
             None | Some(serde_json::Value::Null) => None,

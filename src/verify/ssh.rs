@@ -28,6 +28,11 @@ impl Verifier for SshVerifier {
         Method::Ssh
     }
 
+    /// What a peer's browser needs to check the proof itself (static/identity.js).
+    fn forwarded_fields(&self) -> &'static [&'static str] {
+        &["signature"]
+    }
+
     fn claim(&self, auth: &serde_json::Value, challenge: &Challenge<'_>) -> Result<Claim, VerifyError> {
         let text = auth.get("signature").and_then(|s| s.as_str()).ok_or_else(|| {
             VerifyError::Malformed("missing signature (the -----BEGIN SSH SIGNATURE----- block)".into())

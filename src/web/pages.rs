@@ -105,6 +105,7 @@ pub async fn static_file(Path(name): Path<String>) -> Response {
         "e2ee-worker.js" => (JS, include_str!("../../static/e2ee-worker.js")),
         "sframe.js" => (JS, include_str!("../../static/sframe.js")),
         "sfu.js" => (JS, include_str!("../../static/sfu.js")),
+        "secp256k1.js" => (JS, include_str!("../../static/secp256k1.js")),
         _ => return (StatusCode::NOT_FOUND, "no such file").into_response(),
     };
     ([(header::CONTENT_TYPE, kind)], body).into_response()

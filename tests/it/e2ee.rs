@@ -127,3 +127,119 @@ async fn four_methods_meet_through_janus_end_to_end_encrypted() {
     s.shutdown().await;
     drop(janus);
 }
+
+/// An ssh-keygen key of `kind` (`-t`, with `-b bits`), and the line of its public key.
+fn ssh_keygen(dir: &std::path::Path, kind: &str, bits: &str) -> (std::path::PathBuf, String) {
+    let path = dir.join(format!("id_{kind}{bits}"));
+    let mut made = std::process::Command::new("ssh-keygen");
+    made.args(["-q", "-N", "", "-t", kind, "-C", "", "-f"]).arg(&path);
+    if !bits.is_empty() {
+        made.args(["-b", bits]);
+    }
+    assert!(made.status().unwrap().success());
+    let public = std::fs::read_to_string(path.with_extension("pub")).unwrap();
+    (path, public)
+}
+
+/// Signs the challenge's payload as its ready-to-copy command does, with `key`.
+fn ssh_keygen_sign(key: &std::path::Path, challenge: &serde_json::Value) -> serde_json::Value {
+    use std::io::Write;
+    let mut child = std::process::Command::new("ssh-keygen")
+        .args(["-Y", "sign", "-n", "keygate", "-f"])
+        .arg(key)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(challenge["payload"].to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    json!({"type": "auth", "method": "ssh", "payload": challenge["payload"], "signature": String::from_utf8(out.stdout).unwrap()})
+}
+
+/// Every method's proof, as the server forwards it with its peer, is checked by
+/// Chromium itself (static/identity.js): ssh-keygen's Ed25519, ECDSA P-256, P-384
+/// and RSA-3072 signatures, a wallet's Sign-In with Ethereum message (secp256k1
+/// recovery in the page), a PIV slot's signature, a browser key's and a passkey's
+/// assertion; each also
+/// tampered three ways (another payload, another media key, another identity) and
+/// refused (tests/js/proofs.browser.mjs).
+#[tokio::test(flavor = "multi_thread")]
+async fn browsers_check_every_method_s_proof_themselves() {
+    use keygate::client::signer::ProofSigner;
+    use keygate::verify::Method;
+    let Some(_) = tool("ssh-keygen") else { return };
+    let Some((s, mut node, artifacts)) =
+        start_browser_script("proofs.browser.mjs", |c| c.max_peers_per_room = 16).await
+    else {
+        return;
+    };
+    let origin = s.server().gateway().origin.clone();
+    let owner = key();
+    let room = s.room(&owner, &[]).await;
+    let store = &s.server().gateway().store;
+    let (mut watcher, _) = admitted(&s, &room, &owner).await;
+    let dir = tempfile::tempdir().unwrap();
+
+    // Each signer: its label, its whitelist line, and how it answers a challenge.
+    type Answer = Box<dyn Fn(&serde_json::Value) -> serde_json::Value>;
+    let mut signers: Vec<(&str, String, serde_json::Value, Answer)> = Vec::new();
+    for (label, kind, bits) in [
+        ("ssh ed25519", "ed25519", ""),
+        ("ssh ecdsa-p256", "ecdsa", "256"),
+        ("ssh ecdsa-p384", "ecdsa", "384"),
+        ("ssh rsa-3072", "rsa", "3072"),
+    ] {
+        let (path, public) = ssh_keygen(dir.path(), kind, bits);
+        signers.push((label, public, json!({}), Box::new(move |c| ssh_keygen_sign(&path, c))));
+    }
+    let methods = [
+        ("wallet", Method::Eth),
+        ("piv slot", Method::Piv),
+        ("browser key", Method::Webcrypto),
+        ("passkey", Method::Webauthn),
+    ];
+    for (label, method) in methods {
+        let mut signer = ProofSigner::generate_for(method, &origin).unwrap();
+        signer.enroll(&s.http()).await.unwrap();
+        let extra = match &signer {
+            ProofSigner::Eth(_, address) => json!({"address": address.to_string()}),
+            ProofSigner::Webauthn(..) => json!({"webauthn": true}),
+            _ => json!({}),
+        };
+        signers.push((label, signer.whitelist_entry().unwrap(), extra, Box::new(move |c| signer.auth(c).unwrap())));
+    }
+
+    let (mut peers, mut clients) = (Vec::new(), Vec::new());
+    for (label, entry, extra, answer) in &signers {
+        let identity = keygate::identity::Identity::parse(entry.trim()).unwrap();
+        store.allow(&room, &identity, label).await;
+        let mut c = s.connect().await;
+        let mut request = json!({"type": "request", "roomId": room.as_str(), "fingerprint": "sha-256 AB:CD:EF:01", "mediaKey": media_key()});
+        request.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        let challenge = c.request(request).await.unwrap();
+        c.send(&answer(&challenge)).await.unwrap();
+        c.expect("welcome").await.unwrap_or_else(|e| panic!("{label}: {e}"));
+        let mut joined = until(&mut watcher, "peer-joined").await;
+        assert!(joined.get("proof").is_some(), "{label}: the server forwards its proof: {joined}");
+        joined.as_object_mut().unwrap().remove("type");
+        peers.push(json!([label, joined]));
+        clients.push(c);
+    }
+    let file = dir.path().join("peers.json");
+    std::fs::write(&file, serde_json::to_string(&peers).unwrap()).unwrap();
+    let out = node.arg(&file).arg(room.as_str()).output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with("ok"),
+        "browser flow proofs.browser.mjs failed (screenshots in {}):\n{}\n{}",
+        artifacts.display(),
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if let Some(figures) = stdout.lines().find(|l| l.starts_with('[')) {
+        eprintln!("proof checks: {figures}");
+    }
+    s.shutdown().await;
+}

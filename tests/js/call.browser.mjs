@@ -76,10 +76,11 @@ await run("call flow", async () => {
   for (const page of [host, pk, walletPage]) await receivesMedia(page, 2);
   for (const page of [host, pk, walletPage]) expect((await page.locator(".tile").count()) === 3, "three tiles on every page");
 
-  // Browser-checked proofs: webcrypto and webauthn; a wallet proof is the server's word.
+  // Every proof is checked by the browser itself: a browser key, a passkey, and a
+  // wallet (secp256k1 recovery in the page).
   await tile(host, "Passkey person").locator("text=verified by your browser").waitFor();
   await tile(pk, "owner").locator("text=verified by your browser").waitFor();
-  await tile(host, "Wallet person").locator("text=admitted by the server").waitFor();
+  await tile(host, "Wallet person").locator("text=verified by your browser").waitFor();
 
   // On a phone-width screen the call fits: tiles and controls one above the other,
   // nothing wider than the screen, every control reachable.

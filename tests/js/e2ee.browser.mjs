@@ -165,6 +165,9 @@ await run("e2ee", async () => {
   // Proofs a browser checks itself, with the media key they sign.
   await tile(host, "Passkey person").locator("text=verified by your browser").waitFor();
   await tile(pk, "owner").locator("text=verified by your browser").waitFor();
+  await tile(pk, "Wallet person").locator("text=verified by your browser").waitFor();
+  // A ticket is the server's word that a key signed: nothing for a browser to check.
+  await tile(pk, "Ticket person").locator("text=admitted by the server").waitFor();
 
   // Chat, sealed peer to peer.
   await host.fill("#chat-input", "sealed hello");
