@@ -106,15 +106,8 @@ async fn four_methods_meet_through_janus_end_to_end_encrypted() {
     else {
         return;
     };
-    let out = node.env("JANUS", &janus.url).output().await.unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success() && stdout.trim_end().ends_with("ok"),
-        "browser flow e2ee.browser.mjs failed (screenshots in {}):\n{}\n{}",
-        artifacts.display(),
-        stdout,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    node.env("JANUS", &janus.url);
+    let stdout = run_node(node, &artifacts, "e2ee.browser.mjs").await;
     if let Some(figures) = stdout.lines().find(|l| l.starts_with('{')) {
         eprintln!("e2ee figures: {figures}");
     }
@@ -143,19 +136,8 @@ fn ssh_keygen(dir: &std::path::Path, kind: &str, bits: &str) -> (std::path::Path
 
 /// Signs the challenge's payload as its ready-to-copy command does, with `key`.
 fn ssh_keygen_sign(key: &std::path::Path, challenge: &serde_json::Value) -> serde_json::Value {
-    use std::io::Write;
-    let mut child = std::process::Command::new("ssh-keygen")
-        .args(["-Y", "sign", "-n", "keygate", "-f"])
-        .arg(key)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(challenge["payload"].to_string().as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    json!({"type": "auth", "method": "ssh", "payload": challenge["payload"], "signature": String::from_utf8(out.stdout).unwrap()})
+    let signature = sign_with_ssh_keygen(key, "keygate", challenge["payload"].to_string().as_bytes());
+    json!({"type": "auth", "method": "ssh", "payload": challenge["payload"], "signature": signature})
 }
 
 /// Every method's proof, as the server forwards it with its peer, is checked by
@@ -229,15 +211,8 @@ async fn browsers_check_every_method_s_proof_themselves() {
     }
     let file = dir.path().join("peers.json");
     std::fs::write(&file, serde_json::to_string(&peers).unwrap()).unwrap();
-    let out = node.arg(&file).arg(room.as_str()).output().await.unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success() && stdout.trim_end().ends_with("ok"),
-        "browser flow proofs.browser.mjs failed (screenshots in {}):\n{}\n{}",
-        artifacts.display(),
-        stdout,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    node.arg(&file).arg(room.as_str());
+    let stdout = run_node(node, &artifacts, "proofs.browser.mjs").await;
     if let Some(figures) = stdout.lines().find(|l| l.starts_with('[')) {
         eprintln!("proof checks: {figures}");
     }

@@ -286,22 +286,6 @@ fn sha1_rsa_signatures_are_refused_with_a_clear_message() {
     }
 }
 
-fn sign_with_ssh_keygen(key: &Path, namespace: &str, data: &[u8]) -> String {
-    use std::io::Write;
-    let mut child = Command::new("ssh-keygen")
-        .args(["-Y", "sign", "-n", namespace, "-f"])
-        .arg(key)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(data).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap()
-}
-
 fn code_of(r: Result<Value, ClientError>) -> String {
     match r {
         Err(ClientError::Server { code, .. }) => code,

@@ -3,6 +3,7 @@
 // profiles whose RTCPeerConnections the test can inspect, and the steps of joining
 // a call. Imported by the *.browser.mjs scripts.
 
+import { getBytes } from "ethers";
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
 
@@ -286,6 +287,40 @@ export async function invite(host, label) {
   await host.fill("#invite-label", label);
   await host.click("button:text-is(\"Create invite link\")");
   return (await host.textContent(".notice")).match(/\/i\/([A-Za-z0-9]+)/)[1];
+}
+
+/** A participant whose browser has an EIP-1193 wallet (`window.ethereum`) backed by an ethers.js Wallet. */
+export async function walletParticipant(name, wallet) {
+  return participant(name, async (ctx) => {
+    await ctx.exposeFunction("kgWalletSign", async (hex) => wallet.signMessage(getBytes(hex)));
+    await ctx.addInitScript((address) => {
+      window.ethereum = {
+        async request({ method, params }) {
+          if (method === "eth_requestAccounts" || method === "eth_accounts") return [address];
+          if (method === "personal_sign") return window.kgWalletSign(params[0]);
+          throw new Error(`unsupported ${method}`);
+        },
+      };
+    }, wallet.address);
+  });
+}
+
+/** A one-time ticket for `room`, as `keygate join` would hand it, asked for over the socket with this page's browser key. */
+export async function ticketFor(page, room) {
+  await page.goto(`${base}/keys`);
+  return page.evaluate(async (room) => {
+    const { browserKeyProof } = await import("/static/proof.js");
+    const ws = new WebSocket(`${location.origin.replace("http", "ws")}/ws`);
+    return new Promise((resolve, reject) => {
+      ws.onopen = () => ws.send(JSON.stringify({ type: "request", roomId: room, ticket: true }));
+      ws.onmessage = async (e) => {
+        const m = JSON.parse(e.data);
+        if (m.type === "challenge") ws.send(JSON.stringify({ type: "auth", method: "webcrypto", payload: m.payload, ...(await browserKeyProof(m.payload)) }));
+        else if (m.type === "ticket") resolve(m.ticket);
+        else reject(new Error(JSON.stringify(m)));
+      };
+    });
+  }, room);
 }
 
 /** Gives a profile a platform authenticator that always sees and verifies its user. */

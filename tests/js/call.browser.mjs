@@ -13,10 +13,10 @@
 // screenshot of every page into ARTIFACT_DIR and exits 1 (SCREENSHOTS=1: on
 // success too).
 
-import { Wallet, getBytes } from "ethers";
+import { Wallet } from "ethers";
 import {
   SWAP_CERTIFICATE, base, createRoom, expect, firstRemoteFrame, invite, joinWith, mediaStopped, openCall, pages,
-  participant, receivesMedia, run, tile, virtualAuthenticator,
+  participant, receivesMedia, run, ticketFor, tile, virtualAuthenticator, walletParticipant,
 } from "./browser_kit.mjs";
 
 await run("call flow", async () => {
@@ -41,18 +41,7 @@ await run("call flow", async () => {
   await pk.waitForSelector("text=is now on the room's list");
 
   // The wallet person's browser has an EIP-1193 provider whose key lives in ethers.js.
-  const walletPage = await participant("wallet", async (ctx) => {
-    await ctx.exposeFunction("kgWalletSign", async (hex) => wallet.signMessage(getBytes(hex)));
-    await ctx.addInitScript((address) => {
-      window.ethereum = {
-        async request({ method, params }) {
-          if (method === "eth_requestAccounts" || method === "eth_accounts") return [address];
-          if (method === "personal_sign") return window.kgWalletSign(params[0]);
-          throw new Error(`unsupported ${method}`);
-        },
-      };
-    }, wallet.address);
-  });
+  const walletPage = await walletParticipant("wallet", wallet);
 
   // Mallory enrols her browser key through her invite.
   const mallory = await participant("mallory", null, SWAP_CERTIFICATE);
@@ -109,20 +98,7 @@ await run("call flow", async () => {
   // Mallory's connections use another certificate than the one her key signed.
   // She comes in with a one-time ticket, as `keygate join` would hand her (asked for
   // here over the socket with her browser key), from the link's fragment.
-  await mallory.goto(`${base}/keys`);
-  const ticket = await mallory.evaluate(async (room) => {
-    const { browserKeyProof } = await import("/static/proof.js");
-    const ws = new WebSocket(`${location.origin.replace("http", "ws")}/ws`);
-    return new Promise((resolve, reject) => {
-      ws.onopen = () => ws.send(JSON.stringify({ type: "request", roomId: room, ticket: true }));
-      ws.onmessage = async (e) => {
-        const m = JSON.parse(e.data);
-        if (m.type === "challenge") ws.send(JSON.stringify({ type: "auth", method: "webcrypto", payload: m.payload, ...(await browserKeyProof(m.payload)) }));
-        else if (m.type === "ticket") resolve(m.ticket);
-        else reject(new Error(JSON.stringify(m)));
-      };
-    });
-  }, room);
+  const ticket = await ticketFor(mallory, room);
   await mallory.goto(`${base}/r/${room}#ticket=${ticket}`);
   await mallory.waitForSelector("#call-root[data-ready=true]");
   await mallory.waitForSelector("#ticket-method:not([hidden])");

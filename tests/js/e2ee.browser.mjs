@@ -12,11 +12,11 @@
 //
 // Prints a JSON line of figures, then "ok", and exits 0.
 
-import { Wallet, getBytes } from "ethers";
+import { Wallet } from "ethers";
 import { createServer } from "node:http";
 import {
   THUMB, base, createRoom, expect, invite, joinWith, openCall, pages, participant, pictureDistances, receivesThroughSfu, run,
-  setMedia, tile, virtualAuthenticator,
+  setMedia, ticketFor, tile, virtualAuthenticator, walletParticipant,
 } from "./browser_kit.mjs";
 
 // Mallory's page signs an ECDH public key that is not the one it holds.
@@ -101,18 +101,7 @@ await run("e2ee", async () => {
   await pk.goto(`${base}/i/${invites["Passkey person"]}`);
   await pk.click("#create-passkey");
   await pk.waitForSelector("text=is now on the room's list");
-  const walletPage = await participant("wallet", async (ctx) => {
-    await ctx.exposeFunction("kgWalletSign", async (hex) => wallet.signMessage(getBytes(hex)));
-    await ctx.addInitScript((address) => {
-      window.ethereum = {
-        async request({ method, params }) {
-          if (method === "eth_requestAccounts" || method === "eth_accounts") return [address];
-          if (method === "personal_sign") return window.kgWalletSign(params[0]);
-          throw new Error(`unsupported ${method}`);
-        },
-      };
-    }, wallet.address);
-  });
+  const walletPage = await walletParticipant("wallet", wallet);
   const ticketPage = await participant("ticket");
   const mallory = await participant("mallory", null, SWAP_MEDIA_KEY);
   for (const [page, who] of [[ticketPage, "Ticket person"], [mallory, "Mallory"]]) {
@@ -133,20 +122,7 @@ await run("e2ee", async () => {
     joins[name] = Date.now() - t0;
   }
   // The ticket, as `keygate join` hands it, asked for here with the browser key.
-  await ticketPage.goto(`${base}/keys`);
-  const ticket = await ticketPage.evaluate(async (room) => {
-    const { browserKeyProof } = await import("/static/proof.js");
-    const ws = new WebSocket(`${location.origin.replace("http", "ws")}/ws`);
-    return new Promise((resolve, reject) => {
-      ws.onopen = () => ws.send(JSON.stringify({ type: "request", roomId: room, ticket: true }));
-      ws.onmessage = async (e) => {
-        const m = JSON.parse(e.data);
-        if (m.type === "challenge") ws.send(JSON.stringify({ type: "auth", method: "webcrypto", payload: m.payload, ...(await browserKeyProof(m.payload)) }));
-        else if (m.type === "ticket") resolve(m.ticket);
-        else reject(new Error(JSON.stringify(m)));
-      };
-    });
-  }, room);
+  const ticket = await ticketFor(ticketPage, room);
   await ticketPage.goto(`${base}/r/${room}#ticket=${ticket}`);
   await ticketPage.waitForSelector("#call-root[data-ready=true]");
   const [ticketT0] = await joinWith(ticketPage, "#join-ticket");

@@ -309,7 +309,15 @@ pub fn free_port() -> u16 {
 /// WebAuthn work there). Returns the script's stdout once it printed "ok" last;
 /// None (outside CI) when node, Chromium or the npm packages are missing.
 pub async fn run_browser_script(script: &str, adjust: impl FnOnce(&mut Settings)) -> Option<String> {
-    let (s, mut node, artifacts) = start_browser_script(script, adjust).await?;
+    let (s, node, artifacts) = start_browser_script(script, adjust).await?;
+    let stdout = run_node(node, &artifacts, script).await;
+    s.shutdown().await;
+    Some(stdout)
+}
+
+/// Runs a browser script's `node` command to its end; its stdout, once it printed
+/// "ok" last and exited 0 (otherwise the test fails with both outputs).
+pub async fn run_node(mut node: tokio::process::Command, artifacts: &Path, script: &str) -> String {
     let out = node.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).output().await.unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
@@ -319,8 +327,24 @@ pub async fn run_browser_script(script: &str, adjust: impl FnOnce(&mut Settings)
         stdout,
         String::from_utf8_lossy(&out.stderr)
     );
-    s.shutdown().await;
-    Some(stdout)
+    stdout
+}
+
+/// `ssh-keygen -Y sign -n NAMESPACE` of `data` with the key at `key`: the armored signature.
+pub fn sign_with_ssh_keygen(key: &Path, namespace: &str, data: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("ssh-keygen")
+        .args(["-Y", "sign", "-n", namespace, "-f"])
+        .arg(key)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// A new, empty database in the PostgreSQL server that `scripts/with-postgres`
