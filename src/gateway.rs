@@ -90,8 +90,11 @@ impl Gateway {
     }
 
     /// Drives Janus over `janus` from now on: rooms set to `sfu` or `auto` use it.
-    pub fn with_janus(mut self, janus: Option<Arc<crate::sfu::janus::Janus>>) -> Self {
-        self.sfu = janus.map(|j| Arc::new(crate::sfu::relay::Sfu::new(j)));
+    /// Its rooms' secrets derive from `key` (kept in the database).
+    pub fn with_janus(mut self, janus: Option<Arc<crate::sfu::janus::Janus>>, key: &[u8]) -> Self {
+        // A room's cap is the server's, or its own (at most 32 on the host page).
+        let publishers = self.settings.max_peers_per_room.max(32) as u64;
+        self.sfu = janus.map(|j| Arc::new(crate::sfu::relay::Sfu::new(j, key, publishers)));
         if self.sfu.is_some() {
             self.rooms.use_sfu(self.settings.sfu_from);
         }

@@ -112,6 +112,7 @@ impl Server {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let resume_key = store.server_secret("resume").await?;
         let challenge_key = store.server_secret("sealed-state").await?;
+        let janus_key = store.server_secret("janus-rooms").await?;
         let janus = match &settings.janus {
             Some(url) => {
                 Some(crate::sfu::janus::Janus::connect(url).await.map_err(|e| ServeError::Config(e.to_string()))?)
@@ -121,8 +122,16 @@ impl Server {
         let gateway = Arc::new(
             Gateway::build(settings, store, shutdown_rx.clone())?
                 .with_keys(&resume_key, &challenge_key)
-                .with_janus(janus),
+                .with_janus(janus, &janus_key),
         );
+        if let Some(sfu) = gateway.sfu.clone() {
+            // What a crashed predecessor left on Janus goes now, not at the first call.
+            tokio::spawn(async move {
+                if let Err(e) = sfu.sweep().await {
+                    tracing::warn!(error = %e, "clearing rooms left on Janus failed");
+                }
+            });
+        }
         gateway.rooms.start_following().await?;
         let poll = Duration::from_millis(gateway.settings.change_poll_ms);
         let follower = tokio::spawn(gateway.rooms.clone().follow_changes(poll, shutdown_rx.clone()));

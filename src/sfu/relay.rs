@@ -14,6 +14,10 @@
 //! (the feed id is keygate's, its display the admitted peer id), and subscribes
 //! only to a peer admitted to the same room. A peer's Janus session ends with its
 //! seat (leaving, a kick, a removal from the whitelist): its media stops at once.
+//!
+//! A room on Janus goes with the last of its peers' sessions. Each room's secret is
+//! derived from a key kept in the database, so rooms a crashed server left behind
+//! are found and destroyed by the next one to connect ([`Sfu::sweep`]).
 
 use super::janus::{Janus, JanusError};
 use crate::ids::{PeerId, RoomId};
@@ -38,9 +42,17 @@ struct SfuRoom {
     feeds: HashMap<PeerId, u64>,
 }
 
+/// What keygate writes as the description of its rooms on Janus.
+const DESCRIPTION: &str = "keygate";
+
 /// keygate's rooms on Janus.
 pub struct Sfu {
     janus: Arc<Janus>,
+    /// Each room's secret is an HMAC of its id under this key (kept in the database).
+    secrets: aws_lc_rs::hmac::Key,
+    /// The most publishers a room on Janus takes: no fewer than any room's cap,
+    /// which keygate enforces itself (its seats), so Janus never refuses a seated peer.
+    publishers: u64,
     /// keygate's own session and handle, which create rooms, and the connection
     /// they were made under.
     admin: tokio::sync::Mutex<Option<(u64, u64, u64)>>,
@@ -56,9 +68,12 @@ fn janus_id() -> u64 {
 }
 
 impl Sfu {
-    pub fn new(janus: Arc<Janus>) -> Self {
+    /// Drives `janus`; room secrets derive from `key`; rooms take `publishers`.
+    pub fn new(janus: Arc<Janus>, key: &[u8], publishers: u64) -> Self {
         Sfu {
             janus,
+            secrets: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key),
+            publishers,
             admin: tokio::sync::Mutex::new(None),
             rooms: Mutex::new(HashMap::new()),
             seated: Mutex::new(HashMap::new()),
@@ -69,43 +84,89 @@ impl Sfu {
         self.rooms.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The secret of Janus room `id`: only keygate, holding the key, can destroy it.
+    fn secret(&self, id: u64) -> String {
+        crate::ids::hex(&aws_lc_rs::hmac::sign(&self.secrets, &id.to_be_bytes()).as_ref()[..16])
+    }
+
+    /// keygate's own session and handle on the current connection to Janus, made on
+    /// first use (and again after Janus restarts), with the lock that serializes
+    /// making rooms and sweeping them held by the caller. A new one first sweeps away
+    /// the rooms nobody uses that an earlier keygate process left.
+    async fn admin_in(&self, admin: &mut Option<(u64, u64, u64)>) -> Result<(u64, u64, u64), JanusError> {
+        let generation = self.janus.generation();
+        if let Some(a) = admin.filter(|a| a.0 == generation) {
+            return Ok(a);
+        }
+        let session = self.janus.create_session().await?;
+        let (handle, _) = self.janus.attach(session, VIDEOROOM).await?;
+        let janus = self.janus.clone();
+        tokio::spawn(async move {
+            while janus.keepalive(session).await.is_ok() {
+                tokio::time::sleep(KEEPALIVE_EVERY).await;
+            }
+        });
+        *admin = Some((generation, session, handle));
+        if let Err(e) = self.sweep_with(session, handle).await {
+            tracing::warn!(error = %e, "clearing rooms left on Janus failed");
+        }
+        Ok((generation, session, handle))
+    }
+
+    /// Destroys keygate's rooms on Janus that have nobody in them and that this
+    /// process does not use: what a server that crashed (or lost Janus) left
+    /// behind. Returns how many went. Rooms of another keygate (another key) are
+    /// left alone: Janus refuses their secret.
+    pub async fn sweep(&self) -> Result<usize, JanusError> {
+        let mut admin = self.admin.lock().await;
+        let (_, session, handle) = self.admin_in(&mut admin).await?;
+        // Under the lock: no room of this process is being made meanwhile.
+        self.sweep_with(session, handle).await
+    }
+
+    async fn sweep_with(&self, session: u64, handle: u64) -> Result<usize, JanusError> {
+        let listed = self.janus.message(session, handle, json!({"request": "list"}), None).await?;
+        let ours: Vec<u64> = self.lock().values().map(|r| r.janus_room).collect();
+        let mut gone = 0;
+        for r in listed["plugindata"]["data"]["list"].as_array().into_iter().flatten() {
+            let Some(id) = r["room"].as_u64() else { continue };
+            if r["description"] != DESCRIPTION || r["num_participants"] != 0 || ours.contains(&id) {
+                continue;
+            }
+            let destroy = json!({"request": "destroy", "room": id, "secret": self.secret(id)});
+            if self.janus.message(session, handle, destroy, None).await.is_ok() {
+                gone += 1;
+            }
+        }
+        if gone > 0 {
+            tracing::info!(rooms = gone, "cleared rooms left on Janus");
+        }
+        Ok(gone)
+    }
+
     /// The Janus room of `room`, created on first use.
     async fn janus_room(&self, room: &RoomId) -> Result<u64, JanusError> {
         let generation = self.janus.generation();
         if let Some(r) = self.lock().get(room).filter(|r| r.generation == generation) {
             return Ok(r.janus_room);
         }
-        let (session, handle) = {
-            let mut admin = self.admin.lock().await;
-            match *admin {
-                Some((made_under, session, handle)) if made_under == generation => (session, handle),
-                _ => {
-                    let session = self.janus.create_session().await?;
-                    let (handle, _) = self.janus.attach(session, VIDEOROOM).await?;
-                    let janus = self.janus.clone();
-                    tokio::spawn(async move {
-                        while janus.keepalive(session).await.is_ok() {
-                            tokio::time::sleep(KEEPALIVE_EVERY).await;
-                        }
-                    });
-                    *admin = Some((generation, session, handle));
-                    (session, handle)
-                }
-            }
-        };
+        // Making a room and sweeping take turns, so a sweep never sees a room
+        // made but not yet recorded.
+        let mut admin = self.admin.lock().await;
+        let (_, session, handle) = self.admin_in(&mut admin).await?;
+        // Two first publishers at once: the first made the room while this one waited.
+        if let Some(r) = self.lock().get(room).filter(|r| r.generation == generation) {
+            return Ok(r.janus_room);
+        }
         let id = janus_id();
-        let secret = crate::ids::hex(&crate::ids::random_bytes::<16>());
-        let create = json!({"request": "create", "room": id, "secret": secret, "publishers": 16});
+        let secret = self.secret(id);
+        let create = json!({"request": "create", "room": id, "secret": secret, "description": DESCRIPTION,
+                            "publishers": self.publishers});
         self.janus.message(session, handle, create, None).await?;
         let mut rooms = self.lock();
-        let made = || SfuRoom { generation, janus_room: id, secret: secret.clone(), feeds: HashMap::new() };
-        // Two first publishers at once: the first room made is the room. One made
-        // under an earlier connection is gone with it.
-        let r = rooms.entry(room.clone()).or_insert_with(made);
-        if r.generation != generation {
-            *r = made();
-        }
-        Ok(r.janus_room)
+        // One made under an earlier connection is gone with it.
+        rooms.insert(room.clone(), SfuRoom { generation, janus_room: id, secret, feeds: HashMap::new() });
+        Ok(id)
     }
 
     /// One more peer of `room` has a Janus session.

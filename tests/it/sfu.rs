@@ -359,3 +359,122 @@ async fn an_auto_call_moves_to_the_sfu_as_it_grows() {
     }
     drop(janus);
 }
+
+/// A room on Janus takes as many publishers as keygate seats: Janus's own limit
+/// (which counts publishers whose media flows) is far above any room's cap, so a
+/// large call is never refused by Janus.
+#[tokio::test]
+async fn a_room_on_janus_takes_every_peer_keygate_seats() {
+    let Some(janus) = JanusServer::start() else { return };
+    let s = TestServer::with(|c| {
+        c.janus = Some(janus.url.clone());
+        c.max_peers_per_room = 50;
+    })
+    .await;
+    let owner = key();
+    let room = s.room(&owner, &[]).await;
+    s.server().gateway().store.set_media(&room, Media::Sfu).await;
+    let (mut c, _) = admitted(&s, &room, &owner).await;
+    c.send(&json!({"type": "sfu", "op": "publish", "jsep": sdp("offer", "sendonly", "actpass")})).await.unwrap();
+    assert_eq!(sfu_frame(&mut c, "answer").await["jsep"]["type"], "answer");
+    let api = Janus::connect(&janus.url).await.unwrap();
+    let session = api.create_session().await.unwrap();
+    let (handle, _) = api.attach(session, "janus.plugin.videoroom").await.unwrap();
+    let listed = api.message(session, handle, json!({"request": "list"}), None).await.unwrap();
+    let made = &listed["plugindata"]["data"]["list"][0];
+    assert_eq!(made["description"], "keygate", "{listed}");
+    assert_eq!(made["max_publishers"], 50, "the server's cap: {listed}");
+    s.shutdown().await;
+}
+
+/// A server killed with calls on Janus leaves its rooms there; the next server on
+/// the same database clears them when it connects (their secrets derive from a key
+/// in the database). A room of another keygate (another key) is left alone.
+#[tokio::test]
+async fn rooms_a_killed_server_left_on_janus_are_cleared_by_the_next() {
+    let Some(janus) = JanusServer::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("k.db");
+    let owner = key();
+    let room = keygate::ids::RoomId::generate();
+    {
+        let store = keygate::store::Store::open(&db).await.unwrap();
+        store.create_room(&room, "on Janus", &identity(&owner)).await;
+        store.set_media(&room, Media::Sfu).await;
+    }
+    let serve = |port: u16| {
+        std::process::Command::new(keygate_bin())
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--janus", &janus.url, "--db"])
+            .arg(&db)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let connect = async |port: u16| {
+        for _ in 0..100 {
+            if let Ok(c) = keygate::client::ws::Client::connect(&format!("ws://127.0.0.1:{port}/ws")).await {
+                return c;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("the server did not start");
+    };
+
+    // Another keygate's room on the same Janus, made with a secret of its own.
+    let api = keygate::sfu::janus::Janus::connect(&janus.url).await.unwrap();
+    let session = api.create_session().await.unwrap();
+    let (handle, _) = api.attach(session, "janus.plugin.videoroom").await.unwrap();
+    let foreign = json!({"request": "create", "room": 777, "secret": "not yours", "description": "keygate"});
+    api.message(session, handle, foreign, None).await.unwrap();
+    let ours = async || {
+        let listed = api.message(session, handle, json!({"request": "list"}), None).await.unwrap();
+        let rooms = listed["plugindata"]["data"]["list"].as_array().cloned().unwrap_or_default();
+        rooms.into_iter().filter_map(|r| r["room"].as_u64()).filter(|id| *id != 777).collect::<Vec<_>>()
+    };
+
+    let port = free_port();
+    let mut first = serve(port);
+    let mut c = connect(port).await;
+    c.join_webcrypto(join(&room), &owner).await.unwrap();
+    c.send(&json!({"type": "sfu", "op": "publish", "jsep": sdp("offer", "sendonly", "actpass")})).await.unwrap();
+    assert_eq!(sfu_frame(&mut c, "answer").await["jsep"]["type"], "answer");
+    assert_eq!(ours().await.len(), 1, "the call's room is on Janus");
+    let _ = first.kill();
+    let _ = first.wait();
+    // Its sessions go with its connection; its room stays, empty.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(ours().await.len(), 1, "a killed server cannot clear up");
+
+    let port = free_port();
+    let mut next = serve(port);
+    let _c = connect(port).await;
+    eventually("the next server clears the room left on Janus", async || ours().await.is_empty()).await;
+    let listed = api.message(session, handle, json!({"request": "list"}), None).await.unwrap();
+    assert!(listed.to_string().contains("777"), "another keygate's room stays: {listed}");
+    let _ = next.kill();
+    let _ = next.wait();
+}
+
+/// A call through the SFU survives a restart of keygate: the pages come back by
+/// themselves, publish again and decode each other again, encrypted
+/// (tests/js/sfu_restart.browser.mjs).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_through_the_sfu_comes_back_after_a_server_restart() {
+    let Some(janus) = JanusServer::start() else { return };
+    let url = janus.url.clone();
+    let Some((mut s, node, artifacts)) = start_browser_script("sfu_restart.browser.mjs", |c| c.janus = Some(url)).await
+    else {
+        return;
+    };
+    let restart = async || {
+        s.restart().await;
+        "restarted"
+    };
+    let seen = run_browser_pausing(node, &artifacts, "in-call", restart).await;
+    if let Some(timings) = seen.iter().find(|l| l.starts_with('{')) {
+        eprintln!("sfu restart timings: {timings}");
+    }
+    s.shutdown().await;
+    drop(janus);
+}
