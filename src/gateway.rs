@@ -95,8 +95,9 @@ impl Gateway {
         // A room's cap is the server's, or its own (at most 32 on the host page).
         let publishers = self.settings.max_peers_per_room.max(32) as u64;
         self.sfu = janus.map(|j| Arc::new(crate::sfu::relay::Sfu::new(j, key, publishers)));
-        if self.sfu.is_some() {
+        if let Some(sfu) = &self.sfu {
             self.rooms.use_sfu(self.settings.sfu_from);
+            self.metrics.use_sfu(sfu.clone());
         }
         self
     }

@@ -40,6 +40,8 @@ pub struct Metrics {
     proofs: Family<Proof, Counter>,
     admission: Family<ByMethod, Histogram>,
     signature: Family<ByMethod, Histogram>,
+    /// The SFU, once the gateway has one: its rooms and sessions are read at scrape time.
+    sfu: Arc<std::sync::OnceLock<Arc<crate::sfu::relay::Sfu>>>,
 }
 
 /// How a proof ended, as the `outcome` label says it.
@@ -87,8 +89,14 @@ impl Metrics {
             "Time spent checking one signature (or attestation chain)",
             signature.clone(),
         );
-        registry.register_collector(Box::new(Live { stats, rooms }));
-        Metrics { registry, proofs, admission, signature }
+        let sfu = Arc::new(std::sync::OnceLock::new());
+        registry.register_collector(Box::new(Live { stats, rooms, sfu: sfu.clone() }));
+        Metrics { registry, proofs, admission, signature, sfu }
+    }
+
+    /// Reports the SFU's rooms and sessions from now on.
+    pub fn use_sfu(&self, sfu: Arc<crate::sfu::relay::Sfu>) {
+        let _ = self.sfu.set(sfu);
     }
 
     /// Counts an answer and how long its decision took.
@@ -116,6 +124,7 @@ impl Metrics {
 struct Live {
     stats: Arc<Stats>,
     rooms: Arc<Rooms>,
+    sfu: Arc<std::sync::OnceLock<Arc<crate::sfu::relay::Sfu>>>,
 }
 
 impl std::fmt::Debug for Live {
@@ -165,6 +174,11 @@ impl Collector for Live {
             let (sent, received) = bus.messages();
             counter(&mut e, "keygate_bus_sent", "Messages this server published on the bus", sent)?;
             counter(&mut e, "keygate_bus_received", "Messages this server received from the bus", received)?;
+        }
+        if let Some(sfu) = self.sfu.get() {
+            let (rooms, sessions) = sfu.counts();
+            gauge(&mut e, "keygate_sfu_rooms", "Rooms of this server on Janus now", count(rooms))?;
+            gauge(&mut e, "keygate_sfu_sessions", "Peers of this server with a Janus session now", count(sessions))?;
         }
         counter(&mut e, "keygate_refusals", "Proofs refused (all roads)", s.refusals.load(Ordering::Relaxed))?;
         counter(

@@ -334,6 +334,7 @@ function admitted(welcome) {
   ensureTile("self", { label: "You", keyFingerprint: welcome.keyFingerprint, method: state.method }).video.srcObject = state.stream;
   state.media = welcome.media === "sfu" ? "sfu" : "mesh";
   root.dataset.media = state.media;
+  if (state.media === "sfu") status(`${$("status").textContent} Media goes through the server's SFU, end-to-end encrypted.`);
   for (const info of welcome.peers) addPeer(info, true);
   if (state.media === "sfu") startSfu();
 }
@@ -353,6 +354,7 @@ async function startSfu() {
 async function moveToSfu() {
   state.media = "sfu";
   root.dataset.media = "sfu";
+  status(`${$("status").textContent} Media goes through the server's SFU, end-to-end encrypted.`);
   const infos = [...state.peers.values()].map((e) => e.info);
   for (const { peer } of state.peers.values()) peer.close();
   state.peers.clear();
@@ -462,7 +464,7 @@ function ensureTile(id, info) {
     tile.dataset.peer = id;
     tile.innerHTML = `<video autoplay playsinline></video><figcaption><strong class="label"></strong>
       <code class="fp"></code> <span class="method"></span> <span class="badge"></span>
-      <span class="verify-state"></span> <span class="link"></span></figcaption><p class="warning" hidden></p>`;
+      <span class="verify-state"></span> <span class="e2ee"></span> <span class="link"></span></figcaption><p class="warning" hidden></p>`;
     if (id !== "self") {
       const b = document.createElement("button");
       b.className = "secondary confirm";
@@ -546,7 +548,12 @@ function addPeer(info, initiator = false) {
   let peer;
   if (state.media === "sfu") {
     hooks.sfu = (fields) => send({ type: "sfu", ...fields });
-    hooks.onKey = () => (tile.dataset.e2ee = "keyed");
+    hooks.onKey = () => {
+      tile.dataset.e2ee = "keyed";
+      const e2ee = tile.querySelector(".e2ee");
+      e2ee.textContent = "end-to-end encrypted";
+      e2ee.title = "Its media key arrived sealed to the key its proof signed; the server and the SFU cannot read its media.";
+    };
     peer = new SfuPeer(info, state.me.peerId, state.e2ee, hooks);
   } else {
     peer = new Peer(info, state.me.peerId, { iceServers: state.iceServers, certificate: state.certificate, stream: state.stream, initiator }, hooks);

@@ -29,6 +29,13 @@ pub fn seeds() -> Result<Vec<(&'static str, Vec<u8>)>, String> {
         json!({"type": "verify-peer", "peerId": peer}),
         json!({"type": "whitelist", "add": ["ssh-ed25519 AAAA x", {"key": "0x52908400098527886E0F7030069857D2E4169EE7", "label": "w"}], "remove": ["did:key:z"]}),
         json!({"type": "report", "peerId": peer, "problem": "fingerprint-mismatch"}),
+        json!({"type": "report", "peerId": peer, "problem": "media-key-mismatch"}),
+        json!({"type": "request", "roomId": "fuzz-room", "fingerprint": "sha-256 AA:BB",
+               "mediaKey": "BGsX0fLhLEJH-Lzm5WOkQPJ3A32BLeszoPShOUXYmMKWT-NC4v4af5uO5-tKfA-eFivOM1drMV7Oy7ZAaDe_UfU"}),
+        json!({"type": "sfu", "op": "publish", "jsep": {"type": "offer", "sdp": "v=0\r\n"}}),
+        json!({"type": "sfu", "op": "subscribe", "peerId": peer}),
+        json!({"type": "sfu", "op": "answer", "peerId": peer, "jsep": {"type": "answer", "sdp": "v=0\r\n"}}),
+        json!({"type": "sfu", "op": "trickle", "peerId": peer, "candidate": {"candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host", "sdpMid": "0", "sdpMLineIndex": 0}}),
         json!({"type": "ping"}),
     ] {
         add("frame", frame.to_string().into_bytes());

@@ -196,6 +196,12 @@ impl Sfu {
         }
     }
 
+    /// Rooms on Janus now, and peers with a Janus session (for /metrics).
+    pub fn counts(&self) -> (usize, usize) {
+        let seated = self.seated.lock().unwrap_or_else(|p| p.into_inner()).values().sum();
+        (self.lock().len(), seated)
+    }
+
     /// The peers of `room` whose published media Janus has.
     pub fn publishers(&self, room: &RoomId) -> Vec<PeerId> {
         self.lock().get(room).map(|r| r.feeds.keys().cloned().collect()).unwrap_or_default()

@@ -36,11 +36,16 @@ async fn keygate_drives_janus_videoroom_over_its_websocket_api() {
     api.keepalive(session).await.unwrap();
     api.destroy(session).await.unwrap();
     assert!(matches!(api.keepalive(session).await, Err(JanusError::Refused(_))), "a destroyed session is gone");
-    // Whoever holds another session sees the publisher gone with it.
+    // Whoever holds another session sees the publisher gone with it (Janus tears a
+    // session's handles down in the background, so not necessarily at once).
     let watcher = api.create_session().await.unwrap();
     let (h, _) = api.attach(watcher, "janus.plugin.videoroom").await.unwrap();
-    let listed = api.message(watcher, h, json!({"request": "listparticipants", "room": 4242}), None).await.unwrap();
-    assert_eq!(listed["plugindata"]["data"]["participants"], json!([]), "{listed}");
+    let listed = json!({"request": "listparticipants", "room": 4242});
+    eventually("the destroyed session's publisher leaves the room", async || {
+        let listed = api.message(watcher, h, listed.clone(), None).await.unwrap();
+        listed["plugindata"]["data"]["participants"] == json!([])
+    })
+    .await;
 }
 
 /// `--janus` names Janus's API; a server that cannot reach it does not start, and
@@ -189,12 +194,19 @@ async fn admitted_peers_publish_through_janus_as_themselves_and_a_removal_ends_i
     let now = participants().await;
     assert_eq!(now.len(), 1, "{now:?}");
     assert_eq!(now[0]["display"], wb["peerId"]);
+    // An operator sees the room on Janus and the sessions there (b's, and a's, opened by its subscribe).
+    let scrape =
+        async || reqwest::get(format!("http://{}/metrics", s.server().addr())).await.unwrap().text().await.unwrap();
+    let metrics = scrape().await;
+    assert!(metrics.contains("keygate_sfu_rooms 1") && metrics.contains("keygate_sfu_sessions 2"), "{metrics}");
 
     // The owner removes b's key: b is ejected, and its media leaves Janus with it.
     let removed = std::time::Instant::now();
     s.server().gateway().whitelist().remove(&room, Actor::operator(), &identity(&guest)).await.unwrap();
     assert_eq!(server_code(b.expect("never").await.unwrap_err()), "revoked");
     eventually("b's feed leaves Janus", async || participants().await.is_empty()).await;
+    let metrics = scrape().await;
+    assert!(metrics.contains("keygate_sfu_sessions 1"), "b's session went with its seat: {metrics}");
     eprintln!("removal to the feed gone from Janus: {} ms", removed.elapsed().as_millis());
     // The room stays on Janus while a peer of it has a session there, and goes
     // with the last.

@@ -138,6 +138,11 @@ await run("e2ee", async () => {
     distances[name] = await pictureDistances(page);
     for (const [label, d] of Object.entries(distances[name])) expect(d !== null && d <= 40, `${name} sees ${label}'s picture (distance ${d})`);
   }
+  // Each tile says its media is end-to-end encrypted, and the status line says how the call goes.
+  for (const page of everyone) {
+    await page.locator(".tile:not([data-peer=self]) .e2ee", { hasText: "end-to-end encrypted" }).nth(2).waitFor();
+    expect((await page.textContent("#status")).includes("end-to-end encrypted"), "the status line says the call is end-to-end encrypted");
+  }
   // Proofs a browser checks itself, with the media key they sign.
   await tile(host, "Passkey person").locator("text=verified by your browser").waitFor();
   await tile(pk, "owner").locator("text=verified by your browser").waitFor();
