@@ -16,17 +16,9 @@ async fn three_methods_one_call_in_chromium() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_call_keeps_its_media_through_a_server_restart_and_a_dropped_socket() {
-    let Some((mut s, node, artifacts)) = start_browser_script("reconnect.browser.mjs", |_| {}).await else {
-        return;
-    };
-    let restart = async || {
-        s.restart().await;
-        "restarted"
-    };
-    let seen = run_browser_pausing(node, &artifacts, "in-call", restart).await;
+    let Some(seen) = run_browser_restarting("reconnect.browser.mjs", |_| {}).await else { return };
     // Measured, not asserted: the README quotes these.
     if let Some(timings) = seen.iter().find(|l| l.starts_with('{')) {
         eprintln!("restart timings: {timings}");
     }
-    s.shutdown().await;
 }

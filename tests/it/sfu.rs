@@ -475,18 +475,9 @@ async fn rooms_a_killed_server_left_on_janus_are_cleared_by_the_next() {
 async fn a_call_through_the_sfu_comes_back_after_a_server_restart() {
     let Some(janus) = JanusServer::start() else { return };
     let url = janus.url.clone();
-    let Some((mut s, node, artifacts)) = start_browser_script("sfu_restart.browser.mjs", |c| c.janus = Some(url)).await
-    else {
-        return;
-    };
-    let restart = async || {
-        s.restart().await;
-        "restarted"
-    };
-    let seen = run_browser_pausing(node, &artifacts, "in-call", restart).await;
+    let Some(seen) = run_browser_restarting("sfu_restart.browser.mjs", |c| c.janus = Some(url)).await else { return };
     if let Some(timings) = seen.iter().find(|l| l.starts_with('{')) {
         eprintln!("sfu restart timings: {timings}");
     }
-    s.shutdown().await;
     drop(janus);
 }

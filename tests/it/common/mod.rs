@@ -315,6 +315,20 @@ pub async fn run_browser_script(script: &str, adjust: impl FnOnce(&mut Settings)
     Some(stdout)
 }
 
+/// Runs `script` against a fresh server that the test restarts when the script
+/// prints "in-call" (answering "restarted"); the script's stdout lines, or None
+/// (outside CI) when the browser tools are missing.
+pub async fn run_browser_restarting(script: &str, adjust: impl FnOnce(&mut Settings)) -> Option<Vec<String>> {
+    let (mut s, node, artifacts) = start_browser_script(script, adjust).await?;
+    let restart = async || {
+        s.restart().await;
+        "restarted"
+    };
+    let seen = run_browser_pausing(node, &artifacts, "in-call", restart).await;
+    s.shutdown().await;
+    Some(seen)
+}
+
 /// Runs a browser script's `node` command to its end; its stdout, once it printed
 /// "ok" last and exited 0 (otherwise the test fails with both outputs).
 pub async fn run_node(mut node: tokio::process::Command, artifacts: &Path, script: &str) -> String {
