@@ -10,7 +10,6 @@ onmessage = async ({ data: m }) => {
   if (m.op === "sender") await keys.setSender(m.kid, m.raw);
   else if (m.op === "receiver") await keys.setReceiver(m.peerId, m.kid, m.raw);
   else if (m.op === "forget") keys.forget(m.peerId);
-  else if (m.op === "stats") postMessage({ op: "stats", id: m.id, stats: keys.stats });
 };
 
 onrtctransform = ({ transformer }) => {

@@ -36,18 +36,6 @@ export class E2ee {
     this.raw = null;
     this.local = new FrameKeys();
     this.worker = typeof RTCRtpScriptTransform === "function" ? new Worker("/static/e2ee-worker.js", { type: "module" }) : null;
-    this.asked = new Map();
-    if (this.worker) {
-      this.worker.onmessage = ({ data }) => {
-        this.asked.get(data.id)?.(data.stats);
-        this.asked.delete(data.id);
-      };
-    }
-  }
-
-  /** Where frames are transformed: "worker" (RTCRtpScriptTransform) or "page". */
-  get where() {
-    return this.worker ? "worker" : "page";
   }
 
   /** RTCPeerConnection settings the transforms need. */
@@ -144,15 +132,5 @@ export class E2ee {
       const { readable, writable } = receiver.createEncodedStreams();
       readable.pipeThrough(this.local.transform("receive", peerId)).pipeTo(writable);
     }
-  }
-
-  /** Frames encrypted, decrypted and dropped so far. */
-  stats() {
-    if (!this.worker) return Promise.resolve({ ...this.local.stats });
-    const id = Math.random();
-    return new Promise((resolve) => {
-      this.asked.set(id, resolve);
-      this.worker.postMessage({ op: "stats", id });
-    });
   }
 }

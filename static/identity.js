@@ -83,12 +83,6 @@ export function keyOfDid(did) {
   return null;
 }
 
-/** The uncompressed P-256 point (65 bytes) of a did:key, or null for other key types. */
-export function p256PointOfDid(did) {
-  const key = keyOfDid(did);
-  return key?.kind === "P-256" ? key.point : null;
-}
-
 /** Reads DER one element at a time. */
 class Der {
   constructor(bytes) {
@@ -136,10 +130,6 @@ async function verifyKey(key, hash) {
     return crypto.subtle.importKey("jwk", jwk, { name: "RSASSA-PKCS1-v1_5", hash }, false, ["verify"]);
   }
   return crypto.subtle.importKey("raw", key.point, { name: "ECDSA", namedCurve: key.kind }, false, ["verify"]);
-}
-
-async function importPoint(point) {
-  return crypto.subtle.importKey("raw", point, { name: "ECDSA", namedCurve: "P-256" }, false, ["verify"]);
 }
 
 async function sha256(bytes) {
@@ -208,15 +198,13 @@ export async function verifyForwardedProof(info, room) {
 
 /** A PIV slot signs the payload text: ECDSA (DER) with SHA-256, or RSA PKCS#1 v1.5 with SHA-256. */
 async function verifyPiv(proof, key, signed) {
+  // A PIV slot holds P-256, P-384 or RSA keys, never Ed25519.
+  if (key.kind === "Ed25519") throw new Error("the proof's key is not the peer's identity");
   const sig = Uint8Array.from(atob(String(proof.signature || "")), (c) => c.charCodeAt(0));
   const ok =
     key.kind === "RSA"
       ? await crypto.subtle.verify("RSASSA-PKCS1-v1_5", await verifyKey(key, "SHA-256"), sig, signed)
-      : key.kind === "Ed25519"
-        ? (() => {
-            throw new Error("the proof's key is not the peer's identity");
-          })()
-        : await crypto.subtle.verify(ECDSA, await verifyKey(key), derToP1363(sig, CURVES[key.kind].size), signed);
+      : await crypto.subtle.verify(ECDSA, await verifyKey(key), derToP1363(sig, CURVES[key.kind].size), signed);
   if (!ok) throw new Error("bad signature");
   return true;
 }

@@ -67,15 +67,11 @@ export async function decryptFrame(frame, keys) {
   }
 }
 
-/**
- * Keys and counters for the transforms of one page (or worker): the sender's key,
- * each remote peer's keys by id, and how many frames went through or were dropped.
- */
+/** Keys for the transforms of one page (or worker): the sender's key, and each remote peer's keys by id. */
 export class FrameKeys {
   constructor() {
     this.sender = null; // {kid, key}
     this.receivers = new Map(); // peerId → Map(kid → CryptoKey)
-    this.stats = { encrypted: 0, decrypted: 0, dropped: 0 };
   }
 
   static async importRaw(raw) {
@@ -105,13 +101,9 @@ export class FrameKeys {
         if (side === "send") {
           if (!this.sender) return; // nothing leaves unencrypted
           await encryptFrame(frame, this.sender);
-          this.stats.encrypted++;
           out.enqueue(frame);
         } else if (await decryptFrame(frame, this.receivers.get(peerId))) {
-          this.stats.decrypted++;
           out.enqueue(frame);
-        } else {
-          this.stats.dropped++;
         }
       },
     });

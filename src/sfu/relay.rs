@@ -36,8 +36,6 @@ struct SfuRoom {
     /// The connection to Janus it was made under ([`Janus::generation`]).
     generation: u64,
     janus_room: u64,
-    /// Kept by keygate: only it may destroy the room.
-    secret: String,
     /// Each publishing peer's feed id.
     feeds: HashMap<PeerId, u64>,
 }
@@ -99,7 +97,14 @@ impl Sfu {
             return Ok(a);
         }
         let session = self.janus.create_session().await?;
-        let (handle, _) = self.janus.attach(session, VIDEOROOM).await?;
+        let handle = match self.janus.attach(session, VIDEOROOM).await {
+            Ok((handle, _)) => handle,
+            Err(e) => {
+                // No session is left behind without its keepalive.
+                let _ = self.janus.destroy(session).await;
+                return Err(e);
+            }
+        };
         let janus = self.janus.clone();
         tokio::spawn(async move {
             while janus.keepalive(session).await.is_ok() {
@@ -159,13 +164,12 @@ impl Sfu {
             return Ok(r.janus_room);
         }
         let id = janus_id();
-        let secret = self.secret(id);
-        let create = json!({"request": "create", "room": id, "secret": secret, "description": DESCRIPTION,
+        let create = json!({"request": "create", "room": id, "secret": self.secret(id), "description": DESCRIPTION,
                             "publishers": self.publishers});
         self.janus.message(session, handle, create, None).await?;
         let mut rooms = self.lock();
         // One made under an earlier connection is gone with it.
-        rooms.insert(room.clone(), SfuRoom { generation, janus_room: id, secret, feeds: HashMap::new() });
+        rooms.insert(room.clone(), SfuRoom { generation, janus_room: id, feeds: HashMap::new() });
         Ok(id)
     }
 
@@ -189,7 +193,8 @@ impl Sfu {
         let Some(gone) = self.lock().remove(room) else { return };
         let admin = *self.admin.lock().await;
         if let Some((_, session, handle)) = admin.filter(|a| a.0 == gone.generation) {
-            let destroy = json!({"request": "destroy", "room": gone.janus_room, "secret": gone.secret});
+            let destroy =
+                json!({"request": "destroy", "room": gone.janus_room, "secret": self.secret(gone.janus_room)});
             if let Err(e) = self.janus.message(session, handle, destroy, None).await {
                 tracing::warn!(error = %e, "destroying a room on Janus failed");
             }

@@ -181,15 +181,11 @@ async fn admitted_peers_publish_through_janus_as_themselves_and_a_removal_ends_i
     assert_eq!(server_code(a.expect("sfu").await.unwrap_err()), "no-such-peer");
 
     // On Janus, the publisher is the one keygate admitted: its display is b's peer id.
-    let api = keygate::sfu::janus::Janus::connect(&janus.url).await.unwrap();
-    let session = api.create_session().await.unwrap();
-    let (handle, _) = api.attach(session, "janus.plugin.videoroom").await.unwrap();
-    let rooms = api.message(session, handle, json!({"request": "list"}), None).await.unwrap();
-    let janus_room = rooms["plugindata"]["data"]["list"][0]["room"].clone();
+    let view = janus.view().await;
+    let janus_room = view.rooms().await[0]["room"].clone();
     let participants = async || {
-        let listed = json!({"request": "listparticipants", "room": janus_room});
-        let listed = api.message(session, handle, listed, None).await.unwrap();
-        listed["plugindata"]["data"]["participants"].as_array().cloned().unwrap_or_default()
+        let listed = view.ask(json!({"request": "listparticipants", "room": janus_room})).await;
+        listed["participants"].as_array().cloned().unwrap_or_default()
     };
     let now = participants().await;
     assert_eq!(now.len(), 1, "{now:?}");
@@ -210,10 +206,7 @@ async fn admitted_peers_publish_through_janus_as_themselves_and_a_removal_ends_i
     eprintln!("removal to the feed gone from Janus: {} ms", removed.elapsed().as_millis());
     // The room stays on Janus while a peer of it has a session there, and goes
     // with the last.
-    let listed = async || {
-        let rooms = api.message(session, handle, json!({"request": "list"}), None).await.unwrap();
-        rooms["plugindata"]["data"]["list"].as_array().map_or(0, Vec::len)
-    };
+    let listed = async || view.rooms().await.len();
     assert_eq!(listed().await, 1);
     a.close().await;
     eventually("the room leaves Janus with its last peer", async || listed().await == 0).await;
@@ -389,13 +382,9 @@ async fn a_room_on_janus_takes_every_peer_keygate_seats() {
     let (mut c, _) = admitted(&s, &room, &owner).await;
     c.send(&json!({"type": "sfu", "op": "publish", "jsep": sdp("offer", "sendonly", "actpass")})).await.unwrap();
     assert_eq!(sfu_frame(&mut c, "answer").await["jsep"]["type"], "answer");
-    let api = Janus::connect(&janus.url).await.unwrap();
-    let session = api.create_session().await.unwrap();
-    let (handle, _) = api.attach(session, "janus.plugin.videoroom").await.unwrap();
-    let listed = api.message(session, handle, json!({"request": "list"}), None).await.unwrap();
-    let made = &listed["plugindata"]["data"]["list"][0];
-    assert_eq!(made["description"], "keygate", "{listed}");
-    assert_eq!(made["max_publishers"], 50, "the server's cap: {listed}");
+    let rooms = janus.view().await.rooms().await;
+    assert_eq!(rooms[0]["description"], "keygate", "{rooms:?}");
+    assert_eq!(rooms[0]["max_publishers"], 50, "the server's cap: {rooms:?}");
     s.shutdown().await;
 }
 
@@ -434,14 +423,10 @@ async fn rooms_a_killed_server_left_on_janus_are_cleared_by_the_next() {
     };
 
     // Another keygate's room on the same Janus, made with a secret of its own.
-    let api = keygate::sfu::janus::Janus::connect(&janus.url).await.unwrap();
-    let session = api.create_session().await.unwrap();
-    let (handle, _) = api.attach(session, "janus.plugin.videoroom").await.unwrap();
-    let foreign = json!({"request": "create", "room": 777, "secret": "not yours", "description": "keygate"});
-    api.message(session, handle, foreign, None).await.unwrap();
+    let view = janus.view().await;
+    view.ask(json!({"request": "create", "room": 777, "secret": "not yours", "description": "keygate"})).await;
     let ours = async || {
-        let listed = api.message(session, handle, json!({"request": "list"}), None).await.unwrap();
-        let rooms = listed["plugindata"]["data"]["list"].as_array().cloned().unwrap_or_default();
+        let rooms = view.rooms().await;
         rooms.into_iter().filter_map(|r| r["room"].as_u64()).filter(|id| *id != 777).collect::<Vec<_>>()
     };
 
@@ -462,8 +447,8 @@ async fn rooms_a_killed_server_left_on_janus_are_cleared_by_the_next() {
     let mut next = serve(port);
     let _c = connect(port).await;
     eventually("the next server clears the room left on Janus", async || ours().await.is_empty()).await;
-    let listed = api.message(session, handle, json!({"request": "list"}), None).await.unwrap();
-    assert!(listed.to_string().contains("777"), "another keygate's room stays: {listed}");
+    let rooms = view.rooms().await;
+    assert!(rooms.iter().any(|r| r["room"] == 777), "another keygate's room stays: {rooms:?}");
     let _ = next.kill();
     let _ = next.wait();
 }

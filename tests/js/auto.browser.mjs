@@ -8,7 +8,8 @@
 // Prints a JSON line of timings, then "ok", and exits 0.
 
 import {
-  base, createRoom, expect, invite, joinWith, openCall, participant, pictureDistances, receivesThroughSfu, run, setMedia,
+  acceptInvite, createRoom, expect, invite, joinWith, openCall, participant, pictureDistances,
+  receivesThroughSfu, run, setMedia,
 } from "./browser_kit.mjs";
 
 await run("auto", async () => {
@@ -19,9 +20,7 @@ await run("auto", async () => {
   for (const name of ["Ann", "Bob"]) {
     const link = await invite(host, name);
     const page = await participant(name.toLowerCase());
-    await page.goto(`${base}/i/${link}`);
-    await page.click("#browser-key");
-    await page.waitForSelector("text=is now on the room's list");
+    await acceptInvite(page, link);
     guests.push(page);
   }
   const [ann, bob] = guests;

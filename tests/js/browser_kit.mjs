@@ -323,6 +323,13 @@ export async function ticketFor(page, room) {
   }, room);
 }
 
+/** Opens invite `link` in `page` and puts this profile's browser key on the room's list. */
+export async function acceptInvite(page, link) {
+  await page.goto(`${base}/i/${link}`);
+  await page.click("#browser-key");
+  await page.waitForSelector("text=is now on the room's list");
+}
+
 /** Gives a profile a platform authenticator that always sees and verifies its user. */
 export async function virtualAuthenticator(ctx, page) {
   const cdp = await ctx.newCDPSession(page);

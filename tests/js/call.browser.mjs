@@ -15,8 +15,8 @@
 
 import { Wallet } from "ethers";
 import {
-  SWAP_CERTIFICATE, base, createRoom, expect, firstRemoteFrame, invite, joinWith, mediaStopped, openCall, pages,
-  participant, receivesMedia, run, ticketFor, tile, virtualAuthenticator, walletParticipant,
+  SWAP_CERTIFICATE, acceptInvite, base, createRoom, expect, firstRemoteFrame, invite, joinWith, mediaStopped,
+  openCall, pages, participant, receivesMedia, run, ticketFor, tile, virtualAuthenticator, walletParticipant,
 } from "./browser_kit.mjs";
 
 await run("call flow", async () => {
@@ -45,9 +45,7 @@ await run("call flow", async () => {
 
   // Mallory enrols her browser key through her invite.
   const mallory = await participant("mallory", null, SWAP_CERTIFICATE);
-  await mallory.goto(`${base}/i/${malloryInvite}`);
-  await mallory.click("#browser-key");
-  await mallory.waitForSelector("text=is now on the room's list");
+  await acceptInvite(mallory, malloryInvite);
 
   // Three join, with three methods.
   await openCall(host, room);

@@ -15,8 +15,8 @@
 import { Wallet } from "ethers";
 import { createServer } from "node:http";
 import {
-  THUMB, base, createRoom, expect, invite, joinWith, openCall, pages, participant, pictureDistances, receivesThroughSfu, run,
-  setMedia, ticketFor, tile, virtualAuthenticator, walletParticipant,
+  THUMB, acceptInvite, base, createRoom, expect, invite, joinWith, openCall, pages, participant, pictureDistances,
+  receivesThroughSfu, run, setMedia, ticketFor, tile, virtualAuthenticator, walletParticipant,
 } from "./browser_kit.mjs";
 
 // Mallory's page signs an ECDH public key that is not the one it holds.
@@ -105,9 +105,7 @@ await run("e2ee", async () => {
   const ticketPage = await participant("ticket");
   const mallory = await participant("mallory", null, SWAP_MEDIA_KEY);
   for (const [page, who] of [[ticketPage, "Ticket person"], [mallory, "Mallory"]]) {
-    await page.goto(`${base}/i/${invites[who]}`);
-    await page.click("#browser-key");
-    await page.waitForSelector("text=is now on the room's list");
+    await acceptInvite(page, invites[who]);
   }
 
   // Four join, with four methods; each decodes the three others through the SFU.

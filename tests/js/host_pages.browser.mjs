@@ -8,7 +8,9 @@
 // Prints "ok" and exits 0 on success; on failure saves a screenshot of every open
 // page into ARTIFACT_DIR and exits 1.
 
-import { base, browser, createRoom, expect, pages, run, virtualAuthenticator } from "./browser_kit.mjs";
+import {
+  acceptInvite, base, browser, createRoom, expect, pages, run, virtualAuthenticator,
+} from "./browser_kit.mjs";
 
 await run("browser flow", async () => {
   const hostCtx = await browser.newContext({ permissions: ["clipboard-read", "clipboard-write"] });
@@ -89,9 +91,7 @@ await run("browser flow", async () => {
   const guestCtx = await browser.newContext();
   const guest = await guestCtx.newPage();
   pages.guest = guest;
-  await guest.goto(`${base}/i/${invite}`);
-  await guest.click("#browser-key");
-  await guest.waitForSelector("text=is now on the room's list");
+  await acceptInvite(guest, invite);
   const guestDid = (await guest.textContent("#status")).match(/did:key:\S+/)[0];
 
   // The host sees it appear.

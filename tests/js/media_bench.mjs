@@ -9,7 +9,8 @@
 
 import { readFileSync, readdirSync } from "node:fs";
 import {
-  base, createRoom, invite, joinThroughSfu, joinWith, openCall, participant, receivesThroughSfu, run, setMedia,
+  acceptInvite, base, createRoom, invite, joinThroughSfu, joinWith, openCall, participant, receivesThroughSfu, run,
+  setMedia,
 } from "./browser_kit.mjs";
 
 const SECONDS = Number(process.env.BENCH_SECONDS || 10);
@@ -54,9 +55,7 @@ async function scenario(mode, n) {
   for (let i = 1; i < n; i++) {
     const link = await invite(host, `P${i}`);
     const page = await participant(`${mode}${n}-${i}`);
-    await page.goto(`${base}/i/${link}`);
-    await page.click("#browser-key");
-    await page.waitForSelector("text=is now on the room's list");
+    await acceptInvite(page, link);
     pages.push(page);
   }
   pages.unshift(await host.context().newPage());

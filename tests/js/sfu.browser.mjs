@@ -6,7 +6,9 @@
 //
 // Prints a JSON line of timings, then "ok", and exits 0.
 
-import { base, createRoom, expect, invite, joinThroughSfu, participant, run, setMedia } from "./browser_kit.mjs";
+import {
+  acceptInvite, createRoom, expect, invite, joinThroughSfu, participant, run, setMedia,
+} from "./browser_kit.mjs";
 
 /** Decoded video frames and audio samples from every subscription of a page. */
 const received = (page) =>
@@ -29,9 +31,7 @@ await run("sfu", async () => {
   await setMedia(host, "sfu");
   const guestInvite = await invite(host, "Guest");
   const guest = await participant("guest");
-  await guest.goto(`${base}/i/${guestInvite}`);
-  await guest.click("#browser-key");
-  await guest.waitForSelector("text=is now on the room's list");
+  await acceptInvite(guest, guestInvite);
 
   const t0 = Date.now();
   const within = (what, p) => Promise.race([p, new Promise((_, no) => setTimeout(() => no(new Error(`${what}: not within 20 s`)), 20000))]);

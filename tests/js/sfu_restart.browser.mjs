@@ -11,7 +11,8 @@
 
 import { createInterface } from "node:readline";
 import {
-  base, createRoom, expect, invite, joinWith, openCall, participant, pictureDistances, receivesThroughSfu, run, setMedia,
+  acceptInvite, createRoom, expect, invite, joinWith, openCall, participant, pictureDistances,
+  receivesThroughSfu, run, setMedia,
 } from "./browser_kit.mjs";
 
 const lines = createInterface({ input: process.stdin });
@@ -23,9 +24,7 @@ await run("sfu restart", async () => {
   await setMedia(host, "sfu");
   const link = await invite(host, "Guest");
   const guest = await participant("guest");
-  await guest.goto(`${base}/i/${link}`);
-  await guest.click("#browser-key");
-  await guest.waitForSelector("text=is now on the room's list");
+  await acceptInvite(guest, link);
   for (const page of [host, guest]) {
     await openCall(page, room);
     await joinWith(page, "#join-browser-key");

@@ -11,7 +11,7 @@
 
 import { createInterface } from "node:readline";
 import {
-  base, createRoom, expect, invite, joinWith, openCall, participant, receivesMedia, run, tile,
+  acceptInvite, base, createRoom, expect, invite, joinWith, openCall, participant, receivesMedia, run, tile,
 } from "./browser_kit.mjs";
 
 /** A participant whose every request goes to server `n`. */
@@ -26,9 +26,7 @@ await run("two servers", async () => {
   const guestInvite = await invite(host, "Guest on the other server");
 
   const guest = await participant("guest", on(1));
-  await guest.goto(`${base}/i/${guestInvite}`);
-  await guest.click("#browser-key");
-  await guest.waitForSelector("text=is now on the room's list");
+  await acceptInvite(guest, guestInvite);
 
   await openCall(host, room);
   await joinWith(host, "#join-browser-key");

@@ -12,7 +12,36 @@ pub struct JanusServer {
     pub url: String,
 }
 
+/// A VideoRoom handle of the test's own on a Janus: what an operator (or a curious
+/// server) sees there.
+pub struct VideoRoomView {
+    api: std::sync::Arc<keygate::sfu::janus::Janus>,
+    session: u64,
+    handle: u64,
+}
+
+impl VideoRoomView {
+    /// Sends a VideoRoom request; Janus's answer (`plugindata.data`).
+    pub async fn ask(&self, body: serde_json::Value) -> serde_json::Value {
+        let answer = self.api.message(self.session, self.handle, body, None).await.unwrap();
+        answer["plugindata"]["data"].clone()
+    }
+
+    /// Every room on this Janus, as `list` describes them.
+    pub async fn rooms(&self) -> Vec<serde_json::Value> {
+        self.ask(serde_json::json!({"request": "list"})).await["list"].as_array().cloned().unwrap_or_default()
+    }
+}
+
 impl JanusServer {
+    /// A VideoRoom handle of the test's own on this Janus.
+    pub async fn view(&self) -> VideoRoomView {
+        let api = keygate::sfu::janus::Janus::connect(&self.url).await.unwrap();
+        let session = api.create_session().await.unwrap();
+        let (handle, _) = api.attach(session, "janus.plugin.videoroom").await.unwrap();
+        VideoRoomView { api, session, handle }
+    }
+
     /// None (outside CI) without janus.
     pub fn start() -> Option<JanusServer> {
         let janus = tool("janus")?;
